@@ -1,0 +1,96 @@
+// Package grpcx builds hnsec's gRPC servers and client connections the same way in every mode: correlation
+// ids in, log lines out, panics and internal errors turned into documented errors that leak nothing,
+// reflection and the standard health service on. It knows no service.
+package grpcx
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/correlation"
+)
+
+// NewServer returns a gRPC server with hnsec's interceptors, reflection and a health service (returned so
+// services can report their state).
+func NewServer(log *slog.Logger) (*grpc.Server, *health.Server) {
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unaryServerInterceptor(log)))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+	return srv, hs
+}
+
+// unaryServerInterceptor puts the correlation id in the context, recovers panics, hides internal errors
+// and logs every failed call with its korrelasjonsId (successes at debug level).
+func unaryServerInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		id := correlation.FromIncoming(ctx)
+		ctx = correlation.With(ctx, id)
+		start := time.Now()
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("panic in gRPC handler", "method", info.FullMethod, correlation.LogKey, id,
+					"panic", p, "stack", string(debug.Stack()))
+				resp, err = nil, apierr.New(apierr.ServerError, "internal error")
+			}
+			if err != nil {
+				err = publicError(log, info.FullMethod, id, err)
+			}
+			logCall(ctx, log, info.FullMethod, id, time.Since(start), err)
+		}()
+		return handler(ctx, req)
+	}
+}
+
+// publicError keeps documented errors and peer statuses, and replaces anything else with ServerError after
+// logging it: a client never sees an internal error text.
+func publicError(log *slog.Logger, method, id string, err error) error {
+	var e *apierr.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	log.Error("internal error", "method", method, correlation.LogKey, id, "err", err)
+	return apierr.New(apierr.ServerError, "internal error")
+}
+
+func logCall(ctx context.Context, log *slog.Logger, method, id string, d time.Duration, err error) {
+	if err == nil {
+		if log.Enabled(ctx, slog.LevelDebug) {
+			log.Debug("grpc call", "method", method, correlation.LogKey, id, "duration", d)
+		}
+		return
+	}
+	e := apierr.FromGRPC(err)
+	level := slog.LevelInfo
+	if e.Kind.HTTPStatus >= 500 {
+		level = slog.LevelError
+	}
+	log.Log(ctx, level, "grpc call failed", "method", method, correlation.LogKey, id, "error", e.Kind.Name,
+		"description", e.Description, "duration", d)
+}
+
+// Dial returns a client connection to addr that forwards the caller's correlation id. The connection is
+// plaintext: in monolithic mode it stays on loopback.
+func Dial(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
+			invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(correlation.Outgoing(ctx), method, req, reply, cc, opts...)
+		}),
+	)
+}

@@ -1,0 +1,78 @@
+// Package natsbus connects a process to NATS: an external server or cluster when a URL is given, or else
+// an embedded nats-server with JetStream (file store in the data directory, sync always) reached through
+// an in-process connection, so it opens no port (4222 may be taken by another server).
+package natsbus
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Config selects the NATS server.
+type Config struct {
+	// URL of an external server; empty starts the embedded one.
+	URL string
+	// DataDir holds the embedded server's JetStream store (in DataDir/nats).
+	DataDir string
+	// Name is the client connection name.
+	Name string
+}
+
+// Bus is a NATS connection, and the embedded server behind it when there is one.
+type Bus struct {
+	// Conn is the connection every service shares.
+	Conn   *nats.Conn
+	server *server.Server
+}
+
+// Open starts or connects to NATS.
+func Open(cfg Config) (*Bus, error) {
+	if cfg.URL != "" {
+		nc, err := nats.Connect(cfg.URL, nats.Name(cfg.Name), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, fmt.Errorf("nats %s: %w", cfg.URL, err)
+		}
+		return &Bus{Conn: nc}, nil
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "hnsec-embedded",
+		DontListen: true,
+		JetStream:  true,
+		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
+		SyncAlways: true,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 30s")
+	}
+	nc, err := nats.Connect("", nats.Name(cfg.Name), nats.InProcessServer(ns))
+	if err != nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded nats connect: %w", err)
+	}
+	return &Bus{Conn: nc, server: ns}, nil
+}
+
+// Close drains the connection and stops the embedded server, waiting until its store is closed.
+func (b *Bus) Close() error {
+	err := b.Conn.Drain()
+	for !b.Conn.IsClosed() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if b.server != nil {
+		b.server.Shutdown()
+		b.server.WaitForShutdown()
+	}
+	return err
+}

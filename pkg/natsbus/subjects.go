@@ -1,0 +1,8 @@
+package natsbus
+
+// Subjects of the events services publish for each other. Payloads are documented beside each.
+const (
+	// SubjectClientChanged carries a client_id (plain text) whenever a client configuration, its status or
+	// its credentials change; holders of cached client data drop it.
+	SubjectClientChanged = "hnsec.registry.client.changed"
+)

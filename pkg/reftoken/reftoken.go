@@ -1,0 +1,106 @@
+// Package reftoken is the access token format of seed 002: a "reference JWT" signed with HS256 whose
+// header is {"alg":"HS256","typ":"JWT","ver":1,"typ_2":"ref"} and whose claims name the client and a
+// ref_token handle. The rights the token represents are not in it: they are stored server side behind the
+// handle. This package signs and verifies the JWT; it knows nothing about storage.
+package reftoken
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Header values that mark a reference token.
+const (
+	TypeRef     = "ref"
+	RefTypeFull = "Full"
+	version     = 1
+)
+
+// Claims are the token's claims, in the order of the seed's example token.
+type Claims struct {
+	ID           string           `json:"jti"`
+	ClientID     string           `json:"client_id"`
+	ClientName   string           `json:"client_name"`
+	RefToken     string           `json:"ref_token"`
+	RefTokenType string           `json:"ref_token_type"`
+	Zone         string           `json:"zone"`
+	NotBefore    *jwt.NumericDate `json:"nbf"`
+	ExpiresAt    *jwt.NumericDate `json:"exp"`
+	IssuedAt     *jwt.NumericDate `json:"iat"`
+	Issuer       string           `json:"iss"`
+}
+
+var _ jwt.Claims = Claims{}
+
+// GetExpirationTime implements jwt.Claims.
+func (c Claims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt, nil }
+
+// GetIssuedAt implements jwt.Claims.
+func (c Claims) GetIssuedAt() (*jwt.NumericDate, error) { return c.IssuedAt, nil }
+
+// GetNotBefore implements jwt.Claims.
+func (c Claims) GetNotBefore() (*jwt.NumericDate, error) { return c.NotBefore, nil }
+
+// GetIssuer implements jwt.Claims.
+func (c Claims) GetIssuer() (string, error) { return c.Issuer, nil }
+
+// GetSubject implements jwt.Claims; reference tokens have no subject.
+func (c Claims) GetSubject() (string, error) { return "", nil }
+
+// GetAudience implements jwt.Claims; reference tokens carry no audience (it is behind the reference).
+func (c Claims) GetAudience() (jwt.ClaimStrings, error) { return nil, nil }
+
+// Sign returns the compact JWT for c signed with the HS256 key.
+func Sign(key []byte, c Claims) (string, error) {
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	t.Header["ver"] = version
+	t.Header["typ_2"] = TypeRef
+	return t.SignedString(key)
+}
+
+// Verifier checks reference tokens of one environment.
+type Verifier struct {
+	// Issuer the token must name.
+	Issuer string
+	// Zone the token must name.
+	Zone string
+	// Leeway allowed on nbf, iat and exp.
+	Leeway time.Duration
+}
+
+// ErrInvalid wraps every reason a token is not valid here.
+var ErrInvalid = errors.New("reference token not valid")
+
+// Verify parses token and checks its signature against keys (any may match), its header, issuer, zone and
+// times. It returns the claims of a valid token.
+func (v Verifier) Verify(token string, keys [][]byte, now time.Time) (Claims, error) {
+	set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(keys))}
+	for i, k := range keys {
+		set.Keys[i] = k
+	}
+	var c Claims
+	t, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return set, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(v.Issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(v.Leeway),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	)
+	if err != nil {
+		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if t.Header["typ_2"] != TypeRef {
+		return Claims{}, fmt.Errorf("%w: typ_2 is not %q", ErrInvalid, TypeRef)
+	}
+	if c.Zone != v.Zone {
+		return Claims{}, fmt.Errorf("%w: zone %q", ErrInvalid, c.Zone)
+	}
+	if c.RefToken == "" || c.RefTokenType != RefTypeFull {
+		return Claims{}, fmt.Errorf("%w: no reference", ErrInvalid)
+	}
+	return c, nil
+}

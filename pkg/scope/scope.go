@@ -1,0 +1,71 @@
+// Package scope parses and checks OAuth2 scope strings (RFC 6749 3.3) and derives the audience (the API)
+// a scope belongs to.
+package scope
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// MaxScopes bounds how many scopes one request or client may name.
+const MaxScopes = 50
+
+// Parse splits a space-separated scope string into its distinct scope tokens, in order, and checks each
+// token's characters (%x21 / %x23-5B / %x5D-7E) and length.
+func Parse(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	parts := strings.Split(s, " ")
+	out := make([]string, 0, len(parts))
+	for _, p := range parts {
+		if p == "" {
+			return nil, fmt.Errorf("scope has an empty entry (double or edge space)")
+		}
+		if err := Check(p); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	if len(out) > MaxScopes {
+		return nil, fmt.Errorf("more than %d scopes", MaxScopes)
+	}
+	return out, nil
+}
+
+// Check reports whether one scope token is well formed.
+func Check(tok string) error {
+	if tok == "" || len(tok) > 200 {
+		return fmt.Errorf("scope must be 1 to 200 characters")
+	}
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
+			return fmt.Errorf("scope %q has a character not allowed in a scope", tok)
+		}
+	}
+	return nil
+}
+
+// Audience is the API a scope belongs to: the part before the first "/" ("nhn:helsenorge.eksternapi"
+// for "nhn:helsenorge.eksternapi/personverninnstilling_read"), or the whole scope when it has none.
+func Audience(tok string) string {
+	if i := strings.IndexByte(tok, '/'); i > 0 {
+		return tok[:i]
+	}
+	return tok
+}
+
+// Audiences returns the distinct audiences of scopes, in order.
+func Audiences(scopes []string) []string {
+	out := make([]string, 0, 1)
+	for _, s := range scopes {
+		if a := Audience(s); !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -1,0 +1,101 @@
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrClosed is returned by Batcher.Submit once the batcher has stopped.
+var ErrClosed = errors.New("store: batcher stopped")
+
+// Batcher is a group commit: concurrent Submit calls are gathered while the previous batch is being
+// written, and each batch is applied in one transaction (one fsync), so durability costs one sync per
+// batch rather than one per request. Submit returns only after its item's batch committed.
+type Batcher[T any] struct {
+	in       chan batchItem[T]
+	apply    func(ctx context.Context, items []T) error
+	max      int
+	finished chan struct{}
+}
+
+type batchItem[T any] struct {
+	v    T
+	done chan error
+}
+
+// NewBatcher returns a batcher applying at most max items per call of apply. Run must be running.
+func NewBatcher[T any](max int, apply func(ctx context.Context, items []T) error) *Batcher[T] {
+	return &Batcher[T]{in: make(chan batchItem[T], 4*max), apply: apply, max: max, finished: make(chan struct{})}
+}
+
+// Submit queues v and waits until the batch holding it is committed, returning apply's error.
+func (b *Batcher[T]) Submit(ctx context.Context, v T) error {
+	it := batchItem[T]{v: v, done: make(chan error, 1)}
+	select {
+	case b.in <- it:
+	case <-b.finished:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-it.done:
+		return err
+	case <-b.finished:
+		select {
+		case err := <-it.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run writes batches until ctx ends, then writes what is still queued and returns.
+func (b *Batcher[T]) Run(ctx context.Context) error {
+	defer close(b.finished)
+	items := make([]batchItem[T], 0, b.max)
+	values := make([]T, 0, b.max)
+	for {
+		select {
+		case it := <-b.in:
+			items = append(items[:0], it)
+			items = b.fill(items)
+			b.commit(context.WithoutCancel(ctx), items, values)
+		case <-ctx.Done():
+			for {
+				items = b.fill(items[:0])
+				if len(items) == 0 {
+					return nil
+				}
+				b.commit(context.WithoutCancel(ctx), items, values)
+			}
+		}
+	}
+}
+
+// fill adds queued items without waiting, up to max.
+func (b *Batcher[T]) fill(items []batchItem[T]) []batchItem[T] {
+	for len(items) < b.max {
+		select {
+		case it := <-b.in:
+			items = append(items, it)
+		default:
+			return items
+		}
+	}
+	return items
+}
+
+func (b *Batcher[T]) commit(ctx context.Context, items []batchItem[T], values []T) {
+	values = values[:0]
+	for _, it := range items {
+		values = append(values, it.v)
+	}
+	err := b.apply(ctx, values)
+	for _, it := range items {
+		it.done <- err
+	}
+}

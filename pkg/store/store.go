@@ -1,0 +1,121 @@
+// Package store opens the SQL database a service owns and runs its migrations, and offers a group-commit
+// batcher for hot write paths. Each service has its own database (its own SQLite file in the data
+// directory), so no service can reach into another's tables.
+//
+// SQLite (modernc.org/sqlite, pure Go) is the embedded default: WAL, a busy timeout, synchronous=FULL so a
+// committed transaction survives a crash, and one writer connection (many readers), which is what SQLite
+// can do without "database is locked" errors.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Sentinel errors every service store returns for the same situations.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrAlreadyExists = errors.New("already exists")
+)
+
+// Config says where a service's data lives.
+type Config struct {
+	// DataDir holds the SQLite files.
+	DataDir string
+	// DatabaseURL selects an external database instead of SQLite (not supported yet).
+	DatabaseURL string
+}
+
+// DB is a service's database: a reader pool and a writer handle.
+type DB struct {
+	// Read serves queries; any number of connections.
+	Read *sql.DB
+	// Write serves transactions; one connection with SQLite.
+	Write *sql.DB
+}
+
+// Open opens (creating if needed) the database of the service called name and applies migrations in order.
+func Open(ctx context.Context, cfg Config, name string, migrations []string) (*DB, error) {
+	if cfg.DatabaseURL != "" {
+		return nil, errors.New("--database-url: only the embedded SQLite store exists so far")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	path := filepath.Join(cfg.DataDir, name+".db")
+	q := url.Values{}
+	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
+		q.Add("_pragma", p)
+	}
+	read, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	q.Set("_txlock", "immediate")
+	write, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		_ = read.Close()
+		return nil, err
+	}
+	write.SetMaxOpenConns(1)
+	db := &DB{Read: read, Write: write}
+	if err := db.migrate(ctx, migrations); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("migrate %s: %w", name, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes both handles.
+func (db *DB) Close() error {
+	return errors.Join(db.Write.Close(), db.Read.Close())
+}
+
+// Tx runs fn in a write transaction, committing when fn returns nil.
+func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		return errors.Join(err, tx.Rollback())
+	}
+	return tx.Commit()
+}
+
+// migrate applies the migrations not yet applied; migration i is version i+1.
+func (db *DB) migrate(ctx context.Context, migrations []string) error {
+	return db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+			return err
+		}
+		var v int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+			return err
+		}
+		if v > len(migrations) {
+			return fmt.Errorf("database schema version %d is newer than this binary (%d)", v, len(migrations))
+		}
+		for i := v; i < len(migrations); i++ {
+			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
+		}
+		if v < len(migrations) {
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, len(migrations))
+			return err
+		}
+		return nil
+	})
+}

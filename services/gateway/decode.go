@@ -1,0 +1,163 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// maxJSONDepth bounds how deeply JSON request bodies may nest.
+const maxJSONDepth = 32
+
+// jsonMarshaler writes responses with proto field names and every field present, and reads request bodies
+// strictly: valid UTF-8, bounded nesting, no duplicate keys, no wrong types; unknown fields are ignored.
+type jsonMarshaler struct{ *runtime.JSONPb }
+
+func newJSONMarshaler() jsonMarshaler {
+	return jsonMarshaler{&runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
+	}}
+}
+
+// NewDecoder implements runtime.Marshaler.
+func (m jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder { return bodyDecoder(r, m.Unmarshal) }
+
+// bodyDecoder reads the whole body (already bounded by the gateway) and unmarshals it.
+func bodyDecoder(r io.Reader, unmarshal func([]byte, any) error) runtime.Decoder {
+	return runtime.DecoderFunc(func(v any) error {
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		return unmarshal(b, v)
+	})
+}
+
+// Unmarshal implements runtime.Marshaler.
+func (m jsonMarshaler) Unmarshal(b []byte, v any) error {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	msg, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Errorf("cannot decode into %T", v)
+	}
+	return DecodeJSON(m.UnmarshalOptions, b, msg)
+}
+
+// DecodeJSON decodes a JSON request body into msg with clear errors.
+func DecodeJSON(opts protojson.UnmarshalOptions, b []byte, msg proto.Message) error {
+	if !utf8.Valid(b) {
+		return errors.New("request body is not valid UTF-8")
+	}
+	if jsonDepth(b) > maxJSONDepth {
+		return fmt.Errorf("request body nests deeper than %d levels", maxJSONDepth)
+	}
+	if err := opts.Unmarshal(b, msg); err != nil {
+		return fmt.Errorf("request body is not valid JSON for this endpoint: %s", protoErrorText(err))
+	}
+	return nil
+}
+
+// jsonDepth returns the deepest nesting of objects and arrays in b, ignoring brackets inside strings.
+func jsonDepth(b []byte) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
+}
+
+// protoErrorText strips protobuf-go's "proto:" prefix (whose space it randomises) from err's text.
+func protoErrorText(err error) string {
+	s := err.Error()
+	if rest, ok := strings.CutPrefix(s, "proto:"); ok {
+		s = strings.TrimLeft(rest, " \u00a0")
+	}
+	return s
+}
+
+// formMarshaler reads application/x-www-form-urlencoded bodies (the OAuth2 endpoints) into string fields by
+// their proto names, and writes responses as JSON.
+type formMarshaler struct{ jsonMarshaler }
+
+// NewDecoder implements runtime.Marshaler.
+func (m formMarshaler) NewDecoder(r io.Reader) runtime.Decoder { return bodyDecoder(r, m.Unmarshal) }
+
+// Unmarshal implements runtime.Marshaler.
+func (m formMarshaler) Unmarshal(b []byte, v any) error {
+	msg, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Errorf("cannot decode into %T", v)
+	}
+	return DecodeForm(b, msg)
+}
+
+// DecodeForm decodes a form-urlencoded body into msg's string fields. Parameters must be valid
+// percent-encoded UTF-8 and appear at most once (RFC 6749 3.1, 3.2); unknown parameters are ignored.
+func DecodeForm(b []byte, msg proto.Message) error {
+	rm := msg.ProtoReflect()
+	fields := rm.Descriptor().Fields()
+	seen := map[string]bool{}
+	for _, pair := range strings.Split(string(b), "&") {
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			return errors.New("form body has a malformed percent-encoding")
+		}
+		val, err := url.QueryUnescape(v)
+		if err != nil {
+			return errors.New("form body has a malformed percent-encoding")
+		}
+		if !utf8.ValidString(key) || !utf8.ValidString(val) {
+			return errors.New("form body is not valid UTF-8")
+		}
+		if seen[key] {
+			return fmt.Errorf("parameter %s is repeated", quoteParam(key))
+		}
+		seen[key] = true
+		fd := fields.ByName(protoreflect.Name(key))
+		if fd == nil {
+			continue
+		}
+		if fd.Kind() != protoreflect.StringKind || fd.Cardinality() == protoreflect.Repeated {
+			return fmt.Errorf("parameter %s cannot be sent in a form body", quoteParam(key))
+		}
+		rm.Set(fd, protoreflect.ValueOfString(val))
+	}
+	return nil
+}
+
+// quoteParam quotes a client-supplied parameter name for an error text, cut to 40 bytes.
+func quoteParam(s string) string {
+	if len(s) > 40 {
+		s = s[:40]
+	}
+	return fmt.Sprintf("%q", s)
+}

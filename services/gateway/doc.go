@@ -1,0 +1,8 @@
+// Package gateway is the REST face of every service: grpc-gateway handlers generated from
+// proto/hnsec/http_rules.yaml, reached through a real gRPC client connection (so interceptors run the same
+// in every mode), plus /healthz, /readyz, /metrics and /openapi.json.
+//
+// It owns no data. It decodes request bodies (JSON, and form-urlencoded on the OAuth2 endpoints), limits
+// their size and type, gives every request a korrelasjonsId and writes every error as one JSON object with
+// the OAuth2 and Helsenorge fields (pkg/apierr). It must not call a service's Go code directly.
+package gateway

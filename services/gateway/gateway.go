@@ -1,0 +1,196 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/hnsec/hnsec/gen/openapi"
+	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
+	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/correlation"
+)
+
+// MaxBodyBytes bounds request bodies (64 KiB).
+const MaxBodyBytes = 64 << 10
+
+// Media types the gateway reads.
+const (
+	mediaJSON = "application/json"
+	mediaForm = "application/x-www-form-urlencoded"
+)
+
+// oauthPaths are the OAuth2 endpoints: they also take form bodies, and their answers are never cached.
+var oauthPaths = map[string]bool{"/sts/Token": true, "/sts/token": true}
+
+// New returns the REST handler. conn reaches the services' gRPC APIs; gatherer serves /metrics.
+func New(ctx context.Context, conn *grpc.ClientConn, gatherer prometheus.Gatherer, log *slog.Logger) (http.Handler, error) {
+	g := &gateway{log: log, health: healthpb.NewHealthClient(conn)}
+	jm := newJSONMarshaler()
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, jm),
+		runtime.WithMarshalerOption(mediaJSON, jm),
+		runtime.WithMarshalerOption(mediaForm, formMarshaler{jm}),
+		runtime.WithErrorHandler(g.handleError),
+		runtime.WithRoutingErrorHandler(g.handleRoutingError),
+		// gRPC response metadata is internal: none of it becomes an HTTP header.
+		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+	)
+	if err := stsv1.RegisterTokenServiceHandler(ctx, mux, conn); err != nil {
+		return nil, err
+	}
+	if err := registryv1.RegisterClientRegistryServiceHandler(ctx, mux, conn); err != nil {
+		return nil, err
+	}
+	root := http.NewServeMux()
+	root.Handle("/", g.checkBody(mux))
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	root.HandleFunc("GET /readyz", g.ready)
+	root.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", mediaJSON)
+		_, _ = w.Write(openapi.JSON)
+	})
+	return withCorrelation(root), nil
+}
+
+type gateway struct {
+	log    *slog.Logger
+	health healthpb.HealthClient
+}
+
+// withCorrelation gives each request a korrelasjonsId (the client's own X-Correlation-Id when it is a
+// GUID), in the context for the gRPC hop and in the response header.
+func withCorrelation(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(correlation.Header)
+		if !correlation.Valid(id) {
+			id = correlation.New()
+		}
+		w.Header().Set(correlation.Header, id)
+		next.ServeHTTP(w, r.WithContext(correlation.With(r.Context(), id)))
+	})
+}
+
+// checkBody bounds request bodies, admits only the media types the endpoint reads (UTF-8 only) and marks
+// OAuth2 answers as not cacheable (RFC 6749 5.1).
+func (g *gateway) checkBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		oauth := oauthPaths[r.URL.Path]
+		if oauth {
+			w.Header().Set("Cache-Control", "no-store")
+			w.Header().Set("Pragma", "no-cache")
+		}
+		if r.Method != http.MethodPost && r.Method != http.MethodPut && r.Method != http.MethodPatch {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+		if err != nil {
+			g.writeError(w, r, apierr.New(apierr.InvalidRequest, "request body could not be read"))
+			return
+		}
+		if len(body) > MaxBodyBytes {
+			g.writeError(w, r, apierr.New(apierr.RequestTooLarge, "request body is larger than %d KiB", MaxBodyBytes>>10))
+			return
+		}
+		if len(body) > 0 || r.Header.Get("Content-Type") != "" {
+			media, err := acceptedMedia(r.Header.Get("Content-Type"), oauth)
+			if err != nil {
+				g.writeError(w, r, err)
+				return
+			}
+			r.Header.Set("Content-Type", media)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// acceptedMedia returns the bare media type of a Content-Type the endpoint reads, or an error naming
+// what it reads.
+func acceptedMedia(contentType string, oauth bool) (string, *apierr.Error) {
+	media, params, err := mime.ParseMediaType(contentType)
+	want := "application/json"
+	if oauth {
+		want = "application/x-www-form-urlencoded or application/json"
+	}
+	if err != nil || !(media == mediaJSON || (oauth && media == mediaForm)) {
+		return "", apierr.New(apierr.UnsupportedMedia, "Content-Type must be %s", want)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return "", apierr.New(apierr.UnsupportedMedia, "charset must be utf-8")
+	}
+	return media, nil
+}
+
+// handleError is grpc-gateway's error handler: every gRPC error becomes an apierr body.
+func (g *gateway) handleError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	g.writeError(w, r, apierr.FromGRPC(err))
+}
+
+// handleRoutingError answers unknown paths (404) and wrong methods (405).
+func (g *gateway) handleRoutingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, code int) {
+	switch code {
+	case http.StatusMethodNotAllowed:
+		if oauthPaths[r.URL.Path] {
+			w.Header().Set("Allow", http.MethodPost)
+		}
+		g.writeError(w, r, apierr.New(apierr.MethodNotAllowed, "method %s is not allowed here", r.Method))
+	case http.StatusNotFound:
+		g.writeError(w, r, apierr.New(apierr.NotFound, "no such endpoint"))
+	default:
+		g.writeError(w, r, apierr.New(apierr.InvalidRequest, "%s", http.StatusText(code)))
+	}
+}
+
+// writeError writes e with the request's korrelasjonsId and logs it with the same id.
+func (g *gateway) writeError(w http.ResponseWriter, r *http.Request, e *apierr.Error) {
+	id := correlation.From(r.Context())
+	h := w.Header()
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(apierr.RetryAfterSeconds(e.RetryAfter)))
+	}
+	switch {
+	case e.Kind == apierr.InvalidClient && strings.HasPrefix(strings.ToLower(r.Header.Get("Authorization")), "basic"):
+		h.Set("WWW-Authenticate", `Basic realm="hnsec", charset="UTF-8"`)
+	case e.Kind == apierr.InvalidToken:
+		h.Set("WWW-Authenticate", `Bearer realm="hnsec", error="invalid_token"`)
+	}
+	level := slog.LevelInfo
+	if e.Kind.HTTPStatus >= 500 {
+		level = slog.LevelError
+	}
+	g.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", e.Kind.HTTPStatus,
+		"error", e.Kind.Name, "description", e.Description, correlation.LogKey, id)
+	writeJSON(w, e.Kind.HTTPStatus, e.Body(id))
+}
+
+// ready answers 200 when the gRPC services report SERVING, 503 otherwise.
+func (g *gateway) ready(w http.ResponseWriter, r *http.Request) {
+	resp, err := g.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

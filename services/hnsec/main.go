@@ -1,0 +1,36 @@
+// Command hnsec runs the hnsec services (`hnsec serve`) and administers them over gRPC (`hnsec admin`).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := rootCommand(os.Stdout).ParseAndRun(ctx, os.Args[1:])
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "hnsec:", err)
+		os.Exit(1)
+	}
+}
+
+func rootCommand(out *os.File) *ffcli.Command {
+	fs := flag.NewFlagSet("hnsec", flag.ContinueOnError)
+	return &ffcli.Command{
+		Name:        "hnsec",
+		ShortUsage:  "hnsec <serve|admin> [flags]",
+		ShortHelp:   "Helsenorge integration security services",
+		FlagSet:     fs,
+		Subcommands: []*ffcli.Command{serveCommand(out), adminCommand(out)},
+		Exec:        func(context.Context, []string) error { return flag.ErrHelp },
+	}
+}

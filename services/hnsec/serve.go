@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
+	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/pkg/grpcx"
+	"github.com/hnsec/hnsec/pkg/natsbus"
+	"github.com/hnsec/hnsec/pkg/obs"
+	"github.com/hnsec/hnsec/pkg/store"
+	"github.com/hnsec/hnsec/services/gateway"
+	"github.com/hnsec/hnsec/services/registry"
+	"github.com/hnsec/hnsec/services/sts"
+)
+
+// serveConfig is the configuration of `hnsec serve`: the process's own flags and each service's.
+type serveConfig struct {
+	HTTPAddr    string
+	GRPCAddr    string
+	PeerAddr    string
+	DataDir     string
+	DatabaseURL string
+	NATSURL     string
+	Services    string
+	Dev         bool
+	LogLevel    string
+	STS         sts.Config
+}
+
+func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "REST gateway listen address")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "gRPC listen address")
+	fs.StringVar(&c.PeerAddr, "peer-addr", "", "gRPC address of the services this process does not run (default: this process)")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "data directory (SQLite files, embedded NATS store, credentials)")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "external database URL (default: embedded SQLite in --data-dir)")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS URL (default: embedded NATS with an in-process connection)")
+	fs.StringVar(&c.Services, "services", "all", "services to run: all, or a comma-separated subset of "+strings.Join(serviceNames, ","))
+	fs.BoolVar(&c.Dev, "dev", false, "dev mode: seed a demo vendor, organisation, client system and client, and print its credentials")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	c.STS.RegisterFlags(fs)
+}
+
+func serveCommand(out io.Writer) *ffcli.Command {
+	fs := flag.NewFlagSet("hnsec serve", flag.ContinueOnError)
+	var cfg serveConfig
+	cfg.registerFlags(fs)
+	return &ffcli.Command{
+		Name:       "serve",
+		ShortUsage: "hnsec serve [flags] (every flag also reads HNSEC_<FLAG>, e.g. HNSEC_HTTP_ADDR)",
+		ShortHelp:  "run the services (all in one process by default)",
+		FlagSet:    fs,
+		Options:    []ff.Option{ff.WithEnvVarPrefix("HNSEC")},
+		Exec: func(ctx context.Context, _ []string) error {
+			log, err := obs.NewLogger(os.Stderr, cfg.LogLevel)
+			if err != nil {
+				return err
+			}
+			a, err := newApp(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			if a.devClient != nil {
+				printDevBanner(out, a)
+			}
+			return a.run(ctx)
+		},
+	}
+}
+
+// serviceNames are the services --services may name.
+var serviceNames = []string{"sts", "registry", "gateway"}
+
+// module is one node of the service graph: what it needs started before it, and how it starts.
+type module struct {
+	deps []string
+	init func(a *app, ctx context.Context) error
+}
+
+// graph is the service graph, declared once: services and the shared pieces they need. Starting a set of
+// services starts their dependencies first, in this order; stopping goes the other way.
+var graph = map[string]module{
+	"nats":     {init: (*app).initNATS},
+	"grpc":     {init: (*app).initGRPC},
+	"registry": {deps: []string{"nats", "grpc"}, init: (*app).initRegistry},
+	"sts":      {deps: []string{"nats", "grpc"}, init: (*app).initSTS},
+	"gateway":  {deps: []string{"grpc"}, init: (*app).initGateway},
+}
+
+// app is one running hnsec process.
+type app struct {
+	cfg       serveConfig
+	log       *slog.Logger
+	metrics   *prometheus.Registry
+	bus       *natsbus.Bus
+	grpcSrv   *grpc.Server
+	health    *health.Server
+	grpcLis   net.Listener
+	conn      *grpc.ClientConn
+	httpSrv   *http.Server
+	httpLis   net.Listener
+	actors    []actor
+	closers   []func() error
+	devClient *registry.Credentials
+}
+
+// actor is a long-running part of the process (see oklog/run): execute runs until interrupt is called.
+type actor struct {
+	execute   func() error
+	interrupt func(error)
+}
+
+// newApp starts the configured services' dependencies and services, in graph order; run serves them.
+func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error) {
+	order, err := startOrder(cfg.Services)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: log, metrics: obs.NewRegistry()}
+	for _, name := range order {
+		if err := graph[name].init(a, ctx); err != nil {
+			a.close()
+			return nil, fmt.Errorf("start %s: %w", name, err)
+		}
+	}
+	return a, nil
+}
+
+// startOrder returns the modules the services need, dependencies first.
+func startOrder(services string) ([]string, error) {
+	wanted := serviceNames
+	if services != "all" {
+		wanted = strings.Split(services, ",")
+	}
+	var order []string
+	var visit func(name string)
+	visit = func(name string) {
+		if slices.Contains(order, name) {
+			return
+		}
+		for _, d := range graph[name].deps {
+			visit(d)
+		}
+		order = append(order, name)
+	}
+	for _, s := range wanted {
+		if !slices.Contains(serviceNames, s) {
+			return nil, fmt.Errorf("--services: unknown service %q (known: all, %s)", s, strings.Join(serviceNames, ", "))
+		}
+	}
+	// Visit in the declared order so the start order does not depend on how --services was written.
+	for _, s := range serviceNames {
+		if slices.Contains(wanted, s) {
+			visit(s)
+		}
+	}
+	return order, nil
+}
+
+func (a *app) initNATS(context.Context) error {
+	bus, err := natsbus.Open(natsbus.Config{URL: a.cfg.NATSURL, DataDir: a.cfg.DataDir, Name: "hnsec"})
+	if err != nil {
+		return err
+	}
+	a.bus = bus
+	a.closers = append(a.closers, bus.Close)
+	return nil
+}
+
+// initGRPC opens the gRPC listener and server, and the client connection services use to reach each other
+// (this process, or --peer-addr for services running elsewhere).
+func (a *app) initGRPC(context.Context) error {
+	lis, err := net.Listen("tcp", a.cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	a.grpcLis = lis
+	a.grpcSrv, a.health = grpcx.NewServer(a.log)
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	peer := a.cfg.PeerAddr
+	if peer == "" {
+		peer = lis.Addr().String()
+	}
+	conn, err := grpcx.Dial(peer)
+	if err != nil {
+		return err
+	}
+	a.conn = conn
+	a.closers = append(a.closers, conn.Close)
+	a.actors = append(a.actors, actor{func() error { return a.grpcSrv.Serve(lis) }, func(error) { a.grpcSrv.GracefulStop() }})
+	return nil
+}
+
+func (a *app) storeConfig() store.Config {
+	return store.Config{DataDir: a.cfg.DataDir, DatabaseURL: a.cfg.DatabaseURL}
+}
+
+func (a *app) initRegistry(ctx context.Context) error {
+	srv, db, err := registry.Open(ctx, a.storeConfig(), a.bus.Conn, stsv1.NewTokenServiceClient(a.conn), a.log.With("service", "registry"))
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, db.Close)
+	registryv1.RegisterClientRegistryServiceServer(a.grpcSrv, srv)
+	a.devClient, err = srv.Bootstrap(ctx, a.cfg.DataDir, a.cfg.Dev)
+	return err
+}
+
+func (a *app) initSTS(ctx context.Context) error {
+	srv, db, err := sts.Open(ctx, a.cfg.STS, a.storeConfig(), a.bus.Conn, registryv1.NewClientRegistryServiceClient(a.conn),
+		a.metrics, a.log.With("service", "sts"))
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, db.Close)
+	stsv1.RegisterTokenServiceServer(a.grpcSrv, srv)
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.actors = append(a.actors, actor{func() error { return srv.Run(runCtx) }, func(error) { cancel() }})
+	return nil
+}
+
+func (a *app) initGateway(ctx context.Context) error {
+	h, err := gateway.New(context.WithoutCancel(ctx), a.conn, a.metrics, a.log.With("service", "gateway"))
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	a.httpLis = lis
+	a.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	return nil
+}
+
+// run serves until ctx ends, then shuts down gracefully: the REST gateway finishes in-flight requests, the
+// gRPC server finishes in-flight calls, services flush their queues, and NATS and the databases close.
+func (a *app) run(ctx context.Context) error {
+	defer a.close()
+	var group run.Group
+	stopped := make(chan struct{})
+	group.Add(func() error {
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+		}
+		return nil
+	}, func(error) { close(stopped) })
+	if a.httpSrv != nil {
+		group.Add(func() error {
+			if err := a.httpSrv.Serve(a.httpLis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}, func(error) {
+			a.health.Shutdown()
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = a.httpSrv.Shutdown(sctx)
+		})
+	}
+	// Actors stop in the order they were added: the REST gateway first, then the gRPC server, then the
+	// services' own loops (in start order, so nothing stops before what feeds it).
+	for _, ac := range a.actors {
+		group.Add(ac.execute, ac.interrupt)
+	}
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	a.log.Info("hnsec serving", "http", a.httpAddr(), "grpc", a.grpcLis.Addr().String(), "services", a.cfg.Services,
+		"data_dir", a.cfg.DataDir)
+	err := group.Run()
+	a.log.Info("hnsec stopped")
+	return err
+}
+
+// close releases what newApp opened, last opened first.
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			a.log.Error("close", "err", err)
+		}
+	}
+	a.closers = nil
+}
+
+func (a *app) httpAddr() string {
+	if a.httpLis == nil {
+		return ""
+	}
+	return a.httpLis.Addr().String()
+}
+
+func printDevBanner(out io.Writer, a *app) {
+	c := a.devClient
+	fmt.Fprintf(out, `
+hnsec dev mode: demo client configuration (also in %s)
+  client_id:     %s
+  client_secret: %s
+  scopes:        %s
+
+  curl -s -X POST http://%s/sts/Token \
+    -H 'Content-Type: application/x-www-form-urlencoded' \
+    -d 'grant_type=client_credentials&client_id=%s&client_secret=%s'
+
+`, filepath.Join(a.cfg.DataDir, registry.DevClientFile), c.ClientID, c.ClientSecret, strings.Join(c.Scopes, " "),
+		a.httpAddr(), c.ClientID, c.ClientSecret)
+}

@@ -1,0 +1,113 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/hnsec/hnsec/pkg/store"
+)
+
+// Credentials is a client credential written to the data directory (operator.json, dev-client.json).
+type Credentials struct {
+	ClientID     string   `json:"client_id"`
+	ClientSecret string   `json:"client_secret"`
+	Scopes       []string `json:"scopes"`
+}
+
+// Files the registry writes into the data directory, each with mode 0600.
+const (
+	OperatorFile  = "operator.json"
+	DevClientFile = "dev-client.json"
+)
+
+// The deployment's own organisation (Norsk Helsenett SF) owns the bootstrap operator credential.
+const nhnOrgnr = "994598759"
+
+// Demo data seeded in dev mode. The ids are fixed so that seeding twice changes nothing.
+var (
+	demoVendor = Vendor{ID: "6f1c2d3e-0000-4000-8000-000000000001", Name: "Demo Leverandør AS", OrganisationNumber: "921000006"}
+	demoOrg    = Organisation{Number: "971000007", Name: "Demo kommune"}
+	demoSystem = ClientSystem{ID: "6f1c2d3e-0000-4000-8000-000000000002", VendorID: demoVendor.ID, Name: "Demo journalsystem", Status: "approved"}
+	// DemoScopes are the scopes of the demo client configuration.
+	DemoScopes = []string{
+		"nhn:helsenorge.eksternapi/personverninnstilling_read",
+		"nhn:helsenorge.eksternapi/personverninnstilling_write",
+	}
+)
+
+// Bootstrap writes the operator credential on the first start (or whenever operator.json is missing) and,
+// in dev mode, seeds the demo vendor, organisation, client system and client configuration, returning the
+// demo client's credentials (also in dev-client.json). It returns nil credentials when dev is false.
+func (s *Server) Bootstrap(ctx context.Context, dataDir string, dev bool) (*Credentials, error) {
+	if _, err := os.Stat(filepath.Join(dataDir, OperatorFile)); errors.Is(err, os.ErrNotExist) {
+		if err := s.ensure(s.store.CreateOrganisation(ctx, Organisation{Number: nhnOrgnr, Name: "Norsk helsenett SF"})); err != nil {
+			return nil, err
+		}
+		c, secret, err := s.createClient(ctx, Client{Name: "hnsec operator", OrganisationNumber: nhnOrgnr, Scopes: []string{AdminScope}})
+		if err != nil {
+			return nil, err
+		}
+		if err := writeCredentials(filepath.Join(dataDir, OperatorFile), Credentials{c.ID, secret, c.Scopes}); err != nil {
+			return nil, err
+		}
+		s.log.Info("bootstrap operator credential written", "client_id", c.ID, "file", OperatorFile)
+	}
+	if !dev {
+		return nil, nil
+	}
+	return s.seedDemo(ctx, filepath.Join(dataDir, DevClientFile))
+}
+
+// seedDemo returns the demo client in path when it still exists, or creates the demo data and writes it.
+func (s *Server) seedDemo(ctx context.Context, path string) (*Credentials, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		var cred Credentials
+		if json.Unmarshal(b, &cred) == nil {
+			if _, err := s.store.GetClient(ctx, cred.ClientID); err == nil {
+				return &cred, nil
+			}
+		}
+	}
+	for _, err := range []error{
+		s.store.CreateVendor(ctx, demoVendor),
+		s.store.CreateOrganisation(ctx, demoOrg),
+		s.store.CreateClientSystem(ctx, demoSystem),
+	} {
+		if err := s.ensure(err); err != nil {
+			return nil, err
+		}
+	}
+	c, secret, err := s.createClient(ctx, Client{Name: "Ekstern testklient", OrganisationNumber: demoOrg.Number,
+		ClientSystemID: demoSystem.ID, Scopes: DemoScopes})
+	if err != nil {
+		return nil, err
+	}
+	cred := Credentials{ClientID: c.ID, ClientSecret: secret, Scopes: c.Scopes}
+	if err := writeCredentials(path, cred); err != nil {
+		return nil, err
+	}
+	return &cred, nil
+}
+
+// ensure treats "already exists" as success.
+func (s *Server) ensure(err error) error {
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return nil
+	}
+	return err
+}
+
+func writeCredentials(path string, c Credentials) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	return os.Chmod(path, 0o600)
+}

@@ -1,0 +1,143 @@
+package sts
+
+import (
+	"context"
+	"encoding/base64"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
+	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/guid"
+	"github.com/hnsec/hnsec/pkg/secrets"
+)
+
+// credentials are the client credentials of one token request.
+type credentials struct {
+	ID     string
+	Secret string
+	// Basic is true when they came in an Authorization: Basic header (client_secret_basic).
+	Basic bool
+}
+
+// requestCredentials takes the client credentials from the Basic authorization metadata or the request
+// body, refusing both at once (RFC 6749 2.3: one method per request).
+func requestCredentials(ctx context.Context, req *stsv1.TokenRequest) (credentials, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	auth := md.Get("authorization")
+	var c credentials
+	switch {
+	case len(auth) > 1:
+		return c, apierr.New(apierr.InvalidRequest, "more than one Authorization header")
+	case len(auth) == 1:
+		id, secret, err := ParseBasic(auth[0])
+		if err != nil {
+			return c, err
+		}
+		if req.GetClientSecret() != "" {
+			return c, apierr.New(apierr.InvalidRequest, "client authenticated by more than one method (Basic header and client_secret)")
+		}
+		if req.GetClientId() != "" && req.GetClientId() != id {
+			return c, apierr.New(apierr.InvalidRequest, "client_id in the body differs from the Basic header")
+		}
+		c = credentials{ID: id, Secret: secret, Basic: true}
+	default:
+		c = credentials{ID: req.GetClientId(), Secret: req.GetClientSecret()}
+	}
+	switch {
+	case c.ID == "":
+		return c, apierr.New(apierr.InvalidClient, "client authentication is missing (client_id and client_secret, or a Basic header)")
+	case !guid.Valid(c.ID):
+		return c, apierr.New(apierr.InvalidRequest, "client_id must be a GUID")
+	case c.Secret == "":
+		return c, apierr.New(apierr.InvalidClient, "client_secret is missing")
+	}
+	return c, nil
+}
+
+// ParseBasic decodes an RFC 6749 2.3.1 Basic authorization value: base64 of the form-urlencoded client_id,
+// a colon and the form-urlencoded client_secret.
+func ParseBasic(v string) (id, secret string, err error) {
+	scheme, rest, _ := strings.Cut(v, " ")
+	if !strings.EqualFold(scheme, "Basic") {
+		return "", "", apierr.New(apierr.InvalidClient, "unsupported authorization scheme; use Basic or client_secret in the body")
+	}
+	raw, decErr := base64.StdEncoding.DecodeString(strings.TrimSpace(rest))
+	if decErr != nil {
+		return "", "", apierr.New(apierr.InvalidClient, "malformed Basic authorization header")
+	}
+	encID, encSecret, ok := strings.Cut(string(raw), ":")
+	if !ok {
+		return "", "", apierr.New(apierr.InvalidClient, "malformed Basic authorization header")
+	}
+	if id, err = url.QueryUnescape(encID); err == nil {
+		secret, err = url.QueryUnescape(encSecret)
+	}
+	if err != nil {
+		return "", "", apierr.New(apierr.InvalidClient, "malformed Basic authorization header")
+	}
+	return id, secret, nil
+}
+
+// clientCache remembers, per client, the digest of the last secret the registry accepted, so that repeat
+// requests need no registry call. Entries expire after ttl and are dropped at once on a registry change
+// event for the client.
+type clientCache struct {
+	registry registryv1.ClientRegistryServiceClient
+	ttl      time.Duration
+	mu       sync.RWMutex
+	entries  map[string]cacheEntry
+}
+
+type cacheEntry struct {
+	digest  []byte
+	client  *registryv1.Client
+	expires time.Time
+}
+
+func newClientCache(registry registryv1.ClientRegistryServiceClient, ttl time.Duration) *clientCache {
+	return &clientCache{registry: registry, ttl: ttl, entries: map[string]cacheEntry{}}
+}
+
+// authenticate returns the client when the secret is right, from the cache or the registry.
+func (c *clientCache) authenticate(ctx context.Context, id, secret string) (*registryv1.Client, error) {
+	digest := secrets.Digest(secret)
+	now := time.Now()
+	c.mu.RLock()
+	e, ok := c.entries[id]
+	c.mu.RUnlock()
+	if ok && now.Before(e.expires) && secrets.Equal(e.digest, digest) {
+		return e.client, nil
+	}
+	resp, err := c.registry.AuthenticateClient(ctx, &registryv1.AuthenticateClientRequest{ClientId: id, ClientSecret: secret})
+	if err != nil {
+		return nil, apierr.FromGRPC(err)
+	}
+	c.mu.Lock()
+	c.entries[id] = cacheEntry{digest: digest, client: resp.GetClient(), expires: now.Add(c.ttl)}
+	c.mu.Unlock()
+	return resp.GetClient(), nil
+}
+
+// drop forgets the client.
+func (c *clientCache) drop(id string) {
+	c.mu.Lock()
+	delete(c.entries, id)
+	c.mu.Unlock()
+}
+
+// sweep removes expired entries.
+func (c *clientCache) sweep(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, e := range c.entries {
+		if !now.Before(e.expires) {
+			delete(c.entries, id)
+		}
+	}
+}

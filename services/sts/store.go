@@ -1,0 +1,153 @@
+package sts
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/hnsec/hnsec/pkg/store"
+)
+
+// migrations is the STS schema.
+var migrations = []string{`
+CREATE TABLE signing_keys (
+	kid         TEXT PRIMARY KEY,
+	alg         TEXT NOT NULL,
+	secret      BLOB NOT NULL,
+	create_time INTEGER NOT NULL
+);
+CREATE TABLE token_references (
+	ref_hash            BLOB PRIMARY KEY,
+	jti                 TEXT NOT NULL,
+	client_id           TEXT NOT NULL,
+	client_name         TEXT NOT NULL,
+	scopes              TEXT NOT NULL,
+	audiences           TEXT NOT NULL,
+	organisation_number TEXT NOT NULL,
+	issue_time          INTEGER NOT NULL,
+	expire_time         INTEGER NOT NULL,
+	revoke_time         INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX token_references_expiry ON token_references(expire_time);
+CREATE INDEX token_references_client ON token_references(client_id);
+`}
+
+// reference is the server-side record behind a ref_token. Only a hash of the handle is stored, so read
+// access to the table never yields a usable token.
+type reference struct {
+	Hash               []byte
+	JTI                string
+	ClientID           string
+	ClientName         string
+	Scopes             []string
+	Audiences          []string
+	OrganisationNumber string
+	IssueTime          time.Time
+	ExpireTime         time.Time
+	RevokeTime         time.Time
+}
+
+// signingKey is one HS256 key of the ring.
+type signingKey struct {
+	ID         string
+	Alg        string
+	Secret     []byte
+	CreateTime time.Time
+}
+
+// Store is the STS's storage contract.
+type Store interface {
+	// Keys returns every signing key, newest first.
+	Keys(ctx context.Context) ([]signingKey, error)
+	// AddKey stores a key.
+	AddKey(ctx context.Context, k signingKey) error
+	// InsertReferences stores references in one transaction.
+	InsertReferences(ctx context.Context, refs []reference) error
+	// Reference returns the reference with the hash; ErrNotFound when there is none.
+	Reference(ctx context.Context, hash []byte) (reference, error)
+	// DeleteExpired removes references that expired before t and returns how many.
+	DeleteExpired(ctx context.Context, t time.Time) (int64, error)
+}
+
+type sqlStore struct{ db *store.DB }
+
+var _ Store = (*sqlStore)(nil)
+
+func (s *sqlStore) Keys(ctx context.Context) ([]signingKey, error) {
+	rows, err := s.db.Read.QueryContext(ctx, `SELECT kid, alg, secret, create_time FROM signing_keys ORDER BY create_time DESC, kid`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []signingKey
+	for rows.Next() {
+		var (
+			k       signingKey
+			created int64
+		)
+		if err := rows.Scan(&k.ID, &k.Alg, &k.Secret, &created); err != nil {
+			return nil, err
+		}
+		k.CreateTime = time.Unix(created, 0).UTC()
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+func (s *sqlStore) AddKey(ctx context.Context, k signingKey) error {
+	_, err := s.db.Write.ExecContext(ctx, `INSERT INTO signing_keys (kid, alg, secret, create_time) VALUES (?, ?, ?, ?)`,
+		k.ID, k.Alg, k.Secret, k.CreateTime.Unix())
+	return err
+}
+
+func (s *sqlStore) InsertReferences(ctx context.Context, refs []reference) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO token_references (ref_hash, jti, client_id, client_name, scopes,
+			audiences, organisation_number, issue_time, expire_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, r := range refs {
+			if _, err := stmt.ExecContext(ctx, r.Hash, r.JTI, r.ClientID, r.ClientName, strings.Join(r.Scopes, " "),
+				strings.Join(r.Audiences, " "), r.OrganisationNumber, r.IssueTime.Unix(), r.ExpireTime.Unix()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *sqlStore) Reference(ctx context.Context, hash []byte) (reference, error) {
+	var (
+		r                         reference
+		scopes, auds              string
+		issued, expires, revoked int64
+	)
+	err := s.db.Read.QueryRowContext(ctx, `SELECT jti, client_id, client_name, scopes, audiences, organisation_number,
+		issue_time, expire_time, revoke_time FROM token_references WHERE ref_hash = ?`, hash).
+		Scan(&r.JTI, &r.ClientID, &r.ClientName, &scopes, &auds, &r.OrganisationNumber, &issued, &expires, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return reference{}, store.ErrNotFound
+	}
+	if err != nil {
+		return reference{}, err
+	}
+	r.Hash = hash
+	r.Scopes, r.Audiences = strings.Fields(scopes), strings.Fields(auds)
+	r.IssueTime, r.ExpireTime = time.Unix(issued, 0).UTC(), time.Unix(expires, 0).UTC()
+	if revoked != 0 {
+		r.RevokeTime = time.Unix(revoked, 0).UTC()
+	}
+	return r, nil
+}
+
+func (s *sqlStore) DeleteExpired(ctx context.Context, t time.Time) (int64, error) {
+	res, err := s.db.Write.ExecContext(ctx, `DELETE FROM token_references WHERE expire_time < ?`, t.Unix())
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
