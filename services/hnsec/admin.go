@@ -77,7 +77,7 @@ func adminCommand(out io.Writer) *ffcli.Command {
 	}
 	var create struct {
 		name, orgnr, system string
-		scopes             flagx.StringList
+		scopes              flagx.StringList
 	}
 	clientCmds := []*ffcli.Command{
 		sub("create", "hnsec admin client create --name N --orgnr 9DIGITS --scope S [--scope S ...] [-o json]",

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,7 +24,7 @@ func main() {
 	}
 }
 
-func rootCommand(out *os.File) *ffcli.Command {
+func rootCommand(out io.Writer) *ffcli.Command {
 	fs := flag.NewFlagSet("hnsec", flag.ContinueOnError)
 	return &ffcli.Command{
 		Name:        "hnsec",
