@@ -29,7 +29,9 @@ func New() string { return guid.New() }
 func Valid(s string) bool { return guid.Valid(s) }
 
 // With returns ctx carrying id.
-func With(ctx context.Context, id string) context.Context { return context.WithValue(ctx, ctxKey{}, id) }
+func With(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, ctxKey{}, id)
+}
 
 // From returns the id in ctx, or "" when there is none.
 func From(ctx context.Context) string {

@@ -17,9 +17,9 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/hnsec/hnsec/gen/openapi"
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/gen/openapi"
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/correlation"
 )
@@ -57,7 +57,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, gatherer prometheus.Gathere
 	}
 	root := http.NewServeMux()
 	root.Handle("/", g.checkBody(mux))
-	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	root.HandleFunc("GET /readyz", g.ready)
 	root.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {

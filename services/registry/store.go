@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hnsec/hnsec/pkg/store"
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
+	"github.com/hnsec/hnsec/pkg/store"
 )
 
 // migrations is the registry's schema, one statement batch per version.

@@ -122,8 +122,8 @@ func (s *sqlStore) InsertReferences(ctx context.Context, refs []reference) error
 
 func (s *sqlStore) Reference(ctx context.Context, hash []byte) (reference, error) {
 	var (
-		r                         reference
-		scopes, auds              string
+		r                        reference
+		scopes, auds             string
 		issued, expires, revoked int64
 	)
 	err := s.db.Read.QueryRowContext(ctx, `SELECT jti, client_id, client_name, scopes, audiences, organisation_number,
