@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // profiles on --debug-addr only: the REST gateway has its own mux
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,6 +46,7 @@ type serveConfig struct {
 	Services    string
 	Dev         bool
 	LogLevel    string
+	DebugAddr   string
 	STS         sts.Config
 }
 
@@ -58,6 +60,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Services, "services", "all", "services to run: all, or a comma-separated subset of "+strings.Join(serviceNames, ","))
 	fs.BoolVar(&c.Dev, "dev", false, "dev mode: seed a demo vendor, organisation, client system and client, and print its credentials")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "listen address for Go's pprof profiles (/debug/pprof/); off when empty")
 	c.STS.RegisterFlags(fs)
 }
 
@@ -187,8 +190,8 @@ func (a *app) initNATS(context.Context) error {
 	return nil
 }
 
-// initGRPC opens the gRPC listener and server, and the client connection services use to reach each other
-// (this process, or --peer-addr for services running elsewhere).
+// initGRPC opens the gRPC listener and server, and the client connection services use to reach each other:
+// --peer-addr for services running elsewhere, or else an in-memory connection to this process's server.
 func (a *app) initGRPC(context.Context) error {
 	lis, err := net.Listen("tcp", a.cfg.GRPCAddr)
 	if err != nil {
@@ -197,17 +200,21 @@ func (a *app) initGRPC(context.Context) error {
 	a.grpcLis = lis
 	a.grpcSrv, a.health = grpcx.NewServer(a.log)
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	peer := a.cfg.PeerAddr
-	if peer == "" {
-		peer = lis.Addr().String()
+	a.actors = append(a.actors, actor{func() error { return a.grpcSrv.Serve(lis) }, func(error) { a.grpcSrv.GracefulStop() }})
+	var conn *grpc.ClientConn
+	if a.cfg.PeerAddr != "" {
+		conn, err = grpcx.Dial(a.cfg.PeerAddr)
+	} else {
+		inproc := grpcx.NewInProcessListener()
+		// GracefulStop (above) closes this listener too.
+		a.actors = append(a.actors, actor{func() error { return a.grpcSrv.Serve(inproc) }, func(error) {}})
+		conn, err = grpcx.DialInProcess(inproc)
 	}
-	conn, err := grpcx.Dial(peer)
 	if err != nil {
 		return err
 	}
 	a.conn = conn
 	a.closers = append(a.closers, conn.Close)
-	a.actors = append(a.actors, actor{func() error { return a.grpcSrv.Serve(lis) }, func(error) { a.grpcSrv.GracefulStop() }})
 	return nil
 }
 
@@ -267,6 +274,15 @@ func (a *app) run(ctx context.Context) error {
 		}
 		return nil
 	}, func(error) { close(stopped) })
+	if a.cfg.DebugAddr != "" {
+		debug := &http.Server{Addr: a.cfg.DebugAddr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
+		group.Add(func() error {
+			if err := debug.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("--debug-addr: %w", err)
+			}
+			return nil
+		}, func(error) { _ = debug.Close() })
+	}
 	if a.httpSrv != nil {
 		group.Add(func() error {
 			if err := a.httpSrv.Serve(a.httpLis); !errors.Is(err, http.ErrServerClosed) {

@@ -13,7 +13,6 @@ import (
 	"github.com/hnsec/hnsec/pkg/guid"
 	"github.com/hnsec/hnsec/pkg/reftoken"
 	"github.com/hnsec/hnsec/pkg/scope"
-	"github.com/hnsec/hnsec/pkg/secrets"
 )
 
 // GrantClientCredentials is the only grant type the token endpoint accepts.
@@ -74,7 +73,7 @@ func (s *Server) token(ctx context.Context, req *stsv1.TokenRequest) (*stsv1.Tok
 func (s *Server) issue(ctx context.Context, clientID, clientName, orgnr string, scopes []string, now time.Time) (*stsv1.TokenResponse, error) {
 	now = now.Truncate(time.Second)
 	exp := now.Add(s.cfg.TokenTTL)
-	handle := secrets.New()
+	handle, selector, verifierHash := newHandle()
 	claims := reftoken.Claims{
 		ID:           guid.New(),
 		ClientID:     clientID,
@@ -91,9 +90,9 @@ func (s *Server) issue(ctx context.Context, clientID, clientName, orgnr string, 
 	if err != nil {
 		return nil, err
 	}
-	// The handle has 256 random bits, so a plain SHA-256 is enough to make the stored value useless.
 	ref := reference{
-		Hash:               secrets.Digest(handle),
+		Selector:           selector,
+		VerifierHash:       verifierHash,
 		JTI:                claims.ID,
 		ClientID:           clientID,
 		ClientName:         clientName,

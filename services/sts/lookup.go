@@ -25,14 +25,18 @@ func (s *Server) LookupReference(ctx context.Context, req *stsv1.LookupReference
 	if err != nil {
 		return nil, inactive
 	}
-	ref, err := s.store.Reference(ctx, secrets.Digest(claims.RefToken))
+	selector, verifierHash, err := parseHandle(claims.RefToken)
+	if err != nil {
+		return nil, inactive
+	}
+	ref, err := s.store.Reference(ctx, selector)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, inactive
 	}
 	if err != nil {
 		return nil, err
 	}
-	if ref.JTI != claims.ID || ref.ClientID != claims.ClientID || !now.Before(ref.ExpireTime) || !ref.RevokeTime.IsZero() {
+	if !secrets.Equal(ref.VerifierHash, verifierHash) || ref.JTI != claims.ID || ref.ClientID != claims.ClientID || !now.Before(ref.ExpireTime) || !ref.RevokeTime.IsZero() {
 		return nil, inactive
 	}
 	return &stsv1.LookupReferenceResponse{Reference: &stsv1.Reference{

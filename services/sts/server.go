@@ -89,7 +89,8 @@ func (s *Server) sweep(ctx context.Context) {
 		case now := <-t.C:
 			s.clients.sweep(now)
 			s.throttle.sweep(now)
-			if n, err := s.store.DeleteExpired(ctx, now.Add(-time.Hour)); err != nil {
+			cutoff := now.Add(-time.Hour)
+			if n, err := s.store.DeleteExpired(ctx, cutoff.Add(-s.cfg.TokenTTL), cutoff); err != nil {
 				s.log.Error("delete expired references", "err", err)
 			} else if n > 0 {
 				s.log.Debug("expired references deleted", "count", n)

@@ -19,7 +19,8 @@ CREATE TABLE signing_keys (
 	create_time INTEGER NOT NULL
 );
 CREATE TABLE token_references (
-	ref_hash            BLOB PRIMARY KEY,
+	selector            BLOB PRIMARY KEY,
+	verifier_hash       BLOB NOT NULL,
 	jti                 TEXT NOT NULL,
 	client_id           TEXT NOT NULL,
 	client_name         TEXT NOT NULL,
@@ -30,14 +31,14 @@ CREATE TABLE token_references (
 	expire_time         INTEGER NOT NULL,
 	revoke_time         INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
-CREATE INDEX token_references_expiry ON token_references(expire_time);
 CREATE INDEX token_references_client ON token_references(client_id);
 `}
 
-// reference is the server-side record behind a ref_token. Only a hash of the handle is stored, so read
-// access to the table never yields a usable token.
+// reference is the server-side record behind a ref_token handle (see handle.go): its selector and the
+// hash of its verifier, never the handle itself.
 type reference struct {
-	Hash               []byte
+	Selector           []byte
+	VerifierHash       []byte
 	JTI                string
 	ClientID           string
 	ClientName         string
@@ -65,10 +66,11 @@ type Store interface {
 	AddKey(ctx context.Context, k signingKey) error
 	// InsertReferences stores references in one transaction.
 	InsertReferences(ctx context.Context, refs []reference) error
-	// Reference returns the reference with the hash; ErrNotFound when there is none.
-	Reference(ctx context.Context, hash []byte) (reference, error)
-	// DeleteExpired removes references that expired before t and returns how many.
-	DeleteExpired(ctx context.Context, t time.Time) (int64, error)
+	// Reference returns the reference with the selector; ErrNotFound when there is none.
+	Reference(ctx context.Context, selector []byte) (reference, error)
+	// DeleteExpired removes references that expired before t and returns how many. Only references
+	// created before created are looked at, so the work is a range scan of the time-ordered key.
+	DeleteExpired(ctx context.Context, created, t time.Time) (int64, error)
 }
 
 type sqlStore struct{ db *store.DB }
@@ -102,40 +104,42 @@ func (s *sqlStore) AddKey(ctx context.Context, k signingKey) error {
 	return err
 }
 
+// referenceColumns are the columns InsertReferences writes, in order.
+const referenceColumns = `selector, verifier_hash, jti, client_id, client_name, scopes, audiences, organisation_number, issue_time, expire_time`
+
+// InsertReferences writes the batch with one multi-row INSERT: one statement and one commit per batch.
 func (s *sqlStore) InsertReferences(ctx context.Context, refs []reference) error {
-	return s.db.Tx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO token_references (ref_hash, jti, client_id, client_name, scopes,
-			audiences, organisation_number, issue_time, expire_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
+	var q strings.Builder
+	q.WriteString(`INSERT INTO token_references (` + referenceColumns + `) VALUES `)
+	args := make([]any, 0, 10*len(refs))
+	for i, r := range refs {
+		if i > 0 {
+			q.WriteByte(',')
 		}
-		defer stmt.Close()
-		for _, r := range refs {
-			if _, err := stmt.ExecContext(ctx, r.Hash, r.JTI, r.ClientID, r.ClientName, strings.Join(r.Scopes, " "),
-				strings.Join(r.Audiences, " "), r.OrganisationNumber, r.IssueTime.Unix(), r.ExpireTime.Unix()); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+		q.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		args = append(args, r.Selector, r.VerifierHash, r.JTI, r.ClientID, r.ClientName, strings.Join(r.Scopes, " "),
+			strings.Join(r.Audiences, " "), r.OrganisationNumber, r.IssueTime.Unix(), r.ExpireTime.Unix())
+	}
+	_, err := s.db.Write.ExecContext(ctx, q.String(), args...)
+	return err
 }
 
-func (s *sqlStore) Reference(ctx context.Context, hash []byte) (reference, error) {
+func (s *sqlStore) Reference(ctx context.Context, selector []byte) (reference, error) {
 	var (
 		r                        reference
 		scopes, auds             string
 		issued, expires, revoked int64
 	)
-	err := s.db.Read.QueryRowContext(ctx, `SELECT jti, client_id, client_name, scopes, audiences, organisation_number,
-		issue_time, expire_time, revoke_time FROM token_references WHERE ref_hash = ?`, hash).
-		Scan(&r.JTI, &r.ClientID, &r.ClientName, &scopes, &auds, &r.OrganisationNumber, &issued, &expires, &revoked)
+	err := s.db.Read.QueryRowContext(ctx, `SELECT verifier_hash, jti, client_id, client_name, scopes, audiences, organisation_number,
+		issue_time, expire_time, revoke_time FROM token_references WHERE selector = ?`, selector).
+		Scan(&r.VerifierHash, &r.JTI, &r.ClientID, &r.ClientName, &scopes, &auds, &r.OrganisationNumber, &issued, &expires, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return reference{}, store.ErrNotFound
 	}
 	if err != nil {
 		return reference{}, err
 	}
-	r.Hash = hash
+	r.Selector = selector
 	r.Scopes, r.Audiences = strings.Fields(scopes), strings.Fields(auds)
 	r.IssueTime, r.ExpireTime = time.Unix(issued, 0).UTC(), time.Unix(expires, 0).UTC()
 	if revoked != 0 {
@@ -144,8 +148,9 @@ func (s *sqlStore) Reference(ctx context.Context, hash []byte) (reference, error
 	return r, nil
 }
 
-func (s *sqlStore) DeleteExpired(ctx context.Context, t time.Time) (int64, error) {
-	res, err := s.db.Write.ExecContext(ctx, `DELETE FROM token_references WHERE expire_time < ?`, t.Unix())
+func (s *sqlStore) DeleteExpired(ctx context.Context, created, t time.Time) (int64, error) {
+	res, err := s.db.Write.ExecContext(ctx, `DELETE FROM token_references WHERE selector < ? AND expire_time < ?`,
+		selectorBefore(created.UnixMilli()), t.Unix())
 	if err != nil {
 		return 0, err
 	}
