@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // ErrClosed is returned by Batcher.Submit once the batcher has stopped.
@@ -11,10 +12,15 @@ var ErrClosed = errors.New("store: batcher stopped")
 // Batcher is a group commit: concurrent Submit calls are gathered while the previous batch is being
 // written, and each batch is applied in one transaction (one fsync), so durability costs one sync per
 // batch rather than one per request. Submit returns only after its item's batch committed.
+//
+// Like PostgreSQL's commit_delay with commit_siblings, a batch may linger: when more than one item is
+// already waiting (there is concurrency), the batcher waits up to the linger time for more before
+// committing, which makes batches larger and commits fewer under load. A lone request never waits.
 type Batcher[T any] struct {
 	in       chan batchItem[T]
 	apply    func(ctx context.Context, items []T) error
 	max      int
+	linger   time.Duration
 	finished chan struct{}
 }
 
@@ -23,9 +29,10 @@ type batchItem[T any] struct {
 	done chan error
 }
 
-// NewBatcher returns a batcher applying at most max items per call of apply. Run must be running.
-func NewBatcher[T any](max int, apply func(ctx context.Context, items []T) error) *Batcher[T] {
-	return &Batcher[T]{in: make(chan batchItem[T], 4*max), apply: apply, max: max, finished: make(chan struct{})}
+// NewBatcher returns a batcher applying at most max items per call of apply, lingering up to linger for
+// more when there is concurrency. Run must be running.
+func NewBatcher[T any](max int, linger time.Duration, apply func(ctx context.Context, items []T) error) *Batcher[T] {
+	return &Batcher[T]{in: make(chan batchItem[T], 4*max), apply: apply, max: max, linger: linger, finished: make(chan struct{})}
 }
 
 // Submit queues v and waits until the batch holding it is committed, returning apply's error.
@@ -61,8 +68,10 @@ func (b *Batcher[T]) Run(ctx context.Context) error {
 	for {
 		select {
 		case it := <-b.in:
-			items = append(items[:0], it)
-			items = b.fill(items)
+			items = b.fill(append(items[:0], it))
+			if len(items) > 1 && len(items) < b.max && b.linger > 0 {
+				items = b.wait(items)
+			}
 			b.commit(context.WithoutCancel(ctx), items, values)
 		case <-ctx.Done():
 			for {
@@ -83,6 +92,21 @@ func (b *Batcher[T]) fill(items []batchItem[T]) []batchItem[T] {
 		case it := <-b.in:
 			items = append(items, it)
 		default:
+			return items
+		}
+	}
+	return items
+}
+
+// wait adds items arriving within the linger time, up to max.
+func (b *Batcher[T]) wait(items []batchItem[T]) []batchItem[T] {
+	t := time.NewTimer(b.linger)
+	defer t.Stop()
+	for len(items) < b.max {
+		select {
+		case it := <-b.in:
+			items = append(items, it)
+		case <-t.C:
 			return items
 		}
 	}

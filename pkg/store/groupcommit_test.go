@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -17,7 +18,7 @@ func TestBatcherGroupsAndReports(t *testing.T) {
 		applied []int
 		batches int
 	)
-	b := store.NewBatcher(8, func(_ context.Context, items []int) error {
+	b := store.NewBatcher(8, time.Millisecond, func(_ context.Context, items []int) error {
 		mu.Lock()
 		defer mu.Unlock()
 		batches++

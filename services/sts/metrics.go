@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	tokens  *prometheus.CounterVec
 	latency prometheus.Histogram
+	batch   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -25,8 +26,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time to answer a token request in the STS, reference storage included.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hnsec_sts_reference_batch_size",
+			Help:    "Token references written per group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
 	}
-	reg.MustRegister(m.tokens, m.latency)
+	reg.MustRegister(m.tokens, m.latency, m.batch)
 	return m
 }
 

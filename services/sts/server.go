@@ -52,16 +52,20 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 		_ = db.Close()
 		return nil, nil, err
 	}
+	m := newMetrics(reg)
 	return &Server{
+		refs: store.NewBatcher(maxBatch, cfg.CommitLinger, func(ctx context.Context, refs []reference) error {
+			m.batch.Observe(float64(len(refs)))
+			return st.InsertReferences(ctx, refs)
+		}),
 		cfg:      cfg,
 		store:    st,
 		keys:     keys,
 		verifier: reftoken.Verifier{Issuer: cfg.Issuer, Zone: cfg.Zone, Leeway: 5 * time.Second},
-		refs:     store.NewBatcher(maxBatch, st.InsertReferences),
 		clients:  newClientCache(registry, cfg.ClientCacheTTL),
 		throttle: newThrottle(cfg.FailureBurst, cfg.FailureRefill),
 		nc:       nc,
-		metrics:  newMetrics(reg),
+		metrics:  m,
 		log:      log,
 	}, db, nil
 }
