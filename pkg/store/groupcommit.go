@@ -6,6 +6,9 @@ import (
 	"time"
 )
 
+// lingerSiblings is how many items must be waiting before a batch lingers for more.
+const lingerSiblings = 8
+
 // ErrClosed is returned by Batcher.Submit once the batcher has stopped.
 var ErrClosed = errors.New("store: batcher stopped")
 
@@ -13,9 +16,9 @@ var ErrClosed = errors.New("store: batcher stopped")
 // written, and each batch is applied in one transaction (one fsync), so durability costs one sync per
 // batch rather than one per request. Submit returns only after its item's batch committed.
 //
-// Like PostgreSQL's commit_delay with commit_siblings, a batch may linger: when more than one item is
-// already waiting (there is concurrency), the batcher waits up to the linger time for more before
-// committing, which makes batches larger and commits fewer under load. A lone request never waits.
+// Like PostgreSQL's commit_delay with commit_siblings, a batch may linger: when at least lingerSiblings
+// items are already waiting (heavy concurrency), the batcher waits up to the linger time for more before
+// committing, which makes batches larger and commits fewer under load. Under light load nothing waits.
 type Batcher[T any] struct {
 	in       chan batchItem[T]
 	apply    func(ctx context.Context, items []T) error
@@ -69,7 +72,7 @@ func (b *Batcher[T]) Run(ctx context.Context) error {
 		select {
 		case it := <-b.in:
 			items = b.fill(append(items[:0], it))
-			if len(items) > 1 && len(items) < b.max && b.linger > 0 {
+			if len(items) >= lingerSiblings && len(items) < b.max && b.linger > 0 {
 				items = b.wait(items)
 			}
 			b.commit(context.WithoutCancel(ctx), items, values)

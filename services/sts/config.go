@@ -32,7 +32,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ClientCacheTTL, "client-cache-ttl", time.Minute, "how long the STS trusts a cached client authentication (registry change events drop it sooner)")
 	fs.IntVar(&c.FailureBurst, "auth-failure-burst", 10, "failed client authentications per client_id and address before 429")
 	fs.DurationVar(&c.FailureRefill, "auth-failure-refill", 6*time.Second, "one more failed authentication is allowed per this interval once throttled")
-	fs.DurationVar(&c.CommitLinger, "commit-linger", time.Millisecond, "how long a group commit of token references may wait for more when requests are concurrent (0: never)")
+	fs.DurationVar(&c.CommitLinger, "commit-linger", 0, "how long a group commit of token references may wait for more when requests are concurrent (0: never)")
 }
 
 // Validate checks the configuration.

@@ -31,7 +31,6 @@ CREATE TABLE token_references (
 	expire_time         INTEGER NOT NULL,
 	revoke_time         INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
-CREATE INDEX token_references_client ON token_references(client_id);
 `}
 
 // reference is the server-side record behind a ref_token handle (see handle.go): its selector and the
