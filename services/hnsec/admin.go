@@ -75,6 +75,20 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			},
 		}
 	}
+	// byID builds a client subcommand that takes one CLIENT_ID and prints the client call returns.
+	byID := func(name, help string, call func(*adminSession, string) (*registryv1.Client, error)) *ffcli.Command {
+		return sub(name, "hnsec admin client "+name+" [flags] CLIENT_ID", help, nil, func(s *adminSession, args []string) error {
+			id, err := oneArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := call(s, id)
+			if err != nil {
+				return err
+			}
+			return s.printProto(c)
+		})
+	}
 	var create struct {
 		name, orgnr, system string
 		scopes              flagx.StringList
@@ -98,42 +112,18 @@ func adminCommand(out io.Writer) *ffcli.Command {
 				return s.print(registry.Credentials{ClientID: resp.GetClient().GetClientId(), ClientSecret: resp.GetClientSecret(),
 					Scopes: resp.GetClient().GetScopes()})
 			}),
-		sub("get", "hnsec admin client get CLIENT_ID", "show a client configuration", nil,
-			func(s *adminSession, args []string) error {
-				id, err := oneArg(args)
-				if err != nil {
-					return err
-				}
-				resp, err := s.registry.GetClient(s.ctx, &registryv1.GetClientRequest{ClientId: id})
-				if err != nil {
-					return err
-				}
-				return s.printProto(resp.GetClient())
-			}),
-		sub("block", "hnsec admin client block CLIENT_ID", "block a client configuration (no new tokens)", nil,
-			func(s *adminSession, args []string) error {
-				id, err := oneArg(args)
-				if err != nil {
-					return err
-				}
-				resp, err := s.registry.BlockClient(s.ctx, &registryv1.BlockClientRequest{ClientId: id})
-				if err != nil {
-					return err
-				}
-				return s.printProto(resp.GetClient())
-			}),
-		sub("unblock", "hnsec admin client unblock CLIENT_ID", "unblock a client configuration", nil,
-			func(s *adminSession, args []string) error {
-				id, err := oneArg(args)
-				if err != nil {
-					return err
-				}
-				resp, err := s.registry.UnblockClient(s.ctx, &registryv1.UnblockClientRequest{ClientId: id})
-				if err != nil {
-					return err
-				}
-				return s.printProto(resp.GetClient())
-			}),
+		byID("get", "show a client configuration", func(s *adminSession, id string) (*registryv1.Client, error) {
+			resp, err := s.registry.GetClient(s.ctx, &registryv1.GetClientRequest{ClientId: id})
+			return resp.GetClient(), err
+		}),
+		byID("block", "block a client configuration (no new tokens)", func(s *adminSession, id string) (*registryv1.Client, error) {
+			resp, err := s.registry.BlockClient(s.ctx, &registryv1.BlockClientRequest{ClientId: id})
+			return resp.GetClient(), err
+		}),
+		byID("unblock", "unblock a client configuration", func(s *adminSession, id string) (*registryv1.Client, error) {
+			resp, err := s.registry.UnblockClient(s.ctx, &registryv1.UnblockClientRequest{ClientId: id})
+			return resp.GetClient(), err
+		}),
 	}
 	return &ffcli.Command{
 		Name: "admin", ShortUsage: "hnsec admin <client> <command> [flags]", ShortHelp: "administer hnsec over gRPC as the operator",
