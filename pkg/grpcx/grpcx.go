@@ -7,17 +7,17 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"runtime/debug"
 	"time"
 
+	"github.com/fullstorydev/grpchan"
+	"github.com/fullstorydev/grpchan/inprocgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/correlation"
@@ -91,28 +91,38 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr, clientOptions()...)
 }
 
-// InProcessBuffer is the buffer size of NewInProcessListener's connections.
-const InProcessBuffer = 1 << 20
+// NewInProcessChannel returns an in-process gRPC channel with the server's interceptor: services
+// registered on it are called through their generated gRPC clients, with the same interceptors, metadata
+// and status errors, but without sockets, HTTP/2 framing or serialization (messages are cloned).
+// Monolithic mode uses it between services in one process.
+func NewInProcessChannel(log *slog.Logger) *inprocgrpc.Channel {
+	return new(inprocgrpc.Channel).WithServerUnaryInterceptor(unaryServerInterceptor(log))
+}
 
-// NewInProcessListener returns an in-memory listener: a gRPC server serving it and a DialInProcess
-// connection talk real gRPC (framing, interceptors, deadlines) without sockets. Monolithic mode uses it
-// between services in one process.
-func NewInProcessListener() *bufconn.Listener { return bufconn.Listen(InProcessBuffer) }
+// InProcessClient returns a client connection over ch that forwards the caller's correlation id.
+func InProcessClient(ch *inprocgrpc.Channel) grpc.ClientConnInterface {
+	return grpchan.InterceptClientConn(ch, propagateCorrelation, nil)
+}
 
-// DialInProcess returns a client connection to the server serving lis, with Dial's behaviour.
-func DialInProcess(lis *bufconn.Listener) (*grpc.ClientConn, error) {
-	opts := append(clientOptions(), grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-		return lis.DialContext(ctx)
-	}))
-	return grpc.NewClient("passthrough:///in-process", opts...)
+// Registrars registers a service on several registrars (the TCP server and the in-process channel).
+type Registrars []grpc.ServiceRegistrar
+
+// RegisterService implements grpc.ServiceRegistrar.
+func (rs Registrars) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	for _, r := range rs {
+		r.RegisterService(desc, impl)
+	}
+}
+
+// propagateCorrelation puts the context's correlation id in the outgoing metadata.
+func propagateCorrelation(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
+	invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return invoker(correlation.Outgoing(ctx), method, req, reply, cc, opts...)
 }
 
 func clientOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
-			invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			return invoker(correlation.Outgoing(ctx), method, req, reply, cc, opts...)
-		}),
+		grpc.WithChainUnaryInterceptor(propagateCorrelation),
 	}
 }

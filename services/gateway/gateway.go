@@ -37,7 +37,7 @@ const (
 var oauthPaths = map[string]bool{"/sts/Token": true, "/sts/token": true}
 
 // New returns the REST handler. conn reaches the services' gRPC APIs; gatherer serves /metrics.
-func New(ctx context.Context, conn *grpc.ClientConn, gatherer prometheus.Gatherer, log *slog.Logger) (http.Handler, error) {
+func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus.Gatherer, log *slog.Logger) (http.Handler, error) {
 	g := &gateway{log: log, health: healthpb.NewHealthClient(conn)}
 	jm := newJSONMarshaler()
 	mux := runtime.NewServeMux(
@@ -49,10 +49,10 @@ func New(ctx context.Context, conn *grpc.ClientConn, gatherer prometheus.Gathere
 		// gRPC response metadata is internal: none of it becomes an HTTP header.
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 	)
-	if err := stsv1.RegisterTokenServiceHandler(ctx, mux, conn); err != nil {
+	if err := stsv1.RegisterTokenServiceHandlerClient(ctx, mux, stsv1.NewTokenServiceClient(conn)); err != nil {
 		return nil, err
 	}
-	if err := registryv1.RegisterClientRegistryServiceHandler(ctx, mux, conn); err != nil {
+	if err := registryv1.RegisterClientRegistryServiceHandlerClient(ctx, mux, registryv1.NewClientRegistryServiceClient(conn)); err != nil {
 		return nil, err
 	}
 	root := http.NewServeMux()

@@ -119,7 +119,8 @@ type app struct {
 	grpcSrv   *grpc.Server
 	health    *health.Server
 	grpcLis   net.Listener
-	conn      *grpc.ClientConn
+	register  grpc.ServiceRegistrar
+	conn      grpc.ClientConnInterface
 	httpSrv   *http.Server
 	httpLis   net.Listener
 	actors    []actor
@@ -190,8 +191,8 @@ func (a *app) initNATS(context.Context) error {
 	return nil
 }
 
-// initGRPC opens the gRPC listener and server, and the client connection services use to reach each other:
-// --peer-addr for services running elsewhere, or else an in-memory connection to this process's server.
+// initGRPC opens the gRPC listener and server, and the connection services use to reach each other:
+// --peer-addr for services running elsewhere, or else an in-process channel to the services here.
 func (a *app) initGRPC(context.Context) error {
 	lis, err := net.Listen("tcp", a.cfg.GRPCAddr)
 	if err != nil {
@@ -201,20 +202,18 @@ func (a *app) initGRPC(context.Context) error {
 	a.grpcSrv, a.health = grpcx.NewServer(a.log)
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	a.actors = append(a.actors, actor{func() error { return a.grpcSrv.Serve(lis) }, func(error) { a.grpcSrv.GracefulStop() }})
-	var conn *grpc.ClientConn
 	if a.cfg.PeerAddr != "" {
-		conn, err = grpcx.Dial(a.cfg.PeerAddr)
-	} else {
-		inproc := grpcx.NewInProcessListener()
-		// GracefulStop (above) closes this listener too.
-		a.actors = append(a.actors, actor{func() error { return a.grpcSrv.Serve(inproc) }, func(error) {}})
-		conn, err = grpcx.DialInProcess(inproc)
+		conn, err := grpcx.Dial(a.cfg.PeerAddr)
+		if err != nil {
+			return err
+		}
+		a.conn, a.register = conn, a.grpcSrv
+		a.closers = append(a.closers, conn.Close)
+		return nil
 	}
-	if err != nil {
-		return err
-	}
-	a.conn = conn
-	a.closers = append(a.closers, conn.Close)
+	inproc := grpcx.NewInProcessChannel(a.log)
+	healthpb.RegisterHealthServer(inproc, a.health)
+	a.conn, a.register = grpcx.InProcessClient(inproc), grpcx.Registrars{a.grpcSrv, inproc}
 	return nil
 }
 
@@ -228,7 +227,7 @@ func (a *app) initRegistry(ctx context.Context) error {
 		return err
 	}
 	a.closers = append(a.closers, db.Close)
-	registryv1.RegisterClientRegistryServiceServer(a.grpcSrv, srv)
+	registryv1.RegisterClientRegistryServiceServer(a.register, srv)
 	a.devClient, err = srv.Bootstrap(ctx, a.cfg.DataDir, a.cfg.Dev)
 	return err
 }
@@ -240,7 +239,7 @@ func (a *app) initSTS(ctx context.Context) error {
 		return err
 	}
 	a.closers = append(a.closers, db.Close)
-	stsv1.RegisterTokenServiceServer(a.grpcSrv, srv)
+	stsv1.RegisterTokenServiceServer(a.register, srv)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.actors = append(a.actors, actor{func() error { return srv.Run(runCtx) }, func(error) { cancel() }})
 	return nil
