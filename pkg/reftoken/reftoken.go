@@ -5,6 +5,8 @@
 package reftoken
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -53,12 +55,35 @@ func (c Claims) GetSubject() (string, error) { return "", nil }
 // GetAudience implements jwt.Claims; reference tokens carry no audience (it is behind the reference).
 func (c Claims) GetAudience() (jwt.ClaimStrings, error) { return nil, nil }
 
-// Sign returns the compact JWT for c signed with the HS256 key.
+// header is the encoded header segment, the same for every reference token and byte for byte the seed's
+// ({"alg":"HS256","typ":"JWT","ver":1,"typ_2":"ref"}, in that order). It is encoded once: only the
+// claims are marshalled per token.
+var header = func() string {
+	b, err := json.Marshal(struct {
+		Alg  string `json:"alg"`
+		Typ  string `json:"typ"`
+		Ver  int    `json:"ver"`
+		Typ2 string `json:"typ_2"`
+	}{jwt.SigningMethodHS256.Alg(), "JWT", version, TypeRef})
+	if err != nil {
+		panic(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}()
+
+// Sign returns the compact JWT for c signed with the HS256 key (JWS compact serialisation, RFC 7515 7.1;
+// the signature is golang-jwt's HS256).
 func Sign(key []byte, c Claims) (string, error) {
-	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
-	t.Header["ver"] = version
-	t.Header["typ_2"] = TypeRef
-	return t.SignedString(key)
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	signing := header + "." + base64.RawURLEncoding.EncodeToString(payload)
+	sig, err := jwt.SigningMethodHS256.Sign(signing, key)
+	if err != nil {
+		return "", err
+	}
+	return signing + "." + base64.RawURLEncoding.EncodeToString(sig), nil
 }
 
 // Verifier checks reference tokens of one environment.

@@ -43,6 +43,7 @@ func TestSignHasTheSeedShape(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, &header))
 	require.Equal(t, map[string]any{"alg": "HS256", "typ": "JWT", "ver": float64(1), "typ_2": "ref"}, header)
+	require.Equal(t, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsInZlciI6MSwidHlwXzIiOiJyZWYifQ", parts[0], "the seed's header, byte for byte")
 
 	b, err = base64.RawURLEncoding.DecodeString(parts[1])
 	require.NoError(t, err)

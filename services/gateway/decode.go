@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 )
 
 // maxJSONDepth bounds how deeply JSON request bodies may nest.
@@ -27,6 +30,22 @@ func newJSONMarshaler() jsonMarshaler {
 		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
 	}}
+}
+
+// Marshal implements runtime.Marshaler. The token endpoint's answer is written with exactly its three
+// RFC 6749 5.1 fields (and faster than by protojson); everything else goes through protojson.
+func (m jsonMarshaler) Marshal(v any) ([]byte, error) {
+	if t, ok := v.(*stsv1.TokenResponse); ok {
+		return json.Marshal(tokenResponse{AccessToken: t.GetAccessToken(), ExpiresIn: t.GetExpiresIn(), TokenType: t.GetTokenType()})
+	}
+	return m.JSONPb.Marshal(v)
+}
+
+// tokenResponse is the JSON shape of a successful token response.
+type tokenResponse struct {
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int32  `json:"expires_in"`
+	TokenType   string `json:"token_type"`
 }
 
 // NewDecoder implements runtime.Marshaler.
