@@ -41,10 +41,8 @@ func From(ctx context.Context) string {
 
 // FromIncoming returns the id from incoming gRPC metadata when it is valid, or a fresh one.
 func FromIncoming(ctx context.Context) string {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(MetadataKey); len(v) > 0 && Valid(v[0]) {
-			return v[0]
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, MetadataKey); len(v) > 0 && Valid(v[0]) {
+		return v[0]
 	}
 	return New()
 }

@@ -21,30 +21,38 @@ const (
 	version     = 1
 )
 
-// Claims are the token's claims, in the order of the seed's example token.
+// Claims are the token's claims, in the order of the seed's example token. Times are Unix seconds.
 type Claims struct {
-	ID           string           `json:"jti"`
-	ClientID     string           `json:"client_id"`
-	ClientName   string           `json:"client_name"`
-	RefToken     string           `json:"ref_token"`
-	RefTokenType string           `json:"ref_token_type"`
-	Zone         string           `json:"zone"`
-	NotBefore    *jwt.NumericDate `json:"nbf"`
-	ExpiresAt    *jwt.NumericDate `json:"exp"`
-	IssuedAt     *jwt.NumericDate `json:"iat"`
-	Issuer       string           `json:"iss"`
+	ID           string `json:"jti"`
+	ClientID     string `json:"client_id"`
+	ClientName   string `json:"client_name"`
+	RefToken     string `json:"ref_token"`
+	RefTokenType string `json:"ref_token_type"`
+	Zone         string `json:"zone"`
+	NotBefore    int64  `json:"nbf"`
+	ExpiresAt    int64  `json:"exp"`
+	IssuedAt     int64  `json:"iat"`
+	Issuer       string `json:"iss"`
 }
 
 var _ jwt.Claims = Claims{}
 
 // GetExpirationTime implements jwt.Claims.
-func (c Claims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt, nil }
+func (c Claims) GetExpirationTime() (*jwt.NumericDate, error) { return numericDate(c.ExpiresAt), nil }
 
 // GetIssuedAt implements jwt.Claims.
-func (c Claims) GetIssuedAt() (*jwt.NumericDate, error) { return c.IssuedAt, nil }
+func (c Claims) GetIssuedAt() (*jwt.NumericDate, error) { return numericDate(c.IssuedAt), nil }
 
 // GetNotBefore implements jwt.Claims.
-func (c Claims) GetNotBefore() (*jwt.NumericDate, error) { return c.NotBefore, nil }
+func (c Claims) GetNotBefore() (*jwt.NumericDate, error) { return numericDate(c.NotBefore), nil }
+
+// numericDate turns Unix seconds into what golang-jwt validates; 0 means absent.
+func numericDate(unix int64) *jwt.NumericDate {
+	if unix == 0 {
+		return nil
+	}
+	return jwt.NewNumericDate(time.Unix(unix, 0))
+}
 
 // GetIssuer implements jwt.Claims.
 func (c Claims) GetIssuer() (string, error) { return c.Issuer, nil }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/hnsec/hnsec/pkg/reftoken"
@@ -24,8 +23,8 @@ func claims(mod func(*reftoken.Claims)) reftoken.Claims {
 		ID: "e62f4a1a-abfb-478f-b509-136e38da5ac2", ClientID: "5d4f79a5-459b-429a-970a-7edc2432960c",
 		ClientName: "Ekstern testklient", RefToken: "Va4HHwlcsYzi9Y7Y7lJyjL5WgYmuPhuYjCCnZymGFFo",
 		RefTokenType: reftoken.RefTypeFull, Zone: "ekstern_internett",
-		NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(30 * time.Minute)),
-		IssuedAt: jwt.NewNumericDate(now), Issuer: "sikkerhet.helsenorge.no",
+		NotBefore: now.Unix(), ExpiresAt: now.Add(30 * time.Minute).Unix(),
+		IssuedAt: now.Unix(), Issuer: "sikkerhet.helsenorge.no",
 	}
 	if mod != nil {
 		mod(&c)

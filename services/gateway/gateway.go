@@ -100,7 +100,7 @@ func (g *gateway) checkBody(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+		body, err := readBody(r)
 		if err != nil {
 			g.writeError(w, r, apierr.New(apierr.InvalidRequest, "request body could not be read"))
 			return
@@ -120,6 +120,17 @@ func (g *gateway) checkBody(next http.Handler) http.Handler {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// readBody reads at most MaxBodyBytes+1 bytes, into a buffer sized by Content-Length when it is given.
+func readBody(r *http.Request) ([]byte, error) {
+	size := int64(512)
+	if r.ContentLength > 0 {
+		size = min(r.ContentLength, MaxBodyBytes) + 1
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, MaxBodyBytes+1))
+	return buf.Bytes(), err
 }
 
 // acceptedMedia returns the bare media type of a Content-Type the endpoint reads, or an error naming

@@ -214,8 +214,7 @@ func (s *Server) requireAdmin(ctx context.Context) error {
 
 // bearerToken returns the token of an "authorization: Bearer ..." metadata entry, or "".
 func bearerToken(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	for _, v := range md.Get("authorization") {
+	for _, v := range metadata.ValueFromIncomingContext(ctx, "authorization") {
 		if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
 			return strings.TrimSpace(v[7:])
 		}

@@ -28,8 +28,7 @@ type credentials struct {
 // requestCredentials takes the client credentials from the Basic authorization metadata or the request
 // body, refusing both at once (RFC 6749 2.3: one method per request).
 func requestCredentials(ctx context.Context, req *stsv1.TokenRequest) (credentials, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	auth := md.Get("authorization")
+	auth := metadata.ValueFromIncomingContext(ctx, "authorization")
 	var c credentials
 	switch {
 	case len(auth) > 1:

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/correlation"
@@ -81,9 +79,9 @@ func (s *Server) issue(ctx context.Context, clientID, clientName, orgnr string, 
 		RefToken:     handle,
 		RefTokenType: reftoken.RefTypeFull,
 		Zone:         s.cfg.Zone,
-		NotBefore:    jwt.NewNumericDate(now),
-		ExpiresAt:    jwt.NewNumericDate(exp),
-		IssuedAt:     jwt.NewNumericDate(now),
+		NotBefore:    now.Unix(),
+		ExpiresAt:    exp.Unix(),
+		IssuedAt:     now.Unix(),
 		Issuer:       s.cfg.Issuer,
 	}
 	token, err := reftoken.Sign(s.keys.signing().Secret, claims)

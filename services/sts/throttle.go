@@ -79,11 +79,9 @@ func (t *throttle) sweepLocked(now time.Time) {
 // callerAddress is the client's IP: the last X-Forwarded-For entry (the one the gateway appended from the
 // connection's address) or the gRPC peer's address.
 func callerAddress(ctx context.Context) string {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if xff := md.Get("x-forwarded-for"); len(xff) > 0 {
-			parts := strings.Split(xff[len(xff)-1], ",")
-			return strings.TrimSpace(parts[len(parts)-1])
-		}
+	if xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for"); len(xff) > 0 {
+		last := xff[len(xff)-1]
+		return strings.TrimSpace(last[strings.LastIndexByte(last, ',')+1:])
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
