@@ -55,7 +55,7 @@ test: ## run every test (fuzz seed corpora included)
 fuzz: ## fuzz the request parsers for FUZZTIME each (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeForm$$' -fuzztime $${FUZZTIME:-30s} ./services/gateway
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $${FUZZTIME:-30s} ./services/gateway
-	$(GO) test -run '^$$' -fuzz '^FuzzParseBasic$$' -fuzztime $${FUZZTIME:-30s} ./services/sts
+	$(GO) test -run '^$$' -fuzz '^FuzzParseBasic$$' -fuzztime $${FUZZTIME:-30s} ./pkg/clientauth
 
 .PHONY: bench
 bench: ## load benchmarks on loopback: tokens/s, p50 and p99 at 16 and 64 connections

@@ -26,6 +26,7 @@ import (
 
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/pkg/clientauth"
 	"github.com/hnsec/hnsec/pkg/grpcx"
 	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/obs"
@@ -47,6 +48,7 @@ type serveConfig struct {
 	Dev         bool
 	LogLevel    string
 	DebugAddr   string
+	ClientAuth  clientauth.Config
 	STS         sts.Config
 }
 
@@ -61,6 +63,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Dev, "dev", false, "dev mode: seed a demo vendor, organisation, client system and client, and print its credentials")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "listen address for Go's pprof profiles (/debug/pprof/); off when empty")
+	c.ClientAuth.RegisterFlags(fs)
 	c.STS.RegisterFlags(fs)
 }
 
@@ -103,11 +106,12 @@ type module struct {
 // graph is the service graph, declared once: services and the shared pieces they need. Starting a set of
 // services starts their dependencies first, in this order; stopping goes the other way.
 var graph = map[string]module{
-	"nats":     {init: (*app).initNATS},
-	"grpc":     {init: (*app).initGRPC},
-	"registry": {deps: []string{"nats", "grpc"}, init: (*app).initRegistry},
-	"sts":      {deps: []string{"nats", "grpc"}, init: (*app).initSTS},
-	"gateway":  {deps: []string{"grpc"}, init: (*app).initGateway},
+	"nats":       {init: (*app).initNATS},
+	"grpc":       {init: (*app).initGRPC},
+	"clientauth": {deps: []string{"nats", "grpc"}, init: (*app).initClientAuth},
+	"registry":   {deps: []string{"nats", "grpc"}, init: (*app).initRegistry},
+	"sts":        {deps: []string{"nats", "grpc", "clientauth"}, init: (*app).initSTS},
+	"gateway":    {deps: []string{"grpc"}, init: (*app).initGateway},
 }
 
 // app is one running hnsec process.
@@ -121,6 +125,7 @@ type app struct {
 	grpcLis   net.Listener
 	register  grpc.ServiceRegistrar
 	conn      grpc.ClientConnInterface
+	clients   *clientauth.Authenticator
 	httpSrv   *http.Server
 	httpLis   net.Listener
 	actors    []actor
@@ -232,16 +237,30 @@ func (a *app) initRegistry(ctx context.Context) error {
 	return err
 }
 
+// initClientAuth starts the client authenticator the OAuth2 endpoints share.
+func (a *app) initClientAuth(ctx context.Context) error {
+	if err := a.cfg.ClientAuth.Validate(); err != nil {
+		return err
+	}
+	a.clients = clientauth.New(a.cfg.ClientAuth, registryv1.NewClientRegistryServiceClient(a.conn))
+	a.addLoop(ctx, func(ctx context.Context) error { return a.clients.Run(ctx, a.bus.Conn) })
+	return nil
+}
+
+// addLoop adds an actor running loop until the process stops.
+func (a *app) addLoop(ctx context.Context, loop func(context.Context) error) {
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.actors = append(a.actors, actor{func() error { return loop(runCtx) }, func(error) { cancel() }})
+}
+
 func (a *app) initSTS(ctx context.Context) error {
-	srv, db, err := sts.Open(ctx, a.cfg.STS, a.storeConfig(), a.bus.Conn, registryv1.NewClientRegistryServiceClient(a.conn),
-		a.metrics, a.log.With("service", "sts"))
+	srv, db, err := sts.Open(ctx, a.cfg.STS, a.storeConfig(), a.bus.Conn, a.clients, a.metrics, a.log.With("service", "sts"))
 	if err != nil {
 		return err
 	}
 	a.closers = append(a.closers, db.Close)
 	stsv1.RegisterTokenServiceServer(a.register, srv)
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a.actors = append(a.actors, actor{func() error { return srv.Run(runCtx) }, func(error) { cancel() }})
+	a.addLoop(ctx, srv.Run)
 	return nil
 }
 

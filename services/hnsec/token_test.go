@@ -208,7 +208,7 @@ func TestWrongSecretAndUnknownClientLookAlike(t *testing.T) {
 }
 
 func TestRepeatedFailuresAreThrottled(t *testing.T) {
-	s := newTestServer(t, func(c *serveConfig) { c.STS.FailureBurst, c.STS.FailureRefill = 3, time.Second })
+	s := newTestServer(t, func(c *serveConfig) { c.ClientAuth.FailureBurst, c.ClientAuth.FailureRefill = 3, time.Second })
 	for range 3 {
 		require.Equal(t, http.StatusUnauthorized, s.tokenForm(s.dev.ClientID, "guess").status)
 	}

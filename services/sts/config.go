@@ -14,12 +14,6 @@ type Config struct {
 	Zone string
 	// TokenTTL is the access token lifetime (expires_in).
 	TokenTTL time.Duration
-	// ClientCacheTTL bounds how long an authenticated client is trusted without asking the registry.
-	ClientCacheTTL time.Duration
-	// FailureBurst failed authentications for one client_id from one address are allowed before throttling.
-	FailureBurst int
-	// FailureRefill is how often one more failed attempt is allowed once the burst is spent.
-	FailureRefill time.Duration
 	// CommitLinger is how long a group commit of token references may wait for more under load.
 	CommitLinger time.Duration
 }
@@ -29,9 +23,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Issuer, "issuer", "sikkerhet.helsenorge.no", "token issuer (iss); a URL issuer also works for RFC 8414 clients")
 	fs.StringVar(&c.Zone, "zone", "ekstern_internett", "zone claim of access tokens")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 30*time.Minute, "access token lifetime (expires_in)")
-	fs.DurationVar(&c.ClientCacheTTL, "client-cache-ttl", time.Minute, "how long the STS trusts a cached client authentication (registry change events drop it sooner)")
-	fs.IntVar(&c.FailureBurst, "auth-failure-burst", 10, "failed client authentications per client_id and address before 429")
-	fs.DurationVar(&c.FailureRefill, "auth-failure-refill", 6*time.Second, "one more failed authentication is allowed per this interval once throttled")
 	fs.DurationVar(&c.CommitLinger, "commit-linger", 0, "how long a group commit of token references may wait for more when requests are concurrent (0: never)")
 }
 
@@ -42,8 +33,6 @@ func (c *Config) Validate() error {
 		return errors.New("--issuer must not be empty")
 	case c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour:
 		return errors.New("--token-ttl must be between 1m and 24h")
-	case c.FailureBurst < 1 || c.FailureRefill <= 0:
-		return errors.New("--auth-failure-burst and --auth-failure-refill must be positive")
 	}
 	return nil
 }

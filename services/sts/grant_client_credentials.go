@@ -32,26 +32,12 @@ func (s *Server) token(ctx context.Context, req *stsv1.TokenRequest) (*stsv1.Tok
 	default:
 		return nil, apierr.New(apierr.UnsupportedGrantType, "grant_type must be client_credentials")
 	}
-	creds, err := requestCredentials(ctx, req)
-	if err != nil {
-		return nil, err
-	}
 	requested, err := scope.Parse(req.GetScope())
 	if err != nil {
 		return nil, apierr.New(apierr.InvalidScope, "%v", err)
 	}
-	now := time.Now()
-	throttleKey := creds.ID + "|" + callerAddress(ctx)
-	if wait := s.throttle.wait(throttleKey, now); wait > 0 {
-		e := apierr.New(apierr.TooManyRequests, "too many failed authentications for this client; retry later")
-		e.RetryAfter = wait
-		return nil, e
-	}
-	client, err := s.clients.authenticate(ctx, creds.ID, creds.Secret)
+	client, _, err := s.clients.Authenticate(ctx, req.GetClientId(), req.GetClientSecret())
 	if err != nil {
-		if e := apierr.FromGRPC(err); e.Kind == apierr.InvalidClient {
-			s.throttle.failed(throttleKey, now)
-		}
 		return nil, err
 	}
 	granted := client.GetScopes()
@@ -63,7 +49,7 @@ func (s *Server) token(ctx context.Context, req *stsv1.TokenRequest) (*stsv1.Tok
 		}
 		granted = requested
 	}
-	return s.issue(ctx, client.GetClientId(), client.GetName(), client.GetOrganisationNumber(), granted, now)
+	return s.issue(ctx, client.GetClientId(), client.GetName(), client.GetOrganisationNumber(), granted, time.Now())
 }
 
 // issue stores a reference for the rights and returns the signed reference JWT. The reference is durable

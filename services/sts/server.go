@@ -8,9 +8,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
-	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
-	"github.com/hnsec/hnsec/pkg/natsbus"
+	"github.com/hnsec/hnsec/pkg/clientauth"
 	"github.com/hnsec/hnsec/pkg/reftoken"
 	"github.com/hnsec/hnsec/pkg/store"
 )
@@ -26,8 +25,7 @@ type Server struct {
 	keys     *keyRing
 	verifier reftoken.Verifier
 	refs     *store.Batcher[reference]
-	clients  *clientCache
-	throttle *throttle
+	clients  *clientauth.Authenticator
 	nc       *nats.Conn
 	metrics  *metrics
 	log      *slog.Logger
@@ -37,7 +35,7 @@ var _ stsv1.TokenServiceServer = (*Server)(nil)
 
 // Open migrates the STS database, loads the key ring and returns the server. Run must be running for
 // tokens to be issued.
-func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn, registry registryv1.ClientRegistryServiceClient,
+func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn, clients *clientauth.Authenticator,
 	reg prometheus.Registerer, log *slog.Logger) (*Server, *store.DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
@@ -62,27 +60,21 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 		store:    st,
 		keys:     keys,
 		verifier: reftoken.Verifier{Issuer: cfg.Issuer, Zone: cfg.Zone, Leeway: 5 * time.Second},
-		clients:  newClientCache(registry, cfg.ClientCacheTTL),
-		throttle: newThrottle(cfg.FailureBurst, cfg.FailureRefill),
+		clients:  clients,
 		nc:       nc,
 		metrics:  m,
 		log:      log,
 	}, db, nil
 }
 
-// Run writes token references, follows registry change events and sweeps expired state until ctx ends;
-// then it writes what is still queued and returns.
+// Run writes token references and deletes expired ones until ctx ends; then it writes what is still
+// queued and returns.
 func (s *Server) Run(ctx context.Context) error {
-	sub, err := s.nc.Subscribe(natsbus.SubjectClientChanged, func(m *nats.Msg) { s.clients.drop(string(m.Data)) })
-	if err != nil {
-		return err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
 	go s.sweep(ctx)
 	return s.refs.Run(ctx)
 }
 
-// sweep drops expired cache and throttle entries, and references that expired an hour ago, every minute.
+// sweep deletes references that expired an hour ago, every minute.
 func (s *Server) sweep(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
@@ -91,8 +83,6 @@ func (s *Server) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			s.clients.sweep(now)
-			s.throttle.sweep(now)
 			cutoff := now.Add(-time.Hour)
 			if n, err := s.store.DeleteExpired(ctx, cutoff.Add(-s.cfg.TokenTTL), cutoff); err != nil {
 				s.log.Error("delete expired references", "err", err)

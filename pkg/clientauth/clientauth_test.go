@@ -1,4 +1,4 @@
-package sts
+package clientauth
 
 import (
 	"encoding/base64"

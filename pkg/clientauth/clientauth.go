@@ -1,4 +1,9 @@
-package sts
+// Package clientauth authenticates OAuth2 clients for the services that accept client credentials (the STS
+// token and revocation endpoints, the introspection endpoint): it takes the credentials from a Basic
+// authorization header or the request body, checks them through the registry's gRPC AuthenticateClient
+// (with a cache the registry's NATS change events invalidate), and throttles repeated failures. It never
+// reads registry tables.
+package clientauth
 
 import (
 	"context"
@@ -8,28 +13,29 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/metadata"
 
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
-	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/guid"
+	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/secrets"
 )
 
-// credentials are the client credentials of one token request.
-type credentials struct {
+// Credentials are the client credentials of one request.
+type Credentials struct {
 	ID     string
 	Secret string
 	// Basic is true when they came in an Authorization: Basic header (client_secret_basic).
 	Basic bool
 }
 
-// requestCredentials takes the client credentials from the Basic authorization metadata or the request
-// body, refusing both at once (RFC 6749 2.3: one method per request).
-func requestCredentials(ctx context.Context, req *stsv1.TokenRequest) (credentials, error) {
+// FromRequest takes the client credentials from the Basic authorization metadata or the request body
+// (bodyID, bodySecret), refusing both at once (RFC 6749 2.3: one method per request).
+func FromRequest(ctx context.Context, bodyID, bodySecret string) (Credentials, error) {
 	auth := metadata.ValueFromIncomingContext(ctx, "authorization")
-	var c credentials
+	var c Credentials
 	switch {
 	case len(auth) > 1:
 		return c, apierr.New(apierr.InvalidRequest, "more than one Authorization header")
@@ -38,15 +44,15 @@ func requestCredentials(ctx context.Context, req *stsv1.TokenRequest) (credentia
 		if err != nil {
 			return c, err
 		}
-		if req.GetClientSecret() != "" {
+		if bodySecret != "" {
 			return c, apierr.New(apierr.InvalidRequest, "client authenticated by more than one method (Basic header and client_secret)")
 		}
-		if req.GetClientId() != "" && req.GetClientId() != id {
+		if bodyID != "" && bodyID != id {
 			return c, apierr.New(apierr.InvalidRequest, "client_id in the body differs from the Basic header")
 		}
-		c = credentials{ID: id, Secret: secret, Basic: true}
+		c = Credentials{ID: id, Secret: secret, Basic: true}
 	default:
-		c = credentials{ID: req.GetClientId(), Secret: req.GetClientSecret()}
+		c = Credentials{ID: bodyID, Secret: bodySecret}
 	}
 	switch {
 	case c.ID == "":
@@ -83,10 +89,10 @@ func ParseBasic(v string) (id, secret string, err error) {
 	return id, secret, nil
 }
 
-// clientCache remembers, per client, the digest of the last secret the registry accepted, so that repeat
+// Cache remembers, per client, the digest of the last secret the registry accepted, so that repeat
 // requests need no registry call. Entries expire after ttl and are dropped at once on a registry change
 // event for the client.
-type clientCache struct {
+type Cache struct {
 	registry registryv1.ClientRegistryServiceClient
 	ttl      time.Duration
 	mu       sync.RWMutex
@@ -99,12 +105,13 @@ type cacheEntry struct {
 	expires time.Time
 }
 
-func newClientCache(registry registryv1.ClientRegistryServiceClient, ttl time.Duration) *clientCache {
-	return &clientCache{registry: registry, ttl: ttl, entries: map[string]cacheEntry{}}
+// NewCache returns a cache in front of the registry trusting an authentication for at most ttl.
+func NewCache(registry registryv1.ClientRegistryServiceClient, ttl time.Duration) *Cache {
+	return &Cache{registry: registry, ttl: ttl, entries: map[string]cacheEntry{}}
 }
 
-// authenticate returns the client when the secret is right, from the cache or the registry.
-func (c *clientCache) authenticate(ctx context.Context, id, secret string) (*registryv1.Client, error) {
+// Authenticate returns the client when the secret is right, from the cache or the registry.
+func (c *Cache) Authenticate(ctx context.Context, id, secret string) (*registryv1.Client, error) {
 	digest := secrets.Digest(secret)
 	now := time.Now()
 	c.mu.RLock()
@@ -123,15 +130,15 @@ func (c *clientCache) authenticate(ctx context.Context, id, secret string) (*reg
 	return resp.GetClient(), nil
 }
 
-// drop forgets the client.
-func (c *clientCache) drop(id string) {
+// Drop forgets the client.
+func (c *Cache) Drop(id string) {
 	c.mu.Lock()
 	delete(c.entries, id)
 	c.mu.Unlock()
 }
 
-// sweep removes expired entries.
-func (c *clientCache) sweep(now time.Time) {
+// Sweep removes expired entries.
+func (c *Cache) Sweep(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, e := range c.entries {
@@ -139,4 +146,13 @@ func (c *clientCache) sweep(now time.Time) {
 			delete(c.entries, id)
 		}
 	}
+}
+
+// Follow drops cached clients when the registry announces a change, until the returned stop is called.
+func (c *Cache) Follow(nc *nats.Conn) (stop func(), err error) {
+	sub, err := nc.Subscribe(natsbus.SubjectClientChanged, func(m *nats.Msg) { c.Drop(string(m.Data)) })
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
 }

@@ -1,4 +1,4 @@
-package sts
+package clientauth
 
 import (
 	"context"
@@ -12,12 +12,12 @@ import (
 	"google.golang.org/grpc/peer"
 )
 
-// throttle slows down guessing of client secrets (RFC 6749 2.3.1): each client_id and caller address has a
+// Throttle slows down guessing of client secrets (RFC 6749 2.3.1): each client_id and caller address has a
 // token bucket of failed authentications. Once it is empty, requests for that pair get 429 with
 // Retry-After until the bucket refills one attempt. Successful authentications cost nothing, and the key
 // includes the caller's address, so an attacker elsewhere cannot lock the real client out; from the same
 // address the real client waits at most one refill interval.
-type throttle struct {
+type Throttle struct {
 	burst int
 	every time.Duration
 	mu    sync.Mutex
@@ -27,12 +27,13 @@ type throttle struct {
 // maxThrottled bounds the number of tracked pairs; full buckets are swept first.
 const maxThrottled = 100_000
 
-func newThrottle(burst int, every time.Duration) *throttle {
-	return &throttle{burst: burst, every: every, lims: map[string]*rate.Limiter{}}
+// NewThrottle allows burst failures per key, then one more per every.
+func NewThrottle(burst int, every time.Duration) *Throttle {
+	return &Throttle{burst: burst, every: every, lims: map[string]*rate.Limiter{}}
 }
 
-// wait returns how long key must wait before its next attempt; 0 when it may go ahead.
-func (t *throttle) wait(key string, now time.Time) time.Duration {
+// Wait returns how long key must wait before its next attempt; 0 when it may go ahead.
+func (t *Throttle) Wait(key string, now time.Time) time.Duration {
 	t.mu.Lock()
 	lim := t.lims[key]
 	t.mu.Unlock()
@@ -46,8 +47,8 @@ func (t *throttle) wait(key string, now time.Time) time.Duration {
 	return time.Duration((1 - tokens) * float64(t.every))
 }
 
-// failed records a failed authentication for key.
-func (t *throttle) failed(key string, now time.Time) {
+// Failed records a failed authentication for key.
+func (t *Throttle) Failed(key string, now time.Time) {
 	t.mu.Lock()
 	lim := t.lims[key]
 	if lim == nil {
@@ -61,14 +62,14 @@ func (t *throttle) failed(key string, now time.Time) {
 	lim.AllowN(now, 1)
 }
 
-// sweep forgets pairs whose bucket is full again.
-func (t *throttle) sweep(now time.Time) {
+// Sweep forgets pairs whose bucket is full again.
+func (t *Throttle) Sweep(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.sweepLocked(now)
 }
 
-func (t *throttle) sweepLocked(now time.Time) {
+func (t *Throttle) sweepLocked(now time.Time) {
 	for k, lim := range t.lims {
 		if lim.TokensAt(now) >= float64(t.burst) {
 			delete(t.lims, k)
@@ -76,9 +77,9 @@ func (t *throttle) sweepLocked(now time.Time) {
 	}
 }
 
-// callerAddress is the client's IP: the last X-Forwarded-For entry (the one the gateway appended from the
+// CallerAddress is the client's IP: the last X-Forwarded-For entry (the one the gateway appended from the
 // connection's address) or the gRPC peer's address.
-func callerAddress(ctx context.Context) string {
+func CallerAddress(ctx context.Context) string {
 	if xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for"); len(xff) > 0 {
 		last := xff[len(xff)-1]
 		return strings.TrimSpace(last[strings.LastIndexByte(last, ',')+1:])

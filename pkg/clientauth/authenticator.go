@@ -1,0 +1,94 @@
+package clientauth
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
+	"github.com/hnsec/hnsec/pkg/apierr"
+)
+
+// Config tunes client authentication.
+type Config struct {
+	// CacheTTL bounds how long an authenticated client is trusted without asking the registry.
+	CacheTTL time.Duration
+	// FailureBurst failed authentications for one client_id from one address are allowed before throttling.
+	FailureBurst int
+	// FailureRefill is how often one more failed attempt is allowed once the burst is spent.
+	FailureRefill time.Duration
+}
+
+// RegisterFlags registers the client authentication flags with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.CacheTTL, "client-cache-ttl", time.Minute, "how long a cached client authentication is trusted (registry change events drop it sooner)")
+	fs.IntVar(&c.FailureBurst, "auth-failure-burst", 10, "failed client authentications per client_id and address before 429")
+	fs.DurationVar(&c.FailureRefill, "auth-failure-refill", 6*time.Second, "one more failed authentication is allowed per this interval once throttled")
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.FailureBurst < 1 || c.FailureRefill <= 0 || c.CacheTTL < 0 {
+		return errors.New("--auth-failure-burst and --auth-failure-refill must be positive, --client-cache-ttl not negative")
+	}
+	return nil
+}
+
+// Authenticator authenticates the client of one request: credentials from the request, the throttle, and
+// the cached registry check.
+type Authenticator struct {
+	cache    *Cache
+	throttle *Throttle
+}
+
+// New returns an Authenticator asking registry. Run must be running for change events to reach it.
+func New(cfg Config, registry registryv1.ClientRegistryServiceClient) *Authenticator {
+	return &Authenticator{cache: NewCache(registry, cfg.CacheTTL), throttle: NewThrottle(cfg.FailureBurst, cfg.FailureRefill)}
+}
+
+// Authenticate returns the authenticated client and its credentials. bodyID and bodySecret are the
+// client_id and client_secret parameters of the request body, if any.
+func (a *Authenticator) Authenticate(ctx context.Context, bodyID, bodySecret string) (*registryv1.Client, Credentials, error) {
+	creds, err := FromRequest(ctx, bodyID, bodySecret)
+	if err != nil {
+		return nil, creds, err
+	}
+	now := time.Now()
+	key := creds.ID + "|" + CallerAddress(ctx)
+	if wait := a.throttle.Wait(key, now); wait > 0 {
+		e := apierr.New(apierr.TooManyRequests, "too many failed authentications for this client; retry later")
+		e.RetryAfter = wait
+		return nil, creds, e
+	}
+	client, err := a.cache.Authenticate(ctx, creds.ID, creds.Secret)
+	if err != nil {
+		if apierr.FromGRPC(err).Kind == apierr.InvalidClient {
+			a.throttle.Failed(key, now)
+		}
+		return nil, creds, err
+	}
+	return client, creds, nil
+}
+
+// Run follows registry change events and sweeps expired state every minute until ctx ends.
+func (a *Authenticator) Run(ctx context.Context, nc *nats.Conn) error {
+	stop, err := a.cache.Follow(nc)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			a.cache.Sweep(now)
+			a.throttle.Sweep(now)
+		}
+	}
+}
