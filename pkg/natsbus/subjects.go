@@ -5,4 +5,8 @@ const (
 	// SubjectClientChanged carries a client_id (plain text) whenever a client configuration, its status or
 	// its credentials change; holders of cached client data drop it.
 	SubjectClientChanged = "hnsec.registry.client.changed"
+	// SubjectTokenRevoked carries the jti (plain text) of a revoked access token.
+	SubjectTokenRevoked = "hnsec.sts.token.revoked"
+	// SubjectClientTokensRevoked carries a client_id (plain text) whose every outstanding token was revoked.
+	SubjectClientTokensRevoked = "hnsec.sts.client.tokens_revoked"
 )

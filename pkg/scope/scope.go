@@ -8,6 +8,14 @@ import (
 	"strings"
 )
 
+// Scopes hnsec itself defines.
+const (
+	// RegistryAdmin lets a token call the registry's admin API as the operator.
+	RegistryAdmin = "hnsec:registry.admin"
+	// Introspect lets a client configuration (an API) introspect access tokens.
+	Introspect = "hnsec:introspection"
+)
+
 // MaxScopes bounds how many scopes one request or client may name.
 const MaxScopes = 50
 

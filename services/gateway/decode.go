@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 )
 
@@ -32,13 +33,43 @@ func newJSONMarshaler() jsonMarshaler {
 	}}
 }
 
-// Marshal implements runtime.Marshaler. The token endpoint's answer is written with exactly its three
-// RFC 6749 5.1 fields (and faster than by protojson); everything else goes through protojson.
+// Marshal implements runtime.Marshaler. The OAuth2 answers are written in their RFC shapes: the token
+// response with exactly its three RFC 6749 5.1 fields, the introspection response (RFC 7662 2.2) with
+// times as numbers and, when inactive, exactly {"active":false}. Everything else goes through protojson.
 func (m jsonMarshaler) Marshal(v any) ([]byte, error) {
-	if t, ok := v.(*stsv1.TokenResponse); ok {
+	switch t := v.(type) {
+	case *stsv1.TokenResponse:
 		return json.Marshal(tokenResponse{AccessToken: t.GetAccessToken(), ExpiresIn: t.GetExpiresIn(), TokenType: t.GetTokenType()})
+	case *introspectionv1.IntrospectResponse:
+		if !t.GetActive() {
+			return []byte(`{"active":false}`), nil
+		}
+		return json.Marshal(introspectResponse{
+			Active: true, ClientID: t.GetClientId(), ClientName: t.GetClientName(), Scope: t.GetScope(), Aud: t.GetAud(),
+			Iss: t.GetIss(), Exp: t.GetExp(), Iat: t.GetIat(), Nbf: t.GetNbf(), Jti: t.GetJti(), Zone: t.GetZone(),
+			OrganisationNumber: t.GetOrganisationNumber(), ParentOrganisationNumber: t.GetParentOrganisationNumber(),
+			TokenType: t.GetTokenType(),
+		})
 	}
 	return m.JSONPb.Marshal(v)
+}
+
+// introspectResponse is the JSON shape of an active introspection answer.
+type introspectResponse struct {
+	Active                   bool     `json:"active"`
+	ClientID                 string   `json:"client_id"`
+	ClientName               string   `json:"client_name"`
+	Scope                    string   `json:"scope"`
+	Aud                      []string `json:"aud"`
+	Iss                      string   `json:"iss"`
+	Exp                      int64    `json:"exp"`
+	Iat                      int64    `json:"iat"`
+	Nbf                      int64    `json:"nbf"`
+	Jti                      string   `json:"jti"`
+	Zone                     string   `json:"zone"`
+	OrganisationNumber       string   `json:"organisation_number"`
+	ParentOrganisationNumber string   `json:"parent_organisation_number,omitempty"`
+	TokenType                string   `json:"token_type"`
 }
 
 // tokenResponse is the JSON shape of a successful token response.

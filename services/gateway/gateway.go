@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/gen/openapi"
@@ -34,7 +35,7 @@ const (
 )
 
 // oauthPaths are the OAuth2 endpoints: they also take form bodies, and their answers are never cached.
-var oauthPaths = map[string]bool{"/sts/Token": true, "/sts/token": true}
+var oauthPaths = map[string]bool{"/sts/Token": true, "/sts/token": true, "/sts/introspect": true}
 
 // New returns the REST handler. conn reaches the services' gRPC APIs; gatherer serves /metrics.
 func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus.Gatherer, log *slog.Logger) (http.Handler, error) {
@@ -50,6 +51,9 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 	)
 	if err := stsv1.RegisterTokenServiceHandlerClient(ctx, mux, stsv1.NewTokenServiceClient(conn)); err != nil {
+		return nil, err
+	}
+	if err := introspectionv1.RegisterIntrospectionServiceHandlerClient(ctx, mux, introspectionv1.NewIntrospectionServiceClient(conn)); err != nil {
 		return nil, err
 	}
 	if err := registryv1.RegisterClientRegistryServiceHandlerClient(ctx, mux, registryv1.NewClientRegistryServiceClient(conn)); err != nil {

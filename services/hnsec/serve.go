@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/clientauth"
@@ -32,6 +33,7 @@ import (
 	"github.com/hnsec/hnsec/pkg/obs"
 	"github.com/hnsec/hnsec/pkg/store"
 	"github.com/hnsec/hnsec/services/gateway"
+	"github.com/hnsec/hnsec/services/introspection"
 	"github.com/hnsec/hnsec/services/registry"
 	"github.com/hnsec/hnsec/services/sts"
 )
@@ -95,7 +97,7 @@ func serveCommand(out io.Writer) *ffcli.Command {
 }
 
 // serviceNames are the services --services may name.
-var serviceNames = []string{"sts", "registry", "gateway"}
+var serviceNames = []string{"sts", "registry", "introspection", "gateway"}
 
 // module is one node of the service graph: what it needs started before it, and how it starts.
 type module struct {
@@ -106,12 +108,13 @@ type module struct {
 // graph is the service graph, declared once: services and the shared pieces they need. Starting a set of
 // services starts their dependencies first, in this order; stopping goes the other way.
 var graph = map[string]module{
-	"nats":       {init: (*app).initNATS},
-	"grpc":       {init: (*app).initGRPC},
-	"clientauth": {deps: []string{"nats", "grpc"}, init: (*app).initClientAuth},
-	"registry":   {deps: []string{"nats", "grpc"}, init: (*app).initRegistry},
-	"sts":        {deps: []string{"nats", "grpc", "clientauth"}, init: (*app).initSTS},
-	"gateway":    {deps: []string{"grpc"}, init: (*app).initGateway},
+	"nats":          {init: (*app).initNATS},
+	"grpc":          {init: (*app).initGRPC},
+	"clientauth":    {deps: []string{"nats", "grpc"}, init: (*app).initClientAuth},
+	"registry":      {deps: []string{"nats", "grpc"}, init: (*app).initRegistry},
+	"sts":           {deps: []string{"nats", "grpc", "clientauth"}, init: (*app).initSTS},
+	"introspection": {deps: []string{"nats", "grpc", "clientauth"}, init: (*app).initIntrospection},
+	"gateway":       {deps: []string{"grpc"}, init: (*app).initGateway},
 }
 
 // app is one running hnsec process.
@@ -264,6 +267,14 @@ func (a *app) initSTS(ctx context.Context) error {
 	return nil
 }
 
+func (a *app) initIntrospection(ctx context.Context) error {
+	srv := introspection.New(a.clients, stsv1.NewTokenServiceClient(a.conn), registryv1.NewClientRegistryServiceClient(a.conn),
+		a.bus.Conn, a.metrics, a.log.With("service", "introspection"))
+	introspectionv1.RegisterIntrospectionServiceServer(a.register, srv)
+	a.addLoop(ctx, srv.Run)
+	return nil
+}
+
 func (a *app) initGateway(ctx context.Context) error {
 	h, err := gateway.New(context.WithoutCancel(ctx), a.conn, a.metrics, a.log.With("service", "gateway"))
 	if err != nil {
@@ -347,7 +358,7 @@ func (a *app) httpAddr() string {
 func printDevBanner(out io.Writer, a *app) {
 	c := a.devClient
 	fmt.Fprintf(out, `
-hnsec dev mode: demo client configuration (also in %s)
+hnsec dev mode: demo client configuration (also in %s; a demo API allowed to introspect is in %s)
   client_id:     %s
   client_secret: %s
   scopes:        %s
@@ -356,6 +367,6 @@ hnsec dev mode: demo client configuration (also in %s)
     -H 'Content-Type: application/x-www-form-urlencoded' \
     -d 'grant_type=client_credentials&client_id=%s&client_secret=%s'
 
-`, filepath.Join(a.cfg.DataDir, registry.DevClientFile), c.ClientID, c.ClientSecret, strings.Join(c.Scopes, " "),
+`, filepath.Join(a.cfg.DataDir, registry.DevClientFile), filepath.Join(a.cfg.DataDir, registry.DevAPIFile), c.ClientID, c.ClientSecret, strings.Join(c.Scopes, " "),
 		a.httpAddr(), c.ClientID, c.ClientSecret)
 }

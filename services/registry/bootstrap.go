@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hnsec/hnsec/pkg/scope"
 	"github.com/hnsec/hnsec/pkg/store"
 )
 
@@ -22,6 +23,7 @@ type Credentials struct {
 const (
 	OperatorFile  = "operator.json"
 	DevClientFile = "dev-client.json"
+	DevAPIFile    = "dev-api.json"
 )
 
 // The deployment's own organisation (Norsk Helsenett SF) owns the bootstrap operator credential.
@@ -40,8 +42,9 @@ var (
 )
 
 // Bootstrap writes the operator credential on the first start (or whenever operator.json is missing) and,
-// in dev mode, seeds the demo vendor, organisation, client system and client configuration, returning the
-// demo client's credentials (also in dev-client.json). It returns nil credentials when dev is false.
+// in dev mode, seeds the demo vendor, organisation, client system and client configuration and a demo API,
+// returning the demo client's credentials (also in dev-client.json). It returns nil credentials when dev
+// is false.
 func (s *Server) Bootstrap(ctx context.Context, dataDir string, dev bool) (*Credentials, error) {
 	if _, err := os.Stat(filepath.Join(dataDir, OperatorFile)); errors.Is(err, os.ErrNotExist) {
 		if err := s.ensure(s.store.CreateOrganisation(ctx, Organisation{Number: nhnOrgnr, Name: "Norsk helsenett SF"})); err != nil {
@@ -59,19 +62,13 @@ func (s *Server) Bootstrap(ctx context.Context, dataDir string, dev bool) (*Cred
 	if !dev {
 		return nil, nil
 	}
-	return s.seedDemo(ctx, filepath.Join(dataDir, DevClientFile))
+	return s.seedDemo(ctx, dataDir)
 }
 
-// seedDemo returns the demo client in path when it still exists, or creates the demo data and writes it.
-func (s *Server) seedDemo(ctx context.Context, path string) (*Credentials, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		var cred Credentials
-		if json.Unmarshal(b, &cred) == nil {
-			if _, err := s.store.GetClient(ctx, cred.ClientID); err == nil {
-				return &cred, nil
-			}
-		}
-	}
+// seedDemo seeds the demo entities, the demo client configuration (dev-client.json) and a demo API
+// allowed to introspect tokens (dev-api.json), keeping whichever already exist, and returns the demo
+// client's credentials.
+func (s *Server) seedDemo(ctx context.Context, dataDir string) (*Credentials, error) {
 	for _, err := range []error{
 		s.store.CreateVendor(ctx, demoVendor),
 		s.store.CreateOrganisation(ctx, demoOrg),
@@ -81,12 +78,30 @@ func (s *Server) seedDemo(ctx context.Context, path string) (*Credentials, error
 			return nil, err
 		}
 	}
-	c, secret, err := s.createClient(ctx, Client{Name: "Ekstern testklient", OrganisationNumber: demoOrg.Number,
-		ClientSystemID: demoSystem.ID, Scopes: DemoScopes})
+	if _, err := s.loadOrCreate(ctx, filepath.Join(dataDir, DevAPIFile),
+		Client{Name: "Demo API", OrganisationNumber: nhnOrgnr, Scopes: []string{scope.Introspect}}); err != nil {
+		return nil, err
+	}
+	return s.loadOrCreate(ctx, filepath.Join(dataDir, DevClientFile), Client{Name: "Ekstern testklient",
+		OrganisationNumber: demoOrg.Number, ClientSystemID: demoSystem.ID, Scopes: DemoScopes})
+}
+
+// loadOrCreate returns the credentials in path while their client exists, or creates c and writes its
+// credentials there.
+func (s *Server) loadOrCreate(ctx context.Context, path string, c Client) (*Credentials, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		var cred Credentials
+		if json.Unmarshal(b, &cred) == nil {
+			if _, err := s.store.GetClient(ctx, cred.ClientID); err == nil {
+				return &cred, nil
+			}
+		}
+	}
+	created, secret, err := s.createClient(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	cred := Credentials{ClientID: c.ID, ClientSecret: secret, Scopes: c.Scopes}
+	cred := Credentials{ClientID: created.ID, ClientSecret: secret, Scopes: created.Scopes}
 	if err := writeCredentials(path, cred); err != nil {
 		return nil, err
 	}

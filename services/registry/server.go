@@ -25,7 +25,7 @@ import (
 )
 
 // AdminScope is the scope an access token needs for the admin RPCs.
-const AdminScope = "hnsec:registry.admin"
+const AdminScope = scope.RegistryAdmin
 
 // maxNameLen bounds names (characters).
 const maxNameLen = 200
@@ -191,6 +191,18 @@ func (s *Server) AuthenticateClient(ctx context.Context, req *registryv1.Authent
 	return &registryv1.AuthenticateClientResponse{Client: toProto(c)}, nil
 }
 
+// LookupClient implements ClientRegistryService for internal callers.
+func (s *Server) LookupClient(ctx context.Context, req *registryv1.LookupClientRequest) (*registryv1.LookupClientResponse, error) {
+	if !guid.Valid(req.GetClientId()) {
+		return nil, apierr.New(apierr.InvalidRequest, "client_id must be a GUID")
+	}
+	c, err := s.store.GetClient(ctx, req.GetClientId())
+	if err != nil {
+		return nil, storeError(err, "client")
+	}
+	return &registryv1.LookupClientResponse{Client: toProto(c)}, nil
+}
+
 // requireAdmin checks that the caller's bearer access token is active and carries AdminScope.
 func (s *Server) requireAdmin(ctx context.Context) error {
 	tok := bearerToken(ctx)
@@ -256,5 +268,7 @@ func toProto(c Client) *registryv1.Client {
 		Scopes:             c.Scopes,
 		CreateTime:         timestamppb.New(c.CreateTime),
 		ClientSystemId:     c.ClientSystemID,
+
+		ParentOrganisationNumber: c.ParentOrganisationNumber,
 	}
 }

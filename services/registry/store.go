@@ -65,6 +65,8 @@ type Client struct {
 	Status             registryv1.ClientStatus
 	Scopes             []string
 	CreateTime         time.Time
+	// ParentOrganisationNumber is the owning organisation's parent, if any (read only).
+	ParentOrganisationNumber string
 }
 
 // Secret is a stored client secret: only its keyed hash.
@@ -178,7 +180,10 @@ func (s *sqlStore) CreateClient(ctx context.Context, c Client, first Secret) err
 	})
 }
 
-const clientColumns = `client_id, name, organisation_number, client_system_id, status, scopes, create_time`
+// clientSelect reads a client with its organisation's parent.
+const clientSelect = `SELECT c.client_id, c.name, c.organisation_number, c.client_system_id, c.status, c.scopes,
+	c.create_time, COALESCE(o.parent_number, '') FROM clients c
+	LEFT JOIN organisations o ON o.organisation_number = c.organisation_number`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -189,7 +194,8 @@ func scanClient(row scanner) (Client, error) {
 		scopes  string
 		created int64
 	)
-	if err := row.Scan(&c.ID, &c.Name, &c.OrganisationNumber, &c.ClientSystemID, &status, &scopes, &created); err != nil {
+	if err := row.Scan(&c.ID, &c.Name, &c.OrganisationNumber, &c.ClientSystemID, &status, &scopes, &created,
+		&c.ParentOrganisationNumber); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Client{}, store.ErrNotFound
 		}
@@ -202,7 +208,7 @@ func scanClient(row scanner) (Client, error) {
 }
 
 func (s *sqlStore) GetClient(ctx context.Context, id string) (Client, error) {
-	return scanClient(s.db.Read.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE client_id = ?`, id))
+	return scanClient(s.db.Read.QueryRowContext(ctx, clientSelect+` WHERE c.client_id = ?`, id))
 }
 
 func (s *sqlStore) ClientSecrets(ctx context.Context, id string) (Client, []Secret, error) {
@@ -236,7 +242,7 @@ func (s *sqlStore) ClientSecrets(ctx context.Context, id string) (Client, []Secr
 func (s *sqlStore) UpdateClient(ctx context.Context, id string, fn func(Client) (Client, error)) (Client, error) {
 	var out Client
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		old, err := scanClient(tx.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE client_id = ?`, id))
+		old, err := scanClient(tx.QueryRowContext(ctx, clientSelect+` WHERE c.client_id = ?`, id))
 		if err != nil {
 			return err
 		}

@@ -31,8 +31,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Issuer == "":
 		return errors.New("--issuer must not be empty")
-	case c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour:
-		return errors.New("--token-ttl must be between 1m and 24h")
+	case c.TokenTTL < time.Second || c.TokenTTL > 24*time.Hour || c.TokenTTL%time.Second != 0:
+		return errors.New("--token-ttl must be whole seconds between 1s and 24h")
 	}
 	return nil
 }

@@ -48,5 +48,8 @@ func (s *Server) LookupReference(ctx context.Context, req *stsv1.LookupReference
 		OrganisationNumber: ref.OrganisationNumber,
 		IssueTime:          timestamppb.New(ref.IssueTime),
 		ExpireTime:         timestamppb.New(ref.ExpireTime),
+		Issuer:             claims.Issuer,
+		Zone:               claims.Zone,
+		NotBeforeTime:      timestamppb.New(time.Unix(claims.NotBefore, 0)),
 	}}, nil
 }

@@ -96,8 +96,10 @@ type Client struct {
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// client_system_id names the client system this configuration is an instance of, if any.
 	ClientSystemId string `protobuf:"bytes,7,opt,name=client_system_id,json=clientSystemId,proto3" json:"client_system_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// parent_organisation_number is the owning organisation's parent (multi-tenant clients), if any.
+	ParentOrganisationNumber string `protobuf:"bytes,8,opt,name=parent_organisation_number,json=parentOrganisationNumber,proto3" json:"parent_organisation_number,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Client) Reset() {
@@ -175,6 +177,13 @@ func (x *Client) GetCreateTime() *timestamppb.Timestamp {
 func (x *Client) GetClientSystemId() string {
 	if x != nil {
 		return x.ClientSystemId
+	}
+	return ""
+}
+
+func (x *Client) GetParentOrganisationNumber() string {
+	if x != nil {
+		return x.ParentOrganisationNumber
 	}
 	return ""
 }
@@ -684,11 +693,103 @@ func (x *AuthenticateClientResponse) GetClient() *Client {
 	return nil
 }
 
+// LookupClientRequest names a client.
+type LookupClientRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client.
+	ClientId      string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupClientRequest) Reset() {
+	*x = LookupClientRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupClientRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupClientRequest) ProtoMessage() {}
+
+func (x *LookupClientRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupClientRequest.ProtoReflect.Descriptor instead.
+func (*LookupClientRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LookupClientRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// LookupClientResponse holds the client.
+type LookupClientResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client is the stored configuration.
+	Client        *Client `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupClientResponse) Reset() {
+	*x = LookupClientResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupClientResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupClientResponse) ProtoMessage() {}
+
+func (x *LookupClientResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupClientResponse.ProtoReflect.Descriptor instead.
+func (*LookupClientResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LookupClientResponse) GetClient() *Client {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
 var File_hnsec_registry_v1_registry_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\n" +
-	"(hnsec/registry/v1/registry_service.proto\x12\x11hnsec.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x02\n" +
+	"(hnsec/registry/v1/registry_service.proto\x12\x11hnsec.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x02\n" +
 	"\x06Client\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12/\n" +
@@ -697,7 +798,8 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x06scopes\x18\x05 \x03(\tR\x06scopes\x12;\n" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12(\n" +
-	"\x10client_system_id\x18\a \x01(\tR\x0eclientSystemId\"\x9c\x01\n" +
+	"\x10client_system_id\x18\a \x01(\tR\x0eclientSystemId\x12<\n" +
+	"\x1aparent_organisation_number\x18\b \x01(\tR\x18parentOrganisationNumber\"\x9c\x01\n" +
 	"\x13CreateClientRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x13organisation_number\x18\x02 \x01(\tR\x12organisationNumber\x12\x16\n" +
@@ -722,18 +824,23 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12#\n" +
 	"\rclient_secret\x18\x02 \x01(\tR\fclientSecret\"O\n" +
 	"\x1aAuthenticateClientResponse\x121\n" +
+	"\x06client\x18\x01 \x01(\v2\x19.hnsec.registry.v1.ClientR\x06client\"2\n" +
+	"\x13LookupClientRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"I\n" +
+	"\x14LookupClientResponse\x121\n" +
 	"\x06client\x18\x01 \x01(\v2\x19.hnsec.registry.v1.ClientR\x06client*}\n" +
 	"\fClientStatus\x12\x1d\n" +
 	"\x19CLIENT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CLIENT_STATUS_ACTIVE\x10\x01\x12\x19\n" +
 	"\x15CLIENT_STATUS_LIMITED\x10\x02\x12\x19\n" +
-	"\x15CLIENT_STATUS_BLOCKED\x10\x032\x85\x04\n" +
+	"\x15CLIENT_STATUS_BLOCKED\x10\x032\xe6\x04\n" +
 	"\x15ClientRegistryService\x12_\n" +
 	"\fCreateClient\x12&.hnsec.registry.v1.CreateClientRequest\x1a'.hnsec.registry.v1.CreateClientResponse\x12V\n" +
 	"\tGetClient\x12#.hnsec.registry.v1.GetClientRequest\x1a$.hnsec.registry.v1.GetClientResponse\x12\\\n" +
 	"\vBlockClient\x12%.hnsec.registry.v1.BlockClientRequest\x1a&.hnsec.registry.v1.BlockClientResponse\x12b\n" +
 	"\rUnblockClient\x12'.hnsec.registry.v1.UnblockClientRequest\x1a(.hnsec.registry.v1.UnblockClientResponse\x12q\n" +
-	"\x12AuthenticateClient\x12,.hnsec.registry.v1.AuthenticateClientRequest\x1a-.hnsec.registry.v1.AuthenticateClientResponseB9Z7github.com/hnsec/hnsec/gen/hnsec/registry/v1;registryv1b\x06proto3"
+	"\x12AuthenticateClient\x12,.hnsec.registry.v1.AuthenticateClientRequest\x1a-.hnsec.registry.v1.AuthenticateClientResponse\x12_\n" +
+	"\fLookupClient\x12&.hnsec.registry.v1.LookupClientRequest\x1a'.hnsec.registry.v1.LookupClientResponseB9Z7github.com/hnsec/hnsec/gen/hnsec/registry/v1;registryv1b\x06proto3"
 
 var (
 	file_hnsec_registry_v1_registry_service_proto_rawDescOnce sync.Once
@@ -748,7 +855,7 @@ func file_hnsec_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 }
 
 var file_hnsec_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
 	(ClientStatus)(0),                  // 0: hnsec.registry.v1.ClientStatus
 	(*Client)(nil),                     // 1: hnsec.registry.v1.Client
@@ -762,31 +869,36 @@ var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
 	(*UnblockClientResponse)(nil),      // 9: hnsec.registry.v1.UnblockClientResponse
 	(*AuthenticateClientRequest)(nil),  // 10: hnsec.registry.v1.AuthenticateClientRequest
 	(*AuthenticateClientResponse)(nil), // 11: hnsec.registry.v1.AuthenticateClientResponse
-	(*timestamppb.Timestamp)(nil),      // 12: google.protobuf.Timestamp
+	(*LookupClientRequest)(nil),        // 12: hnsec.registry.v1.LookupClientRequest
+	(*LookupClientResponse)(nil),       // 13: hnsec.registry.v1.LookupClientResponse
+	(*timestamppb.Timestamp)(nil),      // 14: google.protobuf.Timestamp
 }
 var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	0,  // 0: hnsec.registry.v1.Client.status:type_name -> hnsec.registry.v1.ClientStatus
-	12, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
+	14, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 2: hnsec.registry.v1.CreateClientResponse.client:type_name -> hnsec.registry.v1.Client
 	1,  // 3: hnsec.registry.v1.GetClientResponse.client:type_name -> hnsec.registry.v1.Client
 	1,  // 4: hnsec.registry.v1.BlockClientResponse.client:type_name -> hnsec.registry.v1.Client
 	1,  // 5: hnsec.registry.v1.UnblockClientResponse.client:type_name -> hnsec.registry.v1.Client
 	1,  // 6: hnsec.registry.v1.AuthenticateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	2,  // 7: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
-	4,  // 8: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
-	6,  // 9: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
-	8,  // 10: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
-	10, // 11: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
-	3,  // 12: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
-	5,  // 13: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
-	7,  // 14: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
-	9,  // 15: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
-	11, // 16: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	1,  // 7: hnsec.registry.v1.LookupClientResponse.client:type_name -> hnsec.registry.v1.Client
+	2,  // 8: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
+	4,  // 9: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
+	6,  // 10: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
+	8,  // 11: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
+	10, // 12: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
+	12, // 13: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
+	3,  // 14: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
+	5,  // 15: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
+	7,  // 16: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
+	9,  // 17: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
+	11, // 18: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
+	13, // 19: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_registry_v1_registry_service_proto_init() }
@@ -800,7 +912,7 @@ func file_hnsec_registry_v1_registry_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_registry_v1_registry_service_proto_rawDesc), len(file_hnsec_registry_v1_registry_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

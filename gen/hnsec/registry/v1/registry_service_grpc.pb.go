@@ -24,6 +24,7 @@ const (
 	ClientRegistryService_BlockClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/BlockClient"
 	ClientRegistryService_UnblockClient_FullMethodName      = "/hnsec.registry.v1.ClientRegistryService/UnblockClient"
 	ClientRegistryService_AuthenticateClient_FullMethodName = "/hnsec.registry.v1.ClientRegistryService/AuthenticateClient"
+	ClientRegistryService_LookupClient_FullMethodName       = "/hnsec.registry.v1.ClientRegistryService/LookupClient"
 )
 
 // ClientRegistryServiceClient is the client API for ClientRegistryService service.
@@ -54,6 +55,10 @@ type ClientRegistryServiceClient interface {
 	// the same error. Errors: Unauthenticated (unknown client or wrong secret), FailedPrecondition (the
 	// secret is right but the client is blocked).
 	AuthenticateClient(ctx context.Context, in *AuthenticateClientRequest, opts ...grpc.CallOption) (*AuthenticateClientResponse, error)
+	// LookupClient returns a client configuration (never secret material) to an internal caller (the
+	// introspection service checks that a token's client still exists and is not blocked); never exposed
+	// over REST. Errors: InvalidArgument (client_id not a GUID), NotFound.
+	LookupClient(ctx context.Context, in *LookupClientRequest, opts ...grpc.CallOption) (*LookupClientResponse, error)
 }
 
 type clientRegistryServiceClient struct {
@@ -114,6 +119,16 @@ func (c *clientRegistryServiceClient) AuthenticateClient(ctx context.Context, in
 	return out, nil
 }
 
+func (c *clientRegistryServiceClient) LookupClient(ctx context.Context, in *LookupClientRequest, opts ...grpc.CallOption) (*LookupClientResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LookupClientResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_LookupClient_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClientRegistryServiceServer is the server API for ClientRegistryService service.
 // All implementations must embed UnimplementedClientRegistryServiceServer
 // for forward compatibility.
@@ -142,6 +157,10 @@ type ClientRegistryServiceServer interface {
 	// the same error. Errors: Unauthenticated (unknown client or wrong secret), FailedPrecondition (the
 	// secret is right but the client is blocked).
 	AuthenticateClient(context.Context, *AuthenticateClientRequest) (*AuthenticateClientResponse, error)
+	// LookupClient returns a client configuration (never secret material) to an internal caller (the
+	// introspection service checks that a token's client still exists and is not blocked); never exposed
+	// over REST. Errors: InvalidArgument (client_id not a GUID), NotFound.
+	LookupClient(context.Context, *LookupClientRequest) (*LookupClientResponse, error)
 	mustEmbedUnimplementedClientRegistryServiceServer()
 }
 
@@ -166,6 +185,9 @@ func (UnimplementedClientRegistryServiceServer) UnblockClient(context.Context, *
 }
 func (UnimplementedClientRegistryServiceServer) AuthenticateClient(context.Context, *AuthenticateClientRequest) (*AuthenticateClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AuthenticateClient not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) LookupClient(context.Context, *LookupClientRequest) (*LookupClientResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LookupClient not implemented")
 }
 func (UnimplementedClientRegistryServiceServer) mustEmbedUnimplementedClientRegistryServiceServer() {}
 func (UnimplementedClientRegistryServiceServer) testEmbeddedByValue()                               {}
@@ -278,6 +300,24 @@ func _ClientRegistryService_AuthenticateClient_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClientRegistryService_LookupClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LookupClientRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).LookupClient(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_LookupClient_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).LookupClient(ctx, req.(*LookupClientRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClientRegistryService_ServiceDesc is the grpc.ServiceDesc for ClientRegistryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -304,6 +344,10 @@ var ClientRegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuthenticateClient",
 			Handler:    _ClientRegistryService_AuthenticateClient_Handler,
+		},
+		{
+			MethodName: "LookupClient",
+			Handler:    _ClientRegistryService_LookupClient_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -269,7 +269,13 @@ type Reference struct {
 	// issue_time is when the token was issued.
 	IssueTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=issue_time,json=issueTime,proto3" json:"issue_time,omitempty"`
 	// expire_time is when the token stops being valid.
-	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// issuer is the token's iss.
+	Issuer string `protobuf:"bytes,9,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// zone is the token's zone claim.
+	Zone string `protobuf:"bytes,10,opt,name=zone,proto3" json:"zone,omitempty"`
+	// not_before_time is the token's nbf.
+	NotBeforeTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=not_before_time,json=notBeforeTime,proto3" json:"not_before_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -360,6 +366,27 @@ func (x *Reference) GetExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Reference) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *Reference) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *Reference) GetNotBeforeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBeforeTime
+	}
+	return nil
+}
+
 var File_hnsec_sts_v1_sts_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_sts_v1_sts_service_proto_rawDesc = "" +
@@ -380,7 +407,7 @@ const file_hnsec_sts_v1_sts_service_proto_rawDesc = "" +
 	"\x16LookupReferenceRequest\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\"P\n" +
 	"\x17LookupReferenceResponse\x125\n" +
-	"\treference\x18\x01 \x01(\v2\x17.hnsec.sts.v1.ReferenceR\treference\"\xba\x02\n" +
+	"\treference\x18\x01 \x01(\v2\x17.hnsec.sts.v1.ReferenceR\treference\"\xaa\x03\n" +
 	"\tReference\x12\x10\n" +
 	"\x03jti\x18\x01 \x01(\tR\x03jti\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
@@ -392,7 +419,11 @@ const file_hnsec_sts_v1_sts_service_proto_rawDesc = "" +
 	"\n" +
 	"issue_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tissueTime\x12;\n" +
 	"\vexpire_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime2\xb0\x01\n" +
+	"expireTime\x12\x16\n" +
+	"\x06issuer\x18\t \x01(\tR\x06issuer\x12\x12\n" +
+	"\x04zone\x18\n" +
+	" \x01(\tR\x04zone\x12B\n" +
+	"\x0fnot_before_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\rnotBeforeTime2\xb0\x01\n" +
 	"\fTokenService\x12@\n" +
 	"\x05Token\x12\x1a.hnsec.sts.v1.TokenRequest\x1a\x1b.hnsec.sts.v1.TokenResponse\x12^\n" +
 	"\x0fLookupReference\x12$.hnsec.sts.v1.LookupReferenceRequest\x1a%.hnsec.sts.v1.LookupReferenceResponseB/Z-github.com/hnsec/hnsec/gen/hnsec/sts/v1;stsv1b\x06proto3"
@@ -422,15 +453,16 @@ var file_hnsec_sts_v1_sts_service_proto_depIdxs = []int32{
 	4, // 0: hnsec.sts.v1.LookupReferenceResponse.reference:type_name -> hnsec.sts.v1.Reference
 	5, // 1: hnsec.sts.v1.Reference.issue_time:type_name -> google.protobuf.Timestamp
 	5, // 2: hnsec.sts.v1.Reference.expire_time:type_name -> google.protobuf.Timestamp
-	0, // 3: hnsec.sts.v1.TokenService.Token:input_type -> hnsec.sts.v1.TokenRequest
-	2, // 4: hnsec.sts.v1.TokenService.LookupReference:input_type -> hnsec.sts.v1.LookupReferenceRequest
-	1, // 5: hnsec.sts.v1.TokenService.Token:output_type -> hnsec.sts.v1.TokenResponse
-	3, // 6: hnsec.sts.v1.TokenService.LookupReference:output_type -> hnsec.sts.v1.LookupReferenceResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 3: hnsec.sts.v1.Reference.not_before_time:type_name -> google.protobuf.Timestamp
+	0, // 4: hnsec.sts.v1.TokenService.Token:input_type -> hnsec.sts.v1.TokenRequest
+	2, // 5: hnsec.sts.v1.TokenService.LookupReference:input_type -> hnsec.sts.v1.LookupReferenceRequest
+	1, // 6: hnsec.sts.v1.TokenService.Token:output_type -> hnsec.sts.v1.TokenResponse
+	3, // 7: hnsec.sts.v1.TokenService.LookupReference:output_type -> hnsec.sts.v1.LookupReferenceResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_sts_v1_sts_service_proto_init() }

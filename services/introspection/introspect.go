@@ -1,0 +1,146 @@
+package introspection
+
+import (
+	"context"
+	"crypto/sha256"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
+	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
+	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/clientauth"
+	"github.com/hnsec/hnsec/pkg/natsbus"
+	"github.com/hnsec/hnsec/pkg/scope"
+)
+
+// Server implements IntrospectionService.
+type Server struct {
+	introspectionv1.UnimplementedIntrospectionServiceServer
+	clients  *clientauth.Authenticator
+	sts      stsv1.TokenServiceClient
+	registry registryv1.ClientRegistryServiceClient
+	nc       *nats.Conn
+	cache    *cache
+	answers  *prometheus.CounterVec
+	log      *slog.Logger
+}
+
+var _ introspectionv1.IntrospectionServiceServer = (*Server)(nil)
+
+// inactive is the one answer for every token that is not active.
+var inactive = &introspectionv1.IntrospectResponse{Active: false}
+
+// New returns the server. Run must be running for revocations and client changes to reach its cache.
+func New(clients *clientauth.Authenticator, sts stsv1.TokenServiceClient, registry registryv1.ClientRegistryServiceClient,
+	nc *nats.Conn, reg prometheus.Registerer, log *slog.Logger) *Server {
+	answers := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hnsec_introspection_answers_total",
+		Help: "Introspection answers by result (active, inactive) and source (cache, lookup).",
+	}, []string{"result", "source"})
+	reg.MustRegister(answers)
+	return &Server{clients: clients, sts: sts, registry: registry, nc: nc, cache: newCache(), answers: answers, log: log}
+}
+
+// Run follows revocation and registry events and sweeps expired answers until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	for subject, drop := range map[string]func(string){
+		natsbus.SubjectTokenRevoked:        s.cache.dropJTI,
+		natsbus.SubjectClientTokensRevoked: s.cache.dropClient,
+		natsbus.SubjectClientChanged:       s.cache.dropClient,
+	} {
+		sub, err := s.nc.Subscribe(subject, func(m *nats.Msg) { drop(string(m.Data)) })
+		if err != nil {
+			return err
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			s.cache.sweep(now)
+		}
+	}
+}
+
+// Introspect implements IntrospectionService.
+func (s *Server) Introspect(ctx context.Context, req *introspectionv1.IntrospectRequest) (*introspectionv1.IntrospectResponse, error) {
+	caller, _, err := s.clients.Authenticate(ctx, req.GetClientId(), req.GetClientSecret())
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(caller.GetScopes(), scope.Introspect) {
+		return nil, apierr.New(apierr.PermissionDenied, "this client may not introspect tokens (it lacks scope %s)", scope.Introspect)
+	}
+	if req.GetToken() == "" {
+		return nil, apierr.New(apierr.InvalidRequest, "token is missing")
+	}
+	key := tokenKey(sha256.Sum256([]byte(req.GetToken())))
+	now := time.Now()
+	if resp := s.cache.get(key, now); resp != nil {
+		s.answers.WithLabelValues("active", "cache").Inc()
+		return resp, nil
+	}
+	resp, expires, err := s.lookup(ctx, req.GetToken())
+	if err != nil {
+		return nil, err
+	}
+	if !resp.GetActive() {
+		s.answers.WithLabelValues("inactive", "lookup").Inc()
+		return resp, nil
+	}
+	s.cache.put(key, resp, expires)
+	s.answers.WithLabelValues("active", "lookup").Inc()
+	return resp, nil
+}
+
+// lookup resolves the token through the STS and checks its client through the registry.
+func (s *Server) lookup(ctx context.Context, token string) (*introspectionv1.IntrospectResponse, time.Time, error) {
+	ref, err := s.sts.LookupReference(ctx, &stsv1.LookupReferenceRequest{AccessToken: token})
+	if status.Code(err) == codes.NotFound {
+		return inactive, time.Time{}, nil
+	}
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	r := ref.GetReference()
+	client, err := s.registry.LookupClient(ctx, &registryv1.LookupClientRequest{ClientId: r.GetClientId()})
+	if status.Code(err) == codes.NotFound {
+		return inactive, time.Time{}, nil
+	}
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	c := client.GetClient()
+	if c.GetStatus() == registryv1.ClientStatus_CLIENT_STATUS_BLOCKED {
+		return inactive, time.Time{}, nil
+	}
+	return &introspectionv1.IntrospectResponse{
+		Active:                   true,
+		ClientId:                 r.GetClientId(),
+		ClientName:               r.GetClientName(),
+		Scope:                    strings.Join(r.GetScopes(), " "),
+		Aud:                      r.GetAudiences(),
+		Iss:                      r.GetIssuer(),
+		Exp:                      r.GetExpireTime().GetSeconds(),
+		Iat:                      r.GetIssueTime().GetSeconds(),
+		Nbf:                      r.GetNotBeforeTime().GetSeconds(),
+		Jti:                      r.GetJti(),
+		Zone:                     r.GetZone(),
+		OrganisationNumber:       c.GetOrganisationNumber(),
+		ParentOrganisationNumber: c.GetParentOrganisationNumber(),
+		TokenType:                "bearer",
+	}, r.GetExpireTime().AsTime(), nil
+}
