@@ -6,7 +6,9 @@ package natsbus
 import (
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -21,6 +23,9 @@ type Config struct {
 	DataDir string
 	// Name is the client connection name.
 	Name string
+	// Listen, when set, makes the embedded server also accept clients on this host:port (port 0: any
+	// free port), so other processes can share it; empty means in-process only.
+	Listen string
 }
 
 // Bus is a NATS connection, and the embedded server behind it when there is one.
@@ -39,15 +44,29 @@ func Open(cfg Config) (*Bus, error) {
 		}
 		return &Bus{Conn: nc}, nil
 	}
-	ns, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		ServerName: "hnsec-embedded",
-		DontListen: true,
+		DontListen: cfg.Listen == "",
 		JetStream:  true,
 		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
 		SyncAlways: true,
 		NoSigs:     true,
 		NoLog:      true,
-	})
+	}
+	if cfg.Listen != "" {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats listen address: %w", err)
+		}
+		opts.Host = host
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("nats listen port: %w", err)
+		}
+		if opts.Port == 0 {
+			opts.Port = server.RANDOM_PORT
+		}
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
@@ -62,6 +81,14 @@ func Open(cfg Config) (*Bus, error) {
 		return nil, fmt.Errorf("embedded nats connect: %w", err)
 	}
 	return &Bus{Conn: nc, server: ns}, nil
+}
+
+// ClientURL is the embedded server's client URL when it listens, else "".
+func (b *Bus) ClientURL() string {
+	if b.server == nil || b.server.Addr() == nil {
+		return ""
+	}
+	return b.server.ClientURL()
 }
 
 // Close drains the connection and stops the embedded server, waiting until its store is closed.

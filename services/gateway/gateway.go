@@ -35,7 +35,7 @@ const (
 )
 
 // oauthPaths are the OAuth2 endpoints: they also take form bodies, and their answers are never cached.
-var oauthPaths = map[string]bool{"/sts/Token": true, "/sts/token": true, "/sts/introspect": true}
+var oauthPaths = map[string]bool{"/sts/Token": true, "/sts/token": true, "/sts/introspect": true, "/sts/revoke": true}
 
 // New returns the REST handler. conn reaches the services' gRPC APIs; gatherer serves /metrics.
 func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus.Gatherer, log *slog.Logger) (http.Handler, error) {

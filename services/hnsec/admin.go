@@ -125,14 +125,37 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			return resp.GetClient(), err
 		}),
 	}
-	return &ffcli.Command{
-		Name: "admin", ShortUsage: "hnsec admin <client> <command> [flags]", ShortHelp: "administer hnsec over gRPC as the operator",
-		FlagSet: fs,
-		Subcommands: []*ffcli.Command{{
-			Name: "client", ShortUsage: "hnsec admin client <create|get|block|unblock>", ShortHelp: "client configurations",
-			FlagSet: flag.NewFlagSet("hnsec admin client", flag.ContinueOnError), Subcommands: clientCmds,
+	var revokeClient string
+	tokenCmds := []*ffcli.Command{
+		sub("revoke-all", "hnsec admin token revoke-all --client CLIENT_ID [-o json]",
+			"revoke every outstanding access token of a client configuration",
+			func(fs *flag.FlagSet) { fs.StringVar(&revokeClient, "client", "", "client_id whose tokens to revoke") },
+			func(s *adminSession, _ []string) error {
+				resp, err := stsv1.NewTokenServiceClient(s.conn).RevokeAllTokens(s.ctx, &stsv1.RevokeAllTokensRequest{ClientId: revokeClient})
+				if err != nil {
+					return err
+				}
+				return s.printProto(resp)
+			}),
+	}
+	group := func(name, help string, cmds []*ffcli.Command) *ffcli.Command {
+		names := make([]string, len(cmds))
+		for i, c := range cmds {
+			names[i] = c.Name
+		}
+		return &ffcli.Command{
+			Name: name, ShortUsage: "hnsec admin " + name + " <" + strings.Join(names, "|") + ">", ShortHelp: help,
+			FlagSet: flag.NewFlagSet("hnsec admin "+name, flag.ContinueOnError), Subcommands: cmds,
 			Exec: func(context.Context, []string) error { return flag.ErrHelp },
-		}},
+		}
+	}
+	return &ffcli.Command{
+		Name: "admin", ShortUsage: "hnsec admin <client|token> <command> [flags]", ShortHelp: "administer hnsec over gRPC as the operator",
+		FlagSet: fs,
+		Subcommands: []*ffcli.Command{
+			group("client", "client configurations", clientCmds),
+			group("token", "access tokens", tokenCmds),
+		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}
 }

@@ -46,6 +46,7 @@ type serveConfig struct {
 	DataDir     string
 	DatabaseURL string
 	NATSURL     string
+	NATSListen  string
 	Services    string
 	Dev         bool
 	LogLevel    string
@@ -61,6 +62,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "data directory (SQLite files, embedded NATS store, credentials)")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "external database URL (default: embedded SQLite in --data-dir)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS URL (default: embedded NATS with an in-process connection)")
+	fs.StringVar(&c.NATSListen, "nats-listen", "", "let other processes use the embedded NATS on this host:port (default: in-process only)")
 	fs.StringVar(&c.Services, "services", "all", "services to run: all, or a comma-separated subset of "+strings.Join(serviceNames, ","))
 	fs.BoolVar(&c.Dev, "dev", false, "dev mode: seed a demo vendor, organisation, client system and client, and print its credentials")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -190,9 +192,12 @@ func startOrder(services string) ([]string, error) {
 }
 
 func (a *app) initNATS(context.Context) error {
-	bus, err := natsbus.Open(natsbus.Config{URL: a.cfg.NATSURL, DataDir: a.cfg.DataDir, Name: "hnsec"})
+	bus, err := natsbus.Open(natsbus.Config{URL: a.cfg.NATSURL, DataDir: a.cfg.DataDir, Name: "hnsec", Listen: a.cfg.NATSListen})
 	if err != nil {
 		return err
+	}
+	if u := bus.ClientURL(); u != "" {
+		a.log.Info("embedded NATS listening", "url", u)
 	}
 	a.bus = bus
 	a.closers = append(a.closers, bus.Close)

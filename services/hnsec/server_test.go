@@ -29,6 +29,7 @@ type testServer struct {
 	t       *testing.T
 	cfg     serveConfig
 	base    string
+	natsURL string
 	dev     registry.Credentials
 	logs    *syncBuffer
 	conn    *grpc.ClientConn
@@ -76,6 +77,9 @@ func startTestServer(t *testing.T, cfg serveConfig) *testServer {
 	a, err := newApp(ctx, cfg, log)
 	require.NoError(t, err)
 	s := &testServer{t: t, cfg: cfg, base: "http://" + a.httpAddr(), logs: logs, cancel: cancel, done: make(chan error, 1)}
+	if a.bus != nil {
+		s.natsURL = a.bus.ClientURL()
+	}
 	if a.devClient != nil {
 		s.dev = *a.devClient
 	}

@@ -9,14 +9,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/authz"
 	"github.com/hnsec/hnsec/pkg/guid"
 	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/scope"
@@ -205,33 +203,8 @@ func (s *Server) LookupClient(ctx context.Context, req *registryv1.LookupClientR
 
 // requireAdmin checks that the caller's bearer access token is active and carries AdminScope.
 func (s *Server) requireAdmin(ctx context.Context) error {
-	tok := bearerToken(ctx)
-	if tok == "" {
-		return apierr.New(apierr.InvalidToken, "a bearer access token with scope %s is required", AdminScope)
-	}
-	resp, err := s.sts.LookupReference(ctx, &stsv1.LookupReferenceRequest{AccessToken: tok})
-	if status.Code(err) == codes.NotFound {
-		return apierr.New(apierr.InvalidToken, "the access token is not active")
-	}
-	if err != nil {
-		return err
-	}
-	for _, sc := range resp.GetReference().GetScopes() {
-		if sc == AdminScope {
-			return nil
-		}
-	}
-	return apierr.New(apierr.PermissionDenied, "the access token lacks scope %s", AdminScope)
-}
-
-// bearerToken returns the token of an "authorization: Bearer ..." metadata entry, or "".
-func bearerToken(ctx context.Context) string {
-	for _, v := range metadata.ValueFromIncomingContext(ctx, "authorization") {
-		if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-			return strings.TrimSpace(v[7:])
-		}
-	}
-	return ""
+	_, err := authz.RequireScope(ctx, authz.STSResolver(s.sts), AdminScope)
+	return err
 }
 
 // clientChanged tells cache holders to drop what they know of the client.

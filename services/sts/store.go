@@ -31,6 +31,11 @@ CREATE TABLE token_references (
 	expire_time         INTEGER NOT NULL,
 	revoke_time         INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+`, `
+CREATE TABLE client_revocations (
+	client_id      TEXT PRIMARY KEY,
+	revoke_time_ms INTEGER NOT NULL
+);
 `}
 
 // reference is the server-side record behind a ref_token handle (see handle.go): its selector and the
@@ -67,6 +72,12 @@ type Store interface {
 	InsertReferences(ctx context.Context, refs []reference) error
 	// Reference returns the reference with the selector; ErrNotFound when there is none.
 	Reference(ctx context.Context, selector []byte) (reference, error)
+	// RevokeReference marks the reference revoked at t unless it already is; it reports whether it did.
+	RevokeReference(ctx context.Context, selector []byte, t time.Time) (bool, error)
+	// RevokeClientTokens revokes every reference of the client created at or before t.
+	RevokeClientTokens(ctx context.Context, clientID string, t time.Time) error
+	// ClientRevokeTime returns when all of the client's tokens were last revoked; zero when never.
+	ClientRevokeTime(ctx context.Context, clientID string) (time.Time, error)
 	// DeleteExpired removes references that expired before t and returns how many. Only references
 	// created before created are looked at, so the work is a range scan of the time-ordered key.
 	DeleteExpired(ctx context.Context, created, t time.Time) (int64, error)
@@ -145,6 +156,34 @@ func (s *sqlStore) Reference(ctx context.Context, selector []byte) (reference, e
 		r.RevokeTime = time.Unix(revoked, 0).UTC()
 	}
 	return r, nil
+}
+
+func (s *sqlStore) RevokeReference(ctx context.Context, selector []byte, t time.Time) (bool, error) {
+	res, err := s.db.Write.ExecContext(ctx, `UPDATE token_references SET revoke_time = ? WHERE selector = ? AND revoke_time = 0`,
+		t.Unix(), selector)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+func (s *sqlStore) RevokeClientTokens(ctx context.Context, clientID string, t time.Time) error {
+	_, err := s.db.Write.ExecContext(ctx, `INSERT INTO client_revocations (client_id, revoke_time_ms) VALUES (?, ?)
+		ON CONFLICT (client_id) DO UPDATE SET revoke_time_ms = excluded.revoke_time_ms`, clientID, t.UnixMilli())
+	return err
+}
+
+func (s *sqlStore) ClientRevokeTime(ctx context.Context, clientID string) (time.Time, error) {
+	var ms int64
+	err := s.db.Read.QueryRowContext(ctx, `SELECT revoke_time_ms FROM client_revocations WHERE client_id = ?`, clientID).Scan(&ms)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(ms), nil
 }
 
 func (s *sqlStore) DeleteExpired(ctx context.Context, created, t time.Time) (int64, error) {

@@ -387,6 +387,217 @@ func (x *Reference) GetNotBeforeTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// RevokeRequest is the RFC 7009 2.1 request plus the caller's client_secret_post credentials.
+type RevokeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token to revoke.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// token_type_hint is accepted and ignored: every token here is an access token.
+	TokenTypeHint string `protobuf:"bytes,2,opt,name=token_type_hint,json=tokenTypeHint,proto3" json:"token_type_hint,omitempty"`
+	// client_id of the owning client (client_secret_post).
+	ClientId string `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// client_secret of the owning client (client_secret_post).
+	ClientSecret  string `protobuf:"bytes,4,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRequest) Reset() {
+	*x = RevokeRequest{}
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRequest) ProtoMessage() {}
+
+func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
+func (*RevokeRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_sts_v1_sts_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RevokeRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetTokenTypeHint() string {
+	if x != nil {
+		return x.TokenTypeHint
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetClientSecret() string {
+	if x != nil {
+		return x.ClientSecret
+	}
+	return ""
+}
+
+// RevokeResponse is empty: success says nothing about whether the token existed.
+type RevokeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeResponse) Reset() {
+	*x = RevokeResponse{}
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeResponse) ProtoMessage() {}
+
+func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
+func (*RevokeResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_sts_v1_sts_service_proto_rawDescGZIP(), []int{6}
+}
+
+// RevokeAllTokensRequest names the client whose tokens to revoke.
+type RevokeAllTokensRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId      string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAllTokensRequest) Reset() {
+	*x = RevokeAllTokensRequest{}
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAllTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAllTokensRequest) ProtoMessage() {}
+
+func (x *RevokeAllTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAllTokensRequest.ProtoReflect.Descriptor instead.
+func (*RevokeAllTokensRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_sts_v1_sts_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RevokeAllTokensRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// RevokeAllTokensResponse says from when tokens are revoked.
+type RevokeAllTokensResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// revoke_time: every token of the client issued at or before it is revoked.
+	RevokeTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAllTokensResponse) Reset() {
+	*x = RevokeAllTokensResponse{}
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAllTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAllTokensResponse) ProtoMessage() {}
+
+func (x *RevokeAllTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAllTokensResponse.ProtoReflect.Descriptor instead.
+func (*RevokeAllTokensResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_sts_v1_sts_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RevokeAllTokensResponse) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *RevokeAllTokensResponse) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
+	}
+	return nil
+}
+
 var File_hnsec_sts_v1_sts_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_sts_v1_sts_service_proto_rawDesc = "" +
@@ -423,10 +634,24 @@ const file_hnsec_sts_v1_sts_service_proto_rawDesc = "" +
 	"\x06issuer\x18\t \x01(\tR\x06issuer\x12\x12\n" +
 	"\x04zone\x18\n" +
 	" \x01(\tR\x04zone\x12B\n" +
-	"\x0fnot_before_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\rnotBeforeTime2\xb0\x01\n" +
+	"\x0fnot_before_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\rnotBeforeTime\"\x8f\x01\n" +
+	"\rRevokeRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12&\n" +
+	"\x0ftoken_type_hint\x18\x02 \x01(\tR\rtokenTypeHint\x12\x1b\n" +
+	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12#\n" +
+	"\rclient_secret\x18\x04 \x01(\tR\fclientSecret\"\x10\n" +
+	"\x0eRevokeResponse\"5\n" +
+	"\x16RevokeAllTokensRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"s\n" +
+	"\x17RevokeAllTokensResponse\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12;\n" +
+	"\vrevoke_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime2\xd5\x02\n" +
 	"\fTokenService\x12@\n" +
 	"\x05Token\x12\x1a.hnsec.sts.v1.TokenRequest\x1a\x1b.hnsec.sts.v1.TokenResponse\x12^\n" +
-	"\x0fLookupReference\x12$.hnsec.sts.v1.LookupReferenceRequest\x1a%.hnsec.sts.v1.LookupReferenceResponseB/Z-github.com/hnsec/hnsec/gen/hnsec/sts/v1;stsv1b\x06proto3"
+	"\x0fLookupReference\x12$.hnsec.sts.v1.LookupReferenceRequest\x1a%.hnsec.sts.v1.LookupReferenceResponse\x12C\n" +
+	"\x06Revoke\x12\x1b.hnsec.sts.v1.RevokeRequest\x1a\x1c.hnsec.sts.v1.RevokeResponse\x12^\n" +
+	"\x0fRevokeAllTokens\x12$.hnsec.sts.v1.RevokeAllTokensRequest\x1a%.hnsec.sts.v1.RevokeAllTokensResponseB/Z-github.com/hnsec/hnsec/gen/hnsec/sts/v1;stsv1b\x06proto3"
 
 var (
 	file_hnsec_sts_v1_sts_service_proto_rawDescOnce sync.Once
@@ -440,29 +665,38 @@ func file_hnsec_sts_v1_sts_service_proto_rawDescGZIP() []byte {
 	return file_hnsec_sts_v1_sts_service_proto_rawDescData
 }
 
-var file_hnsec_sts_v1_sts_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_hnsec_sts_v1_sts_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_hnsec_sts_v1_sts_service_proto_goTypes = []any{
 	(*TokenRequest)(nil),            // 0: hnsec.sts.v1.TokenRequest
 	(*TokenResponse)(nil),           // 1: hnsec.sts.v1.TokenResponse
 	(*LookupReferenceRequest)(nil),  // 2: hnsec.sts.v1.LookupReferenceRequest
 	(*LookupReferenceResponse)(nil), // 3: hnsec.sts.v1.LookupReferenceResponse
 	(*Reference)(nil),               // 4: hnsec.sts.v1.Reference
-	(*timestamppb.Timestamp)(nil),   // 5: google.protobuf.Timestamp
+	(*RevokeRequest)(nil),           // 5: hnsec.sts.v1.RevokeRequest
+	(*RevokeResponse)(nil),          // 6: hnsec.sts.v1.RevokeResponse
+	(*RevokeAllTokensRequest)(nil),  // 7: hnsec.sts.v1.RevokeAllTokensRequest
+	(*RevokeAllTokensResponse)(nil), // 8: hnsec.sts.v1.RevokeAllTokensResponse
+	(*timestamppb.Timestamp)(nil),   // 9: google.protobuf.Timestamp
 }
 var file_hnsec_sts_v1_sts_service_proto_depIdxs = []int32{
 	4, // 0: hnsec.sts.v1.LookupReferenceResponse.reference:type_name -> hnsec.sts.v1.Reference
-	5, // 1: hnsec.sts.v1.Reference.issue_time:type_name -> google.protobuf.Timestamp
-	5, // 2: hnsec.sts.v1.Reference.expire_time:type_name -> google.protobuf.Timestamp
-	5, // 3: hnsec.sts.v1.Reference.not_before_time:type_name -> google.protobuf.Timestamp
-	0, // 4: hnsec.sts.v1.TokenService.Token:input_type -> hnsec.sts.v1.TokenRequest
-	2, // 5: hnsec.sts.v1.TokenService.LookupReference:input_type -> hnsec.sts.v1.LookupReferenceRequest
-	1, // 6: hnsec.sts.v1.TokenService.Token:output_type -> hnsec.sts.v1.TokenResponse
-	3, // 7: hnsec.sts.v1.TokenService.LookupReference:output_type -> hnsec.sts.v1.LookupReferenceResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	9, // 1: hnsec.sts.v1.Reference.issue_time:type_name -> google.protobuf.Timestamp
+	9, // 2: hnsec.sts.v1.Reference.expire_time:type_name -> google.protobuf.Timestamp
+	9, // 3: hnsec.sts.v1.Reference.not_before_time:type_name -> google.protobuf.Timestamp
+	9, // 4: hnsec.sts.v1.RevokeAllTokensResponse.revoke_time:type_name -> google.protobuf.Timestamp
+	0, // 5: hnsec.sts.v1.TokenService.Token:input_type -> hnsec.sts.v1.TokenRequest
+	2, // 6: hnsec.sts.v1.TokenService.LookupReference:input_type -> hnsec.sts.v1.LookupReferenceRequest
+	5, // 7: hnsec.sts.v1.TokenService.Revoke:input_type -> hnsec.sts.v1.RevokeRequest
+	7, // 8: hnsec.sts.v1.TokenService.RevokeAllTokens:input_type -> hnsec.sts.v1.RevokeAllTokensRequest
+	1, // 9: hnsec.sts.v1.TokenService.Token:output_type -> hnsec.sts.v1.TokenResponse
+	3, // 10: hnsec.sts.v1.TokenService.LookupReference:output_type -> hnsec.sts.v1.LookupReferenceResponse
+	6, // 11: hnsec.sts.v1.TokenService.Revoke:output_type -> hnsec.sts.v1.RevokeResponse
+	8, // 12: hnsec.sts.v1.TokenService.RevokeAllTokens:output_type -> hnsec.sts.v1.RevokeAllTokensResponse
+	9, // [9:13] is the sub-list for method output_type
+	5, // [5:9] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_sts_v1_sts_service_proto_init() }
@@ -476,7 +710,7 @@ func file_hnsec_sts_v1_sts_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_sts_v1_sts_service_proto_rawDesc), len(file_hnsec_sts_v1_sts_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

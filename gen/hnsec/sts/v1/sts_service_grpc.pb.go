@@ -21,6 +21,8 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	TokenService_Token_FullMethodName           = "/hnsec.sts.v1.TokenService/Token"
 	TokenService_LookupReference_FullMethodName = "/hnsec.sts.v1.TokenService/LookupReference"
+	TokenService_Revoke_FullMethodName          = "/hnsec.sts.v1.TokenService/Revoke"
+	TokenService_RevokeAllTokens_FullMethodName = "/hnsec.sts.v1.TokenService/RevokeAllTokens"
 )
 
 // TokenServiceClient is the client API for TokenService service.
@@ -46,6 +48,16 @@ type TokenServiceClient interface {
 	// Errors: InvalidArgument (empty token), NotFound (the token is not valid here: bad signature,
 	// other issuer, expired, unknown or revoked reference).
 	LookupReference(ctx context.Context, in *LookupReferenceRequest, opts ...grpc.CallOption) (*LookupReferenceResponse, error)
+	// Revoke revokes an access token (RFC 7009). The client that owns the token calls it, authenticated like
+	// at the token endpoint. Unknown, malformed and already revoked tokens are answered with success.
+	// Errors: Unauthenticated (invalid_client), FailedPrecondition (unauthorized_client: the token belongs
+	// to another client), InvalidArgument (token missing), ResourceExhausted (too many failed
+	// authentications).
+	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeResponse, error)
+	// RevokeAllTokens revokes every outstanding access token of a client configuration. Operators only
+	// ("authorization: Bearer" with scope hnsec:registry.admin). Errors: InvalidArgument (client_id not a
+	// GUID), Unauthenticated (invalid_token), PermissionDenied.
+	RevokeAllTokens(ctx context.Context, in *RevokeAllTokensRequest, opts ...grpc.CallOption) (*RevokeAllTokensResponse, error)
 }
 
 type tokenServiceClient struct {
@@ -76,6 +88,26 @@ func (c *tokenServiceClient) LookupReference(ctx context.Context, in *LookupRefe
 	return out, nil
 }
 
+func (c *tokenServiceClient) Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeResponse)
+	err := c.cc.Invoke(ctx, TokenService_Revoke_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenServiceClient) RevokeAllTokens(ctx context.Context, in *RevokeAllTokensRequest, opts ...grpc.CallOption) (*RevokeAllTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeAllTokensResponse)
+	err := c.cc.Invoke(ctx, TokenService_RevokeAllTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenServiceServer is the server API for TokenService service.
 // All implementations must embed UnimplementedTokenServiceServer
 // for forward compatibility.
@@ -99,6 +131,16 @@ type TokenServiceServer interface {
 	// Errors: InvalidArgument (empty token), NotFound (the token is not valid here: bad signature,
 	// other issuer, expired, unknown or revoked reference).
 	LookupReference(context.Context, *LookupReferenceRequest) (*LookupReferenceResponse, error)
+	// Revoke revokes an access token (RFC 7009). The client that owns the token calls it, authenticated like
+	// at the token endpoint. Unknown, malformed and already revoked tokens are answered with success.
+	// Errors: Unauthenticated (invalid_client), FailedPrecondition (unauthorized_client: the token belongs
+	// to another client), InvalidArgument (token missing), ResourceExhausted (too many failed
+	// authentications).
+	Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error)
+	// RevokeAllTokens revokes every outstanding access token of a client configuration. Operators only
+	// ("authorization: Bearer" with scope hnsec:registry.admin). Errors: InvalidArgument (client_id not a
+	// GUID), Unauthenticated (invalid_token), PermissionDenied.
+	RevokeAllTokens(context.Context, *RevokeAllTokensRequest) (*RevokeAllTokensResponse, error)
 	mustEmbedUnimplementedTokenServiceServer()
 }
 
@@ -114,6 +156,12 @@ func (UnimplementedTokenServiceServer) Token(context.Context, *TokenRequest) (*T
 }
 func (UnimplementedTokenServiceServer) LookupReference(context.Context, *LookupReferenceRequest) (*LookupReferenceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LookupReference not implemented")
+}
+func (UnimplementedTokenServiceServer) Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Revoke not implemented")
+}
+func (UnimplementedTokenServiceServer) RevokeAllTokens(context.Context, *RevokeAllTokensRequest) (*RevokeAllTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeAllTokens not implemented")
 }
 func (UnimplementedTokenServiceServer) mustEmbedUnimplementedTokenServiceServer() {}
 func (UnimplementedTokenServiceServer) testEmbeddedByValue()                      {}
@@ -172,6 +220,42 @@ func _TokenService_LookupReference_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenService_Revoke_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).Revoke(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_Revoke_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).Revoke(ctx, req.(*RevokeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenService_RevokeAllTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeAllTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).RevokeAllTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_RevokeAllTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).RevokeAllTokens(ctx, req.(*RevokeAllTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenService_ServiceDesc is the grpc.ServiceDesc for TokenService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -186,6 +270,14 @@ var TokenService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LookupReference",
 			Handler:    _TokenService_LookupReference_Handler,
+		},
+		{
+			MethodName: "Revoke",
+			Handler:    _TokenService_Revoke_Handler,
+		},
+		{
+			MethodName: "RevokeAllTokens",
+			Handler:    _TokenService_RevokeAllTokens_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

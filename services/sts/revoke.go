@@ -1,0 +1,74 @@
+package sts
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/authz"
+	"github.com/hnsec/hnsec/pkg/correlation"
+	"github.com/hnsec/hnsec/pkg/guid"
+	"github.com/hnsec/hnsec/pkg/natsbus"
+	"github.com/hnsec/hnsec/pkg/scope"
+)
+
+// Revoke implements TokenService (RFC 7009): the owning client revokes its token. Tokens that are not
+// active here get the same success answer, so revocation tells nothing about unknown tokens.
+func (s *Server) Revoke(ctx context.Context, req *stsv1.RevokeRequest) (*stsv1.RevokeResponse, error) {
+	client, _, err := s.clients.Authenticate(ctx, req.GetClientId(), req.GetClientSecret())
+	if err != nil {
+		return nil, err
+	}
+	if req.GetToken() == "" {
+		return nil, apierr.New(apierr.InvalidRequest, "token is missing")
+	}
+	now := time.Now()
+	ref, _, err := s.findReference(ctx, req.GetToken(), now)
+	if errors.Is(err, errInactive) {
+		return &stsv1.RevokeResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ref.ClientID != client.GetClientId() {
+		return nil, apierr.New(apierr.UnauthorizedClient, "the token was not issued to this client")
+	}
+	revoked, err := s.store.RevokeReference(ctx, ref.Selector, now)
+	if err != nil {
+		return nil, err
+	}
+	if revoked {
+		s.publish(ctx, natsbus.SubjectTokenRevoked, ref.JTI)
+		s.log.Info("token revoked", "client_id", ref.ClientID, "jti", ref.JTI, correlation.LogKey, correlation.From(ctx))
+	}
+	return &stsv1.RevokeResponse{}, nil
+}
+
+// RevokeAllTokens implements TokenService: every outstanding token of the client becomes inactive.
+func (s *Server) RevokeAllTokens(ctx context.Context, req *stsv1.RevokeAllTokensRequest) (*stsv1.RevokeAllTokensResponse, error) {
+	if _, err := authz.RequireScope(ctx, s.resolve, scope.RegistryAdmin); err != nil {
+		return nil, err
+	}
+	if !guid.Valid(req.GetClientId()) {
+		return nil, apierr.New(apierr.InvalidRequest, "client_id must be a GUID")
+	}
+	now := time.Now()
+	if err := s.store.RevokeClientTokens(ctx, req.GetClientId(), now); err != nil {
+		return nil, err
+	}
+	s.publish(ctx, natsbus.SubjectClientTokensRevoked, req.GetClientId())
+	s.log.Info("all tokens of a client revoked", "client_id", req.GetClientId(), correlation.LogKey, correlation.From(ctx))
+	return &stsv1.RevokeAllTokensResponse{ClientId: req.GetClientId(), RevokeTime: timestamppb.New(now)}, nil
+}
+
+// publish announces a revocation to every cache holder. The revocation is already stored: a lost event
+// only delays it until a cache entry expires.
+func (s *Server) publish(ctx context.Context, subject, data string) {
+	if err := s.nc.Publish(subject, []byte(data)); err != nil {
+		s.log.Error("publish revocation", "subject", subject, "err", err, correlation.LogKey, correlation.From(ctx))
+	}
+}
