@@ -48,7 +48,7 @@ func TestRestartKeepsClientsKeysAndReferences(t *testing.T) {
 
 func TestDataFilesArePrivate(t *testing.T) {
 	s := newTestServer(t)
-	for _, f := range []string{registry.OperatorFile, registry.DevClientFile, "sts.db", "registry.db"} {
+	for _, f := range []string{registry.OperatorFile, registry.DevClientFile, registry.DevAPIFile, "kek", "sts.db", "registry.db"} {
 		st, err := os.Stat(filepath.Join(s.cfg.DataDir, f))
 		require.NoError(t, err)
 		require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), f)

@@ -31,6 +31,7 @@ import (
 	"github.com/hnsec/hnsec/pkg/grpcx"
 	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/obs"
+	"github.com/hnsec/hnsec/pkg/seal"
 	"github.com/hnsec/hnsec/pkg/store"
 	"github.com/hnsec/hnsec/services/gateway"
 	"github.com/hnsec/hnsec/services/introspection"
@@ -51,6 +52,7 @@ type serveConfig struct {
 	Dev         bool
 	LogLevel    string
 	DebugAddr   string
+	KEKFile     string
 	ClientAuth  clientauth.Config
 	STS         sts.Config
 }
@@ -66,6 +68,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Services, "services", "all", "services to run: all, or a comma-separated subset of "+strings.Join(serviceNames, ","))
 	fs.BoolVar(&c.Dev, "dev", false, "dev mode: seed a demo vendor, organisation, client system and client, and print its credentials")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.KEKFile, "kek-file", "", "file holding the base64 key-encryption key that seals the key ring (or HNSEC_KEK with the key itself; dev mode generates <data-dir>/kek)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "listen address for Go's pprof profiles (/debug/pprof/); off when empty")
 	c.ClientAuth.RegisterFlags(fs)
 	c.STS.RegisterFlags(fs)
@@ -255,6 +258,23 @@ func (a *app) initClientAuth(ctx context.Context) error {
 	return nil
 }
 
+// sealer returns the key-encryption key's sealer: HNSEC_KEK, else --kek-file, else in dev mode
+// <data-dir>/kek (created on the first start).
+func (a *app) sealer() (*seal.Sealer, error) {
+	file := a.cfg.KEKFile
+	if file == "" && a.cfg.Dev {
+		if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+			return nil, err
+		}
+		file = filepath.Join(a.cfg.DataDir, "kek")
+	}
+	kek, err := seal.LoadKEK(os.Getenv("HNSEC_KEK"), file, a.cfg.Dev)
+	if err != nil {
+		return nil, err
+	}
+	return seal.New(kek)
+}
+
 // addLoop adds an actor running loop until the process stops.
 func (a *app) addLoop(ctx context.Context, loop func(context.Context) error) {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -262,7 +282,11 @@ func (a *app) addLoop(ctx context.Context, loop func(context.Context) error) {
 }
 
 func (a *app) initSTS(ctx context.Context) error {
-	srv, db, err := sts.Open(ctx, a.cfg.STS, a.storeConfig(), a.bus.Conn, a.clients, a.metrics, a.log.With("service", "sts"))
+	sealer, err := a.sealer()
+	if err != nil {
+		return err
+	}
+	srv, db, err := sts.Open(ctx, a.cfg.STS, a.storeConfig(), sealer, a.bus.Conn, a.clients, a.metrics, a.log.With("service", "sts"))
 	if err != nil {
 		return err
 	}

@@ -70,7 +70,7 @@ func (s *Server) issue(ctx context.Context, clientID, clientName, orgnr string, 
 		IssuedAt:     now.Unix(),
 		Issuer:       s.cfg.Issuer,
 	}
-	token, err := reftoken.Sign(s.keys.signing().Secret, claims)
+	token, err := reftoken.Sign(s.keys.signing().secret, claims)
 	if err != nil {
 		return nil, err
 	}

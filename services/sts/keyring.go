@@ -2,46 +2,254 @@ package sts
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"sync"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"github.com/hnsec/hnsec/pkg/guid"
+	"github.com/hnsec/hnsec/pkg/seal"
 	"github.com/hnsec/hnsec/pkg/secrets"
 )
 
-// keyRing holds the HS256 keys that sign and verify reference JWTs. HS256 keys are never published. The
-// newest key signs; every key verifies. It is loaded from the store and survives restarts, and does not
-// change while the process runs.
+// Key uses: reference JWTs (HS256, never published) and SystemTokens (asymmetric, published in the JWKS).
+const (
+	useRef    = "ref"
+	useSystem = "system"
+)
+
+// keyGrace is how long a key outlives the last token it could have signed: the verifiers' clock leeway.
+const keyGrace = 5 * time.Second
+
+// keyRing holds the signing keys of both uses. Each key signs from its activation to its retirement; a
+// new one is created (and, for SystemTokens, published) prepublish before the current one retires, so
+// every replica and every receiver knows it before it signs; a retired key is kept (and published) until
+// every token it signed has expired. The ring is stored sealed under the key-encryption key, rotated in
+// one store transaction (so replicas agree), and reloaded on every refresh.
 type keyRing struct {
-	keys   []signingKey // newest first
-	secret [][]byte     // the keys' secrets, same order, for verification
+	cfg    KeyConfig
+	ttl    map[string]time.Duration // the longest lifetime of a token each use signs
+	store  Store
+	sealer *seal.Sealer
+
+	mu      sync.RWMutex
+	decoded map[string]ringKey // by kid, so refreshes do not re-open every key
+	refSign ringKey
+	refAll  [][]byte
+	sysSign ringKey
+	sysJWKS []jose.JSONWebKey
 }
 
-// loadKeyRing reads the ring, creating the first key when the store has none.
-func loadKeyRing(ctx context.Context, st Store) (*keyRing, error) {
-	keys, err := st.Keys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if len(keys) == 0 {
-		k := signingKey{ID: guid.New(), Alg: "HS256", Secret: secrets.NewKey(), CreateTime: time.Now().UTC()}
-		if err := st.AddKey(ctx, k); err != nil {
-			return nil, err
+// ringKey is a usable key.
+type ringKey struct {
+	storedKey
+	secret []byte        // HS256
+	signer crypto.Signer // asymmetric
+}
+
+func newKeyRing(ctx context.Context, cfg KeyConfig, st Store, sealer *seal.Sealer, refTTL, systemTTL time.Duration) (*keyRing, error) {
+	r := &keyRing{cfg: cfg, ttl: map[string]time.Duration{useRef: refTTL, useSystem: systemTTL}, store: st, sealer: sealer,
+		decoded: map[string]ringKey{}}
+	return r, r.refresh(ctx, time.Now())
+}
+
+// refresh rotates the stored ring as due at now and reloads it.
+func (r *keyRing) refresh(ctx context.Context, now time.Time) error {
+	keys, err := r.store.RotateKeys(ctx, func(keys []storedKey) ([]storedKey, []string, error) {
+		var add []storedKey
+		var remove []string
+		for _, use := range []string{useRef, useSystem} {
+			var current, pending *storedKey
+			for i := range keys {
+				k := &keys[i]
+				switch {
+				case k.Use != use:
+				case now.After(k.RetireTime.Add(r.ttl[use] + keyGrace)):
+					remove = append(remove, k.ID)
+				case k.ActivateTime.After(now):
+					pending = k
+				case now.Before(k.RetireTime) && (current == nil || k.ActivateTime.After(current.ActivateTime)):
+					current = k
+				}
+			}
+			switch {
+			case current == nil: // the first start, or every key retired while nothing ran
+				k, err := r.newKey(use, now, now)
+				if err != nil {
+					return nil, nil, err
+				}
+				add = append(add, k)
+			case pending == nil && current.RetireTime.Sub(now) <= r.cfg.Prepublish:
+				k, err := r.newKey(use, now, current.RetireTime)
+				if err != nil {
+					return nil, nil, err
+				}
+				add = append(add, k)
+			}
 		}
-		keys = []signingKey{k}
+		return add, remove, nil
+	})
+	if err != nil {
+		return fmt.Errorf("key ring: %w", err)
 	}
-	r := &keyRing{keys: keys}
-	for _, k := range keys {
-		r.secret = append(r.secret, k.Secret)
-	}
-	return r, nil
+	return r.load(keys, now)
 }
 
-// signing returns the key that signs new tokens.
-func (r *keyRing) signing() signingKey {
-	return r.keys[0]
+// newKey makes a key of use that signs from activate for one rotation period, sealed for storage.
+func (r *keyRing) newKey(use string, now, activate time.Time) (storedKey, error) {
+	k := storedKey{Use: use, CreateTime: now, ActivateTime: activate, RetireTime: activate.Add(r.cfg.Rotation)}
+	var material []byte
+	if use == useRef {
+		k.ID, k.Alg, material = guid.New(), "HS256", secrets.NewKey()
+	} else {
+		signer, err := generate(r.cfg.SystemAlg)
+		if err != nil {
+			return storedKey{}, err
+		}
+		if material, err = x509.MarshalPKCS8PrivateKey(signer); err != nil {
+			return storedKey{}, err
+		}
+		if k.ID, err = thumbprint(signer.Public()); err != nil {
+			return storedKey{}, err
+		}
+		k.Alg = r.cfg.SystemAlg
+	}
+	k.Sealed = r.sealer.Seal(material, []byte(k.ID))
+	return k, nil
 }
 
-// verification returns every key's secret, newest first.
+// generate makes a private key for a JWS algorithm.
+func generate(alg string) (crypto.Signer, error) {
+	switch alg {
+	case "RS256":
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case "ES256":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "EdDSA":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	}
+	return nil, fmt.Errorf("unsupported SystemToken algorithm %q", alg)
+}
+
+// thumbprint is the RFC 7638 SHA-256 thumbprint of a public key, base64url: the key's kid.
+func thumbprint(pub crypto.PublicKey) (string, error) {
+	t, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(t), nil
+}
+
+// load opens the stored keys and derives what signing and verification need.
+func (r *keyRing) load(keys []storedKey, now time.Time) error {
+	decoded := make(map[string]ringKey, len(keys))
+	var refSign, sysSign ringKey
+	var refAll [][]byte
+	var sysJWKS []jose.JSONWebKey
+	for _, k := range keys { // newest activation first
+		rk, ok := r.decoded[k.ID]
+		if !ok {
+			var err error
+			if rk, err = r.open(k); err != nil {
+				return err
+			}
+		}
+		decoded[k.ID] = rk
+		active := !k.ActivateTime.After(now) && now.Before(k.RetireTime)
+		if k.Use == useRef {
+			refAll = append(refAll, rk.secret)
+			if active && refSign.secret == nil {
+				refSign = rk
+			}
+			continue
+		}
+		sysJWKS = append(sysJWKS, jose.JSONWebKey{Key: rk.signer.Public(), KeyID: k.ID, Algorithm: k.Alg, Use: "sig"})
+		if active && sysSign.signer == nil {
+			sysSign = rk
+		}
+	}
+	if refSign.secret == nil || sysSign.signer == nil {
+		return fmt.Errorf("key ring: no active signing key")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.decoded, r.refSign, r.refAll, r.sysSign, r.sysJWKS = decoded, refSign, refAll, sysSign, sysJWKS
+	return nil
+}
+
+// open unseals a stored key.
+func (r *keyRing) open(k storedKey) (ringKey, error) {
+	material, err := r.sealer.Open(k.Sealed, []byte(k.ID))
+	if err != nil {
+		return ringKey{}, fmt.Errorf("key %s: %w", k.ID, err)
+	}
+	rk := ringKey{storedKey: k}
+	if k.Use == useRef {
+		rk.secret = material
+		return rk, nil
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(material)
+	if err != nil {
+		return ringKey{}, fmt.Errorf("key %s: %w", k.ID, err)
+	}
+	signer, ok := priv.(crypto.Signer)
+	if !ok {
+		return ringKey{}, fmt.Errorf("key %s: not a signing key", k.ID)
+	}
+	rk.signer = signer
+	return rk, nil
+}
+
+// run refreshes the ring every interval until ctx ends.
+func (r *keyRing) run(ctx context.Context, interval time.Duration, onError func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if err := r.refresh(ctx, now); err != nil {
+				onError(err)
+			}
+		}
+	}
+}
+
+// signing returns the HS256 key that signs reference JWTs now.
+func (r *keyRing) signing() ringKey {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.refSign
+}
+
+// verification returns every HS256 key that may have signed a valid reference JWT.
 func (r *keyRing) verification() [][]byte {
-	return r.secret
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.refAll
+}
+
+// systemSigning returns the key that signs SystemTokens now.
+func (r *keyRing) systemSigning() ringKey {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.sysSign
+}
+
+// published returns the SystemToken keys receivers must know: the pending, current and retired ones.
+func (r *keyRing) published() []jose.JSONWebKey {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.sysJWKS
 }

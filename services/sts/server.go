@@ -11,6 +11,7 @@ import (
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/clientauth"
 	"github.com/hnsec/hnsec/pkg/reftoken"
+	"github.com/hnsec/hnsec/pkg/seal"
 	"github.com/hnsec/hnsec/pkg/store"
 )
 
@@ -35,7 +36,7 @@ var _ stsv1.TokenServiceServer = (*Server)(nil)
 
 // Open migrates the STS database, loads the key ring and returns the server. Run must be running for
 // tokens to be issued.
-func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn, clients *clientauth.Authenticator,
+func Open(ctx context.Context, cfg Config, storeCfg store.Config, sealer *seal.Sealer, nc *nats.Conn, clients *clientauth.Authenticator,
 	reg prometheus.Registerer, log *slog.Logger) (*Server, *store.DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
@@ -45,7 +46,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 		return nil, nil, err
 	}
 	st := &sqlStore{db: db}
-	keys, err := loadKeyRing(ctx, st)
+	keys, err := newKeyRing(ctx, cfg.Keys, st, sealer, cfg.TokenTTL, cfg.SystemTokenTTL)
 	if err != nil {
 		_ = db.Close()
 		return nil, nil, err
@@ -67,10 +68,11 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 	}, db, nil
 }
 
-// Run writes token references and deletes expired ones until ctx ends; then it writes what is still
-// queued and returns.
+// Run writes token references, deletes expired ones and rotates the key ring until ctx ends; then it
+// writes what is still queued and returns.
 func (s *Server) Run(ctx context.Context) error {
 	go s.sweep(ctx)
+	go s.keys.run(ctx, s.cfg.Keys.refreshInterval(), func(err error) { s.log.Error("key ring refresh", "err", err) })
 	return s.refs.Run(ctx)
 }
 

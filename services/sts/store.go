@@ -13,10 +13,13 @@ import (
 // migrations is the STS schema.
 var migrations = []string{`
 CREATE TABLE signing_keys (
-	kid         TEXT PRIMARY KEY,
-	alg         TEXT NOT NULL,
-	secret      BLOB NOT NULL,
-	create_time INTEGER NOT NULL
+	kid              TEXT PRIMARY KEY,
+	use              TEXT NOT NULL,
+	alg              TEXT NOT NULL,
+	sealed           BLOB NOT NULL,
+	create_time_ms   INTEGER NOT NULL,
+	activate_time_ms INTEGER NOT NULL,
+	retire_time_ms   INTEGER NOT NULL
 );
 CREATE TABLE token_references (
 	selector            BLOB PRIMARY KEY,
@@ -31,7 +34,6 @@ CREATE TABLE token_references (
 	expire_time         INTEGER NOT NULL,
 	revoke_time         INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
-`, `
 CREATE TABLE client_revocations (
 	client_id      TEXT PRIMARY KEY,
 	revoke_time_ms INTEGER NOT NULL
@@ -54,20 +56,22 @@ type reference struct {
 	RevokeTime         time.Time
 }
 
-// signingKey is one HS256 key of the ring.
-type signingKey struct {
-	ID         string
-	Alg        string
-	Secret     []byte
-	CreateTime time.Time
+// storedKey is one key of the ring as stored: its material sealed under the key-encryption key.
+type storedKey struct {
+	ID           string
+	Use          string
+	Alg          string
+	Sealed       []byte
+	CreateTime   time.Time
+	ActivateTime time.Time
+	RetireTime   time.Time
 }
 
 // Store is the STS's storage contract.
 type Store interface {
-	// Keys returns every signing key, newest first.
-	Keys(ctx context.Context) ([]signingKey, error)
-	// AddKey stores a key.
-	AddKey(ctx context.Context, k signingKey) error
+	// RotateKeys runs fn on every stored key in one transaction, then adds and removes what it returns,
+	// and returns the keys stored afterwards.
+	RotateKeys(ctx context.Context, fn func(keys []storedKey) (add []storedKey, remove []string, err error)) ([]storedKey, error)
 	// InsertReferences stores references in one transaction.
 	InsertReferences(ctx context.Context, refs []reference) error
 	// Reference returns the reference with the selector; ErrNotFound when there is none.
@@ -87,31 +91,59 @@ type sqlStore struct{ db *store.DB }
 
 var _ Store = (*sqlStore)(nil)
 
-func (s *sqlStore) Keys(ctx context.Context) ([]signingKey, error) {
-	rows, err := s.db.Read.QueryContext(ctx, `SELECT kid, alg, secret, create_time FROM signing_keys ORDER BY create_time DESC, kid`)
+func (s *sqlStore) RotateKeys(ctx context.Context, fn func([]storedKey) ([]storedKey, []string, error)) ([]storedKey, error) {
+	var out []storedKey
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		keys, err := readKeys(ctx, tx)
+		if err != nil {
+			return err
+		}
+		add, remove, err := fn(keys)
+		if err != nil {
+			return err
+		}
+		for _, kid := range remove {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM signing_keys WHERE kid = ?`, kid); err != nil {
+				return err
+			}
+		}
+		for _, k := range add {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, use, alg, sealed, create_time_ms, activate_time_ms, retire_time_ms)
+				VALUES (?, ?, ?, ?, ?, ?, ?)`, k.ID, k.Use, k.Alg, k.Sealed, k.CreateTime.UnixMilli(), k.ActivateTime.UnixMilli(),
+				k.RetireTime.UnixMilli()); err != nil {
+				return err
+			}
+		}
+		if len(add) == 0 && len(remove) == 0 {
+			out = keys
+			return nil
+		}
+		out, err = readKeys(ctx, tx)
+		return err
+	})
+	return out, err
+}
+
+func readKeys(ctx context.Context, tx *sql.Tx) ([]storedKey, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT kid, use, alg, sealed, create_time_ms, activate_time_ms, retire_time_ms
+		FROM signing_keys ORDER BY activate_time_ms DESC, kid`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []signingKey
+	var out []storedKey
 	for rows.Next() {
 		var (
-			k       signingKey
-			created int64
+			k                         storedKey
+			created, activate, retire int64
 		)
-		if err := rows.Scan(&k.ID, &k.Alg, &k.Secret, &created); err != nil {
+		if err := rows.Scan(&k.ID, &k.Use, &k.Alg, &k.Sealed, &created, &activate, &retire); err != nil {
 			return nil, err
 		}
-		k.CreateTime = time.Unix(created, 0).UTC()
+		k.CreateTime, k.ActivateTime, k.RetireTime = time.UnixMilli(created), time.UnixMilli(activate), time.UnixMilli(retire)
 		out = append(out, k)
 	}
 	return out, rows.Err()
-}
-
-func (s *sqlStore) AddKey(ctx context.Context, k signingKey) error {
-	_, err := s.db.Write.ExecContext(ctx, `INSERT INTO signing_keys (kid, alg, secret, create_time) VALUES (?, ?, ?, ?)`,
-		k.ID, k.Alg, k.Secret, k.CreateTime.Unix())
-	return err
 }
 
 // referenceColumns are the columns InsertReferences writes, in order.
