@@ -34,12 +34,20 @@ func newJSONMarshaler() jsonMarshaler {
 }
 
 // Marshal implements runtime.Marshaler. The OAuth2 answers are written in their RFC shapes: the token
-// response with exactly its three RFC 6749 5.1 fields, the introspection response (RFC 7662 2.2) with
-// times as numbers and, when inactive, exactly {"active":false}. Everything else goes through protojson.
+// response with exactly its three RFC 6749 5.1 fields, the JWK Set as RFC 7517 has it, the introspection
+// response (RFC 7662 2.2) with times as numbers and, when inactive, exactly {"active":false}. Everything
+// else goes through protojson.
 func (m jsonMarshaler) Marshal(v any) ([]byte, error) {
 	switch t := v.(type) {
 	case *stsv1.TokenResponse:
 		return json.Marshal(tokenResponse{AccessToken: t.GetAccessToken(), ExpiresIn: t.GetExpiresIn(), TokenType: t.GetTokenType()})
+	case *stsv1.GetJwksResponse:
+		set := jwkSet{Keys: make([]jwk, len(t.GetKeys()))}
+		for i, k := range t.GetKeys() {
+			set.Keys[i] = jwk{Kty: k.GetKty(), Kid: k.GetKid(), Use: k.GetUse(), Alg: k.GetAlg(), N: k.GetN(), E: k.GetE(),
+				Crv: k.GetCrv(), X: k.GetX(), Y: k.GetY()}
+		}
+		return json.Marshal(set)
 	case *introspectionv1.IntrospectResponse:
 		if !t.GetActive() {
 			return []byte(`{"active":false}`), nil
@@ -52,6 +60,24 @@ func (m jsonMarshaler) Marshal(v any) ([]byte, error) {
 		})
 	}
 	return m.JSONPb.Marshal(v)
+}
+
+// jwkSet is the JSON shape of a JWK Set (RFC 7517 5).
+type jwkSet struct {
+	Keys []jwk `json:"keys"`
+}
+
+// jwk is the JSON shape of a public JWK.
+type jwk struct {
+	Kty string `json:"kty"`
+	Kid string `json:"kid"`
+	Use string `json:"use"`
+	Alg string `json:"alg"`
+	N   string `json:"n,omitempty"`
+	E   string `json:"e,omitempty"`
+	Crv string `json:"crv,omitempty"`
+	X   string `json:"x,omitempty"`
+	Y   string `json:"y,omitempty"`
 }
 
 // introspectResponse is the JSON shape of an active introspection answer.

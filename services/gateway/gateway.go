@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
 
 	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
@@ -49,6 +50,7 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 		runtime.WithRoutingErrorHandler(g.handleRoutingError),
 		// gRPC response metadata is internal: none of it becomes an HTTP header.
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithForwardResponseOption(cacheHeaders),
 	)
 	if err := stsv1.RegisterTokenServiceHandlerClient(ctx, mux, stsv1.NewTokenServiceClient(conn)); err != nil {
 		return nil, err
@@ -135,6 +137,14 @@ func readBody(r *http.Request) ([]byte, error) {
 	buf := bytes.NewBuffer(make([]byte, 0, size))
 	_, err := buf.ReadFrom(io.LimitReader(r.Body, MaxBodyBytes+1))
 	return buf.Bytes(), err
+}
+
+// cacheHeaders lets HTTP caches keep the JWK Set as long as the STS says is safe.
+func cacheHeaders(_ context.Context, w http.ResponseWriter, m proto.Message) error {
+	if j, ok := m.(*stsv1.GetJwksResponse); ok {
+		w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(int(j.GetMaxAgeSeconds())))
+	}
+	return nil
 }
 
 // acceptedMedia returns the bare media type of a Content-Type the endpoint reads, or an error naming

@@ -12,6 +12,8 @@ type Config struct {
 	Issuer string
 	// Zone is the zone claim of access tokens.
 	Zone string
+	// PublicURL is where clients reach the REST gateway, for the RFC 8414 metadata.
+	PublicURL string
 	// TokenTTL is the access token lifetime (expires_in).
 	TokenTTL time.Duration
 	// CommitLinger is how long a group commit of token references may wait for more under load.
@@ -32,6 +34,9 @@ type KeyConfig struct {
 	SystemAlg string
 }
 
+// maxJWKSAge bounds how long HTTP caches may keep the JWKS.
+const maxJWKSAge = 5 * time.Minute
+
 // refreshInterval is how often the key ring is reloaded and rotated: often enough that every replica
 // knows a new key well before it signs.
 func (c KeyConfig) refreshInterval() time.Duration {
@@ -42,6 +47,7 @@ func (c KeyConfig) refreshInterval() time.Duration {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Issuer, "issuer", "sikkerhet.helsenorge.no", "token issuer (iss); a URL issuer also works for RFC 8414 clients")
 	fs.StringVar(&c.Zone, "zone", "ekstern_internett", "zone claim of access tokens")
+	fs.StringVar(&c.PublicURL, "public-url", "", "base URL clients reach the REST gateway at, for the RFC 8414 metadata (default: the issuer when it is a URL, else the request's host)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 30*time.Minute, "access token lifetime (expires_in)")
 	fs.DurationVar(&c.SystemTokenTTL, "system-token-ttl", 5*time.Minute, "SystemToken lifetime")
 	fs.DurationVar(&c.Keys.Rotation, "key-rotation", 30*24*time.Hour, "how long a signing key signs before the next one takes over")

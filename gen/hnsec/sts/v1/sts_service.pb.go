@@ -598,6 +598,519 @@ func (x *RevokeAllTokensResponse) GetRevokeTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// GetJwksRequest is empty.
+type GetJwksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJwksRequest) Reset() {
+	*x = GetJwksRequest{}
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJwksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJwksRequest) ProtoMessage() {}
+
+func (x *GetJwksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJwksRequest.ProtoReflect.Descriptor instead.
+func (*GetJwksRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_sts_v1_sts_service_proto_rawDescGZIP(), []int{9}
+}
+
+// GetJwksResponse is a JWK Set.
+type GetJwksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keys are the published public keys.
+	Keys []*JsonWebKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// max_age_seconds is how long HTTP caches may keep the set (shorter than the prepublication time, so
+	// every receiver sees a new key before it signs).
+	MaxAgeSeconds int32 `protobuf:"varint,2,opt,name=max_age_seconds,json=maxAgeSeconds,proto3" json:"max_age_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJwksResponse) Reset() {
+	*x = GetJwksResponse{}
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJwksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJwksResponse) ProtoMessage() {}
+
+func (x *GetJwksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJwksResponse.ProtoReflect.Descriptor instead.
+func (*GetJwksResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_sts_v1_sts_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetJwksResponse) GetKeys() []*JsonWebKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GetJwksResponse) GetMaxAgeSeconds() int32 {
+	if x != nil {
+		return x.MaxAgeSeconds
+	}
+	return 0
+}
+
+// JsonWebKey is a public key (RFC 7517); fields that do not apply to the key type are empty.
+type JsonWebKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kty is RSA, EC or OKP.
+	Kty string `protobuf:"bytes,1,opt,name=kty,proto3" json:"kty,omitempty"`
+	// kid is the key's RFC 7638 thumbprint.
+	Kid string `protobuf:"bytes,2,opt,name=kid,proto3" json:"kid,omitempty"`
+	// use is "sig".
+	Use string `protobuf:"bytes,3,opt,name=use,proto3" json:"use,omitempty"`
+	// alg is RS256, ES256 or EdDSA.
+	Alg string `protobuf:"bytes,4,opt,name=alg,proto3" json:"alg,omitempty"`
+	// n is the RSA modulus.
+	N string `protobuf:"bytes,5,opt,name=n,proto3" json:"n,omitempty"`
+	// e is the RSA exponent.
+	E string `protobuf:"bytes,6,opt,name=e,proto3" json:"e,omitempty"`
+	// crv is the curve (P-256, Ed25519).
+	Crv string `protobuf:"bytes,7,opt,name=crv,proto3" json:"crv,omitempty"`
+	// x is the EC or OKP x coordinate.
+	X string `protobuf:"bytes,8,opt,name=x,proto3" json:"x,omitempty"`
+	// y is the EC y coordinate.
+	Y             string `protobuf:"bytes,9,opt,name=y,proto3" json:"y,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JsonWebKey) Reset() {
+	*x = JsonWebKey{}
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JsonWebKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JsonWebKey) ProtoMessage() {}
+
+func (x *JsonWebKey) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JsonWebKey.ProtoReflect.Descriptor instead.
+func (*JsonWebKey) Descriptor() ([]byte, []int) {
+	return file_hnsec_sts_v1_sts_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *JsonWebKey) GetKty() string {
+	if x != nil {
+		return x.Kty
+	}
+	return ""
+}
+
+func (x *JsonWebKey) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
+func (x *JsonWebKey) GetUse() string {
+	if x != nil {
+		return x.Use
+	}
+	return ""
+}
+
+func (x *JsonWebKey) GetAlg() string {
+	if x != nil {
+		return x.Alg
+	}
+	return ""
+}
+
+func (x *JsonWebKey) GetN() string {
+	if x != nil {
+		return x.N
+	}
+	return ""
+}
+
+func (x *JsonWebKey) GetE() string {
+	if x != nil {
+		return x.E
+	}
+	return ""
+}
+
+func (x *JsonWebKey) GetCrv() string {
+	if x != nil {
+		return x.Crv
+	}
+	return ""
+}
+
+func (x *JsonWebKey) GetX() string {
+	if x != nil {
+		return x.X
+	}
+	return ""
+}
+
+func (x *JsonWebKey) GetY() string {
+	if x != nil {
+		return x.Y
+	}
+	return ""
+}
+
+// GetServerMetadataRequest is empty; the answer's URLs are built from the issuer when it is a URL, else
+// from the request's host.
+type GetServerMetadataRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetServerMetadataRequest) Reset() {
+	*x = GetServerMetadataRequest{}
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServerMetadataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServerMetadataRequest) ProtoMessage() {}
+
+func (x *GetServerMetadataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServerMetadataRequest.ProtoReflect.Descriptor instead.
+func (*GetServerMetadataRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_sts_v1_sts_service_proto_rawDescGZIP(), []int{12}
+}
+
+// GetServerMetadataResponse is RFC 8414 authorization server metadata.
+type GetServerMetadataResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// issuer is the iss of every token.
+	Issuer string `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// token_endpoint is the URL of POST /sts/Token.
+	TokenEndpoint string `protobuf:"bytes,2,opt,name=token_endpoint,json=tokenEndpoint,proto3" json:"token_endpoint,omitempty"`
+	// jwks_uri is the URL of the JWK Set.
+	JwksUri string `protobuf:"bytes,3,opt,name=jwks_uri,json=jwksUri,proto3" json:"jwks_uri,omitempty"`
+	// introspection_endpoint is the URL of POST /sts/introspect.
+	IntrospectionEndpoint string `protobuf:"bytes,4,opt,name=introspection_endpoint,json=introspectionEndpoint,proto3" json:"introspection_endpoint,omitempty"`
+	// revocation_endpoint is the URL of POST /sts/revoke.
+	RevocationEndpoint string `protobuf:"bytes,5,opt,name=revocation_endpoint,json=revocationEndpoint,proto3" json:"revocation_endpoint,omitempty"`
+	// grant_types_supported lists client_credentials.
+	GrantTypesSupported []string `protobuf:"bytes,6,rep,name=grant_types_supported,json=grantTypesSupported,proto3" json:"grant_types_supported,omitempty"`
+	// response_types_supported is empty: there is no authorization endpoint.
+	ResponseTypesSupported []string `protobuf:"bytes,7,rep,name=response_types_supported,json=responseTypesSupported,proto3" json:"response_types_supported,omitempty"`
+	// token_endpoint_auth_methods_supported lists the client authentication methods.
+	TokenEndpointAuthMethodsSupported []string `protobuf:"bytes,8,rep,name=token_endpoint_auth_methods_supported,json=tokenEndpointAuthMethodsSupported,proto3" json:"token_endpoint_auth_methods_supported,omitempty"`
+	// introspection_endpoint_auth_methods_supported lists the resource servers' authentication methods.
+	IntrospectionEndpointAuthMethodsSupported []string `protobuf:"bytes,9,rep,name=introspection_endpoint_auth_methods_supported,json=introspectionEndpointAuthMethodsSupported,proto3" json:"introspection_endpoint_auth_methods_supported,omitempty"`
+	// revocation_endpoint_auth_methods_supported lists the client authentication methods at revocation.
+	RevocationEndpointAuthMethodsSupported []string `protobuf:"bytes,10,rep,name=revocation_endpoint_auth_methods_supported,json=revocationEndpointAuthMethodsSupported,proto3" json:"revocation_endpoint_auth_methods_supported,omitempty"`
+	// scopes_supported lists the scopes hnsec itself defines.
+	ScopesSupported []string `protobuf:"bytes,11,rep,name=scopes_supported,json=scopesSupported,proto3" json:"scopes_supported,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *GetServerMetadataResponse) Reset() {
+	*x = GetServerMetadataResponse{}
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServerMetadataResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServerMetadataResponse) ProtoMessage() {}
+
+func (x *GetServerMetadataResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServerMetadataResponse.ProtoReflect.Descriptor instead.
+func (*GetServerMetadataResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_sts_v1_sts_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetServerMetadataResponse) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *GetServerMetadataResponse) GetTokenEndpoint() string {
+	if x != nil {
+		return x.TokenEndpoint
+	}
+	return ""
+}
+
+func (x *GetServerMetadataResponse) GetJwksUri() string {
+	if x != nil {
+		return x.JwksUri
+	}
+	return ""
+}
+
+func (x *GetServerMetadataResponse) GetIntrospectionEndpoint() string {
+	if x != nil {
+		return x.IntrospectionEndpoint
+	}
+	return ""
+}
+
+func (x *GetServerMetadataResponse) GetRevocationEndpoint() string {
+	if x != nil {
+		return x.RevocationEndpoint
+	}
+	return ""
+}
+
+func (x *GetServerMetadataResponse) GetGrantTypesSupported() []string {
+	if x != nil {
+		return x.GrantTypesSupported
+	}
+	return nil
+}
+
+func (x *GetServerMetadataResponse) GetResponseTypesSupported() []string {
+	if x != nil {
+		return x.ResponseTypesSupported
+	}
+	return nil
+}
+
+func (x *GetServerMetadataResponse) GetTokenEndpointAuthMethodsSupported() []string {
+	if x != nil {
+		return x.TokenEndpointAuthMethodsSupported
+	}
+	return nil
+}
+
+func (x *GetServerMetadataResponse) GetIntrospectionEndpointAuthMethodsSupported() []string {
+	if x != nil {
+		return x.IntrospectionEndpointAuthMethodsSupported
+	}
+	return nil
+}
+
+func (x *GetServerMetadataResponse) GetRevocationEndpointAuthMethodsSupported() []string {
+	if x != nil {
+		return x.RevocationEndpointAuthMethodsSupported
+	}
+	return nil
+}
+
+func (x *GetServerMetadataResponse) GetScopesSupported() []string {
+	if x != nil {
+		return x.ScopesSupported
+	}
+	return nil
+}
+
+// IssueSystemTokenRequest says for whom and what a SystemToken is.
+type IssueSystemTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// audience is the external party that will receive the token (its client_id or API name).
+	Audience string `protobuf:"bytes,1,opt,name=audience,proto3" json:"audience,omitempty"`
+	// scopes the token carries (scp).
+	Scopes []string `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// client_id on whose behalf the token is sent (e.g. PVK).
+	ClientId string `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// client_name on whose behalf the token is sent.
+	ClientName    string `protobuf:"bytes,4,opt,name=client_name,json=clientName,proto3" json:"client_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueSystemTokenRequest) Reset() {
+	*x = IssueSystemTokenRequest{}
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueSystemTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueSystemTokenRequest) ProtoMessage() {}
+
+func (x *IssueSystemTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueSystemTokenRequest.ProtoReflect.Descriptor instead.
+func (*IssueSystemTokenRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_sts_v1_sts_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *IssueSystemTokenRequest) GetAudience() string {
+	if x != nil {
+		return x.Audience
+	}
+	return ""
+}
+
+func (x *IssueSystemTokenRequest) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *IssueSystemTokenRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *IssueSystemTokenRequest) GetClientName() string {
+	if x != nil {
+		return x.ClientName
+	}
+	return ""
+}
+
+// IssueSystemTokenResponse holds the SystemToken.
+type IssueSystemTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token is the signed JWT.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// expire_time is when it expires.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueSystemTokenResponse) Reset() {
+	*x = IssueSystemTokenResponse{}
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueSystemTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueSystemTokenResponse) ProtoMessage() {}
+
+func (x *IssueSystemTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_sts_v1_sts_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueSystemTokenResponse.ProtoReflect.Descriptor instead.
+func (*IssueSystemTokenResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_sts_v1_sts_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *IssueSystemTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *IssueSystemTokenResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 var File_hnsec_sts_v1_sts_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_sts_v1_sts_service_proto_rawDesc = "" +
@@ -646,12 +1159,54 @@ const file_hnsec_sts_v1_sts_service_proto_rawDesc = "" +
 	"\x17RevokeAllTokensResponse\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12;\n" +
 	"\vrevoke_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"revokeTime2\xd5\x02\n" +
+	"revokeTime\"\x10\n" +
+	"\x0eGetJwksRequest\"g\n" +
+	"\x0fGetJwksResponse\x12,\n" +
+	"\x04keys\x18\x01 \x03(\v2\x18.hnsec.sts.v1.JsonWebKeyR\x04keys\x12&\n" +
+	"\x0fmax_age_seconds\x18\x02 \x01(\x05R\rmaxAgeSeconds\"\x9e\x01\n" +
+	"\n" +
+	"JsonWebKey\x12\x10\n" +
+	"\x03kty\x18\x01 \x01(\tR\x03kty\x12\x10\n" +
+	"\x03kid\x18\x02 \x01(\tR\x03kid\x12\x10\n" +
+	"\x03use\x18\x03 \x01(\tR\x03use\x12\x10\n" +
+	"\x03alg\x18\x04 \x01(\tR\x03alg\x12\f\n" +
+	"\x01n\x18\x05 \x01(\tR\x01n\x12\f\n" +
+	"\x01e\x18\x06 \x01(\tR\x01e\x12\x10\n" +
+	"\x03crv\x18\a \x01(\tR\x03crv\x12\f\n" +
+	"\x01x\x18\b \x01(\tR\x01x\x12\f\n" +
+	"\x01y\x18\t \x01(\tR\x01y\"\x1a\n" +
+	"\x18GetServerMetadataRequest\"\x86\x05\n" +
+	"\x19GetServerMetadataResponse\x12\x16\n" +
+	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12%\n" +
+	"\x0etoken_endpoint\x18\x02 \x01(\tR\rtokenEndpoint\x12\x19\n" +
+	"\bjwks_uri\x18\x03 \x01(\tR\ajwksUri\x125\n" +
+	"\x16introspection_endpoint\x18\x04 \x01(\tR\x15introspectionEndpoint\x12/\n" +
+	"\x13revocation_endpoint\x18\x05 \x01(\tR\x12revocationEndpoint\x122\n" +
+	"\x15grant_types_supported\x18\x06 \x03(\tR\x13grantTypesSupported\x128\n" +
+	"\x18response_types_supported\x18\a \x03(\tR\x16responseTypesSupported\x12P\n" +
+	"%token_endpoint_auth_methods_supported\x18\b \x03(\tR!tokenEndpointAuthMethodsSupported\x12`\n" +
+	"-introspection_endpoint_auth_methods_supported\x18\t \x03(\tR)introspectionEndpointAuthMethodsSupported\x12Z\n" +
+	"*revocation_endpoint_auth_methods_supported\x18\n" +
+	" \x03(\tR&revocationEndpointAuthMethodsSupported\x12)\n" +
+	"\x10scopes_supported\x18\v \x03(\tR\x0fscopesSupported\"\x8b\x01\n" +
+	"\x17IssueSystemTokenRequest\x12\x1a\n" +
+	"\baudience\x18\x01 \x01(\tR\baudience\x12\x16\n" +
+	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x12\x1b\n" +
+	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12\x1f\n" +
+	"\vclient_name\x18\x04 \x01(\tR\n" +
+	"clientName\"m\n" +
+	"\x18IssueSystemTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime2\xe6\x04\n" +
 	"\fTokenService\x12@\n" +
 	"\x05Token\x12\x1a.hnsec.sts.v1.TokenRequest\x1a\x1b.hnsec.sts.v1.TokenResponse\x12^\n" +
 	"\x0fLookupReference\x12$.hnsec.sts.v1.LookupReferenceRequest\x1a%.hnsec.sts.v1.LookupReferenceResponse\x12C\n" +
 	"\x06Revoke\x12\x1b.hnsec.sts.v1.RevokeRequest\x1a\x1c.hnsec.sts.v1.RevokeResponse\x12^\n" +
-	"\x0fRevokeAllTokens\x12$.hnsec.sts.v1.RevokeAllTokensRequest\x1a%.hnsec.sts.v1.RevokeAllTokensResponseB/Z-github.com/hnsec/hnsec/gen/hnsec/sts/v1;stsv1b\x06proto3"
+	"\x0fRevokeAllTokens\x12$.hnsec.sts.v1.RevokeAllTokensRequest\x1a%.hnsec.sts.v1.RevokeAllTokensResponse\x12F\n" +
+	"\aGetJwks\x12\x1c.hnsec.sts.v1.GetJwksRequest\x1a\x1d.hnsec.sts.v1.GetJwksResponse\x12d\n" +
+	"\x11GetServerMetadata\x12&.hnsec.sts.v1.GetServerMetadataRequest\x1a'.hnsec.sts.v1.GetServerMetadataResponse\x12a\n" +
+	"\x10IssueSystemToken\x12%.hnsec.sts.v1.IssueSystemTokenRequest\x1a&.hnsec.sts.v1.IssueSystemTokenResponseB/Z-github.com/hnsec/hnsec/gen/hnsec/sts/v1;stsv1b\x06proto3"
 
 var (
 	file_hnsec_sts_v1_sts_service_proto_rawDescOnce sync.Once
@@ -665,38 +1220,53 @@ func file_hnsec_sts_v1_sts_service_proto_rawDescGZIP() []byte {
 	return file_hnsec_sts_v1_sts_service_proto_rawDescData
 }
 
-var file_hnsec_sts_v1_sts_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_hnsec_sts_v1_sts_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_hnsec_sts_v1_sts_service_proto_goTypes = []any{
-	(*TokenRequest)(nil),            // 0: hnsec.sts.v1.TokenRequest
-	(*TokenResponse)(nil),           // 1: hnsec.sts.v1.TokenResponse
-	(*LookupReferenceRequest)(nil),  // 2: hnsec.sts.v1.LookupReferenceRequest
-	(*LookupReferenceResponse)(nil), // 3: hnsec.sts.v1.LookupReferenceResponse
-	(*Reference)(nil),               // 4: hnsec.sts.v1.Reference
-	(*RevokeRequest)(nil),           // 5: hnsec.sts.v1.RevokeRequest
-	(*RevokeResponse)(nil),          // 6: hnsec.sts.v1.RevokeResponse
-	(*RevokeAllTokensRequest)(nil),  // 7: hnsec.sts.v1.RevokeAllTokensRequest
-	(*RevokeAllTokensResponse)(nil), // 8: hnsec.sts.v1.RevokeAllTokensResponse
-	(*timestamppb.Timestamp)(nil),   // 9: google.protobuf.Timestamp
+	(*TokenRequest)(nil),              // 0: hnsec.sts.v1.TokenRequest
+	(*TokenResponse)(nil),             // 1: hnsec.sts.v1.TokenResponse
+	(*LookupReferenceRequest)(nil),    // 2: hnsec.sts.v1.LookupReferenceRequest
+	(*LookupReferenceResponse)(nil),   // 3: hnsec.sts.v1.LookupReferenceResponse
+	(*Reference)(nil),                 // 4: hnsec.sts.v1.Reference
+	(*RevokeRequest)(nil),             // 5: hnsec.sts.v1.RevokeRequest
+	(*RevokeResponse)(nil),            // 6: hnsec.sts.v1.RevokeResponse
+	(*RevokeAllTokensRequest)(nil),    // 7: hnsec.sts.v1.RevokeAllTokensRequest
+	(*RevokeAllTokensResponse)(nil),   // 8: hnsec.sts.v1.RevokeAllTokensResponse
+	(*GetJwksRequest)(nil),            // 9: hnsec.sts.v1.GetJwksRequest
+	(*GetJwksResponse)(nil),           // 10: hnsec.sts.v1.GetJwksResponse
+	(*JsonWebKey)(nil),                // 11: hnsec.sts.v1.JsonWebKey
+	(*GetServerMetadataRequest)(nil),  // 12: hnsec.sts.v1.GetServerMetadataRequest
+	(*GetServerMetadataResponse)(nil), // 13: hnsec.sts.v1.GetServerMetadataResponse
+	(*IssueSystemTokenRequest)(nil),   // 14: hnsec.sts.v1.IssueSystemTokenRequest
+	(*IssueSystemTokenResponse)(nil),  // 15: hnsec.sts.v1.IssueSystemTokenResponse
+	(*timestamppb.Timestamp)(nil),     // 16: google.protobuf.Timestamp
 }
 var file_hnsec_sts_v1_sts_service_proto_depIdxs = []int32{
-	4, // 0: hnsec.sts.v1.LookupReferenceResponse.reference:type_name -> hnsec.sts.v1.Reference
-	9, // 1: hnsec.sts.v1.Reference.issue_time:type_name -> google.protobuf.Timestamp
-	9, // 2: hnsec.sts.v1.Reference.expire_time:type_name -> google.protobuf.Timestamp
-	9, // 3: hnsec.sts.v1.Reference.not_before_time:type_name -> google.protobuf.Timestamp
-	9, // 4: hnsec.sts.v1.RevokeAllTokensResponse.revoke_time:type_name -> google.protobuf.Timestamp
-	0, // 5: hnsec.sts.v1.TokenService.Token:input_type -> hnsec.sts.v1.TokenRequest
-	2, // 6: hnsec.sts.v1.TokenService.LookupReference:input_type -> hnsec.sts.v1.LookupReferenceRequest
-	5, // 7: hnsec.sts.v1.TokenService.Revoke:input_type -> hnsec.sts.v1.RevokeRequest
-	7, // 8: hnsec.sts.v1.TokenService.RevokeAllTokens:input_type -> hnsec.sts.v1.RevokeAllTokensRequest
-	1, // 9: hnsec.sts.v1.TokenService.Token:output_type -> hnsec.sts.v1.TokenResponse
-	3, // 10: hnsec.sts.v1.TokenService.LookupReference:output_type -> hnsec.sts.v1.LookupReferenceResponse
-	6, // 11: hnsec.sts.v1.TokenService.Revoke:output_type -> hnsec.sts.v1.RevokeResponse
-	8, // 12: hnsec.sts.v1.TokenService.RevokeAllTokens:output_type -> hnsec.sts.v1.RevokeAllTokensResponse
-	9, // [9:13] is the sub-list for method output_type
-	5, // [5:9] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	4,  // 0: hnsec.sts.v1.LookupReferenceResponse.reference:type_name -> hnsec.sts.v1.Reference
+	16, // 1: hnsec.sts.v1.Reference.issue_time:type_name -> google.protobuf.Timestamp
+	16, // 2: hnsec.sts.v1.Reference.expire_time:type_name -> google.protobuf.Timestamp
+	16, // 3: hnsec.sts.v1.Reference.not_before_time:type_name -> google.protobuf.Timestamp
+	16, // 4: hnsec.sts.v1.RevokeAllTokensResponse.revoke_time:type_name -> google.protobuf.Timestamp
+	11, // 5: hnsec.sts.v1.GetJwksResponse.keys:type_name -> hnsec.sts.v1.JsonWebKey
+	16, // 6: hnsec.sts.v1.IssueSystemTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 7: hnsec.sts.v1.TokenService.Token:input_type -> hnsec.sts.v1.TokenRequest
+	2,  // 8: hnsec.sts.v1.TokenService.LookupReference:input_type -> hnsec.sts.v1.LookupReferenceRequest
+	5,  // 9: hnsec.sts.v1.TokenService.Revoke:input_type -> hnsec.sts.v1.RevokeRequest
+	7,  // 10: hnsec.sts.v1.TokenService.RevokeAllTokens:input_type -> hnsec.sts.v1.RevokeAllTokensRequest
+	9,  // 11: hnsec.sts.v1.TokenService.GetJwks:input_type -> hnsec.sts.v1.GetJwksRequest
+	12, // 12: hnsec.sts.v1.TokenService.GetServerMetadata:input_type -> hnsec.sts.v1.GetServerMetadataRequest
+	14, // 13: hnsec.sts.v1.TokenService.IssueSystemToken:input_type -> hnsec.sts.v1.IssueSystemTokenRequest
+	1,  // 14: hnsec.sts.v1.TokenService.Token:output_type -> hnsec.sts.v1.TokenResponse
+	3,  // 15: hnsec.sts.v1.TokenService.LookupReference:output_type -> hnsec.sts.v1.LookupReferenceResponse
+	6,  // 16: hnsec.sts.v1.TokenService.Revoke:output_type -> hnsec.sts.v1.RevokeResponse
+	8,  // 17: hnsec.sts.v1.TokenService.RevokeAllTokens:output_type -> hnsec.sts.v1.RevokeAllTokensResponse
+	10, // 18: hnsec.sts.v1.TokenService.GetJwks:output_type -> hnsec.sts.v1.GetJwksResponse
+	13, // 19: hnsec.sts.v1.TokenService.GetServerMetadata:output_type -> hnsec.sts.v1.GetServerMetadataResponse
+	15, // 20: hnsec.sts.v1.TokenService.IssueSystemToken:output_type -> hnsec.sts.v1.IssueSystemTokenResponse
+	14, // [14:21] is the sub-list for method output_type
+	7,  // [7:14] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_sts_v1_sts_service_proto_init() }
@@ -710,7 +1280,7 @@ func file_hnsec_sts_v1_sts_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_sts_v1_sts_service_proto_rawDesc), len(file_hnsec_sts_v1_sts_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,10 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TokenService_Token_FullMethodName           = "/hnsec.sts.v1.TokenService/Token"
-	TokenService_LookupReference_FullMethodName = "/hnsec.sts.v1.TokenService/LookupReference"
-	TokenService_Revoke_FullMethodName          = "/hnsec.sts.v1.TokenService/Revoke"
-	TokenService_RevokeAllTokens_FullMethodName = "/hnsec.sts.v1.TokenService/RevokeAllTokens"
+	TokenService_Token_FullMethodName             = "/hnsec.sts.v1.TokenService/Token"
+	TokenService_LookupReference_FullMethodName   = "/hnsec.sts.v1.TokenService/LookupReference"
+	TokenService_Revoke_FullMethodName            = "/hnsec.sts.v1.TokenService/Revoke"
+	TokenService_RevokeAllTokens_FullMethodName   = "/hnsec.sts.v1.TokenService/RevokeAllTokens"
+	TokenService_GetJwks_FullMethodName           = "/hnsec.sts.v1.TokenService/GetJwks"
+	TokenService_GetServerMetadata_FullMethodName = "/hnsec.sts.v1.TokenService/GetServerMetadata"
+	TokenService_IssueSystemToken_FullMethodName  = "/hnsec.sts.v1.TokenService/IssueSystemToken"
 )
 
 // TokenServiceClient is the client API for TokenService service.
@@ -58,6 +61,18 @@ type TokenServiceClient interface {
 	// ("authorization: Bearer" with scope hnsec:registry.admin). Errors: InvalidArgument (client_id not a
 	// GUID), Unauthenticated (invalid_token), PermissionDenied.
 	RevokeAllTokens(ctx context.Context, in *RevokeAllTokensRequest, opts ...grpc.CallOption) (*RevokeAllTokensResponse, error)
+	// GetJwks returns the public keys that verify SystemTokens (RFC 7517 JWK Set): the key that signs now,
+	// the next one (published before it signs) and retired ones until their tokens have expired. Reference
+	// JWT keys are never published. Anyone may call it. Errors: none beyond Unavailable.
+	GetJwks(ctx context.Context, in *GetJwksRequest, opts ...grpc.CallOption) (*GetJwksResponse, error)
+	// GetServerMetadata returns the RFC 8414 authorization server metadata. Anyone may call it.
+	// Errors: none beyond Unavailable.
+	GetServerMetadata(ctx context.Context, in *GetServerMetadataRequest, opts ...grpc.CallOption) (*GetServerMetadataResponse, error)
+	// IssueSystemToken signs a SystemToken: a short-lived JWT for one external party (the audience) with
+	// limited scopes, which the receiver verifies offline against the JWKS. Internal callers only (PVK, the
+	// dispatcher); never exposed over REST. Errors: InvalidArgument (audience, scopes or client missing or
+	// malformed), PermissionDenied (not an internal caller).
+	IssueSystemToken(ctx context.Context, in *IssueSystemTokenRequest, opts ...grpc.CallOption) (*IssueSystemTokenResponse, error)
 }
 
 type tokenServiceClient struct {
@@ -108,6 +123,36 @@ func (c *tokenServiceClient) RevokeAllTokens(ctx context.Context, in *RevokeAllT
 	return out, nil
 }
 
+func (c *tokenServiceClient) GetJwks(ctx context.Context, in *GetJwksRequest, opts ...grpc.CallOption) (*GetJwksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetJwksResponse)
+	err := c.cc.Invoke(ctx, TokenService_GetJwks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenServiceClient) GetServerMetadata(ctx context.Context, in *GetServerMetadataRequest, opts ...grpc.CallOption) (*GetServerMetadataResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetServerMetadataResponse)
+	err := c.cc.Invoke(ctx, TokenService_GetServerMetadata_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenServiceClient) IssueSystemToken(ctx context.Context, in *IssueSystemTokenRequest, opts ...grpc.CallOption) (*IssueSystemTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssueSystemTokenResponse)
+	err := c.cc.Invoke(ctx, TokenService_IssueSystemToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenServiceServer is the server API for TokenService service.
 // All implementations must embed UnimplementedTokenServiceServer
 // for forward compatibility.
@@ -141,6 +186,18 @@ type TokenServiceServer interface {
 	// ("authorization: Bearer" with scope hnsec:registry.admin). Errors: InvalidArgument (client_id not a
 	// GUID), Unauthenticated (invalid_token), PermissionDenied.
 	RevokeAllTokens(context.Context, *RevokeAllTokensRequest) (*RevokeAllTokensResponse, error)
+	// GetJwks returns the public keys that verify SystemTokens (RFC 7517 JWK Set): the key that signs now,
+	// the next one (published before it signs) and retired ones until their tokens have expired. Reference
+	// JWT keys are never published. Anyone may call it. Errors: none beyond Unavailable.
+	GetJwks(context.Context, *GetJwksRequest) (*GetJwksResponse, error)
+	// GetServerMetadata returns the RFC 8414 authorization server metadata. Anyone may call it.
+	// Errors: none beyond Unavailable.
+	GetServerMetadata(context.Context, *GetServerMetadataRequest) (*GetServerMetadataResponse, error)
+	// IssueSystemToken signs a SystemToken: a short-lived JWT for one external party (the audience) with
+	// limited scopes, which the receiver verifies offline against the JWKS. Internal callers only (PVK, the
+	// dispatcher); never exposed over REST. Errors: InvalidArgument (audience, scopes or client missing or
+	// malformed), PermissionDenied (not an internal caller).
+	IssueSystemToken(context.Context, *IssueSystemTokenRequest) (*IssueSystemTokenResponse, error)
 	mustEmbedUnimplementedTokenServiceServer()
 }
 
@@ -162,6 +219,15 @@ func (UnimplementedTokenServiceServer) Revoke(context.Context, *RevokeRequest) (
 }
 func (UnimplementedTokenServiceServer) RevokeAllTokens(context.Context, *RevokeAllTokensRequest) (*RevokeAllTokensResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeAllTokens not implemented")
+}
+func (UnimplementedTokenServiceServer) GetJwks(context.Context, *GetJwksRequest) (*GetJwksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetJwks not implemented")
+}
+func (UnimplementedTokenServiceServer) GetServerMetadata(context.Context, *GetServerMetadataRequest) (*GetServerMetadataResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetServerMetadata not implemented")
+}
+func (UnimplementedTokenServiceServer) IssueSystemToken(context.Context, *IssueSystemTokenRequest) (*IssueSystemTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueSystemToken not implemented")
 }
 func (UnimplementedTokenServiceServer) mustEmbedUnimplementedTokenServiceServer() {}
 func (UnimplementedTokenServiceServer) testEmbeddedByValue()                      {}
@@ -256,6 +322,60 @@ func _TokenService_RevokeAllTokens_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenService_GetJwks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetJwksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).GetJwks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_GetJwks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).GetJwks(ctx, req.(*GetJwksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenService_GetServerMetadata_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetServerMetadataRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).GetServerMetadata(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_GetServerMetadata_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).GetServerMetadata(ctx, req.(*GetServerMetadataRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenService_IssueSystemToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssueSystemTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).IssueSystemToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_IssueSystemToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).IssueSystemToken(ctx, req.(*IssueSystemTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenService_ServiceDesc is the grpc.ServiceDesc for TokenService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -278,6 +398,18 @@ var TokenService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeAllTokens",
 			Handler:    _TokenService_RevokeAllTokens_Handler,
+		},
+		{
+			MethodName: "GetJwks",
+			Handler:    _TokenService_GetJwks_Handler,
+		},
+		{
+			MethodName: "GetServerMetadata",
+			Handler:    _TokenService_GetServerMetadata_Handler,
+		},
+		{
+			MethodName: "IssueSystemToken",
+			Handler:    _TokenService_IssueSystemToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

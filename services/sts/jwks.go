@@ -1,0 +1,65 @@
+package sts
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	"google.golang.org/grpc/metadata"
+
+	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/pkg/scope"
+)
+
+// GetJwks implements TokenService.
+func (s *Server) GetJwks(context.Context, *stsv1.GetJwksRequest) (*stsv1.GetJwksResponse, error) {
+	keys := s.keys.published()
+	resp := &stsv1.GetJwksResponse{Keys: make([]*stsv1.JsonWebKey, 0, len(keys)),
+		MaxAgeSeconds: int32(min(s.cfg.Keys.Prepublish/2, maxJWKSAge).Seconds())}
+	for _, k := range keys {
+		b, err := k.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		var j struct{ Kty, Kid, Use, Alg, N, E, Crv, X, Y string }
+		if err := json.Unmarshal(b, &j); err != nil {
+			return nil, err
+		}
+		resp.Keys = append(resp.Keys, &stsv1.JsonWebKey{Kty: j.Kty, Kid: j.Kid, Use: j.Use, Alg: j.Alg, N: j.N, E: j.E, Crv: j.Crv, X: j.X, Y: j.Y})
+	}
+	return resp, nil
+}
+
+// GetServerMetadata implements TokenService (RFC 8414).
+func (s *Server) GetServerMetadata(ctx context.Context, _ *stsv1.GetServerMetadataRequest) (*stsv1.GetServerMetadataResponse, error) {
+	base := s.publicURL(ctx)
+	auth := []string{"client_secret_basic", "client_secret_post"}
+	return &stsv1.GetServerMetadataResponse{
+		Issuer:                            s.cfg.Issuer,
+		TokenEndpoint:                     base + "/sts/Token",
+		JwksUri:                           base + "/sts/.well-known/jwks.json",
+		IntrospectionEndpoint:             base + "/sts/introspect",
+		RevocationEndpoint:                base + "/sts/revoke",
+		GrantTypesSupported:               []string{GrantClientCredentials},
+		ResponseTypesSupported:            []string{},
+		TokenEndpointAuthMethodsSupported: auth,
+		IntrospectionEndpointAuthMethodsSupported: auth,
+		RevocationEndpointAuthMethodsSupported:    auth,
+		ScopesSupported:                           []string{scope.RegistryAdmin, scope.Introspect},
+	}, nil
+}
+
+// publicURL is where clients reach the REST gateway: --public-url, else the issuer when it is a URL, else
+// the request's host (the gateway forwards it as x-forwarded-host).
+func (s *Server) publicURL(ctx context.Context) string {
+	switch {
+	case s.cfg.PublicURL != "":
+		return strings.TrimRight(s.cfg.PublicURL, "/")
+	case strings.HasPrefix(s.cfg.Issuer, "https://") || strings.HasPrefix(s.cfg.Issuer, "http://"):
+		return strings.TrimRight(s.cfg.Issuer, "/")
+	}
+	if host := metadata.ValueFromIncomingContext(ctx, "x-forwarded-host"); len(host) > 0 {
+		return "http://" + host[0]
+	}
+	return "https://" + s.cfg.Issuer
+}
