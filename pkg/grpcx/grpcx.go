@@ -5,6 +5,7 @@ package grpcx
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"runtime/debug"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -23,19 +25,55 @@ import (
 	"github.com/hnsec/hnsec/pkg/correlation"
 )
 
+// InternalMetadataKey carries the internal credential between services.
+const InternalMetadataKey = "x-hnsec-internal"
+
+// Internal is the credential services present to each other, and the RPCs only they may call.
+type Internal struct {
+	// Credential is the shared secret.
+	Credential string
+	// Methods are the full method names reserved for internal callers; fill it before serving.
+	Methods map[string]bool
+}
+
+// NewInternal returns an Internal with credential and no reserved methods yet.
+func NewInternal(credential string) *Internal {
+	return &Internal{Credential: credential, Methods: map[string]bool{}}
+}
+
+// Reserve marks full method names as internal-only.
+func (in *Internal) Reserve(methods ...string) {
+	for _, m := range methods {
+		in.Methods[m] = true
+	}
+}
+
+// check admits a call to a reserved method only with the credential.
+func (in *Internal) check(ctx context.Context, method string) error {
+	if !in.Methods[method] {
+		return nil
+	}
+	if v := metadata.ValueFromIncomingContext(ctx, InternalMetadataKey); len(v) == 1 &&
+		subtle.ConstantTimeCompare([]byte(v[0]), []byte(in.Credential)) == 1 {
+		return nil
+	}
+	return apierr.New(apierr.PermissionDenied, "%s is for internal callers only", method)
+}
+
 // NewServer returns a gRPC server with hnsec's interceptors, reflection and a health service (returned so
 // services can report their state).
-func NewServer(log *slog.Logger) (*grpc.Server, *health.Server) {
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unaryServerInterceptor(log)))
+func NewServer(log *slog.Logger, in *Internal) (*grpc.Server, *health.Server) {
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unaryServerInterceptor(log, in)))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
 	return srv, hs
 }
 
-// unaryServerInterceptor puts the correlation id in the context, recovers panics, hides internal errors
-// and logs every failed call with its korrelasjonsId (successes at debug level).
-func unaryServerInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+// unaryServerInterceptor puts the correlation id in the context, admits internal-only methods to internal
+// callers only, recovers panics, hides internal errors and logs every failed call with its korrelasjonsId
+// (successes at debug level).
+func unaryServerInterceptor(log *slog.Logger, in *Internal) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		id := correlation.FromIncoming(ctx)
 		ctx = correlation.With(ctx, id)
@@ -51,6 +89,9 @@ func unaryServerInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 			}
 			logCall(ctx, log, info.FullMethod, id, time.Since(start), err)
 		}()
+		if err := in.check(ctx, info.FullMethod); err != nil {
+			return nil, err
+		}
 		return handler(ctx, req)
 	}
 }
@@ -85,23 +126,24 @@ func logCall(ctx context.Context, log *slog.Logger, method, id string, d time.Du
 		"description", e.Description, "duration", d)
 }
 
-// Dial returns a client connection to addr that forwards the caller's correlation id. The connection is
-// plaintext: in monolithic mode it stays on loopback.
-func Dial(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, clientOptions()...)
+// Dial returns a client connection to addr that forwards the caller's correlation id and, when
+// credential is set, presents it as the internal credential. The connection is plaintext.
+func Dial(addr, credential string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(outgoing(credential)))
 }
 
 // NewInProcessChannel returns an in-process gRPC channel with the server's interceptor: services
 // registered on it are called through their generated gRPC clients, with the same interceptors, metadata
 // and status errors, but without sockets, HTTP/2 framing or serialization (messages are cloned).
 // Monolithic mode uses it between services in one process.
-func NewInProcessChannel(log *slog.Logger) *inprocgrpc.Channel {
-	return new(inprocgrpc.Channel).WithServerUnaryInterceptor(unaryServerInterceptor(log))
+func NewInProcessChannel(log *slog.Logger, in *Internal) *inprocgrpc.Channel {
+	return new(inprocgrpc.Channel).WithServerUnaryInterceptor(unaryServerInterceptor(log, in))
 }
 
-// InProcessClient returns a client connection over ch that forwards the caller's correlation id.
-func InProcessClient(ch *inprocgrpc.Channel) grpc.ClientConnInterface {
-	return grpchan.InterceptClientConn(ch, propagateCorrelation, nil)
+// InProcessClient returns a client connection over ch with Dial's behaviour.
+func InProcessClient(ch *inprocgrpc.Channel, credential string) grpc.ClientConnInterface {
+	return grpchan.InterceptClientConn(ch, outgoing(credential), nil)
 }
 
 // Registrars registers a service on several registrars (the TCP server and the in-process channel).
@@ -114,15 +156,14 @@ func (rs Registrars) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	}
 }
 
-// propagateCorrelation puts the context's correlation id in the outgoing metadata.
-func propagateCorrelation(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
-	invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	return invoker(correlation.Outgoing(ctx), method, req, reply, cc, opts...)
-}
-
-func clientOptions() []grpc.DialOption {
-	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(propagateCorrelation),
+// outgoing puts the context's correlation id, and the internal credential when set, in the outgoing
+// metadata.
+func outgoing(credential string) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ctx = correlation.Outgoing(ctx)
+		if credential != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, InternalMetadataKey, credential)
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 }

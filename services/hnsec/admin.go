@@ -175,7 +175,7 @@ func openAdminSession(ctx context.Context, cfg adminConfig, out io.Writer) (*adm
 	if err := json.Unmarshal(b, &cred); err != nil {
 		return nil, fmt.Errorf("operator credentials %s: %w", path, err)
 	}
-	conn, err := grpcx.Dial(cfg.Addr)
+	conn, err := grpcx.Dial(cfg.Addr, "")
 	if err != nil {
 		return nil, err
 	}

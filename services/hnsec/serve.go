@@ -32,6 +32,7 @@ import (
 	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/obs"
 	"github.com/hnsec/hnsec/pkg/seal"
+	"github.com/hnsec/hnsec/pkg/secrets"
 	"github.com/hnsec/hnsec/pkg/store"
 	"github.com/hnsec/hnsec/services/gateway"
 	"github.com/hnsec/hnsec/services/introspection"
@@ -41,20 +42,21 @@ import (
 
 // serveConfig is the configuration of `hnsec serve`: the process's own flags and each service's.
 type serveConfig struct {
-	HTTPAddr    string
-	GRPCAddr    string
-	PeerAddr    string
-	DataDir     string
-	DatabaseURL string
-	NATSURL     string
-	NATSListen  string
-	Services    string
-	Dev         bool
-	LogLevel    string
-	DebugAddr   string
-	KEKFile     string
-	ClientAuth  clientauth.Config
-	STS         sts.Config
+	HTTPAddr               string
+	GRPCAddr               string
+	PeerAddr               string
+	DataDir                string
+	DatabaseURL            string
+	NATSURL                string
+	NATSListen             string
+	Services               string
+	Dev                    bool
+	LogLevel               string
+	DebugAddr              string
+	KEKFile                string
+	InternalCredentialFile string
+	ClientAuth             clientauth.Config
+	STS                    sts.Config
 }
 
 func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
@@ -69,6 +71,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Dev, "dev", false, "dev mode: seed a demo vendor, organisation, client system and client, and print its credentials")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.KEKFile, "kek-file", "", "file holding the base64 key-encryption key that seals the key ring (or HNSEC_KEK with the key itself; dev mode generates <data-dir>/kek)")
+	fs.StringVar(&c.InternalCredentialFile, "internal-credential-file", "", "file holding the credential services present to each other's internal RPCs (default: <data-dir>/internal-credential, created on the first start)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "listen address for Go's pprof profiles (/debug/pprof/); off when empty")
 	c.ClientAuth.RegisterFlags(fs)
 	c.STS.RegisterFlags(fs)
@@ -131,6 +134,7 @@ type app struct {
 	grpcSrv   *grpc.Server
 	health    *health.Server
 	grpcLis   net.Listener
+	internal  *grpcx.Internal
 	register  grpc.ServiceRegistrar
 	conn      grpc.ClientConnInterface
 	clients   *clientauth.Authenticator
@@ -215,11 +219,16 @@ func (a *app) initGRPC(context.Context) error {
 		return fmt.Errorf("--grpc-addr: %w", err)
 	}
 	a.grpcLis = lis
-	a.grpcSrv, a.health = grpcx.NewServer(a.log)
+	credential, err := a.internalCredential()
+	if err != nil {
+		return err
+	}
+	a.internal = grpcx.NewInternal(credential)
+	a.grpcSrv, a.health = grpcx.NewServer(a.log, a.internal)
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	a.actors = append(a.actors, actor{func() error { return a.grpcSrv.Serve(lis) }, func(error) { a.grpcSrv.GracefulStop() }})
 	if a.cfg.PeerAddr != "" {
-		conn, err := grpcx.Dial(a.cfg.PeerAddr)
+		conn, err := grpcx.Dial(a.cfg.PeerAddr, credential)
 		if err != nil {
 			return err
 		}
@@ -227,10 +236,35 @@ func (a *app) initGRPC(context.Context) error {
 		a.closers = append(a.closers, conn.Close)
 		return nil
 	}
-	inproc := grpcx.NewInProcessChannel(a.log)
+	inproc := grpcx.NewInProcessChannel(a.log, a.internal)
 	healthpb.RegisterHealthServer(inproc, a.health)
-	a.conn, a.register = grpcx.InProcessClient(inproc), grpcx.Registrars{a.grpcSrv, inproc}
+	a.conn, a.register = grpcx.InProcessClient(inproc, credential), grpcx.Registrars{a.grpcSrv, inproc}
 	return nil
+}
+
+// internalCredential reads --internal-credential-file, or <data-dir>/internal-credential, creating it
+// (mode 0600) when it does not exist yet.
+func (a *app) internalCredential() (string, error) {
+	path := a.cfg.InternalCredentialFile
+	if path == "" {
+		if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+			return "", err
+		}
+		path = filepath.Join(a.cfg.DataDir, "internal-credential")
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && a.cfg.InternalCredentialFile == "" {
+		credential := secrets.New()
+		return credential, os.WriteFile(path, []byte(credential+"\n"), 0o600)
+	}
+	if err != nil {
+		return "", fmt.Errorf("internal credential: %w", err)
+	}
+	credential := strings.TrimSpace(string(b))
+	if len(credential) < 32 {
+		return "", errors.New("internal credential: at least 32 characters are required")
+	}
+	return credential, nil
 }
 
 func (a *app) storeConfig() store.Config {
@@ -244,6 +278,7 @@ func (a *app) initRegistry(ctx context.Context) error {
 	}
 	a.closers = append(a.closers, db.Close)
 	registryv1.RegisterClientRegistryServiceServer(a.register, srv)
+	a.internal.Reserve(registry.InternalMethods...)
 	a.devClient, err = srv.Bootstrap(ctx, a.cfg.DataDir, a.cfg.Dev)
 	return err
 }
@@ -292,6 +327,7 @@ func (a *app) initSTS(ctx context.Context) error {
 	}
 	a.closers = append(a.closers, db.Close)
 	stsv1.RegisterTokenServiceServer(a.register, srv)
+	a.internal.Reserve(sts.InternalMethods...)
 	a.addLoop(ctx, srv.Run)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -68,11 +69,17 @@ func newTestServer(t *testing.T, mods ...func(*serveConfig)) *testServer {
 	return startTestServer(t, cfg)
 }
 
+// newTestLogger logs to the test's output and to a buffer the test can read.
+func newTestLogger(t *testing.T) (*slog.Logger, *syncBuffer) {
+	logs := &syncBuffer{}
+	log, err := obs.NewLogger(io.MultiWriter(t.Output(), logs), "debug")
+	require.NoError(t, err)
+	return log, logs
+}
+
 func startTestServer(t *testing.T, cfg serveConfig) *testServer {
 	t.Helper()
-	logs := &syncBuffer{}
-	log, err := obs.NewLogger(io.MultiWriter(t.Output(), logs), cfg.LogLevel)
-	require.NoError(t, err)
+	log, logs := newTestLogger(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := newApp(ctx, cfg, log)
 	require.NoError(t, err)
@@ -86,7 +93,8 @@ func startTestServer(t *testing.T, cfg serveConfig) *testServer {
 	// Later starts on the same data directory reach the new ports.
 	s.cfg.GRPCAddr = a.grpcLis.Addr().String()
 	go func() { s.done <- a.run(ctx) }()
-	s.conn, err = grpcx.Dial(a.grpcLis.Addr().String())
+	// Tests call internal RPCs (LookupReference) as the services do.
+	s.conn, err = grpcx.Dial(a.grpcLis.Addr().String(), a.internal.Credential)
 	require.NoError(t, err)
 	t.Cleanup(s.stop)
 	return s

@@ -25,6 +25,12 @@ import (
 // AdminScope is the scope an access token needs for the admin RPCs.
 const AdminScope = scope.RegistryAdmin
 
+// InternalMethods are the RPCs only other services may call.
+var InternalMethods = []string{
+	registryv1.ClientRegistryService_AuthenticateClient_FullMethodName,
+	registryv1.ClientRegistryService_LookupClient_FullMethodName,
+}
+
 // maxNameLen bounds names (characters).
 const maxNameLen = 200
 

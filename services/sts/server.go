@@ -15,6 +15,12 @@ import (
 	"github.com/hnsec/hnsec/pkg/store"
 )
 
+// InternalMethods are the RPCs only other services may call.
+var InternalMethods = []string{
+	stsv1.TokenService_LookupReference_FullMethodName,
+	stsv1.TokenService_IssueSystemToken_FullMethodName,
+}
+
 // maxBatch bounds the references written in one transaction.
 const maxBatch = 1024
 
