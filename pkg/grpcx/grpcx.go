@@ -63,7 +63,10 @@ func (in *Internal) check(ctx context.Context, method string) error {
 // NewServer returns a gRPC server with hnsec's interceptors, reflection and a health service (returned so
 // services can report their state).
 func NewServer(log *slog.Logger, in *Internal) (*grpc.Server, *health.Server) {
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unaryServerInterceptor(log, in)))
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unaryServerInterceptor(log, in)),
+		// Long-lived workers keep their grown stacks (a goroutine per stream grows one for every call);
+		// idle ones cost little, and beyond 256 concurrent calls gRPC spawns goroutines as usual.
+		grpc.NumStreamWorkers(256))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)

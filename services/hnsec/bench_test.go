@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
+	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
+	"github.com/hnsec/hnsec/pkg/grpcx"
 	"github.com/hnsec/hnsec/services/registry"
 )
 
@@ -38,11 +43,33 @@ func main2(args []string) {
 	main()
 }
 
-// benchServer starts `hnsec serve --dev` as a child process and returns its REST base URL and demo client.
-func benchServer(b *testing.B, extra ...string) (string, registry.Credentials) {
+// benchTarget is a running child server.
+type benchTarget struct {
+	base, grpcAddr, dataDir string
+	dev                     registry.Credentials
+}
+
+// credentials reads a credentials file of the server's data directory.
+func (t benchTarget) credentials(b *testing.B, file string) registry.Credentials {
+	raw, err := os.ReadFile(filepath.Join(t.dataDir, file))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var cred registry.Credentials
+	if err := json.Unmarshal(raw, &cred); err != nil {
+		b.Fatal(err)
+	}
+	return cred
+}
+
+// benchServer starts `hnsec serve --dev` as a child process.
+func benchServer(b *testing.B, extra ...string) benchTarget {
 	b.Helper()
 	dir := b.TempDir()
 	args := append([]string{"serve", "--dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"}, extra...)
+	if addr := os.Getenv("HNSEC_BENCH_DEBUG_ADDR"); addr != "" {
+		args = append(args, "--debug-addr", addr) // profile the server: go tool pprof http://ADDR/debug/pprof/profile
+	}
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(args, " "))
 	stderr, err := cmd.StderrPipe()
@@ -57,35 +84,30 @@ func benchServer(b *testing.B, extra ...string) (string, registry.Credentials) {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
 	})
-	addr := make(chan string, 1)
+	type serving struct {
+		Msg  string `json:"msg"`
+		HTTP string `json:"http"`
+		GRPC string `json:"grpc"`
+	}
+	started := make(chan serving, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			var line struct {
-				Msg  string `json:"msg"`
-				HTTP string `json:"http"`
-			}
+			var line serving
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "hnsec serving" {
-				addr <- line.HTTP
+				started <- line
 			}
 		}
 	}()
-	var base string
 	select {
-	case a := <-addr:
-		base = "http://" + a
+	case s := <-started:
+		t := benchTarget{base: "http://" + s.HTTP, grpcAddr: s.GRPC, dataDir: dir}
+		t.dev = t.credentials(b, registry.DevClientFile)
+		return t
 	case <-time.After(60 * time.Second):
 		b.Fatal("server did not start")
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, registry.DevClientFile))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var cred registry.Credentials
-	if err := json.Unmarshal(raw, &cred); err != nil {
-		b.Fatal(err)
-	}
-	return base, cred
+	return benchTarget{}
 }
 
 // loadResult is what one load run measured.
@@ -173,8 +195,13 @@ func runLoad(addr string, request []byte, conns int, d time.Duration) loadResult
 
 // tokenRequest is a raw HTTP/1.1 token request.
 func tokenRequest(host, body string, header ...string) []byte {
+	return formRequest("/sts/Token", host, body, header...)
+}
+
+// formRequest is a raw HTTP/1.1 form POST to path.
+func formRequest(path, host, body string, header ...string) []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "POST /sts/Token HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n", host, form, len(body))
+	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n", path, host, form, len(body))
 	for _, h := range header {
 		b.WriteString(h + "\r\n")
 	}
@@ -193,26 +220,116 @@ func benchDuration() time.Duration {
 // BenchmarkToken measures POST /sts/Token end to end (reference durably stored) at 16 and 64 connections,
 // with client_secret_post (form) and client_secret_basic.
 func BenchmarkToken(b *testing.B) {
-	base, cred := benchServer(b)
-	host := strings.TrimPrefix(base, "http://")
+	srv := benchServer(b)
+	cred := srv.dev
+	host := strings.TrimPrefix(srv.base, "http://")
 	basic := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(cred.ClientID+":"+cred.ClientSecret))
 	styles := map[string][]byte{
 		"form":  tokenRequest(host, "grant_type=client_credentials&client_id="+cred.ClientID+"&client_secret="+cred.ClientSecret),
 		"basic": tokenRequest(host, "grant_type=client_credentials", basic),
 	}
 	runLoad(host, styles["form"], 16, 2*time.Second) // warm-up
-	fmt.Printf("\n%-8s %6s %12s %10s %10s %8s\n", "auth", "conns", "tokens/s", "p50", "p99", "errors")
+	fmt.Printf("\n%-16s %6s %12s %10s %10s %8s\n", "token auth", "conns", "tokens/s", "p50", "p99", "errors")
 	for _, style := range []string{"form", "basic"} {
 		for _, conns := range []int{16, 64} {
 			b.Run(fmt.Sprintf("%s/conns=%d", style, conns), func(b *testing.B) {
-				r := runLoad(host, styles[style], conns, benchDuration())
-				fmt.Printf("%-8s %6d %12.0f %10s %10s %8d\n", style, conns, r.perSecond(),
-					r.percentile(0.50).Round(10*time.Microsecond), r.percentile(0.99).Round(10*time.Microsecond), r.failed)
-				b.ReportMetric(r.perSecond(), "tokens/s")
-				b.ReportMetric(float64(r.percentile(0.50).Microseconds())/1000, "p50-ms")
-				b.ReportMetric(float64(r.percentile(0.99).Microseconds())/1000, "p99-ms")
-				b.ReportMetric(float64(r.failed), "errors")
+				report(b, style, conns, runLoad(host, styles[style], conns, benchDuration()), "tokens/s")
 			})
 		}
+	}
+}
+
+// runGRPCLoad keeps workers goroutines calling call over conns connections for d and measures every answer.
+func runGRPCLoad(conns []*grpc.ClientConn, workers int, d time.Duration, call func(ctx context.Context, conn *grpc.ClientConn) error) loadResult {
+	var (
+		mu  sync.Mutex
+		res loadResult
+		wg  sync.WaitGroup
+	)
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn := conns[w%len(conns)]
+			lat := make([]time.Duration, 0, 1<<16)
+			ok, failed := 0, 0
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				if err := call(context.Background(), conn); err != nil {
+					failed++
+					continue
+				}
+				ok++
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			res.ok += ok
+			res.failed += failed
+			res.latencies = append(res.latencies, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	slices.Sort(res.latencies)
+	return res
+}
+
+// report prints one result line and reports it to the benchmark.
+func report(b *testing.B, label string, conns int, r loadResult, unit string) {
+	fmt.Printf("%-16s %6d %12.0f %10s %10s %8d\n", label, conns, r.perSecond(),
+		r.percentile(0.50).Round(10*time.Microsecond), r.percentile(0.99).Round(10*time.Microsecond), r.failed)
+	b.ReportMetric(r.perSecond(), unit)
+	b.ReportMetric(float64(r.percentile(0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(r.percentile(0.99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(r.failed), "errors")
+}
+
+// BenchmarkIntrospect measures introspection of an active token (cache hits) over gRPC and REST at 16
+// and 64 concurrent callers.
+func BenchmarkIntrospect(b *testing.B) {
+	srv := benchServer(b)
+	api := srv.credentials(b, registry.DevAPIFile)
+	host := strings.TrimPrefix(srv.base, "http://")
+	resp, err := http.Post(srv.base+"/sts/Token", form, strings.NewReader(
+		"grant_type=client_credentials&client_id="+srv.dev.ClientID+"&client_secret="+srv.dev.ClientSecret))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	conns := make([]*grpc.ClientConn, 4)
+	for i := range conns {
+		if conns[i], err = grpcx.Dial(srv.grpcAddr, ""); err != nil {
+			b.Fatal(err)
+		}
+		defer conns[i].Close()
+	}
+	req := &introspectionv1.IntrospectRequest{Token: tok.AccessToken, ClientId: api.ClientID, ClientSecret: api.ClientSecret}
+	introspect := func(ctx context.Context, conn *grpc.ClientConn) error {
+		r, err := introspectionv1.NewIntrospectionServiceClient(conn).Introspect(ctx, req)
+		if err == nil && !r.GetActive() {
+			err = fmt.Errorf("inactive")
+		}
+		return err
+	}
+	basic := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(api.ClientID+":"+api.ClientSecret))
+	rest := formRequest("/sts/introspect", host, "token="+tok.AccessToken, basic)
+	runGRPCLoad(conns, 16, 2*time.Second, introspect) // warm-up
+	fmt.Printf("\n%-16s %6s %12s %10s %10s %8s\n", "introspect", "conns", "answers/s", "p50", "p99", "errors")
+	for _, n := range []int{16, 64} {
+		b.Run(fmt.Sprintf("grpc/callers=%d", n), func(b *testing.B) {
+			report(b, "grpc", n, runGRPCLoad(conns, n, benchDuration(), introspect), "answers/s")
+		})
+	}
+	for _, n := range []int{16, 64} {
+		b.Run(fmt.Sprintf("rest/conns=%d", n), func(b *testing.B) {
+			report(b, "rest", n, runLoad(host, rest, n, benchDuration()), "answers/s")
+		})
 	}
 }
