@@ -10,6 +10,7 @@ import (
 
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/loop"
 )
 
 // Config tunes client authentication.
@@ -80,15 +81,9 @@ func (a *Authenticator) Run(ctx context.Context, nc *nats.Conn) error {
 		return err
 	}
 	defer stop()
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-t.C:
-			a.cache.Sweep(now)
-			a.throttle.Sweep(now)
-		}
-	}
+	loop.Every(ctx, time.Minute, func(now time.Time) {
+		a.cache.Sweep(now)
+		a.throttle.Sweep(now)
+	})
+	return nil
 }

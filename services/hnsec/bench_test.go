@@ -126,10 +126,9 @@ func (r loadResult) percentile(p float64) time.Duration {
 	return r.latencies[int(float64(len(r.latencies)-1)*p)]
 }
 
-// runLoad keeps conns connections busy for d, each sending the same pre-built HTTP/1.1 request and reading
-// the answer before the next (like wrk), and measures every answer. Raw connections keep the load
-// generator's own CPU cost small, so the figures describe the server.
-func runLoad(addr string, request []byte, conns int, d time.Duration) loadResult {
+// runWorkers runs n workers until d has passed and gathers what they measured. Each worker returns the
+// latencies of its successful requests and how many failed.
+func runWorkers(n int, d time.Duration, worker func(i int, deadline time.Time) ([]time.Duration, int)) loadResult {
 	var (
 		mu  sync.Mutex
 		res loadResult
@@ -137,51 +136,13 @@ func runLoad(addr string, request []byte, conns int, d time.Duration) loadResult
 	)
 	deadline := time.Now().Add(d)
 	start := time.Now()
-	for range conns {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lat := make([]time.Duration, 0, 1<<16)
-			ok, failed := 0, 0
-			var conn net.Conn
-			var br *bufio.Reader
-			for time.Now().Before(deadline) {
-				if conn == nil {
-					c, err := net.Dial("tcp", addr)
-					if err != nil {
-						failed++
-						continue
-					}
-					conn, br = c, bufio.NewReaderSize(c, 4096)
-				}
-				t0 := time.Now()
-				_, err := conn.Write(request)
-				var resp *http.Response
-				if err == nil {
-					resp, err = http.ReadResponse(br, nil)
-				}
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				if err != nil {
-					failed++
-					conn.Close()
-					conn = nil
-					continue
-				}
-				if resp.StatusCode != http.StatusOK {
-					failed++
-					continue
-				}
-				ok++
-				lat = append(lat, time.Since(t0))
-			}
-			if conn != nil {
-				conn.Close()
-			}
+			lat, failed := worker(i, deadline)
 			mu.Lock()
-			res.ok += ok
+			res.ok += len(lat)
 			res.failed += failed
 			res.latencies = append(res.latencies, lat...)
 			mu.Unlock()
@@ -191,6 +152,55 @@ func runLoad(addr string, request []byte, conns int, d time.Duration) loadResult
 	res.elapsed = time.Since(start)
 	slices.Sort(res.latencies)
 	return res
+}
+
+// runLoad keeps conns connections busy for d, each sending the same pre-built HTTP/1.1 request and reading
+// the answer before the next (like wrk). Raw connections keep the load generator's own CPU cost small, so
+// the figures describe the server.
+func runLoad(addr string, request []byte, conns int, d time.Duration) loadResult {
+	return runWorkers(conns, d, func(_ int, deadline time.Time) ([]time.Duration, int) {
+		lat := make([]time.Duration, 0, 1<<16)
+		failed := 0
+		var conn net.Conn
+		var br *bufio.Reader
+		defer func() {
+			if conn != nil {
+				conn.Close()
+			}
+		}()
+		for time.Now().Before(deadline) {
+			if conn == nil {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					failed++
+					continue
+				}
+				conn, br = c, bufio.NewReaderSize(c, 4096)
+			}
+			t0 := time.Now()
+			_, err := conn.Write(request)
+			var resp *http.Response
+			if err == nil {
+				resp, err = http.ReadResponse(br, nil)
+			}
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			if err != nil {
+				failed++
+				conn.Close()
+				conn = nil
+				continue
+			}
+			if resp.StatusCode != http.StatusOK {
+				failed++
+				continue
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		return lat, failed
+	})
 }
 
 // tokenRequest is a raw HTTP/1.1 token request.
@@ -239,42 +249,22 @@ func BenchmarkToken(b *testing.B) {
 	}
 }
 
-// runGRPCLoad keeps workers goroutines calling call over conns connections for d and measures every answer.
+// runGRPCLoad keeps workers goroutines calling call over conns connections for d.
 func runGRPCLoad(conns []*grpc.ClientConn, workers int, d time.Duration, call func(ctx context.Context, conn *grpc.ClientConn) error) loadResult {
-	var (
-		mu  sync.Mutex
-		res loadResult
-		wg  sync.WaitGroup
-	)
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conn := conns[w%len(conns)]
-			lat := make([]time.Duration, 0, 1<<16)
-			ok, failed := 0, 0
-			for time.Now().Before(deadline) {
-				t0 := time.Now()
-				if err := call(context.Background(), conn); err != nil {
-					failed++
-					continue
-				}
-				ok++
-				lat = append(lat, time.Since(t0))
+	return runWorkers(workers, d, func(i int, deadline time.Time) ([]time.Duration, int) {
+		conn := conns[i%len(conns)]
+		lat := make([]time.Duration, 0, 1<<16)
+		failed := 0
+		for time.Now().Before(deadline) {
+			t0 := time.Now()
+			if err := call(context.Background(), conn); err != nil {
+				failed++
+				continue
 			}
-			mu.Lock()
-			res.ok += ok
-			res.failed += failed
-			res.latencies = append(res.latencies, lat...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	res.elapsed = time.Since(start)
-	slices.Sort(res.latencies)
-	return res
+			lat = append(lat, time.Since(t0))
+		}
+		return lat, failed
+	})
 }
 
 // report prints one result line and reports it to the benchmark.

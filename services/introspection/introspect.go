@@ -18,6 +18,7 @@ import (
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/clientauth"
+	"github.com/hnsec/hnsec/pkg/loop"
 	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/scope"
 )
@@ -63,16 +64,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 	}
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-t.C:
-			s.cache.sweep(now)
-		}
-	}
+	loop.Every(ctx, time.Minute, s.cache.sweep)
+	return nil
 }
 
 // Introspect implements IntrospectionService.

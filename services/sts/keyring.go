@@ -17,6 +17,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/hnsec/hnsec/pkg/guid"
+	"github.com/hnsec/hnsec/pkg/loop"
 	"github.com/hnsec/hnsec/pkg/seal"
 	"github.com/hnsec/hnsec/pkg/secrets"
 )
@@ -212,18 +213,11 @@ func (r *keyRing) open(k storedKey) (ringKey, error) {
 
 // run refreshes the ring every interval until ctx ends.
 func (r *keyRing) run(ctx context.Context, interval time.Duration, onError func(error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			if err := r.refresh(ctx, now); err != nil {
-				onError(err)
-			}
+	loop.Every(ctx, interval, func(now time.Time) {
+		if err := r.refresh(ctx, now); err != nil {
+			onError(err)
 		}
-	}
+	})
 }
 
 // signing returns the HS256 key that signs reference JWTs now.

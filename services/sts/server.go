@@ -10,6 +10,7 @@ import (
 
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/clientauth"
+	"github.com/hnsec/hnsec/pkg/loop"
 	"github.com/hnsec/hnsec/pkg/reftoken"
 	"github.com/hnsec/hnsec/pkg/seal"
 	"github.com/hnsec/hnsec/pkg/store"
@@ -84,19 +85,12 @@ func (s *Server) Run(ctx context.Context) error {
 
 // sweep deletes references that expired an hour ago, every minute.
 func (s *Server) sweep(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			cutoff := now.Add(-time.Hour)
-			if n, err := s.store.DeleteExpired(ctx, cutoff.Add(-s.cfg.TokenTTL), cutoff); err != nil {
-				s.log.Error("delete expired references", "err", err)
-			} else if n > 0 {
-				s.log.Debug("expired references deleted", "count", n)
-			}
+	loop.Every(ctx, time.Minute, func(now time.Time) {
+		cutoff := now.Add(-time.Hour)
+		if n, err := s.store.DeleteExpired(ctx, cutoff.Add(-s.cfg.TokenTTL), cutoff); err != nil {
+			s.log.Error("delete expired references", "err", err)
+		} else if n > 0 {
+			s.log.Debug("expired references deleted", "count", n)
 		}
-	}
+	})
 }
