@@ -75,19 +75,31 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			},
 		}
 	}
-	// byID builds a client subcommand that takes one CLIENT_ID and prints the client call returns.
-	byID := func(name, help string, call func(*adminSession, string) (*registryv1.Client, error)) *ffcli.Command {
-		return sub(name, "hnsec admin client "+name+" [flags] CLIENT_ID", help, nil, func(s *adminSession, args []string) error {
+	// call builds a subcommand that makes one RPC and prints its answer.
+	call := func(name, usage, help string, flags func(*flag.FlagSet), rpc func(*adminSession, []string) (proto.Message, error)) *ffcli.Command {
+		return sub(name, usage, help, flags, func(s *adminSession, args []string) error {
+			m, err := rpc(s, args)
+			if err != nil {
+				return err
+			}
+			return s.printProto(m)
+		})
+	}
+	// byID builds a subcommand that takes one id argument.
+	byID := func(group, name, help string, rpc func(*adminSession, string) (proto.Message, error)) *ffcli.Command {
+		return call(name, "hnsec admin "+group+" "+name+" [flags] ID", help, nil, func(s *adminSession, args []string) (proto.Message, error) {
 			id, err := oneArg(args)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			c, err := call(s, id)
-			if err != nil {
-				return err
-			}
-			return s.printProto(c)
+			return rpc(s, id)
 		})
+	}
+	var pageSize int
+	var pageToken string
+	paging := func(fs *flag.FlagSet) {
+		fs.IntVar(&pageSize, "page-size", 0, "items per page (default 50, at most 100)")
+		fs.StringVar(&pageToken, "page-token", "", "next_page_token of the previous page")
 	}
 	var create struct {
 		name, orgnr, system string
@@ -112,18 +124,97 @@ func adminCommand(out io.Writer) *ffcli.Command {
 				return s.print(registry.Credentials{ClientID: resp.GetClient().GetClientId(), ClientSecret: resp.GetClientSecret(),
 					Scopes: resp.GetClient().GetScopes()})
 			}),
-		byID("get", "show a client configuration", func(s *adminSession, id string) (*registryv1.Client, error) {
+		byID("client", "get", "show a client configuration", func(s *adminSession, id string) (proto.Message, error) {
 			resp, err := s.registry.GetClient(s.ctx, &registryv1.GetClientRequest{ClientId: id})
 			return resp.GetClient(), err
 		}),
-		byID("block", "block a client configuration (no new tokens)", func(s *adminSession, id string) (*registryv1.Client, error) {
+		byID("client", "block", "block a client configuration (no new tokens)", func(s *adminSession, id string) (proto.Message, error) {
 			resp, err := s.registry.BlockClient(s.ctx, &registryv1.BlockClientRequest{ClientId: id})
 			return resp.GetClient(), err
 		}),
-		byID("unblock", "unblock a client configuration", func(s *adminSession, id string) (*registryv1.Client, error) {
+		byID("client", "unblock", "unblock a client configuration", func(s *adminSession, id string) (proto.Message, error) {
 			resp, err := s.registry.UnblockClient(s.ctx, &registryv1.UnblockClientRequest{ClientId: id})
 			return resp.GetClient(), err
 		}),
+	}
+	var vendor struct{ name, orgnr string }
+	vendorCmds := []*ffcli.Command{
+		call("create", "hnsec admin vendor create --name N --orgnr 9DIGITS", "register a vendor; prints its first admin credential (shown once)",
+			func(fs *flag.FlagSet) {
+				fs.StringVar(&vendor.name, "name", "", "vendor name")
+				fs.StringVar(&vendor.orgnr, "orgnr", "", "the vendor's organisation number")
+			},
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				return s.registry.CreateVendor(s.ctx, &registryv1.CreateVendorRequest{Name: vendor.name, OrganisationNumber: vendor.orgnr})
+			}),
+		byID("vendor", "get", "show a vendor", func(s *adminSession, id string) (proto.Message, error) {
+			return s.registry.GetVendor(s.ctx, &registryv1.GetVendorRequest{VendorId: id})
+		}),
+		call("list", "hnsec admin vendor list [--page-size N] [--page-token T]", "list vendors", paging,
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				return s.registry.ListVendors(s.ctx, &registryv1.ListVendorsRequest{PageSize: int32(pageSize), PageToken: pageToken})
+			}),
+	}
+	var system struct{ vendor, name, description, reason string }
+	systemCmds := []*ffcli.Command{
+		call("create", "hnsec admin system create --vendor ID --name N [--description D]", "register a client system (draft)",
+			func(fs *flag.FlagSet) {
+				fs.StringVar(&system.vendor, "vendor", "", "owning vendor id")
+				fs.StringVar(&system.name, "name", "", "system name")
+				fs.StringVar(&system.description, "description", "", "what the system is")
+			},
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				return s.registry.CreateClientSystem(s.ctx, &registryv1.CreateClientSystemRequest{VendorId: system.vendor, Name: system.name,
+					Description: system.description})
+			}),
+		byID("system", "get", "show a client system", func(s *adminSession, id string) (proto.Message, error) {
+			return s.registry.GetClientSystem(s.ctx, &registryv1.GetClientSystemRequest{ClientSystemId: id})
+		}),
+		call("list", "hnsec admin system list [--vendor ID] [--page-size N] [--page-token T]", "list client systems",
+			func(fs *flag.FlagSet) {
+				fs.StringVar(&system.vendor, "vendor", "", "only this vendor's systems")
+				paging(fs)
+			},
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				return s.registry.ListClientSystems(s.ctx, &registryv1.ListClientSystemsRequest{VendorId: system.vendor,
+					PageSize: int32(pageSize), PageToken: pageToken})
+			}),
+		byID("system", "submit", "submit a client system for approval", func(s *adminSession, id string) (proto.Message, error) {
+			return s.registry.SubmitClientSystem(s.ctx, &registryv1.SubmitClientSystemRequest{ClientSystemId: id})
+		}),
+		byID("system", "approve", "approve a client system (operators)", func(s *adminSession, id string) (proto.Message, error) {
+			return s.registry.ApproveClientSystem(s.ctx, &registryv1.ApproveClientSystemRequest{ClientSystemId: id})
+		}),
+		call("reject", "hnsec admin system reject [--reason R] ID", "reject a client system (operators)",
+			func(fs *flag.FlagSet) { fs.StringVar(&system.reason, "reason", "", "why, for the vendor") },
+			func(s *adminSession, args []string) (proto.Message, error) {
+				id, err := oneArg(args)
+				if err != nil {
+					return nil, err
+				}
+				return s.registry.RejectClientSystem(s.ctx, &registryv1.RejectClientSystemRequest{ClientSystemId: id, Reason: system.reason})
+			}),
+	}
+	var org struct{ orgnr, name, parent string }
+	orgCmds := []*ffcli.Command{
+		call("create", "hnsec admin org create --orgnr 9DIGITS --name N [--parent 9DIGITS]",
+			"register an organisation; prints its first admin credential (shown once)",
+			func(fs *flag.FlagSet) {
+				fs.StringVar(&org.orgnr, "orgnr", "", "organisation number")
+				fs.StringVar(&org.name, "name", "", "organisation name")
+				fs.StringVar(&org.parent, "parent", "", "parent organisation number")
+			},
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				return s.registry.CreateOrganisation(s.ctx, &registryv1.CreateOrganisationRequest{OrganisationNumber: org.orgnr, Name: org.name,
+					ParentOrganisationNumber: org.parent})
+			}),
+		byID("org", "get", "show an organisation", func(s *adminSession, nr string) (proto.Message, error) {
+			return s.registry.GetOrganisation(s.ctx, &registryv1.GetOrganisationRequest{OrganisationNumber: nr})
+		}),
+		call("list", "hnsec admin org list [--page-size N] [--page-token T]", "list organisations", paging,
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				return s.registry.ListOrganisations(s.ctx, &registryv1.ListOrganisationsRequest{PageSize: int32(pageSize), PageToken: pageToken})
+			}),
 	}
 	var revokeClient string
 	tokenCmds := []*ffcli.Command{
@@ -150,9 +241,13 @@ func adminCommand(out io.Writer) *ffcli.Command {
 		}
 	}
 	return &ffcli.Command{
-		Name: "admin", ShortUsage: "hnsec admin <client|token> <command> [flags]", ShortHelp: "administer hnsec over gRPC as the operator",
-		FlagSet: fs,
+		Name: "admin", ShortUsage: "hnsec admin <vendor|system|org|client|token> <command> [flags]",
+		ShortHelp: "administer hnsec over gRPC (as the operator, or --credentials-file for another admin credential)",
+		FlagSet:   fs,
 		Subcommands: []*ffcli.Command{
+			group("vendor", "system vendors", vendorCmds),
+			group("system", "client systems", systemCmds),
+			group("org", "organisations", orgCmds),
 			group("client", "client configurations", clientCmds),
 			group("token", "access tokens", tokenCmds),
 		},

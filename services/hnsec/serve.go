@@ -56,6 +56,7 @@ type serveConfig struct {
 	KEKFile                string
 	InternalCredentialFile string
 	ClientAuth             clientauth.Config
+	Registry               registry.Config
 	STS                    sts.Config
 }
 
@@ -74,6 +75,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.InternalCredentialFile, "internal-credential-file", "", "file holding the credential services present to each other's internal RPCs (default: <data-dir>/internal-credential, created on the first start)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "listen address for Go's pprof profiles (/debug/pprof/); off when empty")
 	c.ClientAuth.RegisterFlags(fs)
+	c.Registry.RegisterFlags(fs)
 	c.STS.RegisterFlags(fs)
 }
 
@@ -272,7 +274,7 @@ func (a *app) storeConfig() store.Config {
 }
 
 func (a *app) initRegistry(ctx context.Context) error {
-	srv, db, err := registry.Open(ctx, a.storeConfig(), a.bus.Conn, stsv1.NewTokenServiceClient(a.conn), a.log.With("service", "registry"))
+	srv, db, err := registry.Open(ctx, a.cfg.Registry, a.storeConfig(), a.bus.Conn, stsv1.NewTokenServiceClient(a.conn), a.log.With("service", "registry"))
 	if err != nil {
 		return err
 	}

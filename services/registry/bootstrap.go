@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
+
+	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 
 	"github.com/hnsec/hnsec/pkg/scope"
 	"github.com/hnsec/hnsec/pkg/store"
@@ -33,7 +36,8 @@ const nhnOrgnr = "994598759"
 var (
 	demoVendor = Vendor{ID: "6f1c2d3e-0000-4000-8000-000000000001", Name: "Demo Leverandør AS", OrganisationNumber: "921000006"}
 	demoOrg    = Organisation{Number: "971000007", Name: "Demo kommune"}
-	demoSystem = ClientSystem{ID: "6f1c2d3e-0000-4000-8000-000000000002", VendorID: demoVendor.ID, Name: "Demo journalsystem", Status: "approved"}
+	demoSystem = ClientSystem{ID: "6f1c2d3e-0000-4000-8000-000000000002", VendorID: demoVendor.ID, Name: "Demo journalsystem",
+		Description: "Demo client system seeded in dev mode", Status: registryv1.ClientSystemStatus_CLIENT_SYSTEM_STATUS_APPROVED}
 	// DemoScopes are the scopes of the demo client configuration.
 	DemoScopes = []string{
 		"nhn:helsenorge.eksternapi/personverninnstilling_read",
@@ -47,10 +51,11 @@ var (
 // is false.
 func (s *Server) Bootstrap(ctx context.Context, dataDir string, dev bool) (*Credentials, error) {
 	if _, err := os.Stat(filepath.Join(dataDir, OperatorFile)); errors.Is(err, os.ErrNotExist) {
-		if err := s.ensure(s.store.CreateOrganisation(ctx, Organisation{Number: nhnOrgnr, Name: "Norsk helsenett SF"})); err != nil {
+		if err := s.ensure(s.store.CreateOrganisation(ctx, Organisation{Number: nhnOrgnr, Name: "Norsk helsenett SF", CreateTime: time.Now()})); err != nil {
 			return nil, err
 		}
-		c, secret, err := s.createClient(ctx, Client{Name: "hnsec operator", OrganisationNumber: nhnOrgnr, Scopes: []string{AdminScope}})
+		c, secret, err := s.createClient(ctx, Client{Name: "hnsec operator", OrganisationNumber: nhnOrgnr, Scopes: []string{AdminScope},
+			AdminRole: registryv1.Role_ROLE_OPERATOR})
 		if err != nil {
 			return nil, err
 		}
@@ -69,10 +74,13 @@ func (s *Server) Bootstrap(ctx context.Context, dataDir string, dev bool) (*Cred
 // allowed to introspect tokens (dev-api.json), keeping whichever already exist, and returns the demo
 // client's credentials.
 func (s *Server) seedDemo(ctx context.Context, dataDir string) (*Credentials, error) {
+	now := time.Now()
+	vendor, org, system := demoVendor, demoOrg, demoSystem
+	vendor.CreateTime, org.CreateTime, system.CreateTime = now, now, now
 	for _, err := range []error{
-		s.store.CreateVendor(ctx, demoVendor),
-		s.store.CreateOrganisation(ctx, demoOrg),
-		s.store.CreateClientSystem(ctx, demoSystem),
+		s.store.CreateVendor(ctx, vendor),
+		s.store.CreateOrganisation(ctx, org),
+		s.store.CreateClientSystem(ctx, system),
 	} {
 		if err := s.ensure(err); err != nil {
 			return nil, err

@@ -14,7 +14,6 @@ import (
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
-	"github.com/hnsec/hnsec/pkg/authz"
 	"github.com/hnsec/hnsec/pkg/guid"
 	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/scope"
@@ -37,6 +36,7 @@ const maxNameLen = 200
 // Server implements ClientRegistryService.
 type Server struct {
 	registryv1.UnimplementedClientRegistryServiceServer
+	cfg    Config
 	store  Store
 	pepper []byte
 	nc     *nats.Conn
@@ -48,8 +48,8 @@ var _ registryv1.ClientRegistryServiceServer = (*Server)(nil)
 
 // Open migrates the registry database and returns the server. nc receives change events; sts resolves
 // admin callers' access tokens.
-func Open(ctx context.Context, cfg store.Config, nc *nats.Conn, sts stsv1.TokenServiceClient, log *slog.Logger) (*Server, *store.DB, error) {
-	db, err := store.Open(ctx, cfg, "registry", migrations)
+func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn, sts stsv1.TokenServiceClient, log *slog.Logger) (*Server, *store.DB, error) {
+	db, err := store.Open(ctx, storeCfg, "registry", migrations)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -61,13 +61,19 @@ func Open(ctx context.Context, cfg store.Config, nc *nats.Conn, sts stsv1.TokenS
 		_ = db.Close()
 		return nil, nil, err
 	}
-	return &Server{store: st, pepper: pepper, nc: nc, sts: sts, log: log}, db, nil
+	return &Server{cfg: cfg, store: st, pepper: pepper, nc: nc, sts: sts, log: log}, db, nil
 }
 
 // CreateClient implements ClientRegistryService.
+// Operators may create any client; organisation admins only their own organisation's, as instances of an
+// approved client system.
 func (s *Server) CreateClient(ctx context.Context, req *registryv1.CreateClientRequest) (*registryv1.CreateClientResponse, error) {
-	if err := s.requireAdmin(ctx); err != nil {
+	p, err := s.admin(ctx)
+	if err != nil {
 		return nil, err
+	}
+	if !p.owns(registryv1.Role_ROLE_ORGANISATION, req.GetOrganisationNumber()) {
+		return nil, denied("organisation")
 	}
 	if err := checkName(req.GetName()); err != nil {
 		return nil, err
@@ -82,8 +88,8 @@ func (s *Server) CreateClient(ctx context.Context, req *registryv1.CreateClientR
 	if err != nil {
 		return nil, apierr.New(apierr.InvalidRequest, "scopes: %v", err)
 	}
-	if id := req.GetClientSystemId(); id != "" && !guid.Valid(id) {
-		return nil, apierr.New(apierr.InvalidRequest, "client_system_id must be a GUID")
+	if err := s.checkSystemForClient(ctx, p, req.GetClientSystemId()); err != nil {
+		return nil, err
 	}
 	c, secret, err := s.createClient(ctx, Client{
 		Name:               req.GetName(),
@@ -96,6 +102,25 @@ func (s *Server) CreateClient(ctx context.Context, req *registryv1.CreateClientR
 	}
 	s.log.Info("client created", "client_id", c.ID, "organisation_number", c.OrganisationNumber)
 	return &registryv1.CreateClientResponse{Client: toProto(c), ClientSecret: secret}, nil
+}
+
+// checkSystemForClient checks that a new client configuration may be an instance of the system: it must
+// exist and be approved. Only operators may create configurations without a system.
+func (s *Server) checkSystemForClient(ctx context.Context, p principal, id string) error {
+	if id == "" {
+		if p.isOperator() {
+			return nil
+		}
+		return apierr.New(apierr.InvalidRequest, "client_system_id is required")
+	}
+	cs, err := s.visibleSystem(ctx, p, id)
+	if err != nil {
+		return err
+	}
+	if cs.Status != systemApproved {
+		return apierr.New(apierr.FailedPrecondition, "client system %s is %s, not approved", id, systemStatusText[cs.Status])
+	}
+	return nil
 }
 
 // createClient stores a new active client with a fresh id and secret, returning the secret.
@@ -113,17 +138,30 @@ func (s *Server) createClient(ctx context.Context, c Client) (Client, string, er
 
 // GetClient implements ClientRegistryService.
 func (s *Server) GetClient(ctx context.Context, req *registryv1.GetClientRequest) (*registryv1.GetClientResponse, error) {
-	if err := s.requireAdmin(ctx); err != nil {
+	p, err := s.admin(ctx)
+	if err != nil {
 		return nil, err
 	}
-	if !guid.Valid(req.GetClientId()) {
-		return nil, apierr.New(apierr.InvalidRequest, "client_id must be a GUID")
-	}
-	c, err := s.store.GetClient(ctx, req.GetClientId())
+	c, err := s.ownClient(ctx, p, req.GetClientId())
 	if err != nil {
-		return nil, storeError(err, "client")
+		return nil, err
 	}
 	return &registryv1.GetClientResponse{Client: toProto(c)}, nil
+}
+
+// ownClient loads a client configuration p may manage: operators any, organisation admins their own.
+func (s *Server) ownClient(ctx context.Context, p principal, id string) (Client, error) {
+	if !guid.Valid(id) {
+		return Client{}, apierr.New(apierr.InvalidRequest, "client_id must be a GUID")
+	}
+	c, err := s.store.GetClient(ctx, id)
+	if err != nil {
+		return Client{}, lookupError(p, err, "client")
+	}
+	if !p.owns(registryv1.Role_ROLE_ORGANISATION, c.OrganisationNumber) {
+		return Client{}, denied("client")
+	}
+	return c, nil
 }
 
 // BlockClient implements ClientRegistryService.
@@ -145,11 +183,12 @@ func (s *Server) UnblockClient(ctx context.Context, req *registryv1.UnblockClien
 }
 
 func (s *Server) setStatus(ctx context.Context, id string, st registryv1.ClientStatus) (Client, error) {
-	if err := s.requireAdmin(ctx); err != nil {
+	p, err := s.admin(ctx)
+	if err != nil {
 		return Client{}, err
 	}
-	if !guid.Valid(id) {
-		return Client{}, apierr.New(apierr.InvalidRequest, "client_id must be a GUID")
+	if _, err := s.ownClient(ctx, p, id); err != nil {
+		return Client{}, err
 	}
 	c, err := s.store.UpdateClient(ctx, id, func(c Client) (Client, error) {
 		c.Status = st
@@ -192,6 +231,15 @@ func (s *Server) AuthenticateClient(ctx context.Context, req *registryv1.Authent
 	if c.Status == registryv1.ClientStatus_CLIENT_STATUS_BLOCKED {
 		return nil, apierr.New(apierr.UnauthorizedClient, "client is blocked")
 	}
+	if c.ClientSystemID != "" {
+		cs, err := s.store.GetClientSystem(ctx, c.ClientSystemID)
+		if err != nil {
+			return nil, storeError(err, "client system")
+		}
+		if cs.Status != systemApproved {
+			return nil, apierr.New(apierr.UnauthorizedClient, "the client system is not approved")
+		}
+	}
 	return &registryv1.AuthenticateClientResponse{Client: toProto(c)}, nil
 }
 
@@ -205,12 +253,6 @@ func (s *Server) LookupClient(ctx context.Context, req *registryv1.LookupClientR
 		return nil, storeError(err, "client")
 	}
 	return &registryv1.LookupClientResponse{Client: toProto(c)}, nil
-}
-
-// requireAdmin checks that the caller's bearer access token is active and carries AdminScope.
-func (s *Server) requireAdmin(ctx context.Context) error {
-	_, err := authz.RequireScope(ctx, authz.STSResolver(s.sts), AdminScope)
-	return err
 }
 
 // clientChanged tells cache holders to drop what they know of the client.

@@ -54,6 +54,13 @@ CREATE TABLE client_secrets (
 	expire_time INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX client_secrets_client ON client_secrets(client_id);
+`, `
+ALTER TABLE clients ADD COLUMN admin_role INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN admin_tenant TEXT NOT NULL DEFAULT '';
+UPDATE clients SET admin_role = 1 WHERE ' ' || scopes || ' ' LIKE '% hnsec:registry.admin %';
+ALTER TABLE client_systems ADD COLUMN description TEXT NOT NULL DEFAULT '';
+ALTER TABLE client_systems ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+CREATE INDEX client_systems_vendor ON client_systems(vendor_id, name);
 `}
 
 // Client is a stored client configuration.
@@ -67,6 +74,10 @@ type Client struct {
 	CreateTime         time.Time
 	// ParentOrganisationNumber is the owning organisation's parent, if any (read only).
 	ParentOrganisationNumber string
+	// AdminRole is the registry role of an admin credential (unspecified for other clients).
+	AdminRole registryv1.Role
+	// AdminTenant is the vendor id or organisation number an admin credential is bound to.
+	AdminTenant string
 }
 
 // Secret is a stored client secret: only its keyed hash.
@@ -83,20 +94,32 @@ type Vendor struct {
 	ID                 string
 	Name               string
 	OrganisationNumber string
+	CreateTime         time.Time
 }
 
 // Organisation is a virksomhet that owns client configurations.
 type Organisation struct {
-	Number string
-	Name   string
+	Number     string
+	Name       string
+	Parent     string
+	CreateTime time.Time
 }
 
 // ClientSystem is a vendor's system; client configurations are instances of it.
 type ClientSystem struct {
-	ID       string
-	VendorID string
-	Name     string
-	Status   string
+	ID          string
+	VendorID    string
+	Name        string
+	Description string
+	Status      registryv1.ClientSystemStatus
+	Reason      string
+	CreateTime  time.Time
+}
+
+// Page bounds a list: items after After (in the list's order), at most Limit.
+type Page struct {
+	After string
+	Limit int
 }
 
 // Store is the registry's storage contract.
@@ -109,6 +132,20 @@ type Store interface {
 	CreateOrganisation(ctx context.Context, o Organisation) error
 	// CreateClientSystem stores s; ErrAlreadyExists when the id or name is taken.
 	CreateClientSystem(ctx context.Context, s ClientSystem) error
+	// GetVendor returns the vendor; ErrNotFound when there is none.
+	GetVendor(ctx context.Context, id string) (Vendor, error)
+	// ListVendors lists vendors by name; only, when set, limits it to that vendor.
+	ListVendors(ctx context.Context, only string, p Page) ([]Vendor, error)
+	// GetClientSystem returns the system; ErrNotFound when there is none.
+	GetClientSystem(ctx context.Context, id string) (ClientSystem, error)
+	// ListClientSystems lists systems by name; vendorID, when set, limits it to that vendor's.
+	ListClientSystems(ctx context.Context, vendorID string, p Page) ([]ClientSystem, error)
+	// UpdateClientSystem applies fn to the stored system atomically and stores its result.
+	UpdateClientSystem(ctx context.Context, id string, fn func(ClientSystem) (ClientSystem, error)) (ClientSystem, error)
+	// GetOrganisation returns the organisation; ErrNotFound when there is none.
+	GetOrganisation(ctx context.Context, number string) (Organisation, error)
+	// ListOrganisations lists organisations by number; only, when set, limits it to that one.
+	ListOrganisations(ctx context.Context, only string, p Page) ([]Organisation, error)
 	// CreateClient stores c with its first secret.
 	CreateClient(ctx context.Context, c Client, first Secret) error
 	// GetClient returns the client; ErrNotFound when there is none.
@@ -140,17 +177,139 @@ func (s *sqlStore) Setting(ctx context.Context, name string, create func() []byt
 
 func (s *sqlStore) CreateVendor(ctx context.Context, v Vendor) error {
 	return s.insert(ctx, `INSERT INTO vendors (id, name, organisation_number, create_time) VALUES (?, ?, ?, ?)`,
-		v.ID, v.Name, v.OrganisationNumber, time.Now().Unix())
+		v.ID, v.Name, v.OrganisationNumber, v.CreateTime.Unix())
 }
 
 func (s *sqlStore) CreateOrganisation(ctx context.Context, o Organisation) error {
-	return s.insert(ctx, `INSERT INTO organisations (organisation_number, name, create_time) VALUES (?, ?, ?)`,
-		o.Number, o.Name, time.Now().Unix())
+	return s.insert(ctx, `INSERT INTO organisations (organisation_number, name, parent_number, create_time) VALUES (?, ?, ?, ?)`,
+		o.Number, o.Name, o.Parent, o.CreateTime.Unix())
 }
 
 func (s *sqlStore) CreateClientSystem(ctx context.Context, cs ClientSystem) error {
-	return s.insert(ctx, `INSERT INTO client_systems (id, vendor_id, name, status, create_time) VALUES (?, ?, ?, ?, ?)`,
-		cs.ID, cs.VendorID, cs.Name, cs.Status, time.Now().Unix())
+	return s.insert(ctx, `INSERT INTO client_systems (id, vendor_id, name, description, status, reason, create_time)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, cs.ID, cs.VendorID, cs.Name, cs.Description, systemStatusText[cs.Status], cs.Reason,
+		cs.CreateTime.Unix())
+}
+
+// systemStatusText is how client system statuses are stored.
+var systemStatusText = map[registryv1.ClientSystemStatus]string{
+	registryv1.ClientSystemStatus_CLIENT_SYSTEM_STATUS_DRAFT:            "draft",
+	registryv1.ClientSystemStatus_CLIENT_SYSTEM_STATUS_PENDING_APPROVAL: "pending_approval",
+	registryv1.ClientSystemStatus_CLIENT_SYSTEM_STATUS_APPROVED:         "approved",
+	registryv1.ClientSystemStatus_CLIENT_SYSTEM_STATUS_REJECTED:         "rejected",
+}
+
+func systemStatusFromText(s string) registryv1.ClientSystemStatus {
+	for st, text := range systemStatusText {
+		if text == s {
+			return st
+		}
+	}
+	return registryv1.ClientSystemStatus_CLIENT_SYSTEM_STATUS_UNSPECIFIED
+}
+
+func (s *sqlStore) GetVendor(ctx context.Context, id string) (Vendor, error) {
+	vs, err := s.ListVendors(ctx, id, Page{Limit: 1})
+	if err == nil && len(vs) == 0 {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return Vendor{}, err
+	}
+	return vs[0], nil
+}
+
+func (s *sqlStore) ListVendors(ctx context.Context, only string, p Page) ([]Vendor, error) {
+	return list(ctx, s.db, `SELECT id, name, organisation_number, create_time FROM vendors
+		WHERE (? = '' OR id = ?) AND name > ? ORDER BY name LIMIT ?`, []any{only, only, p.After, p.Limit},
+		func(sc scanner) (Vendor, error) {
+			var v Vendor
+			var created int64
+			err := sc.Scan(&v.ID, &v.Name, &v.OrganisationNumber, &created)
+			v.CreateTime = time.Unix(created, 0).UTC()
+			return v, err
+		})
+}
+
+const systemSelect = `SELECT id, vendor_id, name, description, status, reason, create_time FROM client_systems`
+
+func scanSystem(sc scanner) (ClientSystem, error) {
+	var cs ClientSystem
+	var status string
+	var created int64
+	err := sc.Scan(&cs.ID, &cs.VendorID, &cs.Name, &cs.Description, &status, &cs.Reason, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ClientSystem{}, store.ErrNotFound
+	}
+	cs.Status, cs.CreateTime = systemStatusFromText(status), time.Unix(created, 0).UTC()
+	return cs, err
+}
+
+func (s *sqlStore) GetClientSystem(ctx context.Context, id string) (ClientSystem, error) {
+	return scanSystem(s.db.Read.QueryRowContext(ctx, systemSelect+` WHERE id = ?`, id))
+}
+
+func (s *sqlStore) ListClientSystems(ctx context.Context, vendorID string, p Page) ([]ClientSystem, error) {
+	return list(ctx, s.db, systemSelect+` WHERE (? = '' OR vendor_id = ?) AND name > ? ORDER BY name LIMIT ?`,
+		[]any{vendorID, vendorID, p.After, p.Limit}, scanSystem)
+}
+
+func (s *sqlStore) UpdateClientSystem(ctx context.Context, id string, fn func(ClientSystem) (ClientSystem, error)) (ClientSystem, error) {
+	var out ClientSystem
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		old, err := scanSystem(tx.QueryRowContext(ctx, systemSelect+` WHERE id = ?`, id))
+		if err != nil {
+			return err
+		}
+		if out, err = fn(old); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE client_systems SET name = ?, description = ?, status = ?, reason = ? WHERE id = ?`,
+			out.Name, out.Description, systemStatusText[out.Status], out.Reason, id)
+		return uniqueViolation(err)
+	})
+	return out, err
+}
+
+func (s *sqlStore) GetOrganisation(ctx context.Context, number string) (Organisation, error) {
+	os, err := s.ListOrganisations(ctx, number, Page{Limit: 1})
+	if err == nil && len(os) == 0 {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return Organisation{}, err
+	}
+	return os[0], nil
+}
+
+func (s *sqlStore) ListOrganisations(ctx context.Context, only string, p Page) ([]Organisation, error) {
+	return list(ctx, s.db, `SELECT organisation_number, name, parent_number, create_time FROM organisations
+		WHERE (? = '' OR organisation_number = ?) AND organisation_number > ? ORDER BY organisation_number LIMIT ?`,
+		[]any{only, only, p.After, p.Limit}, func(sc scanner) (Organisation, error) {
+			var o Organisation
+			var created int64
+			err := sc.Scan(&o.Number, &o.Name, &o.Parent, &created)
+			o.CreateTime = time.Unix(created, 0).UTC()
+			return o, err
+		})
+}
+
+// list runs a query and scans every row.
+func list[T any](ctx context.Context, db *store.DB, query string, args []any, scan func(scanner) (T, error)) ([]T, error) {
+	rows, err := db.Read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 func (s *sqlStore) insert(ctx context.Context, query string, args ...any) error {
@@ -168,9 +327,9 @@ func uniqueViolation(err error) error {
 
 func (s *sqlStore) CreateClient(ctx context.Context, c Client, first Secret) error {
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO clients (client_id, name, organisation_number, client_system_id, status, scopes, create_time)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, c.ID, c.Name, c.OrganisationNumber, c.ClientSystemID, int32(c.Status),
-			strings.Join(c.Scopes, " "), c.CreateTime.Unix())
+		_, err := tx.ExecContext(ctx, `INSERT INTO clients (client_id, name, organisation_number, client_system_id, status, scopes,
+			create_time, admin_role, admin_tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, c.ID, c.Name, c.OrganisationNumber,
+			c.ClientSystemID, int32(c.Status), strings.Join(c.Scopes, " "), c.CreateTime.Unix(), int32(c.AdminRole), c.AdminTenant)
 		if err != nil {
 			return uniqueViolation(err)
 		}
@@ -182,7 +341,7 @@ func (s *sqlStore) CreateClient(ctx context.Context, c Client, first Secret) err
 
 // clientSelect reads a client with its organisation's parent.
 const clientSelect = `SELECT c.client_id, c.name, c.organisation_number, c.client_system_id, c.status, c.scopes,
-	c.create_time, COALESCE(o.parent_number, '') FROM clients c
+	c.create_time, COALESCE(o.parent_number, ''), c.admin_role, c.admin_tenant FROM clients c
 	LEFT JOIN organisations o ON o.organisation_number = c.organisation_number`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -193,15 +352,16 @@ func scanClient(row scanner) (Client, error) {
 		status  int32
 		scopes  string
 		created int64
+		role    int32
 	)
 	if err := row.Scan(&c.ID, &c.Name, &c.OrganisationNumber, &c.ClientSystemID, &status, &scopes, &created,
-		&c.ParentOrganisationNumber); err != nil {
+		&c.ParentOrganisationNumber, &role, &c.AdminTenant); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Client{}, store.ErrNotFound
 		}
 		return Client{}, err
 	}
-	c.Status = registryv1.ClientStatus(status)
+	c.Status, c.AdminRole = registryv1.ClientStatus(status), registryv1.Role(role)
 	c.Scopes = strings.Fields(scopes)
 	c.CreateTime = time.Unix(created, 0).UTC()
 	return c, nil

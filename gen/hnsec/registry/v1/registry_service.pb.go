@@ -79,6 +79,124 @@ func (ClientStatus) EnumDescriptor() ([]byte, []int) {
 	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{0}
 }
 
+// Role is what an admin credential may do in the registry.
+type Role int32
+
+const (
+	// ROLE_UNSPECIFIED is no admin role.
+	Role_ROLE_UNSPECIFIED Role = 0
+	// ROLE_OPERATOR may do everything.
+	Role_ROLE_OPERATOR Role = 1
+	// ROLE_VENDOR manages one vendor's client systems.
+	Role_ROLE_VENDOR Role = 2
+	// ROLE_ORGANISATION manages one organisation's client configurations.
+	Role_ROLE_ORGANISATION Role = 3
+)
+
+// Enum value maps for Role.
+var (
+	Role_name = map[int32]string{
+		0: "ROLE_UNSPECIFIED",
+		1: "ROLE_OPERATOR",
+		2: "ROLE_VENDOR",
+		3: "ROLE_ORGANISATION",
+	}
+	Role_value = map[string]int32{
+		"ROLE_UNSPECIFIED":  0,
+		"ROLE_OPERATOR":     1,
+		"ROLE_VENDOR":       2,
+		"ROLE_ORGANISATION": 3,
+	}
+)
+
+func (x Role) Enum() *Role {
+	p := new(Role)
+	*p = x
+	return p
+}
+
+func (x Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_hnsec_registry_v1_registry_service_proto_enumTypes[1].Descriptor()
+}
+
+func (Role) Type() protoreflect.EnumType {
+	return &file_hnsec_registry_v1_registry_service_proto_enumTypes[1]
+}
+
+func (x Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Role.Descriptor instead.
+func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{1}
+}
+
+// ClientSystemStatus is a client system's approval status.
+type ClientSystemStatus int32
+
+const (
+	// CLIENT_SYSTEM_STATUS_UNSPECIFIED is never stored.
+	ClientSystemStatus_CLIENT_SYSTEM_STATUS_UNSPECIFIED ClientSystemStatus = 0
+	// CLIENT_SYSTEM_STATUS_DRAFT is being prepared by the vendor.
+	ClientSystemStatus_CLIENT_SYSTEM_STATUS_DRAFT ClientSystemStatus = 1
+	// CLIENT_SYSTEM_STATUS_PENDING_APPROVAL waits for an operator.
+	ClientSystemStatus_CLIENT_SYSTEM_STATUS_PENDING_APPROVAL ClientSystemStatus = 2
+	// CLIENT_SYSTEM_STATUS_APPROVED systems' configurations get tokens.
+	ClientSystemStatus_CLIENT_SYSTEM_STATUS_APPROVED ClientSystemStatus = 3
+	// CLIENT_SYSTEM_STATUS_REJECTED systems may be changed and submitted again.
+	ClientSystemStatus_CLIENT_SYSTEM_STATUS_REJECTED ClientSystemStatus = 4
+)
+
+// Enum value maps for ClientSystemStatus.
+var (
+	ClientSystemStatus_name = map[int32]string{
+		0: "CLIENT_SYSTEM_STATUS_UNSPECIFIED",
+		1: "CLIENT_SYSTEM_STATUS_DRAFT",
+		2: "CLIENT_SYSTEM_STATUS_PENDING_APPROVAL",
+		3: "CLIENT_SYSTEM_STATUS_APPROVED",
+		4: "CLIENT_SYSTEM_STATUS_REJECTED",
+	}
+	ClientSystemStatus_value = map[string]int32{
+		"CLIENT_SYSTEM_STATUS_UNSPECIFIED":      0,
+		"CLIENT_SYSTEM_STATUS_DRAFT":            1,
+		"CLIENT_SYSTEM_STATUS_PENDING_APPROVAL": 2,
+		"CLIENT_SYSTEM_STATUS_APPROVED":         3,
+		"CLIENT_SYSTEM_STATUS_REJECTED":         4,
+	}
+)
+
+func (x ClientSystemStatus) Enum() *ClientSystemStatus {
+	p := new(ClientSystemStatus)
+	*p = x
+	return p
+}
+
+func (x ClientSystemStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ClientSystemStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_hnsec_registry_v1_registry_service_proto_enumTypes[2].Descriptor()
+}
+
+func (ClientSystemStatus) Type() protoreflect.EnumType {
+	return &file_hnsec_registry_v1_registry_service_proto_enumTypes[2]
+}
+
+func (x ClientSystemStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ClientSystemStatus.Descriptor instead.
+func (ClientSystemStatus) EnumDescriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{2}
+}
+
 // Client is a client configuration: one organisation's instance of a client system.
 type Client struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -785,6 +903,1555 @@ func (x *LookupClientResponse) GetClient() *Client {
 	return nil
 }
 
+// AdminCredential is a client credential for the admin API, shown once.
+type AdminCredential struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the admin client configuration.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// client_secret of it.
+	ClientSecret string `protobuf:"bytes,2,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	// role it acts in.
+	Role Role `protobuf:"varint,3,opt,name=role,proto3,enum=hnsec.registry.v1.Role" json:"role,omitempty"`
+	// tenant is the vendor id or organisation number it is bound to (empty for operators).
+	Tenant        string `protobuf:"bytes,4,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminCredential) Reset() {
+	*x = AdminCredential{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminCredential) ProtoMessage() {}
+
+func (x *AdminCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminCredential.ProtoReflect.Descriptor instead.
+func (*AdminCredential) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AdminCredential) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *AdminCredential) GetClientSecret() string {
+	if x != nil {
+		return x.ClientSecret
+	}
+	return ""
+}
+
+func (x *AdminCredential) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *AdminCredential) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+// Vendor is a system vendor.
+type Vendor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// vendor_id is the vendor's GUID.
+	VendorId string `protobuf:"bytes,1,opt,name=vendor_id,json=vendorId,proto3" json:"vendor_id,omitempty"`
+	// name is unique.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// organisation_number is the vendor's own 9-digit number.
+	OrganisationNumber string `protobuf:"bytes,3,opt,name=organisation_number,json=organisationNumber,proto3" json:"organisation_number,omitempty"`
+	// create_time is when it was registered.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Vendor) Reset() {
+	*x = Vendor{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Vendor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Vendor) ProtoMessage() {}
+
+func (x *Vendor) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Vendor.ProtoReflect.Descriptor instead.
+func (*Vendor) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Vendor) GetVendorId() string {
+	if x != nil {
+		return x.VendorId
+	}
+	return ""
+}
+
+func (x *Vendor) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Vendor) GetOrganisationNumber() string {
+	if x != nil {
+		return x.OrganisationNumber
+	}
+	return ""
+}
+
+func (x *Vendor) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// ClientSystem is a vendor's system; client configurations are instances of it.
+type ClientSystem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_system_id is the system's GUID.
+	ClientSystemId string `protobuf:"bytes,1,opt,name=client_system_id,json=clientSystemId,proto3" json:"client_system_id,omitempty"`
+	// vendor_id owns it.
+	VendorId string `protobuf:"bytes,2,opt,name=vendor_id,json=vendorId,proto3" json:"vendor_id,omitempty"`
+	// name is unique.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// description says what it is.
+	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// status is its approval status.
+	Status ClientSystemStatus `protobuf:"varint,5,opt,name=status,proto3,enum=hnsec.registry.v1.ClientSystemStatus" json:"status,omitempty"`
+	// create_time is when it was registered.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientSystem) Reset() {
+	*x = ClientSystem{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientSystem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientSystem) ProtoMessage() {}
+
+func (x *ClientSystem) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientSystem.ProtoReflect.Descriptor instead.
+func (*ClientSystem) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ClientSystem) GetClientSystemId() string {
+	if x != nil {
+		return x.ClientSystemId
+	}
+	return ""
+}
+
+func (x *ClientSystem) GetVendorId() string {
+	if x != nil {
+		return x.VendorId
+	}
+	return ""
+}
+
+func (x *ClientSystem) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ClientSystem) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *ClientSystem) GetStatus() ClientSystemStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ClientSystemStatus_CLIENT_SYSTEM_STATUS_UNSPECIFIED
+}
+
+func (x *ClientSystem) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// Organisation is a virksomhet that owns client configurations.
+type Organisation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organisation_number is its 9-digit number (mod-11 check digit).
+	OrganisationNumber string `protobuf:"bytes,1,opt,name=organisation_number,json=organisationNumber,proto3" json:"organisation_number,omitempty"`
+	// name of the organisation.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// parent_organisation_number names the parent of a child organisation, if any.
+	ParentOrganisationNumber string `protobuf:"bytes,3,opt,name=parent_organisation_number,json=parentOrganisationNumber,proto3" json:"parent_organisation_number,omitempty"`
+	// create_time is when it was registered.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Organisation) Reset() {
+	*x = Organisation{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Organisation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Organisation) ProtoMessage() {}
+
+func (x *Organisation) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Organisation.ProtoReflect.Descriptor instead.
+func (*Organisation) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Organisation) GetOrganisationNumber() string {
+	if x != nil {
+		return x.OrganisationNumber
+	}
+	return ""
+}
+
+func (x *Organisation) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Organisation) GetParentOrganisationNumber() string {
+	if x != nil {
+		return x.ParentOrganisationNumber
+	}
+	return ""
+}
+
+func (x *Organisation) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// CreateVendorRequest describes a vendor.
+type CreateVendorRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name, 1 to 200 characters, unique.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// organisation_number of the vendor.
+	OrganisationNumber string `protobuf:"bytes,2,opt,name=organisation_number,json=organisationNumber,proto3" json:"organisation_number,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *CreateVendorRequest) Reset() {
+	*x = CreateVendorRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateVendorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateVendorRequest) ProtoMessage() {}
+
+func (x *CreateVendorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateVendorRequest.ProtoReflect.Descriptor instead.
+func (*CreateVendorRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CreateVendorRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateVendorRequest) GetOrganisationNumber() string {
+	if x != nil {
+		return x.OrganisationNumber
+	}
+	return ""
+}
+
+// CreateVendorResponse holds the vendor and its first admin credential.
+type CreateVendorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// vendor as stored.
+	Vendor *Vendor `protobuf:"bytes,1,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	// admin_credential for the vendor's admin, shown once.
+	AdminCredential *AdminCredential `protobuf:"bytes,2,opt,name=admin_credential,json=adminCredential,proto3" json:"admin_credential,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CreateVendorResponse) Reset() {
+	*x = CreateVendorResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateVendorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateVendorResponse) ProtoMessage() {}
+
+func (x *CreateVendorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateVendorResponse.ProtoReflect.Descriptor instead.
+func (*CreateVendorResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CreateVendorResponse) GetVendor() *Vendor {
+	if x != nil {
+		return x.Vendor
+	}
+	return nil
+}
+
+func (x *CreateVendorResponse) GetAdminCredential() *AdminCredential {
+	if x != nil {
+		return x.AdminCredential
+	}
+	return nil
+}
+
+// GetVendorRequest names a vendor.
+type GetVendorRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// vendor_id of the vendor.
+	VendorId      string `protobuf:"bytes,1,opt,name=vendor_id,json=vendorId,proto3" json:"vendor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVendorRequest) Reset() {
+	*x = GetVendorRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVendorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVendorRequest) ProtoMessage() {}
+
+func (x *GetVendorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVendorRequest.ProtoReflect.Descriptor instead.
+func (*GetVendorRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetVendorRequest) GetVendorId() string {
+	if x != nil {
+		return x.VendorId
+	}
+	return ""
+}
+
+// GetVendorResponse holds the vendor.
+type GetVendorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// vendor as stored.
+	Vendor        *Vendor `protobuf:"bytes,1,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVendorResponse) Reset() {
+	*x = GetVendorResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVendorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVendorResponse) ProtoMessage() {}
+
+func (x *GetVendorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVendorResponse.ProtoReflect.Descriptor instead.
+func (*GetVendorResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetVendorResponse) GetVendor() *Vendor {
+	if x != nil {
+		return x.Vendor
+	}
+	return nil
+}
+
+// ListVendorsRequest asks for a page.
+type ListVendorsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size is at most 100 (default 50).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a previous list.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVendorsRequest) Reset() {
+	*x = ListVendorsRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVendorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVendorsRequest) ProtoMessage() {}
+
+func (x *ListVendorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVendorsRequest.ProtoReflect.Descriptor instead.
+func (*ListVendorsRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListVendorsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListVendorsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListVendorsResponse is one page.
+type ListVendorsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// vendors on this page.
+	Vendors []*Vendor `protobuf:"bytes,1,rep,name=vendors,proto3" json:"vendors,omitempty"`
+	// next_page_token is empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVendorsResponse) Reset() {
+	*x = ListVendorsResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVendorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVendorsResponse) ProtoMessage() {}
+
+func (x *ListVendorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVendorsResponse.ProtoReflect.Descriptor instead.
+func (*ListVendorsResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListVendorsResponse) GetVendors() []*Vendor {
+	if x != nil {
+		return x.Vendors
+	}
+	return nil
+}
+
+func (x *ListVendorsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// CreateClientSystemRequest describes a client system.
+type CreateClientSystemRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// vendor_id that owns it.
+	VendorId string `protobuf:"bytes,1,opt,name=vendor_id,json=vendorId,proto3" json:"vendor_id,omitempty"`
+	// name, 1 to 200 characters, unique.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// description, at most 2000 characters.
+	Description   string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateClientSystemRequest) Reset() {
+	*x = CreateClientSystemRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateClientSystemRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateClientSystemRequest) ProtoMessage() {}
+
+func (x *CreateClientSystemRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateClientSystemRequest.ProtoReflect.Descriptor instead.
+func (*CreateClientSystemRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CreateClientSystemRequest) GetVendorId() string {
+	if x != nil {
+		return x.VendorId
+	}
+	return ""
+}
+
+func (x *CreateClientSystemRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateClientSystemRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// CreateClientSystemResponse holds the system.
+type CreateClientSystemResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_system as stored.
+	ClientSystem  *ClientSystem `protobuf:"bytes,1,opt,name=client_system,json=clientSystem,proto3" json:"client_system,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateClientSystemResponse) Reset() {
+	*x = CreateClientSystemResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateClientSystemResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateClientSystemResponse) ProtoMessage() {}
+
+func (x *CreateClientSystemResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateClientSystemResponse.ProtoReflect.Descriptor instead.
+func (*CreateClientSystemResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CreateClientSystemResponse) GetClientSystem() *ClientSystem {
+	if x != nil {
+		return x.ClientSystem
+	}
+	return nil
+}
+
+// GetClientSystemRequest names a system.
+type GetClientSystemRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_system_id of the system.
+	ClientSystemId string `protobuf:"bytes,1,opt,name=client_system_id,json=clientSystemId,proto3" json:"client_system_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetClientSystemRequest) Reset() {
+	*x = GetClientSystemRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClientSystemRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClientSystemRequest) ProtoMessage() {}
+
+func (x *GetClientSystemRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClientSystemRequest.ProtoReflect.Descriptor instead.
+func (*GetClientSystemRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetClientSystemRequest) GetClientSystemId() string {
+	if x != nil {
+		return x.ClientSystemId
+	}
+	return ""
+}
+
+// GetClientSystemResponse holds the system.
+type GetClientSystemResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_system as stored.
+	ClientSystem  *ClientSystem `protobuf:"bytes,1,opt,name=client_system,json=clientSystem,proto3" json:"client_system,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClientSystemResponse) Reset() {
+	*x = GetClientSystemResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClientSystemResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClientSystemResponse) ProtoMessage() {}
+
+func (x *GetClientSystemResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClientSystemResponse.ProtoReflect.Descriptor instead.
+func (*GetClientSystemResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetClientSystemResponse) GetClientSystem() *ClientSystem {
+	if x != nil {
+		return x.ClientSystem
+	}
+	return nil
+}
+
+// ListClientSystemsRequest asks for a page.
+type ListClientSystemsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// vendor_id limits the list to one vendor (vendor admins: always their own).
+	VendorId string `protobuf:"bytes,1,opt,name=vendor_id,json=vendorId,proto3" json:"vendor_id,omitempty"`
+	// page_size is at most 100 (default 50).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a previous list.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientSystemsRequest) Reset() {
+	*x = ListClientSystemsRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientSystemsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientSystemsRequest) ProtoMessage() {}
+
+func (x *ListClientSystemsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientSystemsRequest.ProtoReflect.Descriptor instead.
+func (*ListClientSystemsRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListClientSystemsRequest) GetVendorId() string {
+	if x != nil {
+		return x.VendorId
+	}
+	return ""
+}
+
+func (x *ListClientSystemsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListClientSystemsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListClientSystemsResponse is one page.
+type ListClientSystemsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_systems on this page.
+	ClientSystems []*ClientSystem `protobuf:"bytes,1,rep,name=client_systems,json=clientSystems,proto3" json:"client_systems,omitempty"`
+	// next_page_token is empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientSystemsResponse) Reset() {
+	*x = ListClientSystemsResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientSystemsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientSystemsResponse) ProtoMessage() {}
+
+func (x *ListClientSystemsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientSystemsResponse.ProtoReflect.Descriptor instead.
+func (*ListClientSystemsResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListClientSystemsResponse) GetClientSystems() []*ClientSystem {
+	if x != nil {
+		return x.ClientSystems
+	}
+	return nil
+}
+
+func (x *ListClientSystemsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// SubmitClientSystemRequest names a system.
+type SubmitClientSystemRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_system_id of the system.
+	ClientSystemId string `protobuf:"bytes,1,opt,name=client_system_id,json=clientSystemId,proto3" json:"client_system_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SubmitClientSystemRequest) Reset() {
+	*x = SubmitClientSystemRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitClientSystemRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitClientSystemRequest) ProtoMessage() {}
+
+func (x *SubmitClientSystemRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitClientSystemRequest.ProtoReflect.Descriptor instead.
+func (*SubmitClientSystemRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SubmitClientSystemRequest) GetClientSystemId() string {
+	if x != nil {
+		return x.ClientSystemId
+	}
+	return ""
+}
+
+// SubmitClientSystemResponse holds the system after the change.
+type SubmitClientSystemResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_system as stored.
+	ClientSystem  *ClientSystem `protobuf:"bytes,1,opt,name=client_system,json=clientSystem,proto3" json:"client_system,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitClientSystemResponse) Reset() {
+	*x = SubmitClientSystemResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitClientSystemResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitClientSystemResponse) ProtoMessage() {}
+
+func (x *SubmitClientSystemResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitClientSystemResponse.ProtoReflect.Descriptor instead.
+func (*SubmitClientSystemResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SubmitClientSystemResponse) GetClientSystem() *ClientSystem {
+	if x != nil {
+		return x.ClientSystem
+	}
+	return nil
+}
+
+// ApproveClientSystemRequest names a system.
+type ApproveClientSystemRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_system_id of the system.
+	ClientSystemId string `protobuf:"bytes,1,opt,name=client_system_id,json=clientSystemId,proto3" json:"client_system_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ApproveClientSystemRequest) Reset() {
+	*x = ApproveClientSystemRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveClientSystemRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveClientSystemRequest) ProtoMessage() {}
+
+func (x *ApproveClientSystemRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveClientSystemRequest.ProtoReflect.Descriptor instead.
+func (*ApproveClientSystemRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ApproveClientSystemRequest) GetClientSystemId() string {
+	if x != nil {
+		return x.ClientSystemId
+	}
+	return ""
+}
+
+// ApproveClientSystemResponse holds the system after the change.
+type ApproveClientSystemResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_system as stored.
+	ClientSystem  *ClientSystem `protobuf:"bytes,1,opt,name=client_system,json=clientSystem,proto3" json:"client_system,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveClientSystemResponse) Reset() {
+	*x = ApproveClientSystemResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveClientSystemResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveClientSystemResponse) ProtoMessage() {}
+
+func (x *ApproveClientSystemResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveClientSystemResponse.ProtoReflect.Descriptor instead.
+func (*ApproveClientSystemResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ApproveClientSystemResponse) GetClientSystem() *ClientSystem {
+	if x != nil {
+		return x.ClientSystem
+	}
+	return nil
+}
+
+// RejectClientSystemRequest names a system.
+type RejectClientSystemRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_system_id of the system.
+	ClientSystemId string `protobuf:"bytes,1,opt,name=client_system_id,json=clientSystemId,proto3" json:"client_system_id,omitempty"`
+	// reason for the vendor, at most 2000 characters.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectClientSystemRequest) Reset() {
+	*x = RejectClientSystemRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectClientSystemRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectClientSystemRequest) ProtoMessage() {}
+
+func (x *RejectClientSystemRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectClientSystemRequest.ProtoReflect.Descriptor instead.
+func (*RejectClientSystemRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RejectClientSystemRequest) GetClientSystemId() string {
+	if x != nil {
+		return x.ClientSystemId
+	}
+	return ""
+}
+
+func (x *RejectClientSystemRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RejectClientSystemResponse holds the system after the change.
+type RejectClientSystemResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_system as stored.
+	ClientSystem  *ClientSystem `protobuf:"bytes,1,opt,name=client_system,json=clientSystem,proto3" json:"client_system,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectClientSystemResponse) Reset() {
+	*x = RejectClientSystemResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectClientSystemResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectClientSystemResponse) ProtoMessage() {}
+
+func (x *RejectClientSystemResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectClientSystemResponse.ProtoReflect.Descriptor instead.
+func (*RejectClientSystemResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RejectClientSystemResponse) GetClientSystem() *ClientSystem {
+	if x != nil {
+		return x.ClientSystem
+	}
+	return nil
+}
+
+// CreateOrganisationRequest describes an organisation.
+type CreateOrganisationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organisation_number, 9 digits with a valid check digit.
+	OrganisationNumber string `protobuf:"bytes,1,opt,name=organisation_number,json=organisationNumber,proto3" json:"organisation_number,omitempty"`
+	// name, 1 to 200 characters.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// parent_organisation_number of an existing organisation, if this one is a child.
+	ParentOrganisationNumber string `protobuf:"bytes,3,opt,name=parent_organisation_number,json=parentOrganisationNumber,proto3" json:"parent_organisation_number,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
+}
+
+func (x *CreateOrganisationRequest) Reset() {
+	*x = CreateOrganisationRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOrganisationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOrganisationRequest) ProtoMessage() {}
+
+func (x *CreateOrganisationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOrganisationRequest.ProtoReflect.Descriptor instead.
+func (*CreateOrganisationRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CreateOrganisationRequest) GetOrganisationNumber() string {
+	if x != nil {
+		return x.OrganisationNumber
+	}
+	return ""
+}
+
+func (x *CreateOrganisationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateOrganisationRequest) GetParentOrganisationNumber() string {
+	if x != nil {
+		return x.ParentOrganisationNumber
+	}
+	return ""
+}
+
+// CreateOrganisationResponse holds the organisation and its first admin credential.
+type CreateOrganisationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organisation as stored.
+	Organisation *Organisation `protobuf:"bytes,1,opt,name=organisation,proto3" json:"organisation,omitempty"`
+	// admin_credential for the organisation's admin, shown once.
+	AdminCredential *AdminCredential `protobuf:"bytes,2,opt,name=admin_credential,json=adminCredential,proto3" json:"admin_credential,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CreateOrganisationResponse) Reset() {
+	*x = CreateOrganisationResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOrganisationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOrganisationResponse) ProtoMessage() {}
+
+func (x *CreateOrganisationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOrganisationResponse.ProtoReflect.Descriptor instead.
+func (*CreateOrganisationResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CreateOrganisationResponse) GetOrganisation() *Organisation {
+	if x != nil {
+		return x.Organisation
+	}
+	return nil
+}
+
+func (x *CreateOrganisationResponse) GetAdminCredential() *AdminCredential {
+	if x != nil {
+		return x.AdminCredential
+	}
+	return nil
+}
+
+// GetOrganisationRequest names an organisation.
+type GetOrganisationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organisation_number of the organisation.
+	OrganisationNumber string `protobuf:"bytes,1,opt,name=organisation_number,json=organisationNumber,proto3" json:"organisation_number,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *GetOrganisationRequest) Reset() {
+	*x = GetOrganisationRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOrganisationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOrganisationRequest) ProtoMessage() {}
+
+func (x *GetOrganisationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOrganisationRequest.ProtoReflect.Descriptor instead.
+func (*GetOrganisationRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetOrganisationRequest) GetOrganisationNumber() string {
+	if x != nil {
+		return x.OrganisationNumber
+	}
+	return ""
+}
+
+// GetOrganisationResponse holds the organisation.
+type GetOrganisationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organisation as stored.
+	Organisation  *Organisation `protobuf:"bytes,1,opt,name=organisation,proto3" json:"organisation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOrganisationResponse) Reset() {
+	*x = GetOrganisationResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOrganisationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOrganisationResponse) ProtoMessage() {}
+
+func (x *GetOrganisationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOrganisationResponse.ProtoReflect.Descriptor instead.
+func (*GetOrganisationResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *GetOrganisationResponse) GetOrganisation() *Organisation {
+	if x != nil {
+		return x.Organisation
+	}
+	return nil
+}
+
+// ListOrganisationsRequest asks for a page.
+type ListOrganisationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size is at most 100 (default 50).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a previous list.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOrganisationsRequest) Reset() {
+	*x = ListOrganisationsRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOrganisationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOrganisationsRequest) ProtoMessage() {}
+
+func (x *ListOrganisationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOrganisationsRequest.ProtoReflect.Descriptor instead.
+func (*ListOrganisationsRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListOrganisationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListOrganisationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListOrganisationsResponse is one page.
+type ListOrganisationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organisations on this page.
+	Organisations []*Organisation `protobuf:"bytes,1,rep,name=organisations,proto3" json:"organisations,omitempty"`
+	// next_page_token is empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOrganisationsResponse) Reset() {
+	*x = ListOrganisationsResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOrganisationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOrganisationsResponse) ProtoMessage() {}
+
+func (x *ListOrganisationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOrganisationsResponse.ProtoReflect.Descriptor instead.
+func (*ListOrganisationsResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ListOrganisationsResponse) GetOrganisations() []*Organisation {
+	if x != nil {
+		return x.Organisations
+	}
+	return nil
+}
+
+func (x *ListOrganisationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_hnsec_registry_v1_registry_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
@@ -828,13 +2495,127 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x13LookupClientRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\"I\n" +
 	"\x14LookupClientResponse\x121\n" +
-	"\x06client\x18\x01 \x01(\v2\x19.hnsec.registry.v1.ClientR\x06client*}\n" +
+	"\x06client\x18\x01 \x01(\v2\x19.hnsec.registry.v1.ClientR\x06client\"\x98\x01\n" +
+	"\x0fAdminCredential\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12#\n" +
+	"\rclient_secret\x18\x02 \x01(\tR\fclientSecret\x12+\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x17.hnsec.registry.v1.RoleR\x04role\x12\x16\n" +
+	"\x06tenant\x18\x04 \x01(\tR\x06tenant\"\xa7\x01\n" +
+	"\x06Vendor\x12\x1b\n" +
+	"\tvendor_id\x18\x01 \x01(\tR\bvendorId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12/\n" +
+	"\x13organisation_number\x18\x03 \x01(\tR\x12organisationNumber\x12;\n" +
+	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"\x87\x02\n" +
+	"\fClientSystem\x12(\n" +
+	"\x10client_system_id\x18\x01 \x01(\tR\x0eclientSystemId\x12\x1b\n" +
+	"\tvendor_id\x18\x02 \x01(\tR\bvendorId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12=\n" +
+	"\x06status\x18\x05 \x01(\x0e2%.hnsec.registry.v1.ClientSystemStatusR\x06status\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"\xce\x01\n" +
+	"\fOrganisation\x12/\n" +
+	"\x13organisation_number\x18\x01 \x01(\tR\x12organisationNumber\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12<\n" +
+	"\x1aparent_organisation_number\x18\x03 \x01(\tR\x18parentOrganisationNumber\x12;\n" +
+	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"Z\n" +
+	"\x13CreateVendorRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
+	"\x13organisation_number\x18\x02 \x01(\tR\x12organisationNumber\"\x98\x01\n" +
+	"\x14CreateVendorResponse\x121\n" +
+	"\x06vendor\x18\x01 \x01(\v2\x19.hnsec.registry.v1.VendorR\x06vendor\x12M\n" +
+	"\x10admin_credential\x18\x02 \x01(\v2\".hnsec.registry.v1.AdminCredentialR\x0fadminCredential\"/\n" +
+	"\x10GetVendorRequest\x12\x1b\n" +
+	"\tvendor_id\x18\x01 \x01(\tR\bvendorId\"F\n" +
+	"\x11GetVendorResponse\x121\n" +
+	"\x06vendor\x18\x01 \x01(\v2\x19.hnsec.registry.v1.VendorR\x06vendor\"P\n" +
+	"\x12ListVendorsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"r\n" +
+	"\x13ListVendorsResponse\x123\n" +
+	"\avendors\x18\x01 \x03(\v2\x19.hnsec.registry.v1.VendorR\avendors\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"n\n" +
+	"\x19CreateClientSystemRequest\x12\x1b\n" +
+	"\tvendor_id\x18\x01 \x01(\tR\bvendorId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\"b\n" +
+	"\x1aCreateClientSystemResponse\x12D\n" +
+	"\rclient_system\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.ClientSystemR\fclientSystem\"B\n" +
+	"\x16GetClientSystemRequest\x12(\n" +
+	"\x10client_system_id\x18\x01 \x01(\tR\x0eclientSystemId\"_\n" +
+	"\x17GetClientSystemResponse\x12D\n" +
+	"\rclient_system\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.ClientSystemR\fclientSystem\"s\n" +
+	"\x18ListClientSystemsRequest\x12\x1b\n" +
+	"\tvendor_id\x18\x01 \x01(\tR\bvendorId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x8b\x01\n" +
+	"\x19ListClientSystemsResponse\x12F\n" +
+	"\x0eclient_systems\x18\x01 \x03(\v2\x1f.hnsec.registry.v1.ClientSystemR\rclientSystems\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"E\n" +
+	"\x19SubmitClientSystemRequest\x12(\n" +
+	"\x10client_system_id\x18\x01 \x01(\tR\x0eclientSystemId\"b\n" +
+	"\x1aSubmitClientSystemResponse\x12D\n" +
+	"\rclient_system\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.ClientSystemR\fclientSystem\"F\n" +
+	"\x1aApproveClientSystemRequest\x12(\n" +
+	"\x10client_system_id\x18\x01 \x01(\tR\x0eclientSystemId\"c\n" +
+	"\x1bApproveClientSystemResponse\x12D\n" +
+	"\rclient_system\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.ClientSystemR\fclientSystem\"]\n" +
+	"\x19RejectClientSystemRequest\x12(\n" +
+	"\x10client_system_id\x18\x01 \x01(\tR\x0eclientSystemId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"b\n" +
+	"\x1aRejectClientSystemResponse\x12D\n" +
+	"\rclient_system\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.ClientSystemR\fclientSystem\"\x9e\x01\n" +
+	"\x19CreateOrganisationRequest\x12/\n" +
+	"\x13organisation_number\x18\x01 \x01(\tR\x12organisationNumber\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12<\n" +
+	"\x1aparent_organisation_number\x18\x03 \x01(\tR\x18parentOrganisationNumber\"\xb0\x01\n" +
+	"\x1aCreateOrganisationResponse\x12C\n" +
+	"\forganisation\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.OrganisationR\forganisation\x12M\n" +
+	"\x10admin_credential\x18\x02 \x01(\v2\".hnsec.registry.v1.AdminCredentialR\x0fadminCredential\"I\n" +
+	"\x16GetOrganisationRequest\x12/\n" +
+	"\x13organisation_number\x18\x01 \x01(\tR\x12organisationNumber\"^\n" +
+	"\x17GetOrganisationResponse\x12C\n" +
+	"\forganisation\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.OrganisationR\forganisation\"V\n" +
+	"\x18ListOrganisationsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\x8a\x01\n" +
+	"\x19ListOrganisationsResponse\x12E\n" +
+	"\rorganisations\x18\x01 \x03(\v2\x1f.hnsec.registry.v1.OrganisationR\rorganisations\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*}\n" +
 	"\fClientStatus\x12\x1d\n" +
 	"\x19CLIENT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CLIENT_STATUS_ACTIVE\x10\x01\x12\x19\n" +
 	"\x15CLIENT_STATUS_LIMITED\x10\x02\x12\x19\n" +
-	"\x15CLIENT_STATUS_BLOCKED\x10\x032\xe6\x04\n" +
+	"\x15CLIENT_STATUS_BLOCKED\x10\x03*W\n" +
+	"\x04Role\x12\x14\n" +
+	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rROLE_OPERATOR\x10\x01\x12\x0f\n" +
+	"\vROLE_VENDOR\x10\x02\x12\x15\n" +
+	"\x11ROLE_ORGANISATION\x10\x03*\xcb\x01\n" +
+	"\x12ClientSystemStatus\x12$\n" +
+	" CLIENT_SYSTEM_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aCLIENT_SYSTEM_STATUS_DRAFT\x10\x01\x12)\n" +
+	"%CLIENT_SYSTEM_STATUS_PENDING_APPROVAL\x10\x02\x12!\n" +
+	"\x1dCLIENT_SYSTEM_STATUS_APPROVED\x10\x03\x12!\n" +
+	"\x1dCLIENT_SYSTEM_STATUS_REJECTED\x10\x042\xf3\x0e\n" +
 	"\x15ClientRegistryService\x12_\n" +
+	"\fCreateVendor\x12&.hnsec.registry.v1.CreateVendorRequest\x1a'.hnsec.registry.v1.CreateVendorResponse\x12V\n" +
+	"\tGetVendor\x12#.hnsec.registry.v1.GetVendorRequest\x1a$.hnsec.registry.v1.GetVendorResponse\x12\\\n" +
+	"\vListVendors\x12%.hnsec.registry.v1.ListVendorsRequest\x1a&.hnsec.registry.v1.ListVendorsResponse\x12q\n" +
+	"\x12CreateClientSystem\x12,.hnsec.registry.v1.CreateClientSystemRequest\x1a-.hnsec.registry.v1.CreateClientSystemResponse\x12h\n" +
+	"\x0fGetClientSystem\x12).hnsec.registry.v1.GetClientSystemRequest\x1a*.hnsec.registry.v1.GetClientSystemResponse\x12n\n" +
+	"\x11ListClientSystems\x12+.hnsec.registry.v1.ListClientSystemsRequest\x1a,.hnsec.registry.v1.ListClientSystemsResponse\x12q\n" +
+	"\x12SubmitClientSystem\x12,.hnsec.registry.v1.SubmitClientSystemRequest\x1a-.hnsec.registry.v1.SubmitClientSystemResponse\x12t\n" +
+	"\x13ApproveClientSystem\x12-.hnsec.registry.v1.ApproveClientSystemRequest\x1a..hnsec.registry.v1.ApproveClientSystemResponse\x12q\n" +
+	"\x12RejectClientSystem\x12,.hnsec.registry.v1.RejectClientSystemRequest\x1a-.hnsec.registry.v1.RejectClientSystemResponse\x12q\n" +
+	"\x12CreateOrganisation\x12,.hnsec.registry.v1.CreateOrganisationRequest\x1a-.hnsec.registry.v1.CreateOrganisationResponse\x12h\n" +
+	"\x0fGetOrganisation\x12).hnsec.registry.v1.GetOrganisationRequest\x1a*.hnsec.registry.v1.GetOrganisationResponse\x12n\n" +
+	"\x11ListOrganisations\x12+.hnsec.registry.v1.ListOrganisationsRequest\x1a,.hnsec.registry.v1.ListOrganisationsResponse\x12_\n" +
 	"\fCreateClient\x12&.hnsec.registry.v1.CreateClientRequest\x1a'.hnsec.registry.v1.CreateClientResponse\x12V\n" +
 	"\tGetClient\x12#.hnsec.registry.v1.GetClientRequest\x1a$.hnsec.registry.v1.GetClientResponse\x12\\\n" +
 	"\vBlockClient\x12%.hnsec.registry.v1.BlockClientRequest\x1a&.hnsec.registry.v1.BlockClientResponse\x12b\n" +
@@ -854,51 +2635,124 @@ func file_hnsec_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 	return file_hnsec_registry_v1_registry_service_proto_rawDescData
 }
 
-var file_hnsec_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_hnsec_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
-	(ClientStatus)(0),                  // 0: hnsec.registry.v1.ClientStatus
-	(*Client)(nil),                     // 1: hnsec.registry.v1.Client
-	(*CreateClientRequest)(nil),        // 2: hnsec.registry.v1.CreateClientRequest
-	(*CreateClientResponse)(nil),       // 3: hnsec.registry.v1.CreateClientResponse
-	(*GetClientRequest)(nil),           // 4: hnsec.registry.v1.GetClientRequest
-	(*GetClientResponse)(nil),          // 5: hnsec.registry.v1.GetClientResponse
-	(*BlockClientRequest)(nil),         // 6: hnsec.registry.v1.BlockClientRequest
-	(*BlockClientResponse)(nil),        // 7: hnsec.registry.v1.BlockClientResponse
-	(*UnblockClientRequest)(nil),       // 8: hnsec.registry.v1.UnblockClientRequest
-	(*UnblockClientResponse)(nil),      // 9: hnsec.registry.v1.UnblockClientResponse
-	(*AuthenticateClientRequest)(nil),  // 10: hnsec.registry.v1.AuthenticateClientRequest
-	(*AuthenticateClientResponse)(nil), // 11: hnsec.registry.v1.AuthenticateClientResponse
-	(*LookupClientRequest)(nil),        // 12: hnsec.registry.v1.LookupClientRequest
-	(*LookupClientResponse)(nil),       // 13: hnsec.registry.v1.LookupClientResponse
-	(*timestamppb.Timestamp)(nil),      // 14: google.protobuf.Timestamp
+	(ClientStatus)(0),                   // 0: hnsec.registry.v1.ClientStatus
+	(Role)(0),                           // 1: hnsec.registry.v1.Role
+	(ClientSystemStatus)(0),             // 2: hnsec.registry.v1.ClientSystemStatus
+	(*Client)(nil),                      // 3: hnsec.registry.v1.Client
+	(*CreateClientRequest)(nil),         // 4: hnsec.registry.v1.CreateClientRequest
+	(*CreateClientResponse)(nil),        // 5: hnsec.registry.v1.CreateClientResponse
+	(*GetClientRequest)(nil),            // 6: hnsec.registry.v1.GetClientRequest
+	(*GetClientResponse)(nil),           // 7: hnsec.registry.v1.GetClientResponse
+	(*BlockClientRequest)(nil),          // 8: hnsec.registry.v1.BlockClientRequest
+	(*BlockClientResponse)(nil),         // 9: hnsec.registry.v1.BlockClientResponse
+	(*UnblockClientRequest)(nil),        // 10: hnsec.registry.v1.UnblockClientRequest
+	(*UnblockClientResponse)(nil),       // 11: hnsec.registry.v1.UnblockClientResponse
+	(*AuthenticateClientRequest)(nil),   // 12: hnsec.registry.v1.AuthenticateClientRequest
+	(*AuthenticateClientResponse)(nil),  // 13: hnsec.registry.v1.AuthenticateClientResponse
+	(*LookupClientRequest)(nil),         // 14: hnsec.registry.v1.LookupClientRequest
+	(*LookupClientResponse)(nil),        // 15: hnsec.registry.v1.LookupClientResponse
+	(*AdminCredential)(nil),             // 16: hnsec.registry.v1.AdminCredential
+	(*Vendor)(nil),                      // 17: hnsec.registry.v1.Vendor
+	(*ClientSystem)(nil),                // 18: hnsec.registry.v1.ClientSystem
+	(*Organisation)(nil),                // 19: hnsec.registry.v1.Organisation
+	(*CreateVendorRequest)(nil),         // 20: hnsec.registry.v1.CreateVendorRequest
+	(*CreateVendorResponse)(nil),        // 21: hnsec.registry.v1.CreateVendorResponse
+	(*GetVendorRequest)(nil),            // 22: hnsec.registry.v1.GetVendorRequest
+	(*GetVendorResponse)(nil),           // 23: hnsec.registry.v1.GetVendorResponse
+	(*ListVendorsRequest)(nil),          // 24: hnsec.registry.v1.ListVendorsRequest
+	(*ListVendorsResponse)(nil),         // 25: hnsec.registry.v1.ListVendorsResponse
+	(*CreateClientSystemRequest)(nil),   // 26: hnsec.registry.v1.CreateClientSystemRequest
+	(*CreateClientSystemResponse)(nil),  // 27: hnsec.registry.v1.CreateClientSystemResponse
+	(*GetClientSystemRequest)(nil),      // 28: hnsec.registry.v1.GetClientSystemRequest
+	(*GetClientSystemResponse)(nil),     // 29: hnsec.registry.v1.GetClientSystemResponse
+	(*ListClientSystemsRequest)(nil),    // 30: hnsec.registry.v1.ListClientSystemsRequest
+	(*ListClientSystemsResponse)(nil),   // 31: hnsec.registry.v1.ListClientSystemsResponse
+	(*SubmitClientSystemRequest)(nil),   // 32: hnsec.registry.v1.SubmitClientSystemRequest
+	(*SubmitClientSystemResponse)(nil),  // 33: hnsec.registry.v1.SubmitClientSystemResponse
+	(*ApproveClientSystemRequest)(nil),  // 34: hnsec.registry.v1.ApproveClientSystemRequest
+	(*ApproveClientSystemResponse)(nil), // 35: hnsec.registry.v1.ApproveClientSystemResponse
+	(*RejectClientSystemRequest)(nil),   // 36: hnsec.registry.v1.RejectClientSystemRequest
+	(*RejectClientSystemResponse)(nil),  // 37: hnsec.registry.v1.RejectClientSystemResponse
+	(*CreateOrganisationRequest)(nil),   // 38: hnsec.registry.v1.CreateOrganisationRequest
+	(*CreateOrganisationResponse)(nil),  // 39: hnsec.registry.v1.CreateOrganisationResponse
+	(*GetOrganisationRequest)(nil),      // 40: hnsec.registry.v1.GetOrganisationRequest
+	(*GetOrganisationResponse)(nil),     // 41: hnsec.registry.v1.GetOrganisationResponse
+	(*ListOrganisationsRequest)(nil),    // 42: hnsec.registry.v1.ListOrganisationsRequest
+	(*ListOrganisationsResponse)(nil),   // 43: hnsec.registry.v1.ListOrganisationsResponse
+	(*timestamppb.Timestamp)(nil),       // 44: google.protobuf.Timestamp
 }
 var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	0,  // 0: hnsec.registry.v1.Client.status:type_name -> hnsec.registry.v1.ClientStatus
-	14, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
-	1,  // 2: hnsec.registry.v1.CreateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	1,  // 3: hnsec.registry.v1.GetClientResponse.client:type_name -> hnsec.registry.v1.Client
-	1,  // 4: hnsec.registry.v1.BlockClientResponse.client:type_name -> hnsec.registry.v1.Client
-	1,  // 5: hnsec.registry.v1.UnblockClientResponse.client:type_name -> hnsec.registry.v1.Client
-	1,  // 6: hnsec.registry.v1.AuthenticateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	1,  // 7: hnsec.registry.v1.LookupClientResponse.client:type_name -> hnsec.registry.v1.Client
-	2,  // 8: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
-	4,  // 9: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
-	6,  // 10: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
-	8,  // 11: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
-	10, // 12: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
-	12, // 13: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
-	3,  // 14: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
-	5,  // 15: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
-	7,  // 16: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
-	9,  // 17: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
-	11, // 18: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
-	13, // 19: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	44, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 2: hnsec.registry.v1.CreateClientResponse.client:type_name -> hnsec.registry.v1.Client
+	3,  // 3: hnsec.registry.v1.GetClientResponse.client:type_name -> hnsec.registry.v1.Client
+	3,  // 4: hnsec.registry.v1.BlockClientResponse.client:type_name -> hnsec.registry.v1.Client
+	3,  // 5: hnsec.registry.v1.UnblockClientResponse.client:type_name -> hnsec.registry.v1.Client
+	3,  // 6: hnsec.registry.v1.AuthenticateClientResponse.client:type_name -> hnsec.registry.v1.Client
+	3,  // 7: hnsec.registry.v1.LookupClientResponse.client:type_name -> hnsec.registry.v1.Client
+	1,  // 8: hnsec.registry.v1.AdminCredential.role:type_name -> hnsec.registry.v1.Role
+	44, // 9: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
+	2,  // 10: hnsec.registry.v1.ClientSystem.status:type_name -> hnsec.registry.v1.ClientSystemStatus
+	44, // 11: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
+	44, // 12: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
+	17, // 13: hnsec.registry.v1.CreateVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
+	16, // 14: hnsec.registry.v1.CreateVendorResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	17, // 15: hnsec.registry.v1.GetVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
+	17, // 16: hnsec.registry.v1.ListVendorsResponse.vendors:type_name -> hnsec.registry.v1.Vendor
+	18, // 17: hnsec.registry.v1.CreateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	18, // 18: hnsec.registry.v1.GetClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	18, // 19: hnsec.registry.v1.ListClientSystemsResponse.client_systems:type_name -> hnsec.registry.v1.ClientSystem
+	18, // 20: hnsec.registry.v1.SubmitClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	18, // 21: hnsec.registry.v1.ApproveClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	18, // 22: hnsec.registry.v1.RejectClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	19, // 23: hnsec.registry.v1.CreateOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
+	16, // 24: hnsec.registry.v1.CreateOrganisationResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	19, // 25: hnsec.registry.v1.GetOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
+	19, // 26: hnsec.registry.v1.ListOrganisationsResponse.organisations:type_name -> hnsec.registry.v1.Organisation
+	20, // 27: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
+	22, // 28: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
+	24, // 29: hnsec.registry.v1.ClientRegistryService.ListVendors:input_type -> hnsec.registry.v1.ListVendorsRequest
+	26, // 30: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:input_type -> hnsec.registry.v1.CreateClientSystemRequest
+	28, // 31: hnsec.registry.v1.ClientRegistryService.GetClientSystem:input_type -> hnsec.registry.v1.GetClientSystemRequest
+	30, // 32: hnsec.registry.v1.ClientRegistryService.ListClientSystems:input_type -> hnsec.registry.v1.ListClientSystemsRequest
+	32, // 33: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:input_type -> hnsec.registry.v1.SubmitClientSystemRequest
+	34, // 34: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:input_type -> hnsec.registry.v1.ApproveClientSystemRequest
+	36, // 35: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:input_type -> hnsec.registry.v1.RejectClientSystemRequest
+	38, // 36: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:input_type -> hnsec.registry.v1.CreateOrganisationRequest
+	40, // 37: hnsec.registry.v1.ClientRegistryService.GetOrganisation:input_type -> hnsec.registry.v1.GetOrganisationRequest
+	42, // 38: hnsec.registry.v1.ClientRegistryService.ListOrganisations:input_type -> hnsec.registry.v1.ListOrganisationsRequest
+	4,  // 39: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
+	6,  // 40: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
+	8,  // 41: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
+	10, // 42: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
+	12, // 43: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
+	14, // 44: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
+	21, // 45: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
+	23, // 46: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
+	25, // 47: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
+	27, // 48: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
+	29, // 49: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
+	31, // 50: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
+	33, // 51: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
+	35, // 52: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
+	37, // 53: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
+	39, // 54: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
+	41, // 55: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
+	43, // 56: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
+	5,  // 57: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
+	7,  // 58: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
+	9,  // 59: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
+	11, // 60: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
+	13, // 61: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
+	15, // 62: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
+	45, // [45:63] is the sub-list for method output_type
+	27, // [27:45] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_registry_v1_registry_service_proto_init() }
@@ -911,8 +2765,8 @@ func file_hnsec_registry_v1_registry_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_registry_v1_registry_service_proto_rawDesc), len(file_hnsec_registry_v1_registry_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   13,
+			NumEnums:      3,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,24 +19,78 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ClientRegistryService_CreateClient_FullMethodName       = "/hnsec.registry.v1.ClientRegistryService/CreateClient"
-	ClientRegistryService_GetClient_FullMethodName          = "/hnsec.registry.v1.ClientRegistryService/GetClient"
-	ClientRegistryService_BlockClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/BlockClient"
-	ClientRegistryService_UnblockClient_FullMethodName      = "/hnsec.registry.v1.ClientRegistryService/UnblockClient"
-	ClientRegistryService_AuthenticateClient_FullMethodName = "/hnsec.registry.v1.ClientRegistryService/AuthenticateClient"
-	ClientRegistryService_LookupClient_FullMethodName       = "/hnsec.registry.v1.ClientRegistryService/LookupClient"
+	ClientRegistryService_CreateVendor_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/CreateVendor"
+	ClientRegistryService_GetVendor_FullMethodName           = "/hnsec.registry.v1.ClientRegistryService/GetVendor"
+	ClientRegistryService_ListVendors_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/ListVendors"
+	ClientRegistryService_CreateClientSystem_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/CreateClientSystem"
+	ClientRegistryService_GetClientSystem_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/GetClientSystem"
+	ClientRegistryService_ListClientSystems_FullMethodName   = "/hnsec.registry.v1.ClientRegistryService/ListClientSystems"
+	ClientRegistryService_SubmitClientSystem_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/SubmitClientSystem"
+	ClientRegistryService_ApproveClientSystem_FullMethodName = "/hnsec.registry.v1.ClientRegistryService/ApproveClientSystem"
+	ClientRegistryService_RejectClientSystem_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/RejectClientSystem"
+	ClientRegistryService_CreateOrganisation_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/CreateOrganisation"
+	ClientRegistryService_GetOrganisation_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/GetOrganisation"
+	ClientRegistryService_ListOrganisations_FullMethodName   = "/hnsec.registry.v1.ClientRegistryService/ListOrganisations"
+	ClientRegistryService_CreateClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/CreateClient"
+	ClientRegistryService_GetClient_FullMethodName           = "/hnsec.registry.v1.ClientRegistryService/GetClient"
+	ClientRegistryService_BlockClient_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/BlockClient"
+	ClientRegistryService_UnblockClient_FullMethodName       = "/hnsec.registry.v1.ClientRegistryService/UnblockClient"
+	ClientRegistryService_AuthenticateClient_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/AuthenticateClient"
+	ClientRegistryService_LookupClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/LookupClient"
 )
 
 // ClientRegistryServiceClient is the client API for ClientRegistryService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// ClientRegistryService owns client configurations (HelseID self-service model): who a client is, which
-// scopes it may ask for, and its secrets.
+// ClientRegistryService owns the HelseID self-service model: vendors and their client systems,
+// organisations and their client configurations (clients), with scopes and secrets.
 //
 // Admin RPCs require "authorization: Bearer <access token>" from this deployment's STS carrying the scope
-// "hnsec:registry.admin" (the bootstrap operator credential has it).
+// "hnsec:registry.admin"; the token's client is an admin credential bound to a role (operator, vendor,
+// organisation) and, except for the operator, to one vendor or organisation. Callers see and change only
+// what their role and tenant allow: anything else is PermissionDenied.
 type ClientRegistryServiceClient interface {
+	// CreateVendor registers a system vendor and returns its first vendor-admin credential (shown once).
+	// Operators only. Errors: InvalidArgument (name, organisation_number), AlreadyExists (name),
+	// Unauthenticated, PermissionDenied.
+	CreateVendor(ctx context.Context, in *CreateVendorRequest, opts ...grpc.CallOption) (*CreateVendorResponse, error)
+	// GetVendor returns a vendor. Operators, and the vendor's own admins.
+	// Errors: InvalidArgument, NotFound (operators only), Unauthenticated, PermissionDenied.
+	GetVendor(ctx context.Context, in *GetVendorRequest, opts ...grpc.CallOption) (*GetVendorResponse, error)
+	// ListVendors lists vendors by name, a page at a time: all for operators, a vendor admin's own otherwise.
+	// Errors: InvalidArgument (page_size, page_token), Unauthenticated, PermissionDenied.
+	ListVendors(ctx context.Context, in *ListVendorsRequest, opts ...grpc.CallOption) (*ListVendorsResponse, error)
+	// CreateClientSystem registers a client system of a vendor, in status DRAFT. Operators, and the
+	// vendor's own admins. Errors: InvalidArgument, AlreadyExists (name), NotFound (vendor, operators only),
+	// Unauthenticated, PermissionDenied.
+	CreateClientSystem(ctx context.Context, in *CreateClientSystemRequest, opts ...grpc.CallOption) (*CreateClientSystemResponse, error)
+	// GetClientSystem returns a client system. Operators, the owning vendor's admins, and organisation
+	// admins (to pick a system). Errors: InvalidArgument, NotFound, Unauthenticated, PermissionDenied.
+	GetClientSystem(ctx context.Context, in *GetClientSystemRequest, opts ...grpc.CallOption) (*GetClientSystemResponse, error)
+	// ListClientSystems lists client systems by name, a page at a time: a vendor admin's own, or all.
+	// Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	ListClientSystems(ctx context.Context, in *ListClientSystemsRequest, opts ...grpc.CallOption) (*ListClientSystemsResponse, error)
+	// SubmitClientSystem asks for approval: DRAFT or REJECTED becomes PENDING_APPROVAL, or APPROVED at
+	// once when the deployment does not require approval. The owning vendor's admins, and operators.
+	// Errors: InvalidArgument, NotFound, FailedPrecondition (wrong status), Unauthenticated, PermissionDenied.
+	SubmitClientSystem(ctx context.Context, in *SubmitClientSystemRequest, opts ...grpc.CallOption) (*SubmitClientSystemResponse, error)
+	// ApproveClientSystem approves a PENDING_APPROVAL system. Operators only.
+	// Errors: InvalidArgument, NotFound, FailedPrecondition, Unauthenticated, PermissionDenied.
+	ApproveClientSystem(ctx context.Context, in *ApproveClientSystemRequest, opts ...grpc.CallOption) (*ApproveClientSystemResponse, error)
+	// RejectClientSystem rejects a PENDING_APPROVAL system. Operators only.
+	// Errors: InvalidArgument, NotFound, FailedPrecondition, Unauthenticated, PermissionDenied.
+	RejectClientSystem(ctx context.Context, in *RejectClientSystemRequest, opts ...grpc.CallOption) (*RejectClientSystemResponse, error)
+	// CreateOrganisation registers an organisation (virksomhet) and returns its first organisation-admin
+	// credential (shown once). Operators only. Errors: InvalidArgument (organisation_number, name, parent),
+	// AlreadyExists, NotFound (parent), Unauthenticated, PermissionDenied.
+	CreateOrganisation(ctx context.Context, in *CreateOrganisationRequest, opts ...grpc.CallOption) (*CreateOrganisationResponse, error)
+	// GetOrganisation returns an organisation. Operators, and the organisation's own admins.
+	// Errors: InvalidArgument, NotFound (operators only), Unauthenticated, PermissionDenied.
+	GetOrganisation(ctx context.Context, in *GetOrganisationRequest, opts ...grpc.CallOption) (*GetOrganisationResponse, error)
+	// ListOrganisations lists organisations by number, a page at a time: all for operators, an organisation
+	// admin's own otherwise. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	ListOrganisations(ctx context.Context, in *ListOrganisationsRequest, opts ...grpc.CallOption) (*ListOrganisationsResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -67,6 +121,126 @@ type clientRegistryServiceClient struct {
 
 func NewClientRegistryServiceClient(cc grpc.ClientConnInterface) ClientRegistryServiceClient {
 	return &clientRegistryServiceClient{cc}
+}
+
+func (c *clientRegistryServiceClient) CreateVendor(ctx context.Context, in *CreateVendorRequest, opts ...grpc.CallOption) (*CreateVendorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateVendorResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_CreateVendor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) GetVendor(ctx context.Context, in *GetVendorRequest, opts ...grpc.CallOption) (*GetVendorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetVendorResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_GetVendor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) ListVendors(ctx context.Context, in *ListVendorsRequest, opts ...grpc.CallOption) (*ListVendorsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListVendorsResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_ListVendors_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) CreateClientSystem(ctx context.Context, in *CreateClientSystemRequest, opts ...grpc.CallOption) (*CreateClientSystemResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateClientSystemResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_CreateClientSystem_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) GetClientSystem(ctx context.Context, in *GetClientSystemRequest, opts ...grpc.CallOption) (*GetClientSystemResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetClientSystemResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_GetClientSystem_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) ListClientSystems(ctx context.Context, in *ListClientSystemsRequest, opts ...grpc.CallOption) (*ListClientSystemsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListClientSystemsResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_ListClientSystems_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) SubmitClientSystem(ctx context.Context, in *SubmitClientSystemRequest, opts ...grpc.CallOption) (*SubmitClientSystemResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitClientSystemResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_SubmitClientSystem_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) ApproveClientSystem(ctx context.Context, in *ApproveClientSystemRequest, opts ...grpc.CallOption) (*ApproveClientSystemResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveClientSystemResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_ApproveClientSystem_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) RejectClientSystem(ctx context.Context, in *RejectClientSystemRequest, opts ...grpc.CallOption) (*RejectClientSystemResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RejectClientSystemResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_RejectClientSystem_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) CreateOrganisation(ctx context.Context, in *CreateOrganisationRequest, opts ...grpc.CallOption) (*CreateOrganisationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateOrganisationResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_CreateOrganisation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) GetOrganisation(ctx context.Context, in *GetOrganisationRequest, opts ...grpc.CallOption) (*GetOrganisationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetOrganisationResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_GetOrganisation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) ListOrganisations(ctx context.Context, in *ListOrganisationsRequest, opts ...grpc.CallOption) (*ListOrganisationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOrganisationsResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_ListOrganisations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *clientRegistryServiceClient) CreateClient(ctx context.Context, in *CreateClientRequest, opts ...grpc.CallOption) (*CreateClientResponse, error) {
@@ -133,12 +307,54 @@ func (c *clientRegistryServiceClient) LookupClient(ctx context.Context, in *Look
 // All implementations must embed UnimplementedClientRegistryServiceServer
 // for forward compatibility.
 //
-// ClientRegistryService owns client configurations (HelseID self-service model): who a client is, which
-// scopes it may ask for, and its secrets.
+// ClientRegistryService owns the HelseID self-service model: vendors and their client systems,
+// organisations and their client configurations (clients), with scopes and secrets.
 //
 // Admin RPCs require "authorization: Bearer <access token>" from this deployment's STS carrying the scope
-// "hnsec:registry.admin" (the bootstrap operator credential has it).
+// "hnsec:registry.admin"; the token's client is an admin credential bound to a role (operator, vendor,
+// organisation) and, except for the operator, to one vendor or organisation. Callers see and change only
+// what their role and tenant allow: anything else is PermissionDenied.
 type ClientRegistryServiceServer interface {
+	// CreateVendor registers a system vendor and returns its first vendor-admin credential (shown once).
+	// Operators only. Errors: InvalidArgument (name, organisation_number), AlreadyExists (name),
+	// Unauthenticated, PermissionDenied.
+	CreateVendor(context.Context, *CreateVendorRequest) (*CreateVendorResponse, error)
+	// GetVendor returns a vendor. Operators, and the vendor's own admins.
+	// Errors: InvalidArgument, NotFound (operators only), Unauthenticated, PermissionDenied.
+	GetVendor(context.Context, *GetVendorRequest) (*GetVendorResponse, error)
+	// ListVendors lists vendors by name, a page at a time: all for operators, a vendor admin's own otherwise.
+	// Errors: InvalidArgument (page_size, page_token), Unauthenticated, PermissionDenied.
+	ListVendors(context.Context, *ListVendorsRequest) (*ListVendorsResponse, error)
+	// CreateClientSystem registers a client system of a vendor, in status DRAFT. Operators, and the
+	// vendor's own admins. Errors: InvalidArgument, AlreadyExists (name), NotFound (vendor, operators only),
+	// Unauthenticated, PermissionDenied.
+	CreateClientSystem(context.Context, *CreateClientSystemRequest) (*CreateClientSystemResponse, error)
+	// GetClientSystem returns a client system. Operators, the owning vendor's admins, and organisation
+	// admins (to pick a system). Errors: InvalidArgument, NotFound, Unauthenticated, PermissionDenied.
+	GetClientSystem(context.Context, *GetClientSystemRequest) (*GetClientSystemResponse, error)
+	// ListClientSystems lists client systems by name, a page at a time: a vendor admin's own, or all.
+	// Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	ListClientSystems(context.Context, *ListClientSystemsRequest) (*ListClientSystemsResponse, error)
+	// SubmitClientSystem asks for approval: DRAFT or REJECTED becomes PENDING_APPROVAL, or APPROVED at
+	// once when the deployment does not require approval. The owning vendor's admins, and operators.
+	// Errors: InvalidArgument, NotFound, FailedPrecondition (wrong status), Unauthenticated, PermissionDenied.
+	SubmitClientSystem(context.Context, *SubmitClientSystemRequest) (*SubmitClientSystemResponse, error)
+	// ApproveClientSystem approves a PENDING_APPROVAL system. Operators only.
+	// Errors: InvalidArgument, NotFound, FailedPrecondition, Unauthenticated, PermissionDenied.
+	ApproveClientSystem(context.Context, *ApproveClientSystemRequest) (*ApproveClientSystemResponse, error)
+	// RejectClientSystem rejects a PENDING_APPROVAL system. Operators only.
+	// Errors: InvalidArgument, NotFound, FailedPrecondition, Unauthenticated, PermissionDenied.
+	RejectClientSystem(context.Context, *RejectClientSystemRequest) (*RejectClientSystemResponse, error)
+	// CreateOrganisation registers an organisation (virksomhet) and returns its first organisation-admin
+	// credential (shown once). Operators only. Errors: InvalidArgument (organisation_number, name, parent),
+	// AlreadyExists, NotFound (parent), Unauthenticated, PermissionDenied.
+	CreateOrganisation(context.Context, *CreateOrganisationRequest) (*CreateOrganisationResponse, error)
+	// GetOrganisation returns an organisation. Operators, and the organisation's own admins.
+	// Errors: InvalidArgument, NotFound (operators only), Unauthenticated, PermissionDenied.
+	GetOrganisation(context.Context, *GetOrganisationRequest) (*GetOrganisationResponse, error)
+	// ListOrganisations lists organisations by number, a page at a time: all for operators, an organisation
+	// admin's own otherwise. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	ListOrganisations(context.Context, *ListOrganisationsRequest) (*ListOrganisationsResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -171,6 +387,42 @@ type ClientRegistryServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedClientRegistryServiceServer struct{}
 
+func (UnimplementedClientRegistryServiceServer) CreateVendor(context.Context, *CreateVendorRequest) (*CreateVendorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateVendor not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) GetVendor(context.Context, *GetVendorRequest) (*GetVendorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetVendor not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) ListVendors(context.Context, *ListVendorsRequest) (*ListVendorsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListVendors not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) CreateClientSystem(context.Context, *CreateClientSystemRequest) (*CreateClientSystemResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateClientSystem not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) GetClientSystem(context.Context, *GetClientSystemRequest) (*GetClientSystemResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetClientSystem not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) ListClientSystems(context.Context, *ListClientSystemsRequest) (*ListClientSystemsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListClientSystems not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) SubmitClientSystem(context.Context, *SubmitClientSystemRequest) (*SubmitClientSystemResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SubmitClientSystem not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) ApproveClientSystem(context.Context, *ApproveClientSystemRequest) (*ApproveClientSystemResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveClientSystem not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) RejectClientSystem(context.Context, *RejectClientSystemRequest) (*RejectClientSystemResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectClientSystem not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) CreateOrganisation(context.Context, *CreateOrganisationRequest) (*CreateOrganisationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateOrganisation not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) GetOrganisation(context.Context, *GetOrganisationRequest) (*GetOrganisationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOrganisation not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) ListOrganisations(context.Context, *ListOrganisationsRequest) (*ListOrganisationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOrganisations not implemented")
+}
 func (UnimplementedClientRegistryServiceServer) CreateClient(context.Context, *CreateClientRequest) (*CreateClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateClient not implemented")
 }
@@ -208,6 +460,222 @@ func RegisterClientRegistryServiceServer(s grpc.ServiceRegistrar, srv ClientRegi
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&ClientRegistryService_ServiceDesc, srv)
+}
+
+func _ClientRegistryService_CreateVendor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateVendorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).CreateVendor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_CreateVendor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).CreateVendor(ctx, req.(*CreateVendorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_GetVendor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetVendorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).GetVendor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_GetVendor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).GetVendor(ctx, req.(*GetVendorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_ListVendors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVendorsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).ListVendors(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_ListVendors_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).ListVendors(ctx, req.(*ListVendorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_CreateClientSystem_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateClientSystemRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).CreateClientSystem(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_CreateClientSystem_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).CreateClientSystem(ctx, req.(*CreateClientSystemRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_GetClientSystem_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClientSystemRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).GetClientSystem(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_GetClientSystem_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).GetClientSystem(ctx, req.(*GetClientSystemRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_ListClientSystems_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListClientSystemsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).ListClientSystems(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_ListClientSystems_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).ListClientSystems(ctx, req.(*ListClientSystemsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_SubmitClientSystem_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitClientSystemRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).SubmitClientSystem(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_SubmitClientSystem_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).SubmitClientSystem(ctx, req.(*SubmitClientSystemRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_ApproveClientSystem_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveClientSystemRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).ApproveClientSystem(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_ApproveClientSystem_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).ApproveClientSystem(ctx, req.(*ApproveClientSystemRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_RejectClientSystem_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectClientSystemRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).RejectClientSystem(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_RejectClientSystem_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).RejectClientSystem(ctx, req.(*RejectClientSystemRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_CreateOrganisation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateOrganisationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).CreateOrganisation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_CreateOrganisation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).CreateOrganisation(ctx, req.(*CreateOrganisationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_GetOrganisation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOrganisationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).GetOrganisation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_GetOrganisation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).GetOrganisation(ctx, req.(*GetOrganisationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_ListOrganisations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOrganisationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).ListOrganisations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_ListOrganisations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).ListOrganisations(ctx, req.(*ListOrganisationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _ClientRegistryService_CreateClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -325,6 +793,54 @@ var ClientRegistryService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "hnsec.registry.v1.ClientRegistryService",
 	HandlerType: (*ClientRegistryServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "CreateVendor",
+			Handler:    _ClientRegistryService_CreateVendor_Handler,
+		},
+		{
+			MethodName: "GetVendor",
+			Handler:    _ClientRegistryService_GetVendor_Handler,
+		},
+		{
+			MethodName: "ListVendors",
+			Handler:    _ClientRegistryService_ListVendors_Handler,
+		},
+		{
+			MethodName: "CreateClientSystem",
+			Handler:    _ClientRegistryService_CreateClientSystem_Handler,
+		},
+		{
+			MethodName: "GetClientSystem",
+			Handler:    _ClientRegistryService_GetClientSystem_Handler,
+		},
+		{
+			MethodName: "ListClientSystems",
+			Handler:    _ClientRegistryService_ListClientSystems_Handler,
+		},
+		{
+			MethodName: "SubmitClientSystem",
+			Handler:    _ClientRegistryService_SubmitClientSystem_Handler,
+		},
+		{
+			MethodName: "ApproveClientSystem",
+			Handler:    _ClientRegistryService_ApproveClientSystem_Handler,
+		},
+		{
+			MethodName: "RejectClientSystem",
+			Handler:    _ClientRegistryService_RejectClientSystem_Handler,
+		},
+		{
+			MethodName: "CreateOrganisation",
+			Handler:    _ClientRegistryService_CreateOrganisation_Handler,
+		},
+		{
+			MethodName: "GetOrganisation",
+			Handler:    _ClientRegistryService_GetOrganisation_Handler,
+		},
+		{
+			MethodName: "ListOrganisations",
+			Handler:    _ClientRegistryService_ListOrganisations_Handler,
+		},
 		{
 			MethodName: "CreateClient",
 			Handler:    _ClientRegistryService_CreateClient_Handler,

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// adminAs runs `hnsec admin` with the admin credential cred (as printed by a create command) and decodes
+// its JSON output.
+func (s *testServer) adminAs(cred map[string]any, args ...string) (map[string]any, error) {
+	s.t.Helper()
+	all := append([]string{args[0], args[1], "-o", "json"}, args[2:]...)
+	if cred != nil {
+		b, err := json.Marshal(cred)
+		require.NoError(s.t, err)
+		path := filepath.Join(s.t.TempDir(), "cred.json")
+		require.NoError(s.t, os.WriteFile(path, b, 0o600))
+		all = append([]string{args[0], args[1], "-o", "json", "--credentials-file", path}, args[2:]...)
+	}
+	out, err := s.admin(all...)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	require.NoError(s.t, json.Unmarshal([]byte(out), &m), "%s", out)
+	return m, nil
+}
+
+// must returns a function that fails the test on err and returns m: must(t)(s.adminAs(...)).
+func must(t *testing.T) func(m map[string]any, err error) map[string]any {
+	return func(m map[string]any, err error) map[string]any {
+		t.Helper()
+		require.NoError(t, err)
+		return m
+	}
+}
+
+func field(m map[string]any, path ...string) any {
+	var v any = m
+	for _, p := range path {
+		v = v.(map[string]any)[p]
+	}
+	return v
+}
+
+func TestVendorsSystemsAndOrganisationsStayInTheirTenancy(t *testing.T) {
+	s := newTestServer(t, func(c *serveConfig) { c.Registry.RequireApproval = true })
+	op := map[string]any(nil) // the bootstrap operator (operator.json)
+
+	va := must(t)(s.adminAs(op, "vendor", "create", "--name", "Beste Journal AS", "--orgnr", "921000006"))
+	vb := must(t)(s.adminAs(op, "vendor", "create", "--name", "Annen Leverandør AS", "--orgnr", "994598759"))
+	vendorA, vendorB := field(va, "vendor", "vendor_id").(string), field(vb, "vendor", "vendor_id").(string)
+	credA, credB := field(va, "admin_credential").(map[string]any), field(vb, "admin_credential").(map[string]any)
+	require.Equal(t, "ROLE_VENDOR", credA["role"])
+	require.Equal(t, vendorA, credA["tenant"])
+
+	sa := must(t)(s.adminAs(credA, "system", "create", "--vendor", vendorA, "--name", "Beste Journal", "--description", "EPJ"))
+	sb := must(t)(s.adminAs(credB, "system", "create", "--vendor", vendorB, "--name", "Annet System"))
+	systemA, systemB := field(sa, "client_system", "client_system_id").(string), field(sb, "client_system", "client_system_id").(string)
+	require.Equal(t, "CLIENT_SYSTEM_STATUS_DRAFT", field(sa, "client_system", "status"))
+
+	// A vendor never sees or touches another vendor's systems, nor learns whether an id exists.
+	denied := []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"system", "get", systemB}, "permission_denied: you may not access this client system"},
+		{[]string{"system", "get", "6f1c2d3e-0000-4000-8000-00000000dead"}, "permission_denied: you may not access this client system"},
+		{[]string{"system", "submit", systemB}, "permission_denied: you may not access this client system"},
+		{[]string{"system", "list", "--vendor", vendorB}, "permission_denied: you may not access this vendor"},
+		{[]string{"system", "create", "--vendor", vendorB, "--name", "Kapret"}, "permission_denied: you may not access this vendor"},
+		{[]string{"vendor", "get", vendorB}, "permission_denied: you may not access this vendor"},
+		{[]string{"vendor", "create", "--name", "X", "--orgnr", "971000007"}, "permission_denied: only operators may do this"},
+		{[]string{"system", "approve", systemA}, "permission_denied: only operators may do this"},
+		{[]string{"org", "list"}, "permission_denied: you may not access this organisation list"},
+		{[]string{"org", "create", "--orgnr", "971000007", "--name", "X"}, "permission_denied: only operators may do this"},
+	}
+	for _, d := range denied {
+		_, err := s.adminAs(credA, d.args...)
+		require.EqualError(t, err, d.wantErr, "%v", d.args)
+	}
+	list := must(t)(s.adminAs(credA, "vendor", "list"))
+	require.Len(t, list["vendors"], 1, "a vendor lists only itself")
+	list = must(t)(s.adminAs(credA, "system", "list"))
+	require.Len(t, list["client_systems"], 1)
+
+	// Approval: submitted systems wait for an operator; rejected ones may be submitted again.
+	sa = must(t)(s.adminAs(credA, "system", "submit", systemA))
+	require.Equal(t, "CLIENT_SYSTEM_STATUS_PENDING_APPROVAL", field(sa, "client_system", "status"))
+	_, err := s.adminAs(credA, "system", "submit", systemA)
+	require.EqualError(t, err, "failed_precondition: the client system is pending_approval")
+	sa = must(t)(s.adminAs(op, "system", "approve", systemA))
+	require.Equal(t, "CLIENT_SYSTEM_STATUS_APPROVED", field(sa, "client_system", "status"))
+	must(t)(s.adminAs(credB, "system", "submit", systemB))
+	sb = must(t)(s.adminAs(op, "system", "reject", "--reason", "mangler dokumentasjon", systemB))
+	require.Equal(t, "CLIENT_SYSTEM_STATUS_REJECTED", field(sb, "client_system", "status"))
+	sb = must(t)(s.adminAs(credB, "system", "submit", systemB))
+	require.Equal(t, "CLIENT_SYSTEM_STATUS_PENDING_APPROVAL", field(sb, "client_system", "status"))
+
+	// Organisations and their client configurations.
+	ox := must(t)(s.adminAs(op, "org", "create", "--orgnr", "914994780", "--name", "God Lege AS"))
+	oy := must(t)(s.adminAs(op, "org", "create", "--orgnr", "874783242", "--name", "Fantastisk kommune"))
+	credX, credY := field(ox, "admin_credential").(map[string]any), field(oy, "admin_credential").(map[string]any)
+	child := must(t)(s.adminAs(op, "org", "create", "--orgnr", "983971636", "--name", "Fantastisk legevakt", "--parent", "874783242"))
+	require.Equal(t, "874783242", field(child, "organisation", "parent_organisation_number"))
+
+	cx := must(t)(s.adminAs(credX, "client", "create", "--name", "Beste Journal hos God Lege", "--orgnr", "914994780",
+		"--client-system", systemA, "--scope", "x/y"))
+	require.NotEmpty(t, cx["client_secret"])
+	cy := must(t)(s.adminAs(credY, "client", "create", "--name", "Beste Journal i kommunen", "--orgnr", "874783242",
+		"--client-system", systemA, "--scope", "x/y"))
+	for _, d := range []struct {
+		cred    map[string]any
+		args    []string
+		wantErr string
+	}{
+		{credX, []string{"client", "create", "--name", "N", "--orgnr", "874783242", "--client-system", systemA, "--scope", "x/y"}, "permission_denied: you may not access this organisation"},
+		{credX, []string{"client", "create", "--name", "N", "--orgnr", "914994780", "--client-system", systemB, "--scope", "x/y"},
+			"failed_precondition: client system " + systemB + " is pending_approval, not approved"},
+		{credX, []string{"client", "create", "--name", "N", "--orgnr", "914994780", "--scope", "x/y"}, "invalid_request: client_system_id is required"},
+		{credX, []string{"client", "get", cy["client_id"].(string)}, "permission_denied: you may not access this client"},
+		{credX, []string{"client", "block", cy["client_id"].(string)}, "permission_denied: you may not access this client"},
+		{credX, []string{"client", "get", "6f1c2d3e-0000-4000-8000-00000000dead"}, "permission_denied: you may not access this client"},
+		{credX, []string{"org", "get", "874783242"}, "permission_denied: you may not access this organisation"},
+		{credX, []string{"vendor", "list"}, "permission_denied: you may not access this vendor list"},
+		{credA, []string{"client", "get", cx["client_id"].(string)}, "permission_denied: you may not access this client"},
+		{op, []string{"client", "get", "6f1c2d3e-0000-4000-8000-00000000dead"}, "not_found: client not found"},
+		{op, []string{"system", "get", "6f1c2d3e-0000-4000-8000-00000000dead"}, "not_found: client system not found"},
+		{op, []string{"vendor", "create", "--name", "Beste Journal AS", "--orgnr", "921000006"}, "already_exists: vendor already exists"},
+		{op, []string{"org", "create", "--orgnr", "914994780", "--name", "Igjen"}, "already_exists: organisation already exists"},
+		{op, []string{"org", "create", "--orgnr", "914994781", "--name", "Feil"}, "invalid_request: organisation_number has a wrong check digit"},
+		{op, []string{"org", "create", "--orgnr", "889640782", "--name", "Barn", "--parent", "923456783"}, "not_found: parent organisation not found"},
+		{op, []string{"org", "create", "--orgnr", "889640782", "--name", "Barn", "--parent", "889640782"}, "invalid_request: an organisation cannot be its own parent"},
+		{op, []string{"org", "create", "--orgnr", "889640782", "--name", "Barn", "--parent", "923456784"}, "invalid_request: parent_organisation_number has a wrong check digit"},
+		{op, []string{"system", "create", "--vendor", "6f1c2d3e-0000-4000-8000-00000000dead", "--name", "S"}, "not_found: vendor not found"},
+		{op, []string{"vendor", "list", "--page-size", "101"}, "invalid_request: page_size must be between 0 and 100"},
+		{op, []string{"vendor", "list", "--page-token", "!!"}, "invalid_request: page_token is not one this API returned"},
+	} {
+		_, err := s.adminAs(d.cred, d.args...)
+		require.EqualError(t, err, d.wantErr, "%v", d.args)
+	}
+	got := must(t)(s.adminAs(credX, "client", "get", cx["client_id"].(string)))
+	require.Equal(t, systemA, got["client_system_id"])
+	r := s.tokenForm(cx["client_id"].(string), cx["client_secret"].(string))
+	require.Equal(t, 200, r.status, "%s", r.raw)
+
+	// Pagination: pages of two vendors, then the rest.
+	page1 := must(t)(s.adminAs(op, "vendor", "list", "--page-size", "2"))
+	require.Len(t, page1["vendors"], 2)
+	require.NotEmpty(t, page1["next_page_token"])
+	page2 := must(t)(s.adminAs(op, "vendor", "list", "--page-size", "2", "--page-token", page1["next_page_token"].(string)))
+	require.Len(t, page2["vendors"], 1, "the demo vendor and two more")
+	require.Empty(t, page2["next_page_token"])
+}
