@@ -109,17 +109,17 @@ func TestVendorsSystemsAndOrganisationsStayInTheirTenancy(t *testing.T) {
 	require.Equal(t, "874783242", field(child, "organisation", "parent_organisation_number"))
 
 	cx := must(t)(s.adminAs(credX, "client", "create", "--name", "Beste Journal hos God Lege", "--orgnr", "914994780",
-		"--client-system", systemA, "--scope", "x/y"))
+		"--client-system", systemA, "--scope", "nhn:helsenorge.eksternapi/personverninnstilling_read"))
 	require.NotEmpty(t, cx["client_secret"])
 	cy := must(t)(s.adminAs(credY, "client", "create", "--name", "Beste Journal i kommunen", "--orgnr", "874783242",
-		"--client-system", systemA, "--scope", "x/y"))
+		"--client-system", systemA, "--scope", "nhn:helsenorge.eksternapi/personverninnstilling_read"))
 	for _, d := range []struct {
 		cred    map[string]any
 		args    []string
 		wantErr string
 	}{
-		{credX, []string{"client", "create", "--name", "N", "--orgnr", "874783242", "--client-system", systemA, "--scope", "x/y"}, "permission_denied: you may not access this organisation"},
-		{credX, []string{"client", "create", "--name", "N", "--orgnr", "914994780", "--client-system", systemB, "--scope", "x/y"},
+		{credX, []string{"client", "create", "--name", "N", "--orgnr", "874783242", "--client-system", systemA, "--scope", "nhn:helsenorge.eksternapi/personverninnstilling_read"}, "permission_denied: you may not access this organisation"},
+		{credX, []string{"client", "create", "--name", "N", "--orgnr", "914994780", "--client-system", systemB, "--scope", "nhn:helsenorge.eksternapi/personverninnstilling_read"},
 			"failed_precondition: client system " + systemB + " is pending_approval, not approved"},
 		{credX, []string{"client", "create", "--name", "N", "--orgnr", "914994780", "--scope", "x/y"}, "invalid_request: client_system_id is required"},
 		{credX, []string{"client", "get", cy["client_id"].(string)}, "permission_denied: you may not access this client"},
@@ -146,7 +146,8 @@ func TestVendorsSystemsAndOrganisationsStayInTheirTenancy(t *testing.T) {
 	got := must(t)(s.adminAs(credX, "client", "get", cx["client_id"].(string)))
 	require.Equal(t, systemA, got["client_system_id"])
 	r := s.tokenForm(cx["client_id"].(string), cx["client_secret"].(string))
-	require.Equal(t, 200, r.status, "%s", r.raw)
+	require.Equal(t, 400, r.status, "%s", r.raw)
+	require.Equal(t, "no scope is granted to this client yet", r.body["error_description"], "its only grant is pending")
 
 	// Pagination: pages of two vendors, then the rest.
 	page1 := must(t)(s.adminAs(op, "vendor", "list", "--page-size", "2"))

@@ -120,12 +120,23 @@ func (s *Server) lookup(ctx context.Context, token string) (*introspectionv1.Int
 	if c.GetStatus() == registryv1.ClientStatus_CLIENT_STATUS_BLOCKED {
 		return inactive, time.Time{}, nil
 	}
+	// A scope whose grant was revoked after issuance is gone from the answer; with none left the token
+	// is inactive.
+	var scopes []string
+	for _, sc := range r.GetScopes() {
+		if slices.Contains(c.GetScopes(), sc) {
+			scopes = append(scopes, sc)
+		}
+	}
+	if len(scopes) == 0 {
+		return inactive, time.Time{}, nil
+	}
 	return &introspectionv1.IntrospectResponse{
 		Active:                   true,
 		ClientId:                 r.GetClientId(),
 		ClientName:               r.GetClientName(),
-		Scope:                    strings.Join(r.GetScopes(), " "),
-		Aud:                      r.GetAudiences(),
+		Scope:                    strings.Join(scopes, " "),
+		Aud:                      scope.Audiences(scopes),
 		Iss:                      r.GetIssuer(),
 		Exp:                      r.GetExpireTime().GetSeconds(),
 		Iat:                      r.GetIssueTime().GetSeconds(),

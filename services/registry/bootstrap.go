@@ -38,6 +38,8 @@ var (
 	demoOrg    = Organisation{Number: "971000007", Name: "Demo kommune"}
 	demoSystem = ClientSystem{ID: "6f1c2d3e-0000-4000-8000-000000000002", VendorID: demoVendor.ID, Name: "Demo journalsystem",
 		Description: "Demo client system seeded in dev mode", Status: registryv1.ClientSystemStatus_CLIENT_SYSTEM_STATUS_APPROVED}
+	demoAPI = APIResource{ID: "6f1c2d3e-0000-4000-8000-000000000003", Audience: "nhn:helsenorge.eksternapi",
+		Name: "Helsenorge eksterne API-er"}
 	// DemoScopes are the scopes of the demo client configuration.
 	DemoScopes = []string{
 		"nhn:helsenorge.eksternapi/personverninnstilling_read",
@@ -55,7 +57,7 @@ func (s *Server) Bootstrap(ctx context.Context, dataDir string, dev bool) (*Cred
 			return nil, err
 		}
 		c, secret, err := s.createClient(ctx, Client{Name: "hnsec operator", OrganisationNumber: nhnOrgnr, Scopes: []string{AdminScope},
-			AdminRole: registryv1.Role_ROLE_OPERATOR})
+			AdminRole: registryv1.Role_ROLE_OPERATOR}, registryv1.GrantStatus_GRANT_STATUS_APPROVED)
 		if err != nil {
 			return nil, err
 		}
@@ -75,12 +77,13 @@ func (s *Server) Bootstrap(ctx context.Context, dataDir string, dev bool) (*Cred
 // client's credentials.
 func (s *Server) seedDemo(ctx context.Context, dataDir string) (*Credentials, error) {
 	now := time.Now()
-	vendor, org, system := demoVendor, demoOrg, demoSystem
-	vendor.CreateTime, org.CreateTime, system.CreateTime = now, now, now
+	vendor, org, system, api := demoVendor, demoOrg, demoSystem, demoAPI
+	vendor.CreateTime, org.CreateTime, system.CreateTime, api.CreateTime, api.Scopes = now, now, now, now, DemoScopes
 	for _, err := range []error{
 		s.store.CreateVendor(ctx, vendor),
 		s.store.CreateOrganisation(ctx, org),
 		s.store.CreateClientSystem(ctx, system),
+		s.store.CreateAPIResource(ctx, api),
 	} {
 		if err := s.ensure(err); err != nil {
 			return nil, err
@@ -105,7 +108,7 @@ func (s *Server) loadOrCreate(ctx context.Context, path string, c Client) (*Cred
 			}
 		}
 	}
-	created, secret, err := s.createClient(ctx, c)
+	created, secret, err := s.createClient(ctx, c, registryv1.GrantStatus_GRANT_STATUS_APPROVED)
 	if err != nil {
 		return nil, err
 	}

@@ -69,7 +69,7 @@ func lookupError(p principal, err error, what string) error {
 // adminCredential creates an admin client configuration for role and tenant.
 func (s *Server) adminCredential(ctx context.Context, name, orgnr string, role registryv1.Role, tenant string) (*registryv1.AdminCredential, error) {
 	c, secret, err := s.createClient(ctx, Client{Name: fmt.Sprintf("%s admin", name), OrganisationNumber: orgnr,
-		Scopes: []string{AdminScope}, AdminRole: role, AdminTenant: tenant})
+		Scopes: []string{AdminScope}, AdminRole: role, AdminTenant: tenant}, registryv1.GrantStatus_GRANT_STATUS_APPROVED)
 	if err != nil {
 		return nil, err
 	}

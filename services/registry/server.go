@@ -91,12 +91,23 @@ func (s *Server) CreateClient(ctx context.Context, req *registryv1.CreateClientR
 	if err := s.checkSystemForClient(ctx, p, req.GetClientSystemId()); err != nil {
 		return nil, err
 	}
+	// Operators grant at once, and may grant scopes no API registered; organisation admins request
+	// registered scopes, which wait for the API's owner.
+	status := registryv1.GrantStatus_GRANT_STATUS_APPROVED
+	if !p.isOperator() {
+		status = registryv1.GrantStatus_GRANT_STATUS_PENDING
+		for _, sc := range scopes {
+			if err := s.registered(ctx, sc); err != nil {
+				return nil, err
+			}
+		}
+	}
 	c, secret, err := s.createClient(ctx, Client{
 		Name:               req.GetName(),
 		OrganisationNumber: req.GetOrganisationNumber(),
 		ClientSystemID:     req.GetClientSystemId(),
 		Scopes:             scopes,
-	})
+	}, status)
 	if err != nil {
 		return nil, err
 	}
@@ -123,17 +134,23 @@ func (s *Server) checkSystemForClient(ctx context.Context, p principal, id strin
 	return nil
 }
 
-// createClient stores a new active client with a fresh id and secret, returning the secret.
-func (s *Server) createClient(ctx context.Context, c Client) (Client, string, error) {
+// createClient stores a new active client with a fresh id and secret and a grant in status for each of
+// its scopes, returning the stored client and the secret.
+func (s *Server) createClient(ctx context.Context, c Client, status registryv1.GrantStatus) (Client, string, error) {
 	c.ID = guid.New()
 	c.Status = registryv1.ClientStatus_CLIENT_STATUS_ACTIVE
 	c.CreateTime = time.Now().UTC().Truncate(time.Second)
 	secret := secrets.New()
 	first := Secret{ID: guid.New(), Hash: secrets.Hash(s.pepper, secret), CreateTime: c.CreateTime}
-	if err := s.store.CreateClient(ctx, c, first); err != nil {
+	grants := make([]Grant, len(c.Scopes))
+	for i, sc := range c.Scopes {
+		grants[i] = Grant{ClientID: c.ID, Scope: sc, Status: status, UpdateTime: c.CreateTime}
+	}
+	if err := s.store.CreateClient(ctx, c, first, grants); err != nil {
 		return Client{}, "", storeError(err, "client")
 	}
-	return c, secret, nil
+	stored, err := s.store.GetClient(ctx, c.ID)
+	return stored, secret, err
 }
 
 // GetClient implements ClientRegistryService.
@@ -291,5 +308,6 @@ func toProto(c Client) *registryv1.Client {
 		ClientSystemId:     c.ClientSystemID,
 
 		ParentOrganisationNumber: c.ParentOrganisationNumber,
+		Grants:                   grantsProto(c.Grants),
 	}
 }

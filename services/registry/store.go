@@ -61,6 +61,34 @@ UPDATE clients SET admin_role = 1 WHERE ' ' || scopes || ' ' LIKE '% hnsec:regis
 ALTER TABLE client_systems ADD COLUMN description TEXT NOT NULL DEFAULT '';
 ALTER TABLE client_systems ADD COLUMN reason TEXT NOT NULL DEFAULT '';
 CREATE INDEX client_systems_vendor ON client_systems(vendor_id, name);
+`, `
+CREATE TABLE api_resources (
+	id          TEXT PRIMARY KEY,
+	audience    TEXT NOT NULL UNIQUE,
+	name        TEXT NOT NULL,
+	create_time INTEGER NOT NULL
+);
+CREATE TABLE api_scopes (
+	scope  TEXT PRIMARY KEY,
+	api_id TEXT NOT NULL REFERENCES api_resources(id)
+);
+CREATE INDEX api_scopes_api ON api_scopes(api_id);
+CREATE TABLE grants (
+	client_id   TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+	scope       TEXT NOT NULL,
+	status      INTEGER NOT NULL,
+	update_time INTEGER NOT NULL,
+	PRIMARY KEY (client_id, scope)
+);
+CREATE INDEX grants_scope ON grants(scope);
+WITH RECURSIVE split(client_id, scope, rest) AS (
+	SELECT client_id, '', scopes || ' ' FROM clients
+	UNION ALL
+	SELECT client_id, substr(rest, 1, instr(rest, ' ') - 1), substr(rest, instr(rest, ' ') + 1) FROM split WHERE rest <> ''
+)
+INSERT INTO grants (client_id, scope, status, update_time)
+	SELECT client_id, scope, 2, CAST(strftime('%s', 'now') AS INTEGER) FROM split WHERE scope <> '';
+ALTER TABLE clients DROP COLUMN scopes;
 `}
 
 // Client is a stored client configuration.
@@ -78,6 +106,25 @@ type Client struct {
 	AdminRole registryv1.Role
 	// AdminTenant is the vendor id or organisation number an admin credential is bound to.
 	AdminTenant string
+	// Grants are the client's grants in every status (read only: they change through UpdateGrant).
+	Grants []Grant
+}
+
+// Grant is a client's access to one scope.
+type Grant struct {
+	ClientID   string
+	Scope      string
+	Status     registryv1.GrantStatus
+	UpdateTime time.Time
+}
+
+// APIResource is an API: an audience and its scopes.
+type APIResource struct {
+	ID         string
+	Audience   string
+	Name       string
+	Scopes     []string
+	CreateTime time.Time
 }
 
 // Secret is a stored client secret: only its keyed hash.
@@ -146,8 +193,23 @@ type Store interface {
 	GetOrganisation(ctx context.Context, number string) (Organisation, error)
 	// ListOrganisations lists organisations by number; only, when set, limits it to that one.
 	ListOrganisations(ctx context.Context, only string, p Page) ([]Organisation, error)
-	// CreateClient stores c with its first secret.
-	CreateClient(ctx context.Context, c Client, first Secret) error
+	// CreateClient stores c with its first secret and its grants.
+	CreateClient(ctx context.Context, c Client, first Secret, grants []Grant) error
+	// CreateAPIResource stores an API with its scopes; ErrAlreadyExists when the audience or a scope is taken.
+	CreateAPIResource(ctx context.Context, api APIResource) error
+	// GetAPIResource returns the API; ErrNotFound when there is none.
+	GetAPIResource(ctx context.Context, id string) (APIResource, error)
+	// ListAPIResources lists APIs by audience.
+	ListAPIResources(ctx context.Context, p Page) ([]APIResource, error)
+	// AddAPIScope adds a scope to an API; ErrAlreadyExists when the scope is taken.
+	AddAPIScope(ctx context.Context, apiID, scope string) error
+	// APIOfScope returns the id of the API a scope belongs to; ErrNotFound for an unregistered scope.
+	APIOfScope(ctx context.Context, scope string) (string, error)
+	// UpdateGrant applies fn to the client's grant for scope (ok is false when there is none yet)
+	// atomically and stores its result.
+	UpdateGrant(ctx context.Context, clientID, scope string, fn func(g Grant, ok bool) (Grant, error)) (Grant, error)
+	// ListGrants lists the grants of a client, or on an API's scopes.
+	ListGrants(ctx context.Context, clientID, apiID string) ([]Grant, error)
 	// GetClient returns the client; ErrNotFound when there is none.
 	GetClient(ctx context.Context, id string) (Client, error)
 	// ClientSecrets returns the client's secrets; ErrNotFound when the client does not exist.
@@ -325,13 +387,18 @@ func uniqueViolation(err error) error {
 	return err
 }
 
-func (s *sqlStore) CreateClient(ctx context.Context, c Client, first Secret) error {
+func (s *sqlStore) CreateClient(ctx context.Context, c Client, first Secret, grants []Grant) error {
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO clients (client_id, name, organisation_number, client_system_id, status, scopes,
-			create_time, admin_role, admin_tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, c.ID, c.Name, c.OrganisationNumber,
-			c.ClientSystemID, int32(c.Status), strings.Join(c.Scopes, " "), c.CreateTime.Unix(), int32(c.AdminRole), c.AdminTenant)
+		_, err := tx.ExecContext(ctx, `INSERT INTO clients (client_id, name, organisation_number, client_system_id, status,
+			create_time, admin_role, admin_tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, c.ID, c.Name, c.OrganisationNumber,
+			c.ClientSystemID, int32(c.Status), c.CreateTime.Unix(), int32(c.AdminRole), c.AdminTenant)
 		if err != nil {
 			return uniqueViolation(err)
+		}
+		for _, g := range grants {
+			if err := putGrant(ctx, tx, g); err != nil {
+				return err
+			}
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO client_secrets (id, client_id, hash, create_time, expire_time) VALUES (?, ?, ?, ?, ?)`,
 			first.ID, c.ID, first.Hash, first.CreateTime.Unix(), unixOrZero(first.ExpireTime))
@@ -340,7 +407,7 @@ func (s *sqlStore) CreateClient(ctx context.Context, c Client, first Secret) err
 }
 
 // clientSelect reads a client with its organisation's parent.
-const clientSelect = `SELECT c.client_id, c.name, c.organisation_number, c.client_system_id, c.status, c.scopes,
+const clientSelect = `SELECT c.client_id, c.name, c.organisation_number, c.client_system_id, c.status,
 	c.create_time, COALESCE(o.parent_number, ''), c.admin_role, c.admin_tenant FROM clients c
 	LEFT JOIN organisations o ON o.organisation_number = c.organisation_number`
 
@@ -350,11 +417,10 @@ func scanClient(row scanner) (Client, error) {
 	var (
 		c       Client
 		status  int32
-		scopes  string
 		created int64
 		role    int32
 	)
-	if err := row.Scan(&c.ID, &c.Name, &c.OrganisationNumber, &c.ClientSystemID, &status, &scopes, &created,
+	if err := row.Scan(&c.ID, &c.Name, &c.OrganisationNumber, &c.ClientSystemID, &status, &created,
 		&c.ParentOrganisationNumber, &role, &c.AdminTenant); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Client{}, store.ErrNotFound
@@ -362,13 +428,24 @@ func scanClient(row scanner) (Client, error) {
 		return Client{}, err
 	}
 	c.Status, c.AdminRole = registryv1.ClientStatus(status), registryv1.Role(role)
-	c.Scopes = strings.Fields(scopes)
 	c.CreateTime = time.Unix(created, 0).UTC()
 	return c, nil
 }
 
 func (s *sqlStore) GetClient(ctx context.Context, id string) (Client, error) {
-	return scanClient(s.db.Read.QueryRowContext(ctx, clientSelect+` WHERE c.client_id = ?`, id))
+	c, err := scanClient(s.db.Read.QueryRowContext(ctx, clientSelect+` WHERE c.client_id = ?`, id))
+	if err != nil {
+		return Client{}, err
+	}
+	if c.Grants, err = s.ListGrants(ctx, id, ""); err != nil {
+		return Client{}, err
+	}
+	for _, g := range c.Grants {
+		if g.Status == registryv1.GrantStatus_GRANT_STATUS_APPROVED {
+			c.Scopes = append(c.Scopes, g.Scope)
+		}
+	}
+	return c, nil
 }
 
 func (s *sqlStore) ClientSecrets(ctx context.Context, id string) (Client, []Secret, error) {
@@ -409,11 +486,108 @@ func (s *sqlStore) UpdateClient(ctx context.Context, id string, fn func(Client) 
 		if out, err = fn(old); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE clients SET name = ?, status = ?, scopes = ? WHERE client_id = ?`,
-			out.Name, int32(out.Status), strings.Join(out.Scopes, " "), id)
+		_, err = tx.ExecContext(ctx, `UPDATE clients SET name = ?, status = ? WHERE client_id = ?`, out.Name, int32(out.Status), id)
 		return err
 	})
+	if err != nil {
+		return Client{}, err
+	}
+	return s.GetClient(ctx, id)
+}
+
+func (s *sqlStore) CreateAPIResource(ctx context.Context, api APIResource) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO api_resources (id, audience, name, create_time) VALUES (?, ?, ?, ?)`,
+			api.ID, api.Audience, api.Name, api.CreateTime.Unix()); err != nil {
+			return uniqueViolation(err)
+		}
+		for _, sc := range api.Scopes {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO api_scopes (scope, api_id) VALUES (?, ?)`, sc, api.ID); err != nil {
+				return uniqueViolation(err)
+			}
+		}
+		return nil
+	})
+}
+
+const apiSelect = `SELECT a.id, a.audience, a.name, a.create_time,
+	COALESCE((SELECT group_concat(scope, ' ') FROM (SELECT scope FROM api_scopes WHERE api_id = a.id ORDER BY scope)), '')
+	FROM api_resources a`
+
+func scanAPI(sc scanner) (APIResource, error) {
+	var api APIResource
+	var created int64
+	var scopes string
+	err := sc.Scan(&api.ID, &api.Audience, &api.Name, &created, &scopes)
+	if errors.Is(err, sql.ErrNoRows) {
+		return APIResource{}, store.ErrNotFound
+	}
+	api.CreateTime, api.Scopes = time.Unix(created, 0).UTC(), strings.Fields(scopes)
+	return api, err
+}
+
+func (s *sqlStore) GetAPIResource(ctx context.Context, id string) (APIResource, error) {
+	return scanAPI(s.db.Read.QueryRowContext(ctx, apiSelect+` WHERE a.id = ?`, id))
+}
+
+func (s *sqlStore) ListAPIResources(ctx context.Context, p Page) ([]APIResource, error) {
+	return list(ctx, s.db, apiSelect+` WHERE a.audience > ? ORDER BY a.audience LIMIT ?`, []any{p.After, p.Limit}, scanAPI)
+}
+
+func (s *sqlStore) AddAPIScope(ctx context.Context, apiID, scope string) error {
+	return s.insert(ctx, `INSERT INTO api_scopes (scope, api_id) VALUES (?, ?)`, scope, apiID)
+}
+
+func (s *sqlStore) APIOfScope(ctx context.Context, scope string) (string, error) {
+	var id string
+	err := s.db.Read.QueryRowContext(ctx, `SELECT api_id FROM api_scopes WHERE scope = ?`, scope).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", store.ErrNotFound
+	}
+	return id, err
+}
+
+func (s *sqlStore) UpdateGrant(ctx context.Context, clientID, scope string, fn func(Grant, bool) (Grant, error)) (Grant, error) {
+	var out Grant
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		old, err := scanGrant(tx.QueryRowContext(ctx, grantSelect+` WHERE client_id = ? AND scope = ?`, clientID, scope))
+		exists := err == nil
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if out, err = fn(old, exists); err != nil {
+			return err
+		}
+		return putGrant(ctx, tx, out)
+	})
 	return out, err
+}
+
+const grantSelect = `SELECT client_id, scope, status, update_time FROM grants`
+
+func scanGrant(sc scanner) (Grant, error) {
+	var g Grant
+	var status int32
+	var updated int64
+	err := sc.Scan(&g.ClientID, &g.Scope, &status, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Grant{}, store.ErrNotFound
+	}
+	g.Status, g.UpdateTime = registryv1.GrantStatus(status), time.Unix(updated, 0).UTC()
+	return g, err
+}
+
+func putGrant(ctx context.Context, tx *sql.Tx, g Grant) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO grants (client_id, scope, status, update_time) VALUES (?, ?, ?, ?)
+		ON CONFLICT (client_id, scope) DO UPDATE SET status = excluded.status, update_time = excluded.update_time`,
+		g.ClientID, g.Scope, int32(g.Status), g.UpdateTime.Unix())
+	return err
+}
+
+func (s *sqlStore) ListGrants(ctx context.Context, clientID, apiID string) ([]Grant, error) {
+	return list(ctx, s.db, grantSelect+` WHERE (? = '' OR client_id = ?)
+		AND (? = '' OR scope IN (SELECT scope FROM api_scopes WHERE api_id = ?)) ORDER BY client_id, scope`,
+		[]any{clientID, clientID, apiID, apiID}, scanGrant)
 }
 
 func unixOrZero(t time.Time) int64 {

@@ -41,6 +41,9 @@ func (s *Server) token(ctx context.Context, req *stsv1.TokenRequest) (*stsv1.Tok
 		return nil, err
 	}
 	granted := client.GetScopes()
+	if len(granted) == 0 {
+		return nil, apierr.New(apierr.InvalidScope, "no scope is granted to this client yet")
+	}
 	if len(requested) > 0 {
 		for _, sc := range requested {
 			if !slices.Contains(granted, sc) {

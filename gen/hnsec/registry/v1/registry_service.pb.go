@@ -91,6 +91,8 @@ const (
 	Role_ROLE_VENDOR Role = 2
 	// ROLE_ORGANISATION manages one organisation's client configurations.
 	Role_ROLE_ORGANISATION Role = 3
+	// ROLE_API_OWNER decides grants on one API's scopes.
+	Role_ROLE_API_OWNER Role = 4
 )
 
 // Enum value maps for Role.
@@ -100,12 +102,14 @@ var (
 		1: "ROLE_OPERATOR",
 		2: "ROLE_VENDOR",
 		3: "ROLE_ORGANISATION",
+		4: "ROLE_API_OWNER",
 	}
 	Role_value = map[string]int32{
 		"ROLE_UNSPECIFIED":  0,
 		"ROLE_OPERATOR":     1,
 		"ROLE_VENDOR":       2,
 		"ROLE_ORGANISATION": 3,
+		"ROLE_API_OWNER":    4,
 	}
 )
 
@@ -197,6 +201,67 @@ func (ClientSystemStatus) EnumDescriptor() ([]byte, []int) {
 	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{2}
 }
 
+// GrantStatus is an access grant's status.
+type GrantStatus int32
+
+const (
+	// GRANT_STATUS_UNSPECIFIED is never stored.
+	GrantStatus_GRANT_STATUS_UNSPECIFIED GrantStatus = 0
+	// GRANT_STATUS_PENDING waits for the API's owner.
+	GrantStatus_GRANT_STATUS_PENDING GrantStatus = 1
+	// GRANT_STATUS_APPROVED scopes go into tokens.
+	GrantStatus_GRANT_STATUS_APPROVED GrantStatus = 2
+	// GRANT_STATUS_REJECTED was refused.
+	GrantStatus_GRANT_STATUS_REJECTED GrantStatus = 3
+	// GRANT_STATUS_REVOKED was approved and withdrawn.
+	GrantStatus_GRANT_STATUS_REVOKED GrantStatus = 4
+)
+
+// Enum value maps for GrantStatus.
+var (
+	GrantStatus_name = map[int32]string{
+		0: "GRANT_STATUS_UNSPECIFIED",
+		1: "GRANT_STATUS_PENDING",
+		2: "GRANT_STATUS_APPROVED",
+		3: "GRANT_STATUS_REJECTED",
+		4: "GRANT_STATUS_REVOKED",
+	}
+	GrantStatus_value = map[string]int32{
+		"GRANT_STATUS_UNSPECIFIED": 0,
+		"GRANT_STATUS_PENDING":     1,
+		"GRANT_STATUS_APPROVED":    2,
+		"GRANT_STATUS_REJECTED":    3,
+		"GRANT_STATUS_REVOKED":     4,
+	}
+)
+
+func (x GrantStatus) Enum() *GrantStatus {
+	p := new(GrantStatus)
+	*p = x
+	return p
+}
+
+func (x GrantStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GrantStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_hnsec_registry_v1_registry_service_proto_enumTypes[3].Descriptor()
+}
+
+func (GrantStatus) Type() protoreflect.EnumType {
+	return &file_hnsec_registry_v1_registry_service_proto_enumTypes[3]
+}
+
+func (x GrantStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GrantStatus.Descriptor instead.
+func (GrantStatus) EnumDescriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{3}
+}
+
 // Client is a client configuration: one organisation's instance of a client system.
 type Client struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -216,8 +281,10 @@ type Client struct {
 	ClientSystemId string `protobuf:"bytes,7,opt,name=client_system_id,json=clientSystemId,proto3" json:"client_system_id,omitempty"`
 	// parent_organisation_number is the owning organisation's parent (multi-tenant clients), if any.
 	ParentOrganisationNumber string `protobuf:"bytes,8,opt,name=parent_organisation_number,json=parentOrganisationNumber,proto3" json:"parent_organisation_number,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// grants are the client's scope grants in every status; scopes holds the approved ones.
+	Grants        []*Grant `protobuf:"bytes,9,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Client) Reset() {
@@ -304,6 +371,13 @@ func (x *Client) GetParentOrganisationNumber() string {
 		return x.ParentOrganisationNumber
 	}
 	return ""
+}
+
+func (x *Client) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
 }
 
 // CreateClientRequest describes the client configuration to create.
@@ -2452,11 +2526,1010 @@ func (x *ListOrganisationsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// ApiResource is an API that accepts tokens: an audience and its scopes.
+type ApiResource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// api_id is the API's GUID.
+	ApiId string `protobuf:"bytes,1,opt,name=api_id,json=apiId,proto3" json:"api_id,omitempty"`
+	// audience is the API's name in tokens, e.g. "nhn:helsenorge.eksternapi"; unique.
+	Audience string `protobuf:"bytes,2,opt,name=audience,proto3" json:"audience,omitempty"`
+	// name is for people.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// scopes are the scopes clients may be granted.
+	Scopes []string `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// create_time is when it was registered.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApiResource) Reset() {
+	*x = ApiResource{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApiResource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApiResource) ProtoMessage() {}
+
+func (x *ApiResource) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApiResource.ProtoReflect.Descriptor instead.
+func (*ApiResource) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ApiResource) GetApiId() string {
+	if x != nil {
+		return x.ApiId
+	}
+	return ""
+}
+
+func (x *ApiResource) GetAudience() string {
+	if x != nil {
+		return x.Audience
+	}
+	return ""
+}
+
+func (x *ApiResource) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApiResource) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *ApiResource) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// Grant is one client configuration's access to one scope.
+type Grant struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// scope granted.
+	Scope string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	// status of the grant.
+	Status GrantStatus `protobuf:"varint,3,opt,name=status,proto3,enum=hnsec.registry.v1.GrantStatus" json:"status,omitempty"`
+	// update_time is when the status last changed.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Grant) Reset() {
+	*x = Grant{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Grant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Grant) ProtoMessage() {}
+
+func (x *Grant) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Grant.ProtoReflect.Descriptor instead.
+func (*Grant) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *Grant) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Grant) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *Grant) GetStatus() GrantStatus {
+	if x != nil {
+		return x.Status
+	}
+	return GrantStatus_GRANT_STATUS_UNSPECIFIED
+}
+
+func (x *Grant) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// CreateApiResourceRequest describes an API.
+type CreateApiResourceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// audience, 1 to 200 scope characters, unique.
+	Audience string `protobuf:"bytes,1,opt,name=audience,proto3" json:"audience,omitempty"`
+	// name, 1 to 200 characters.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// scopes of the API (at least one); each unique across APIs.
+	Scopes []string `protobuf:"bytes,3,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// organisation_number of the API's owner, for its admin credential.
+	OrganisationNumber string `protobuf:"bytes,4,opt,name=organisation_number,json=organisationNumber,proto3" json:"organisation_number,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *CreateApiResourceRequest) Reset() {
+	*x = CreateApiResourceRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateApiResourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateApiResourceRequest) ProtoMessage() {}
+
+func (x *CreateApiResourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateApiResourceRequest.ProtoReflect.Descriptor instead.
+func (*CreateApiResourceRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *CreateApiResourceRequest) GetAudience() string {
+	if x != nil {
+		return x.Audience
+	}
+	return ""
+}
+
+func (x *CreateApiResourceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateApiResourceRequest) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *CreateApiResourceRequest) GetOrganisationNumber() string {
+	if x != nil {
+		return x.OrganisationNumber
+	}
+	return ""
+}
+
+// CreateApiResourceResponse holds the API and its owner's first credential.
+type CreateApiResourceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// api_resource as stored.
+	ApiResource *ApiResource `protobuf:"bytes,1,opt,name=api_resource,json=apiResource,proto3" json:"api_resource,omitempty"`
+	// admin_credential for the API's owner, shown once.
+	AdminCredential *AdminCredential `protobuf:"bytes,2,opt,name=admin_credential,json=adminCredential,proto3" json:"admin_credential,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CreateApiResourceResponse) Reset() {
+	*x = CreateApiResourceResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateApiResourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateApiResourceResponse) ProtoMessage() {}
+
+func (x *CreateApiResourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateApiResourceResponse.ProtoReflect.Descriptor instead.
+func (*CreateApiResourceResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *CreateApiResourceResponse) GetApiResource() *ApiResource {
+	if x != nil {
+		return x.ApiResource
+	}
+	return nil
+}
+
+func (x *CreateApiResourceResponse) GetAdminCredential() *AdminCredential {
+	if x != nil {
+		return x.AdminCredential
+	}
+	return nil
+}
+
+// ListApiResourcesRequest asks for a page.
+type ListApiResourcesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size is at most 100 (default 50).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a previous list.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApiResourcesRequest) Reset() {
+	*x = ListApiResourcesRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApiResourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApiResourcesRequest) ProtoMessage() {}
+
+func (x *ListApiResourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApiResourcesRequest.ProtoReflect.Descriptor instead.
+func (*ListApiResourcesRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ListApiResourcesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListApiResourcesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListApiResourcesResponse is one page.
+type ListApiResourcesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// api_resources on this page.
+	ApiResources []*ApiResource `protobuf:"bytes,1,rep,name=api_resources,json=apiResources,proto3" json:"api_resources,omitempty"`
+	// next_page_token is empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApiResourcesResponse) Reset() {
+	*x = ListApiResourcesResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApiResourcesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApiResourcesResponse) ProtoMessage() {}
+
+func (x *ListApiResourcesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApiResourcesResponse.ProtoReflect.Descriptor instead.
+func (*ListApiResourcesResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ListApiResourcesResponse) GetApiResources() []*ApiResource {
+	if x != nil {
+		return x.ApiResources
+	}
+	return nil
+}
+
+func (x *ListApiResourcesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// AddApiScopeRequest names an API and a new scope.
+type AddApiScopeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// api_id of the API.
+	ApiId string `protobuf:"bytes,1,opt,name=api_id,json=apiId,proto3" json:"api_id,omitempty"`
+	// scope to add.
+	Scope         string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddApiScopeRequest) Reset() {
+	*x = AddApiScopeRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddApiScopeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddApiScopeRequest) ProtoMessage() {}
+
+func (x *AddApiScopeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddApiScopeRequest.ProtoReflect.Descriptor instead.
+func (*AddApiScopeRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *AddApiScopeRequest) GetApiId() string {
+	if x != nil {
+		return x.ApiId
+	}
+	return ""
+}
+
+func (x *AddApiScopeRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// AddApiScopeResponse holds the API after the change.
+type AddApiScopeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// api_resource as stored.
+	ApiResource   *ApiResource `protobuf:"bytes,1,opt,name=api_resource,json=apiResource,proto3" json:"api_resource,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddApiScopeResponse) Reset() {
+	*x = AddApiScopeResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddApiScopeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddApiScopeResponse) ProtoMessage() {}
+
+func (x *AddApiScopeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddApiScopeResponse.ProtoReflect.Descriptor instead.
+func (*AddApiScopeResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *AddApiScopeResponse) GetApiResource() *ApiResource {
+	if x != nil {
+		return x.ApiResource
+	}
+	return nil
+}
+
+// RequestGrantRequest names a client and a scope.
+type RequestGrantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// scope asked for.
+	Scope         string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestGrantRequest) Reset() {
+	*x = RequestGrantRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestGrantRequest) ProtoMessage() {}
+
+func (x *RequestGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestGrantRequest.ProtoReflect.Descriptor instead.
+func (*RequestGrantRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *RequestGrantRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *RequestGrantRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// RequestGrantResponse holds the grant.
+type RequestGrantResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// grant as stored.
+	Grant         *Grant `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestGrantResponse) Reset() {
+	*x = RequestGrantResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestGrantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestGrantResponse) ProtoMessage() {}
+
+func (x *RequestGrantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestGrantResponse.ProtoReflect.Descriptor instead.
+func (*RequestGrantResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *RequestGrantResponse) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// ApproveGrantRequest names a grant.
+type ApproveGrantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// scope of the grant.
+	Scope         string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveGrantRequest) Reset() {
+	*x = ApproveGrantRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveGrantRequest) ProtoMessage() {}
+
+func (x *ApproveGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveGrantRequest.ProtoReflect.Descriptor instead.
+func (*ApproveGrantRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ApproveGrantRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *ApproveGrantRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// ApproveGrantResponse holds the grant after the change.
+type ApproveGrantResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// grant as stored.
+	Grant         *Grant `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveGrantResponse) Reset() {
+	*x = ApproveGrantResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveGrantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveGrantResponse) ProtoMessage() {}
+
+func (x *ApproveGrantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveGrantResponse.ProtoReflect.Descriptor instead.
+func (*ApproveGrantResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ApproveGrantResponse) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// RejectGrantRequest names a grant.
+type RejectGrantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// scope of the grant.
+	Scope         string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectGrantRequest) Reset() {
+	*x = RejectGrantRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectGrantRequest) ProtoMessage() {}
+
+func (x *RejectGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectGrantRequest.ProtoReflect.Descriptor instead.
+func (*RejectGrantRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *RejectGrantRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *RejectGrantRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// RejectGrantResponse holds the grant after the change.
+type RejectGrantResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// grant as stored.
+	Grant         *Grant `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectGrantResponse) Reset() {
+	*x = RejectGrantResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectGrantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectGrantResponse) ProtoMessage() {}
+
+func (x *RejectGrantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectGrantResponse.ProtoReflect.Descriptor instead.
+func (*RejectGrantResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *RejectGrantResponse) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// RevokeGrantRequest names a grant.
+type RevokeGrantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// scope of the grant.
+	Scope         string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeGrantRequest) Reset() {
+	*x = RevokeGrantRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeGrantRequest) ProtoMessage() {}
+
+func (x *RevokeGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeGrantRequest.ProtoReflect.Descriptor instead.
+func (*RevokeGrantRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *RevokeGrantRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *RevokeGrantRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// RevokeGrantResponse holds the grant after the change.
+type RevokeGrantResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// grant as stored.
+	Grant         *Grant `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeGrantResponse) Reset() {
+	*x = RevokeGrantResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeGrantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeGrantResponse) ProtoMessage() {}
+
+func (x *RevokeGrantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeGrantResponse.ProtoReflect.Descriptor instead.
+func (*RevokeGrantResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *RevokeGrantResponse) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// ListGrantsRequest names a client configuration or an API.
+type ListGrantsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id lists one client's grants.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// api_id lists the grants on one API's scopes.
+	ApiId         string `protobuf:"bytes,2,opt,name=api_id,json=apiId,proto3" json:"api_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGrantsRequest) Reset() {
+	*x = ListGrantsRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGrantsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGrantsRequest) ProtoMessage() {}
+
+func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGrantsRequest.ProtoReflect.Descriptor instead.
+func (*ListGrantsRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ListGrantsRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *ListGrantsRequest) GetApiId() string {
+	if x != nil {
+		return x.ApiId
+	}
+	return ""
+}
+
+// ListGrantsResponse holds the grants.
+type ListGrantsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// grants found.
+	Grants        []*Grant `protobuf:"bytes,1,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGrantsResponse) Reset() {
+	*x = ListGrantsResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGrantsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGrantsResponse) ProtoMessage() {}
+
+func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGrantsResponse.ProtoReflect.Descriptor instead.
+func (*ListGrantsResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ListGrantsResponse) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
 var File_hnsec_registry_v1_registry_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\n" +
-	"(hnsec/registry/v1/registry_service.proto\x12\x11hnsec.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x02\n" +
+	"(hnsec/registry/v1/registry_service.proto\x12\x11hnsec.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x03\n" +
 	"\x06Client\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12/\n" +
@@ -2466,7 +3539,8 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12(\n" +
 	"\x10client_system_id\x18\a \x01(\tR\x0eclientSystemId\x12<\n" +
-	"\x1aparent_organisation_number\x18\b \x01(\tR\x18parentOrganisationNumber\"\x9c\x01\n" +
+	"\x1aparent_organisation_number\x18\b \x01(\tR\x18parentOrganisationNumber\x120\n" +
+	"\x06grants\x18\t \x03(\v2\x18.hnsec.registry.v1.GrantR\x06grants\"\x9c\x01\n" +
 	"\x13CreateClientRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x13organisation_number\x18\x02 \x01(\tR\x12organisationNumber\x12\x16\n" +
@@ -2586,23 +3660,88 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"\x8a\x01\n" +
 	"\x19ListOrganisationsResponse\x12E\n" +
 	"\rorganisations\x18\x01 \x03(\v2\x1f.hnsec.registry.v1.OrganisationR\rorganisations\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*}\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa9\x01\n" +
+	"\vApiResource\x12\x15\n" +
+	"\x06api_id\x18\x01 \x01(\tR\x05apiId\x12\x1a\n" +
+	"\baudience\x18\x02 \x01(\tR\baudience\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
+	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"\xaf\x01\n" +
+	"\x05Grant\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05scope\x18\x02 \x01(\tR\x05scope\x126\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x1e.hnsec.registry.v1.GrantStatusR\x06status\x12;\n" +
+	"\vupdate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"\x93\x01\n" +
+	"\x18CreateApiResourceRequest\x12\x1a\n" +
+	"\baudience\x18\x01 \x01(\tR\baudience\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06scopes\x18\x03 \x03(\tR\x06scopes\x12/\n" +
+	"\x13organisation_number\x18\x04 \x01(\tR\x12organisationNumber\"\xad\x01\n" +
+	"\x19CreateApiResourceResponse\x12A\n" +
+	"\fapi_resource\x18\x01 \x01(\v2\x1e.hnsec.registry.v1.ApiResourceR\vapiResource\x12M\n" +
+	"\x10admin_credential\x18\x02 \x01(\v2\".hnsec.registry.v1.AdminCredentialR\x0fadminCredential\"U\n" +
+	"\x17ListApiResourcesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\x87\x01\n" +
+	"\x18ListApiResourcesResponse\x12C\n" +
+	"\rapi_resources\x18\x01 \x03(\v2\x1e.hnsec.registry.v1.ApiResourceR\fapiResources\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"A\n" +
+	"\x12AddApiScopeRequest\x12\x15\n" +
+	"\x06api_id\x18\x01 \x01(\tR\x05apiId\x12\x14\n" +
+	"\x05scope\x18\x02 \x01(\tR\x05scope\"X\n" +
+	"\x13AddApiScopeResponse\x12A\n" +
+	"\fapi_resource\x18\x01 \x01(\v2\x1e.hnsec.registry.v1.ApiResourceR\vapiResource\"H\n" +
+	"\x13RequestGrantRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05scope\x18\x02 \x01(\tR\x05scope\"F\n" +
+	"\x14RequestGrantResponse\x12.\n" +
+	"\x05grant\x18\x01 \x01(\v2\x18.hnsec.registry.v1.GrantR\x05grant\"H\n" +
+	"\x13ApproveGrantRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05scope\x18\x02 \x01(\tR\x05scope\"F\n" +
+	"\x14ApproveGrantResponse\x12.\n" +
+	"\x05grant\x18\x01 \x01(\v2\x18.hnsec.registry.v1.GrantR\x05grant\"G\n" +
+	"\x12RejectGrantRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05scope\x18\x02 \x01(\tR\x05scope\"E\n" +
+	"\x13RejectGrantResponse\x12.\n" +
+	"\x05grant\x18\x01 \x01(\v2\x18.hnsec.registry.v1.GrantR\x05grant\"G\n" +
+	"\x12RevokeGrantRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05scope\x18\x02 \x01(\tR\x05scope\"E\n" +
+	"\x13RevokeGrantResponse\x12.\n" +
+	"\x05grant\x18\x01 \x01(\v2\x18.hnsec.registry.v1.GrantR\x05grant\"G\n" +
+	"\x11ListGrantsRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x15\n" +
+	"\x06api_id\x18\x02 \x01(\tR\x05apiId\"F\n" +
+	"\x12ListGrantsResponse\x120\n" +
+	"\x06grants\x18\x01 \x03(\v2\x18.hnsec.registry.v1.GrantR\x06grants*}\n" +
 	"\fClientStatus\x12\x1d\n" +
 	"\x19CLIENT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CLIENT_STATUS_ACTIVE\x10\x01\x12\x19\n" +
 	"\x15CLIENT_STATUS_LIMITED\x10\x02\x12\x19\n" +
-	"\x15CLIENT_STATUS_BLOCKED\x10\x03*W\n" +
+	"\x15CLIENT_STATUS_BLOCKED\x10\x03*k\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rROLE_OPERATOR\x10\x01\x12\x0f\n" +
 	"\vROLE_VENDOR\x10\x02\x12\x15\n" +
-	"\x11ROLE_ORGANISATION\x10\x03*\xcb\x01\n" +
+	"\x11ROLE_ORGANISATION\x10\x03\x12\x12\n" +
+	"\x0eROLE_API_OWNER\x10\x04*\xcb\x01\n" +
 	"\x12ClientSystemStatus\x12$\n" +
 	" CLIENT_SYSTEM_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aCLIENT_SYSTEM_STATUS_DRAFT\x10\x01\x12)\n" +
 	"%CLIENT_SYSTEM_STATUS_PENDING_APPROVAL\x10\x02\x12!\n" +
 	"\x1dCLIENT_SYSTEM_STATUS_APPROVED\x10\x03\x12!\n" +
-	"\x1dCLIENT_SYSTEM_STATUS_REJECTED\x10\x042\xf3\x0e\n" +
+	"\x1dCLIENT_SYSTEM_STATUS_REJECTED\x10\x04*\x95\x01\n" +
+	"\vGrantStatus\x12\x1c\n" +
+	"\x18GRANT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14GRANT_STATUS_PENDING\x10\x01\x12\x19\n" +
+	"\x15GRANT_STATUS_APPROVED\x10\x02\x12\x19\n" +
+	"\x15GRANT_STATUS_REJECTED\x10\x03\x12\x18\n" +
+	"\x14GRANT_STATUS_REVOKED\x10\x042\x87\x15\n" +
 	"\x15ClientRegistryService\x12_\n" +
 	"\fCreateVendor\x12&.hnsec.registry.v1.CreateVendorRequest\x1a'.hnsec.registry.v1.CreateVendorResponse\x12V\n" +
 	"\tGetVendor\x12#.hnsec.registry.v1.GetVendorRequest\x1a$.hnsec.registry.v1.GetVendorResponse\x12\\\n" +
@@ -2615,7 +3754,16 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x12RejectClientSystem\x12,.hnsec.registry.v1.RejectClientSystemRequest\x1a-.hnsec.registry.v1.RejectClientSystemResponse\x12q\n" +
 	"\x12CreateOrganisation\x12,.hnsec.registry.v1.CreateOrganisationRequest\x1a-.hnsec.registry.v1.CreateOrganisationResponse\x12h\n" +
 	"\x0fGetOrganisation\x12).hnsec.registry.v1.GetOrganisationRequest\x1a*.hnsec.registry.v1.GetOrganisationResponse\x12n\n" +
-	"\x11ListOrganisations\x12+.hnsec.registry.v1.ListOrganisationsRequest\x1a,.hnsec.registry.v1.ListOrganisationsResponse\x12_\n" +
+	"\x11ListOrganisations\x12+.hnsec.registry.v1.ListOrganisationsRequest\x1a,.hnsec.registry.v1.ListOrganisationsResponse\x12n\n" +
+	"\x11CreateApiResource\x12+.hnsec.registry.v1.CreateApiResourceRequest\x1a,.hnsec.registry.v1.CreateApiResourceResponse\x12k\n" +
+	"\x10ListApiResources\x12*.hnsec.registry.v1.ListApiResourcesRequest\x1a+.hnsec.registry.v1.ListApiResourcesResponse\x12\\\n" +
+	"\vAddApiScope\x12%.hnsec.registry.v1.AddApiScopeRequest\x1a&.hnsec.registry.v1.AddApiScopeResponse\x12_\n" +
+	"\fRequestGrant\x12&.hnsec.registry.v1.RequestGrantRequest\x1a'.hnsec.registry.v1.RequestGrantResponse\x12_\n" +
+	"\fApproveGrant\x12&.hnsec.registry.v1.ApproveGrantRequest\x1a'.hnsec.registry.v1.ApproveGrantResponse\x12\\\n" +
+	"\vRejectGrant\x12%.hnsec.registry.v1.RejectGrantRequest\x1a&.hnsec.registry.v1.RejectGrantResponse\x12\\\n" +
+	"\vRevokeGrant\x12%.hnsec.registry.v1.RevokeGrantRequest\x1a&.hnsec.registry.v1.RevokeGrantResponse\x12Y\n" +
+	"\n" +
+	"ListGrants\x12$.hnsec.registry.v1.ListGrantsRequest\x1a%.hnsec.registry.v1.ListGrantsResponse\x12_\n" +
 	"\fCreateClient\x12&.hnsec.registry.v1.CreateClientRequest\x1a'.hnsec.registry.v1.CreateClientResponse\x12V\n" +
 	"\tGetClient\x12#.hnsec.registry.v1.GetClientRequest\x1a$.hnsec.registry.v1.GetClientResponse\x12\\\n" +
 	"\vBlockClient\x12%.hnsec.registry.v1.BlockClientRequest\x1a&.hnsec.registry.v1.BlockClientResponse\x12b\n" +
@@ -2635,124 +3783,172 @@ func file_hnsec_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 	return file_hnsec_registry_v1_registry_service_proto_rawDescData
 }
 
-var file_hnsec_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_hnsec_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
 	(ClientStatus)(0),                   // 0: hnsec.registry.v1.ClientStatus
 	(Role)(0),                           // 1: hnsec.registry.v1.Role
 	(ClientSystemStatus)(0),             // 2: hnsec.registry.v1.ClientSystemStatus
-	(*Client)(nil),                      // 3: hnsec.registry.v1.Client
-	(*CreateClientRequest)(nil),         // 4: hnsec.registry.v1.CreateClientRequest
-	(*CreateClientResponse)(nil),        // 5: hnsec.registry.v1.CreateClientResponse
-	(*GetClientRequest)(nil),            // 6: hnsec.registry.v1.GetClientRequest
-	(*GetClientResponse)(nil),           // 7: hnsec.registry.v1.GetClientResponse
-	(*BlockClientRequest)(nil),          // 8: hnsec.registry.v1.BlockClientRequest
-	(*BlockClientResponse)(nil),         // 9: hnsec.registry.v1.BlockClientResponse
-	(*UnblockClientRequest)(nil),        // 10: hnsec.registry.v1.UnblockClientRequest
-	(*UnblockClientResponse)(nil),       // 11: hnsec.registry.v1.UnblockClientResponse
-	(*AuthenticateClientRequest)(nil),   // 12: hnsec.registry.v1.AuthenticateClientRequest
-	(*AuthenticateClientResponse)(nil),  // 13: hnsec.registry.v1.AuthenticateClientResponse
-	(*LookupClientRequest)(nil),         // 14: hnsec.registry.v1.LookupClientRequest
-	(*LookupClientResponse)(nil),        // 15: hnsec.registry.v1.LookupClientResponse
-	(*AdminCredential)(nil),             // 16: hnsec.registry.v1.AdminCredential
-	(*Vendor)(nil),                      // 17: hnsec.registry.v1.Vendor
-	(*ClientSystem)(nil),                // 18: hnsec.registry.v1.ClientSystem
-	(*Organisation)(nil),                // 19: hnsec.registry.v1.Organisation
-	(*CreateVendorRequest)(nil),         // 20: hnsec.registry.v1.CreateVendorRequest
-	(*CreateVendorResponse)(nil),        // 21: hnsec.registry.v1.CreateVendorResponse
-	(*GetVendorRequest)(nil),            // 22: hnsec.registry.v1.GetVendorRequest
-	(*GetVendorResponse)(nil),           // 23: hnsec.registry.v1.GetVendorResponse
-	(*ListVendorsRequest)(nil),          // 24: hnsec.registry.v1.ListVendorsRequest
-	(*ListVendorsResponse)(nil),         // 25: hnsec.registry.v1.ListVendorsResponse
-	(*CreateClientSystemRequest)(nil),   // 26: hnsec.registry.v1.CreateClientSystemRequest
-	(*CreateClientSystemResponse)(nil),  // 27: hnsec.registry.v1.CreateClientSystemResponse
-	(*GetClientSystemRequest)(nil),      // 28: hnsec.registry.v1.GetClientSystemRequest
-	(*GetClientSystemResponse)(nil),     // 29: hnsec.registry.v1.GetClientSystemResponse
-	(*ListClientSystemsRequest)(nil),    // 30: hnsec.registry.v1.ListClientSystemsRequest
-	(*ListClientSystemsResponse)(nil),   // 31: hnsec.registry.v1.ListClientSystemsResponse
-	(*SubmitClientSystemRequest)(nil),   // 32: hnsec.registry.v1.SubmitClientSystemRequest
-	(*SubmitClientSystemResponse)(nil),  // 33: hnsec.registry.v1.SubmitClientSystemResponse
-	(*ApproveClientSystemRequest)(nil),  // 34: hnsec.registry.v1.ApproveClientSystemRequest
-	(*ApproveClientSystemResponse)(nil), // 35: hnsec.registry.v1.ApproveClientSystemResponse
-	(*RejectClientSystemRequest)(nil),   // 36: hnsec.registry.v1.RejectClientSystemRequest
-	(*RejectClientSystemResponse)(nil),  // 37: hnsec.registry.v1.RejectClientSystemResponse
-	(*CreateOrganisationRequest)(nil),   // 38: hnsec.registry.v1.CreateOrganisationRequest
-	(*CreateOrganisationResponse)(nil),  // 39: hnsec.registry.v1.CreateOrganisationResponse
-	(*GetOrganisationRequest)(nil),      // 40: hnsec.registry.v1.GetOrganisationRequest
-	(*GetOrganisationResponse)(nil),     // 41: hnsec.registry.v1.GetOrganisationResponse
-	(*ListOrganisationsRequest)(nil),    // 42: hnsec.registry.v1.ListOrganisationsRequest
-	(*ListOrganisationsResponse)(nil),   // 43: hnsec.registry.v1.ListOrganisationsResponse
-	(*timestamppb.Timestamp)(nil),       // 44: google.protobuf.Timestamp
+	(GrantStatus)(0),                    // 3: hnsec.registry.v1.GrantStatus
+	(*Client)(nil),                      // 4: hnsec.registry.v1.Client
+	(*CreateClientRequest)(nil),         // 5: hnsec.registry.v1.CreateClientRequest
+	(*CreateClientResponse)(nil),        // 6: hnsec.registry.v1.CreateClientResponse
+	(*GetClientRequest)(nil),            // 7: hnsec.registry.v1.GetClientRequest
+	(*GetClientResponse)(nil),           // 8: hnsec.registry.v1.GetClientResponse
+	(*BlockClientRequest)(nil),          // 9: hnsec.registry.v1.BlockClientRequest
+	(*BlockClientResponse)(nil),         // 10: hnsec.registry.v1.BlockClientResponse
+	(*UnblockClientRequest)(nil),        // 11: hnsec.registry.v1.UnblockClientRequest
+	(*UnblockClientResponse)(nil),       // 12: hnsec.registry.v1.UnblockClientResponse
+	(*AuthenticateClientRequest)(nil),   // 13: hnsec.registry.v1.AuthenticateClientRequest
+	(*AuthenticateClientResponse)(nil),  // 14: hnsec.registry.v1.AuthenticateClientResponse
+	(*LookupClientRequest)(nil),         // 15: hnsec.registry.v1.LookupClientRequest
+	(*LookupClientResponse)(nil),        // 16: hnsec.registry.v1.LookupClientResponse
+	(*AdminCredential)(nil),             // 17: hnsec.registry.v1.AdminCredential
+	(*Vendor)(nil),                      // 18: hnsec.registry.v1.Vendor
+	(*ClientSystem)(nil),                // 19: hnsec.registry.v1.ClientSystem
+	(*Organisation)(nil),                // 20: hnsec.registry.v1.Organisation
+	(*CreateVendorRequest)(nil),         // 21: hnsec.registry.v1.CreateVendorRequest
+	(*CreateVendorResponse)(nil),        // 22: hnsec.registry.v1.CreateVendorResponse
+	(*GetVendorRequest)(nil),            // 23: hnsec.registry.v1.GetVendorRequest
+	(*GetVendorResponse)(nil),           // 24: hnsec.registry.v1.GetVendorResponse
+	(*ListVendorsRequest)(nil),          // 25: hnsec.registry.v1.ListVendorsRequest
+	(*ListVendorsResponse)(nil),         // 26: hnsec.registry.v1.ListVendorsResponse
+	(*CreateClientSystemRequest)(nil),   // 27: hnsec.registry.v1.CreateClientSystemRequest
+	(*CreateClientSystemResponse)(nil),  // 28: hnsec.registry.v1.CreateClientSystemResponse
+	(*GetClientSystemRequest)(nil),      // 29: hnsec.registry.v1.GetClientSystemRequest
+	(*GetClientSystemResponse)(nil),     // 30: hnsec.registry.v1.GetClientSystemResponse
+	(*ListClientSystemsRequest)(nil),    // 31: hnsec.registry.v1.ListClientSystemsRequest
+	(*ListClientSystemsResponse)(nil),   // 32: hnsec.registry.v1.ListClientSystemsResponse
+	(*SubmitClientSystemRequest)(nil),   // 33: hnsec.registry.v1.SubmitClientSystemRequest
+	(*SubmitClientSystemResponse)(nil),  // 34: hnsec.registry.v1.SubmitClientSystemResponse
+	(*ApproveClientSystemRequest)(nil),  // 35: hnsec.registry.v1.ApproveClientSystemRequest
+	(*ApproveClientSystemResponse)(nil), // 36: hnsec.registry.v1.ApproveClientSystemResponse
+	(*RejectClientSystemRequest)(nil),   // 37: hnsec.registry.v1.RejectClientSystemRequest
+	(*RejectClientSystemResponse)(nil),  // 38: hnsec.registry.v1.RejectClientSystemResponse
+	(*CreateOrganisationRequest)(nil),   // 39: hnsec.registry.v1.CreateOrganisationRequest
+	(*CreateOrganisationResponse)(nil),  // 40: hnsec.registry.v1.CreateOrganisationResponse
+	(*GetOrganisationRequest)(nil),      // 41: hnsec.registry.v1.GetOrganisationRequest
+	(*GetOrganisationResponse)(nil),     // 42: hnsec.registry.v1.GetOrganisationResponse
+	(*ListOrganisationsRequest)(nil),    // 43: hnsec.registry.v1.ListOrganisationsRequest
+	(*ListOrganisationsResponse)(nil),   // 44: hnsec.registry.v1.ListOrganisationsResponse
+	(*ApiResource)(nil),                 // 45: hnsec.registry.v1.ApiResource
+	(*Grant)(nil),                       // 46: hnsec.registry.v1.Grant
+	(*CreateApiResourceRequest)(nil),    // 47: hnsec.registry.v1.CreateApiResourceRequest
+	(*CreateApiResourceResponse)(nil),   // 48: hnsec.registry.v1.CreateApiResourceResponse
+	(*ListApiResourcesRequest)(nil),     // 49: hnsec.registry.v1.ListApiResourcesRequest
+	(*ListApiResourcesResponse)(nil),    // 50: hnsec.registry.v1.ListApiResourcesResponse
+	(*AddApiScopeRequest)(nil),          // 51: hnsec.registry.v1.AddApiScopeRequest
+	(*AddApiScopeResponse)(nil),         // 52: hnsec.registry.v1.AddApiScopeResponse
+	(*RequestGrantRequest)(nil),         // 53: hnsec.registry.v1.RequestGrantRequest
+	(*RequestGrantResponse)(nil),        // 54: hnsec.registry.v1.RequestGrantResponse
+	(*ApproveGrantRequest)(nil),         // 55: hnsec.registry.v1.ApproveGrantRequest
+	(*ApproveGrantResponse)(nil),        // 56: hnsec.registry.v1.ApproveGrantResponse
+	(*RejectGrantRequest)(nil),          // 57: hnsec.registry.v1.RejectGrantRequest
+	(*RejectGrantResponse)(nil),         // 58: hnsec.registry.v1.RejectGrantResponse
+	(*RevokeGrantRequest)(nil),          // 59: hnsec.registry.v1.RevokeGrantRequest
+	(*RevokeGrantResponse)(nil),         // 60: hnsec.registry.v1.RevokeGrantResponse
+	(*ListGrantsRequest)(nil),           // 61: hnsec.registry.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),          // 62: hnsec.registry.v1.ListGrantsResponse
+	(*timestamppb.Timestamp)(nil),       // 63: google.protobuf.Timestamp
 }
 var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	0,  // 0: hnsec.registry.v1.Client.status:type_name -> hnsec.registry.v1.ClientStatus
-	44, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 2: hnsec.registry.v1.CreateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	3,  // 3: hnsec.registry.v1.GetClientResponse.client:type_name -> hnsec.registry.v1.Client
-	3,  // 4: hnsec.registry.v1.BlockClientResponse.client:type_name -> hnsec.registry.v1.Client
-	3,  // 5: hnsec.registry.v1.UnblockClientResponse.client:type_name -> hnsec.registry.v1.Client
-	3,  // 6: hnsec.registry.v1.AuthenticateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	3,  // 7: hnsec.registry.v1.LookupClientResponse.client:type_name -> hnsec.registry.v1.Client
-	1,  // 8: hnsec.registry.v1.AdminCredential.role:type_name -> hnsec.registry.v1.Role
-	44, // 9: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
-	2,  // 10: hnsec.registry.v1.ClientSystem.status:type_name -> hnsec.registry.v1.ClientSystemStatus
-	44, // 11: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
-	44, // 12: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
-	17, // 13: hnsec.registry.v1.CreateVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
-	16, // 14: hnsec.registry.v1.CreateVendorResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
-	17, // 15: hnsec.registry.v1.GetVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
-	17, // 16: hnsec.registry.v1.ListVendorsResponse.vendors:type_name -> hnsec.registry.v1.Vendor
-	18, // 17: hnsec.registry.v1.CreateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	18, // 18: hnsec.registry.v1.GetClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	18, // 19: hnsec.registry.v1.ListClientSystemsResponse.client_systems:type_name -> hnsec.registry.v1.ClientSystem
-	18, // 20: hnsec.registry.v1.SubmitClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	18, // 21: hnsec.registry.v1.ApproveClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	18, // 22: hnsec.registry.v1.RejectClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	19, // 23: hnsec.registry.v1.CreateOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
-	16, // 24: hnsec.registry.v1.CreateOrganisationResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
-	19, // 25: hnsec.registry.v1.GetOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
-	19, // 26: hnsec.registry.v1.ListOrganisationsResponse.organisations:type_name -> hnsec.registry.v1.Organisation
-	20, // 27: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
-	22, // 28: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
-	24, // 29: hnsec.registry.v1.ClientRegistryService.ListVendors:input_type -> hnsec.registry.v1.ListVendorsRequest
-	26, // 30: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:input_type -> hnsec.registry.v1.CreateClientSystemRequest
-	28, // 31: hnsec.registry.v1.ClientRegistryService.GetClientSystem:input_type -> hnsec.registry.v1.GetClientSystemRequest
-	30, // 32: hnsec.registry.v1.ClientRegistryService.ListClientSystems:input_type -> hnsec.registry.v1.ListClientSystemsRequest
-	32, // 33: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:input_type -> hnsec.registry.v1.SubmitClientSystemRequest
-	34, // 34: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:input_type -> hnsec.registry.v1.ApproveClientSystemRequest
-	36, // 35: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:input_type -> hnsec.registry.v1.RejectClientSystemRequest
-	38, // 36: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:input_type -> hnsec.registry.v1.CreateOrganisationRequest
-	40, // 37: hnsec.registry.v1.ClientRegistryService.GetOrganisation:input_type -> hnsec.registry.v1.GetOrganisationRequest
-	42, // 38: hnsec.registry.v1.ClientRegistryService.ListOrganisations:input_type -> hnsec.registry.v1.ListOrganisationsRequest
-	4,  // 39: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
-	6,  // 40: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
-	8,  // 41: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
-	10, // 42: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
-	12, // 43: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
-	14, // 44: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
-	21, // 45: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
-	23, // 46: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
-	25, // 47: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
-	27, // 48: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
-	29, // 49: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
-	31, // 50: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
-	33, // 51: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
-	35, // 52: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
-	37, // 53: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
-	39, // 54: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
-	41, // 55: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
-	43, // 56: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
-	5,  // 57: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
-	7,  // 58: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
-	9,  // 59: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
-	11, // 60: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
-	13, // 61: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
-	15, // 62: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
-	45, // [45:63] is the sub-list for method output_type
-	27, // [27:45] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	63, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
+	46, // 2: hnsec.registry.v1.Client.grants:type_name -> hnsec.registry.v1.Grant
+	4,  // 3: hnsec.registry.v1.CreateClientResponse.client:type_name -> hnsec.registry.v1.Client
+	4,  // 4: hnsec.registry.v1.GetClientResponse.client:type_name -> hnsec.registry.v1.Client
+	4,  // 5: hnsec.registry.v1.BlockClientResponse.client:type_name -> hnsec.registry.v1.Client
+	4,  // 6: hnsec.registry.v1.UnblockClientResponse.client:type_name -> hnsec.registry.v1.Client
+	4,  // 7: hnsec.registry.v1.AuthenticateClientResponse.client:type_name -> hnsec.registry.v1.Client
+	4,  // 8: hnsec.registry.v1.LookupClientResponse.client:type_name -> hnsec.registry.v1.Client
+	1,  // 9: hnsec.registry.v1.AdminCredential.role:type_name -> hnsec.registry.v1.Role
+	63, // 10: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
+	2,  // 11: hnsec.registry.v1.ClientSystem.status:type_name -> hnsec.registry.v1.ClientSystemStatus
+	63, // 12: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
+	63, // 13: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
+	18, // 14: hnsec.registry.v1.CreateVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
+	17, // 15: hnsec.registry.v1.CreateVendorResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	18, // 16: hnsec.registry.v1.GetVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
+	18, // 17: hnsec.registry.v1.ListVendorsResponse.vendors:type_name -> hnsec.registry.v1.Vendor
+	19, // 18: hnsec.registry.v1.CreateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	19, // 19: hnsec.registry.v1.GetClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	19, // 20: hnsec.registry.v1.ListClientSystemsResponse.client_systems:type_name -> hnsec.registry.v1.ClientSystem
+	19, // 21: hnsec.registry.v1.SubmitClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	19, // 22: hnsec.registry.v1.ApproveClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	19, // 23: hnsec.registry.v1.RejectClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	20, // 24: hnsec.registry.v1.CreateOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
+	17, // 25: hnsec.registry.v1.CreateOrganisationResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	20, // 26: hnsec.registry.v1.GetOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
+	20, // 27: hnsec.registry.v1.ListOrganisationsResponse.organisations:type_name -> hnsec.registry.v1.Organisation
+	63, // 28: hnsec.registry.v1.ApiResource.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 29: hnsec.registry.v1.Grant.status:type_name -> hnsec.registry.v1.GrantStatus
+	63, // 30: hnsec.registry.v1.Grant.update_time:type_name -> google.protobuf.Timestamp
+	45, // 31: hnsec.registry.v1.CreateApiResourceResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
+	17, // 32: hnsec.registry.v1.CreateApiResourceResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	45, // 33: hnsec.registry.v1.ListApiResourcesResponse.api_resources:type_name -> hnsec.registry.v1.ApiResource
+	45, // 34: hnsec.registry.v1.AddApiScopeResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
+	46, // 35: hnsec.registry.v1.RequestGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	46, // 36: hnsec.registry.v1.ApproveGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	46, // 37: hnsec.registry.v1.RejectGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	46, // 38: hnsec.registry.v1.RevokeGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	46, // 39: hnsec.registry.v1.ListGrantsResponse.grants:type_name -> hnsec.registry.v1.Grant
+	21, // 40: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
+	23, // 41: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
+	25, // 42: hnsec.registry.v1.ClientRegistryService.ListVendors:input_type -> hnsec.registry.v1.ListVendorsRequest
+	27, // 43: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:input_type -> hnsec.registry.v1.CreateClientSystemRequest
+	29, // 44: hnsec.registry.v1.ClientRegistryService.GetClientSystem:input_type -> hnsec.registry.v1.GetClientSystemRequest
+	31, // 45: hnsec.registry.v1.ClientRegistryService.ListClientSystems:input_type -> hnsec.registry.v1.ListClientSystemsRequest
+	33, // 46: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:input_type -> hnsec.registry.v1.SubmitClientSystemRequest
+	35, // 47: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:input_type -> hnsec.registry.v1.ApproveClientSystemRequest
+	37, // 48: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:input_type -> hnsec.registry.v1.RejectClientSystemRequest
+	39, // 49: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:input_type -> hnsec.registry.v1.CreateOrganisationRequest
+	41, // 50: hnsec.registry.v1.ClientRegistryService.GetOrganisation:input_type -> hnsec.registry.v1.GetOrganisationRequest
+	43, // 51: hnsec.registry.v1.ClientRegistryService.ListOrganisations:input_type -> hnsec.registry.v1.ListOrganisationsRequest
+	47, // 52: hnsec.registry.v1.ClientRegistryService.CreateApiResource:input_type -> hnsec.registry.v1.CreateApiResourceRequest
+	49, // 53: hnsec.registry.v1.ClientRegistryService.ListApiResources:input_type -> hnsec.registry.v1.ListApiResourcesRequest
+	51, // 54: hnsec.registry.v1.ClientRegistryService.AddApiScope:input_type -> hnsec.registry.v1.AddApiScopeRequest
+	53, // 55: hnsec.registry.v1.ClientRegistryService.RequestGrant:input_type -> hnsec.registry.v1.RequestGrantRequest
+	55, // 56: hnsec.registry.v1.ClientRegistryService.ApproveGrant:input_type -> hnsec.registry.v1.ApproveGrantRequest
+	57, // 57: hnsec.registry.v1.ClientRegistryService.RejectGrant:input_type -> hnsec.registry.v1.RejectGrantRequest
+	59, // 58: hnsec.registry.v1.ClientRegistryService.RevokeGrant:input_type -> hnsec.registry.v1.RevokeGrantRequest
+	61, // 59: hnsec.registry.v1.ClientRegistryService.ListGrants:input_type -> hnsec.registry.v1.ListGrantsRequest
+	5,  // 60: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
+	7,  // 61: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
+	9,  // 62: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
+	11, // 63: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
+	13, // 64: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
+	15, // 65: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
+	22, // 66: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
+	24, // 67: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
+	26, // 68: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
+	28, // 69: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
+	30, // 70: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
+	32, // 71: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
+	34, // 72: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
+	36, // 73: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
+	38, // 74: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
+	40, // 75: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
+	42, // 76: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
+	44, // 77: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
+	48, // 78: hnsec.registry.v1.ClientRegistryService.CreateApiResource:output_type -> hnsec.registry.v1.CreateApiResourceResponse
+	50, // 79: hnsec.registry.v1.ClientRegistryService.ListApiResources:output_type -> hnsec.registry.v1.ListApiResourcesResponse
+	52, // 80: hnsec.registry.v1.ClientRegistryService.AddApiScope:output_type -> hnsec.registry.v1.AddApiScopeResponse
+	54, // 81: hnsec.registry.v1.ClientRegistryService.RequestGrant:output_type -> hnsec.registry.v1.RequestGrantResponse
+	56, // 82: hnsec.registry.v1.ClientRegistryService.ApproveGrant:output_type -> hnsec.registry.v1.ApproveGrantResponse
+	58, // 83: hnsec.registry.v1.ClientRegistryService.RejectGrant:output_type -> hnsec.registry.v1.RejectGrantResponse
+	60, // 84: hnsec.registry.v1.ClientRegistryService.RevokeGrant:output_type -> hnsec.registry.v1.RevokeGrantResponse
+	62, // 85: hnsec.registry.v1.ClientRegistryService.ListGrants:output_type -> hnsec.registry.v1.ListGrantsResponse
+	6,  // 86: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
+	8,  // 87: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
+	10, // 88: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
+	12, // 89: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
+	14, // 90: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
+	16, // 91: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
+	66, // [66:92] is the sub-list for method output_type
+	40, // [40:66] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_registry_v1_registry_service_proto_init() }
@@ -2765,8 +3961,8 @@ func file_hnsec_registry_v1_registry_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_registry_v1_registry_service_proto_rawDesc), len(file_hnsec_registry_v1_registry_service_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   41,
+			NumEnums:      4,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

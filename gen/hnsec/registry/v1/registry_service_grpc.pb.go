@@ -31,6 +31,14 @@ const (
 	ClientRegistryService_CreateOrganisation_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/CreateOrganisation"
 	ClientRegistryService_GetOrganisation_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/GetOrganisation"
 	ClientRegistryService_ListOrganisations_FullMethodName   = "/hnsec.registry.v1.ClientRegistryService/ListOrganisations"
+	ClientRegistryService_CreateApiResource_FullMethodName   = "/hnsec.registry.v1.ClientRegistryService/CreateApiResource"
+	ClientRegistryService_ListApiResources_FullMethodName    = "/hnsec.registry.v1.ClientRegistryService/ListApiResources"
+	ClientRegistryService_AddApiScope_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/AddApiScope"
+	ClientRegistryService_RequestGrant_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/RequestGrant"
+	ClientRegistryService_ApproveGrant_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/ApproveGrant"
+	ClientRegistryService_RejectGrant_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/RejectGrant"
+	ClientRegistryService_RevokeGrant_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/RevokeGrant"
+	ClientRegistryService_ListGrants_FullMethodName          = "/hnsec.registry.v1.ClientRegistryService/ListGrants"
 	ClientRegistryService_CreateClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/CreateClient"
 	ClientRegistryService_GetClient_FullMethodName           = "/hnsec.registry.v1.ClientRegistryService/GetClient"
 	ClientRegistryService_BlockClient_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/BlockClient"
@@ -91,6 +99,32 @@ type ClientRegistryServiceClient interface {
 	// ListOrganisations lists organisations by number, a page at a time: all for operators, an organisation
 	// admin's own otherwise. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
 	ListOrganisations(ctx context.Context, in *ListOrganisationsRequest, opts ...grpc.CallOption) (*ListOrganisationsResponse, error)
+	// CreateApiResource registers an API (an audience and its scopes) and returns its first API-owner
+	// credential (shown once). Operators only. Errors: InvalidArgument (audience, name, scopes),
+	// AlreadyExists (audience or a scope already registered), Unauthenticated, PermissionDenied.
+	CreateApiResource(ctx context.Context, in *CreateApiResourceRequest, opts ...grpc.CallOption) (*CreateApiResourceResponse, error)
+	// ListApiResources lists APIs by audience, a page at a time; any admin may read them.
+	// Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	ListApiResources(ctx context.Context, in *ListApiResourcesRequest, opts ...grpc.CallOption) (*ListApiResourcesResponse, error)
+	// AddApiScope adds a scope to an API. Operators and the API's owners.
+	// Errors: InvalidArgument, AlreadyExists, NotFound (operators only), Unauthenticated, PermissionDenied.
+	AddApiScope(ctx context.Context, in *AddApiScopeRequest, opts ...grpc.CallOption) (*AddApiScopeResponse, error)
+	// RequestGrant asks for a scope for a client configuration: pending until the API's owner decides, or
+	// approved at once when an operator asks. The client's organisation admins, and operators.
+	// Errors: InvalidArgument (scope not registered), AlreadyExists, Unauthenticated, PermissionDenied.
+	RequestGrant(ctx context.Context, in *RequestGrantRequest, opts ...grpc.CallOption) (*RequestGrantResponse, error)
+	// ApproveGrant approves a pending or rejected grant. The scope's API owners, and operators.
+	// Errors: InvalidArgument, NotFound, FailedPrecondition, Unauthenticated, PermissionDenied.
+	ApproveGrant(ctx context.Context, in *ApproveGrantRequest, opts ...grpc.CallOption) (*ApproveGrantResponse, error)
+	// RejectGrant rejects a pending grant. The scope's API owners, and operators.
+	// Errors: InvalidArgument, NotFound, FailedPrecondition, Unauthenticated, PermissionDenied.
+	RejectGrant(ctx context.Context, in *RejectGrantRequest, opts ...grpc.CallOption) (*RejectGrantResponse, error)
+	// RevokeGrant revokes an approved grant; tokens already issued lose the scope at once.
+	// The scope's API owners, and operators. Errors: as ApproveGrant.
+	RevokeGrant(ctx context.Context, in *RevokeGrantRequest, opts ...grpc.CallOption) (*RevokeGrantResponse, error)
+	// ListGrants lists grants of one client configuration (its organisation's admins) or of one API (its
+	// owners); operators may list either. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	ListGrants(ctx context.Context, in *ListGrantsRequest, opts ...grpc.CallOption) (*ListGrantsResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -243,6 +277,86 @@ func (c *clientRegistryServiceClient) ListOrganisations(ctx context.Context, in 
 	return out, nil
 }
 
+func (c *clientRegistryServiceClient) CreateApiResource(ctx context.Context, in *CreateApiResourceRequest, opts ...grpc.CallOption) (*CreateApiResourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateApiResourceResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_CreateApiResource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) ListApiResources(ctx context.Context, in *ListApiResourcesRequest, opts ...grpc.CallOption) (*ListApiResourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListApiResourcesResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_ListApiResources_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) AddApiScope(ctx context.Context, in *AddApiScopeRequest, opts ...grpc.CallOption) (*AddApiScopeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddApiScopeResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_AddApiScope_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) RequestGrant(ctx context.Context, in *RequestGrantRequest, opts ...grpc.CallOption) (*RequestGrantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequestGrantResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_RequestGrant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) ApproveGrant(ctx context.Context, in *ApproveGrantRequest, opts ...grpc.CallOption) (*ApproveGrantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveGrantResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_ApproveGrant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) RejectGrant(ctx context.Context, in *RejectGrantRequest, opts ...grpc.CallOption) (*RejectGrantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RejectGrantResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_RejectGrant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) RevokeGrant(ctx context.Context, in *RevokeGrantRequest, opts ...grpc.CallOption) (*RevokeGrantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeGrantResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_RevokeGrant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) ListGrants(ctx context.Context, in *ListGrantsRequest, opts ...grpc.CallOption) (*ListGrantsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListGrantsResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_ListGrants_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clientRegistryServiceClient) CreateClient(ctx context.Context, in *CreateClientRequest, opts ...grpc.CallOption) (*CreateClientResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateClientResponse)
@@ -355,6 +469,32 @@ type ClientRegistryServiceServer interface {
 	// ListOrganisations lists organisations by number, a page at a time: all for operators, an organisation
 	// admin's own otherwise. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
 	ListOrganisations(context.Context, *ListOrganisationsRequest) (*ListOrganisationsResponse, error)
+	// CreateApiResource registers an API (an audience and its scopes) and returns its first API-owner
+	// credential (shown once). Operators only. Errors: InvalidArgument (audience, name, scopes),
+	// AlreadyExists (audience or a scope already registered), Unauthenticated, PermissionDenied.
+	CreateApiResource(context.Context, *CreateApiResourceRequest) (*CreateApiResourceResponse, error)
+	// ListApiResources lists APIs by audience, a page at a time; any admin may read them.
+	// Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	ListApiResources(context.Context, *ListApiResourcesRequest) (*ListApiResourcesResponse, error)
+	// AddApiScope adds a scope to an API. Operators and the API's owners.
+	// Errors: InvalidArgument, AlreadyExists, NotFound (operators only), Unauthenticated, PermissionDenied.
+	AddApiScope(context.Context, *AddApiScopeRequest) (*AddApiScopeResponse, error)
+	// RequestGrant asks for a scope for a client configuration: pending until the API's owner decides, or
+	// approved at once when an operator asks. The client's organisation admins, and operators.
+	// Errors: InvalidArgument (scope not registered), AlreadyExists, Unauthenticated, PermissionDenied.
+	RequestGrant(context.Context, *RequestGrantRequest) (*RequestGrantResponse, error)
+	// ApproveGrant approves a pending or rejected grant. The scope's API owners, and operators.
+	// Errors: InvalidArgument, NotFound, FailedPrecondition, Unauthenticated, PermissionDenied.
+	ApproveGrant(context.Context, *ApproveGrantRequest) (*ApproveGrantResponse, error)
+	// RejectGrant rejects a pending grant. The scope's API owners, and operators.
+	// Errors: InvalidArgument, NotFound, FailedPrecondition, Unauthenticated, PermissionDenied.
+	RejectGrant(context.Context, *RejectGrantRequest) (*RejectGrantResponse, error)
+	// RevokeGrant revokes an approved grant; tokens already issued lose the scope at once.
+	// The scope's API owners, and operators. Errors: as ApproveGrant.
+	RevokeGrant(context.Context, *RevokeGrantRequest) (*RevokeGrantResponse, error)
+	// ListGrants lists grants of one client configuration (its organisation's admins) or of one API (its
+	// owners); operators may list either. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	ListGrants(context.Context, *ListGrantsRequest) (*ListGrantsResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -422,6 +562,30 @@ func (UnimplementedClientRegistryServiceServer) GetOrganisation(context.Context,
 }
 func (UnimplementedClientRegistryServiceServer) ListOrganisations(context.Context, *ListOrganisationsRequest) (*ListOrganisationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListOrganisations not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) CreateApiResource(context.Context, *CreateApiResourceRequest) (*CreateApiResourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateApiResource not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) ListApiResources(context.Context, *ListApiResourcesRequest) (*ListApiResourcesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListApiResources not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) AddApiScope(context.Context, *AddApiScopeRequest) (*AddApiScopeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddApiScope not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) RequestGrant(context.Context, *RequestGrantRequest) (*RequestGrantResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RequestGrant not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) ApproveGrant(context.Context, *ApproveGrantRequest) (*ApproveGrantResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveGrant not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) RejectGrant(context.Context, *RejectGrantRequest) (*RejectGrantResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectGrant not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) RevokeGrant(context.Context, *RevokeGrantRequest) (*RevokeGrantResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeGrant not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) ListGrants(context.Context, *ListGrantsRequest) (*ListGrantsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListGrants not implemented")
 }
 func (UnimplementedClientRegistryServiceServer) CreateClient(context.Context, *CreateClientRequest) (*CreateClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateClient not implemented")
@@ -678,6 +842,150 @@ func _ClientRegistryService_ListOrganisations_Handler(srv interface{}, ctx conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClientRegistryService_CreateApiResource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateApiResourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).CreateApiResource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_CreateApiResource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).CreateApiResource(ctx, req.(*CreateApiResourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_ListApiResources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListApiResourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).ListApiResources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_ListApiResources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).ListApiResources(ctx, req.(*ListApiResourcesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_AddApiScope_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddApiScopeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).AddApiScope(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_AddApiScope_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).AddApiScope(ctx, req.(*AddApiScopeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_RequestGrant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequestGrantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).RequestGrant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_RequestGrant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).RequestGrant(ctx, req.(*RequestGrantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_ApproveGrant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveGrantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).ApproveGrant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_ApproveGrant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).ApproveGrant(ctx, req.(*ApproveGrantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_RejectGrant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectGrantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).RejectGrant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_RejectGrant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).RejectGrant(ctx, req.(*RejectGrantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_RevokeGrant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeGrantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).RevokeGrant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_RevokeGrant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).RevokeGrant(ctx, req.(*RevokeGrantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_ListGrants_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListGrantsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).ListGrants(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_ListGrants_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).ListGrants(ctx, req.(*ListGrantsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClientRegistryService_CreateClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateClientRequest)
 	if err := dec(in); err != nil {
@@ -840,6 +1148,38 @@ var ClientRegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListOrganisations",
 			Handler:    _ClientRegistryService_ListOrganisations_Handler,
+		},
+		{
+			MethodName: "CreateApiResource",
+			Handler:    _ClientRegistryService_CreateApiResource_Handler,
+		},
+		{
+			MethodName: "ListApiResources",
+			Handler:    _ClientRegistryService_ListApiResources_Handler,
+		},
+		{
+			MethodName: "AddApiScope",
+			Handler:    _ClientRegistryService_AddApiScope_Handler,
+		},
+		{
+			MethodName: "RequestGrant",
+			Handler:    _ClientRegistryService_RequestGrant_Handler,
+		},
+		{
+			MethodName: "ApproveGrant",
+			Handler:    _ClientRegistryService_ApproveGrant_Handler,
+		},
+		{
+			MethodName: "RejectGrant",
+			Handler:    _ClientRegistryService_RejectGrant_Handler,
+		},
+		{
+			MethodName: "RevokeGrant",
+			Handler:    _ClientRegistryService_RevokeGrant_Handler,
+		},
+		{
+			MethodName: "ListGrants",
+			Handler:    _ClientRegistryService_ListGrants_Handler,
 		},
 		{
 			MethodName: "CreateClient",
