@@ -216,6 +216,68 @@ func adminCommand(out io.Writer) *ffcli.Command {
 				return s.registry.ListOrganisations(s.ctx, &registryv1.ListOrganisationsRequest{PageSize: int32(pageSize), PageToken: pageToken})
 			}),
 	}
+	var api struct {
+		audience, name, orgnr, id string
+		scopes                    flagx.StringList
+	}
+	apiCmds := []*ffcli.Command{
+		call("create", "hnsec admin api create --audience A --name N --orgnr 9DIGITS --scope S [--scope S ...]",
+			"register an API; prints its owner's first admin credential (shown once)",
+			func(fs *flag.FlagSet) {
+				fs.StringVar(&api.audience, "audience", "", "the API's audience, e.g. nhn:helsenorge.eksternapi")
+				fs.StringVar(&api.name, "name", "", "API name")
+				fs.StringVar(&api.orgnr, "orgnr", "", "the owner's organisation number")
+				fs.Var(&api.scopes, "scope", "scope of the API (repeatable)")
+			},
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				return s.registry.CreateApiResource(s.ctx, &registryv1.CreateApiResourceRequest{Audience: api.audience, Name: api.name,
+					OrganisationNumber: api.orgnr, Scopes: api.scopes})
+			}),
+		call("list", "hnsec admin api list [--page-size N] [--page-token T]", "list APIs", paging,
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				return s.registry.ListApiResources(s.ctx, &registryv1.ListApiResourcesRequest{PageSize: int32(pageSize), PageToken: pageToken})
+			}),
+		call("scope-add", "hnsec admin api scope-add --api ID SCOPE", "add a scope to an API",
+			func(fs *flag.FlagSet) { fs.StringVar(&api.id, "api", "", "API id") },
+			func(s *adminSession, args []string) (proto.Message, error) {
+				sc, err := oneArg(args)
+				if err != nil {
+					return nil, err
+				}
+				return s.registry.AddApiScope(s.ctx, &registryv1.AddApiScopeRequest{ApiId: api.id, Scope: sc})
+			}),
+	}
+	var grant struct{ client, scope, api string }
+	grantFlags := func(fs *flag.FlagSet) {
+		fs.StringVar(&grant.client, "client", "", "client_id of the client configuration")
+		fs.StringVar(&grant.scope, "scope", "", "the scope")
+	}
+	decide := func(name, help string, rpc func(*adminSession) (proto.Message, error)) *ffcli.Command {
+		return call(name, "hnsec admin grant "+name+" --client ID --scope S", help, grantFlags,
+			func(s *adminSession, _ []string) (proto.Message, error) { return rpc(s) })
+	}
+	grantCmds := []*ffcli.Command{
+		decide("request", "ask for a scope for a client configuration", func(s *adminSession) (proto.Message, error) {
+			return s.registry.RequestGrant(s.ctx, &registryv1.RequestGrantRequest{ClientId: grant.client, Scope: grant.scope})
+		}),
+		decide("approve", "approve a grant (the API's owner)", func(s *adminSession) (proto.Message, error) {
+			return s.registry.ApproveGrant(s.ctx, &registryv1.ApproveGrantRequest{ClientId: grant.client, Scope: grant.scope})
+		}),
+		decide("reject", "reject a grant (the API's owner)", func(s *adminSession) (proto.Message, error) {
+			return s.registry.RejectGrant(s.ctx, &registryv1.RejectGrantRequest{ClientId: grant.client, Scope: grant.scope})
+		}),
+		decide("revoke", "revoke an approved grant (the API's owner)", func(s *adminSession) (proto.Message, error) {
+			return s.registry.RevokeGrant(s.ctx, &registryv1.RevokeGrantRequest{ClientId: grant.client, Scope: grant.scope})
+		}),
+		call("list", "hnsec admin grant list (--client ID | --api ID)", "list a client's grants, or an API's",
+			func(fs *flag.FlagSet) {
+				fs.StringVar(&grant.client, "client", "", "client_id")
+				fs.StringVar(&grant.api, "api", "", "API id")
+			},
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				return s.registry.ListGrants(s.ctx, &registryv1.ListGrantsRequest{ClientId: grant.client, ApiId: grant.api})
+			}),
+	}
 	var revokeClient string
 	tokenCmds := []*ffcli.Command{
 		sub("revoke-all", "hnsec admin token revoke-all --client CLIENT_ID [-o json]",
@@ -241,7 +303,7 @@ func adminCommand(out io.Writer) *ffcli.Command {
 		}
 	}
 	return &ffcli.Command{
-		Name: "admin", ShortUsage: "hnsec admin <vendor|system|org|client|token> <command> [flags]",
+		Name: "admin", ShortUsage: "hnsec admin <vendor|system|org|client|api|grant|token> <command> [flags]",
 		ShortHelp: "administer hnsec over gRPC (as the operator, or --credentials-file for another admin credential)",
 		FlagSet:   fs,
 		Subcommands: []*ffcli.Command{
@@ -249,6 +311,8 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			group("system", "client systems", systemCmds),
 			group("org", "organisations", orgCmds),
 			group("client", "client configurations", clientCmds),
+			group("api", "APIs and their scopes", apiCmds),
+			group("grant", "access grants", grantCmds),
 			group("token", "access tokens", tokenCmds),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },

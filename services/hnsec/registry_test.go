@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -156,4 +157,87 @@ func TestVendorsSystemsAndOrganisationsStayInTheirTenancy(t *testing.T) {
 	page2 := must(t)(s.adminAs(op, "vendor", "list", "--page-size", "2", "--page-token", page1["next_page_token"].(string)))
 	require.Len(t, page2["vendors"], 1, "the demo vendor and two more")
 	require.Empty(t, page2["next_page_token"])
+}
+
+// The life cycle as the roles would drive it: a vendor registers a system, the operator approves it, two
+// organisations create configurations, the API owner grants one and rejects the other, and a grant revoked
+// after issuance disappears from introspection.
+func TestGrantLifeCycle(t *testing.T) {
+	s := newTestServer(t, func(c *serveConfig) { c.Registry.RequireApproval = true })
+	op := map[string]any(nil)
+	const read, write = "nhn:test.api/read", "nhn:test.api/write"
+
+	api := must(t)(s.adminAs(op, "api", "create", "--audience", "nhn:test.api", "--name", "Test-API", "--orgnr", "994598759",
+		"--scope", read, "--scope", write))
+	owner := field(api, "admin_credential").(map[string]any)
+	require.Equal(t, "ROLE_API_OWNER", owner["role"])
+	other := field(must(t)(s.adminAs(op, "api", "create", "--audience", "nhn:other.api", "--name", "Annet API", "--orgnr", "994598759",
+		"--scope", "nhn:other.api/x")), "admin_credential").(map[string]any)
+
+	v := must(t)(s.adminAs(op, "vendor", "create", "--name", "Beste Journal AS", "--orgnr", "921000006"))
+	vendor := field(v, "admin_credential").(map[string]any)
+	sys := field(must(t)(s.adminAs(vendor, "system", "create", "--vendor", field(v, "vendor", "vendor_id").(string), "--name", "Beste Journal")),
+		"client_system", "client_system_id").(string)
+	must(t)(s.adminAs(vendor, "system", "submit", sys))
+	must(t)(s.adminAs(op, "system", "approve", sys))
+
+	orgX := field(must(t)(s.adminAs(op, "org", "create", "--orgnr", "914994780", "--name", "God Lege AS")), "admin_credential").(map[string]any)
+	orgY := field(must(t)(s.adminAs(op, "org", "create", "--orgnr", "874783242", "--name", "Fantastisk kommune")), "admin_credential").(map[string]any)
+	x := must(t)(s.adminAs(orgX, "client", "create", "--name", "Beste Journal, God Lege", "--orgnr", "914994780", "--client-system", sys,
+		"--scope", read, "--scope", write))
+	y := must(t)(s.adminAs(orgY, "client", "create", "--name", "Beste Journal, kommunen", "--orgnr", "874783242", "--client-system", sys,
+		"--scope", read))
+	xID, yID := x["client_id"].(string), y["client_id"].(string)
+
+	// Pending grants give no token yet; an organisation cannot approve its own, nor another API's owner.
+	require.Equal(t, "no scope is granted to this client yet", s.tokenForm(xID, x["client_secret"].(string)).body["error_description"])
+	for _, d := range []struct {
+		cred    map[string]any
+		args    []string
+		wantErr string
+	}{
+		{orgX, []string{"grant", "approve", "--client", xID, "--scope", read}, "permission_denied: you may not access this scope"},
+		{other, []string{"grant", "approve", "--client", xID, "--scope", read}, "permission_denied: you may not access this scope"},
+		{orgX, []string{"grant", "request", "--client", yID, "--scope", read}, "permission_denied: you may not access this client"},
+		{orgX, []string{"grant", "request", "--client", xID, "--scope", "nhn:unknown/x"}, "invalid_request: scope nhn:unknown/x is not registered by any API"},
+		{orgX, []string{"grant", "request", "--client", xID, "--scope", read}, "already_exists: the grant is already pending"},
+		{owner, []string{"grant", "revoke", "--client", xID, "--scope", read}, "failed_precondition: the grant is pending"},
+		{owner, []string{"grant", "list", "--client", xID}, "permission_denied: you may not access this client"},
+		{other, []string{"grant", "list", "--api", "6f1c2d3e-0000-4000-8000-000000000003"}, "permission_denied: you may not access this API"},
+	} {
+		_, err := s.adminAs(d.cred, d.args...)
+		require.EqualError(t, err, d.wantErr, "%v", d.args)
+	}
+
+	must(t)(s.adminAs(owner, "grant", "approve", "--client", xID, "--scope", read))
+	must(t)(s.adminAs(owner, "grant", "approve", "--client", xID, "--scope", write))
+	g := must(t)(s.adminAs(owner, "grant", "reject", "--client", yID, "--scope", read))
+	require.Equal(t, "GRANT_STATUS_REJECTED", field(g, "grant", "status"))
+	listed := must(t)(s.adminAs(owner, "grant", "list", "--api", field(api, "api_resource", "api_id").(string)))
+	require.Len(t, listed["grants"], 3)
+
+	// One organisation gets the scope, the other, on the same system, does not.
+	require.EventuallyWithT(t, func(c *assertCollect) {
+		r := s.do("POST", "/sts/Token", form, []byte("grant_type=client_credentials&scope="+read+"&client_id="+xID+"&client_secret="+
+			x["client_secret"].(string)), nil)
+		require.Equal(c, 200, r.status, "%s", r.raw)
+	}, time.Second, 20*time.Millisecond)
+	r := s.do("POST", "/sts/Token", form, []byte("grant_type=client_credentials&scope="+read+"&client_id="+yID+"&client_secret="+
+		y["client_secret"].(string)), nil)
+	require.Equal(t, "invalid_scope", r.body["error"])
+	require.Equal(t, "no scope is granted to this client yet", r.body["error_description"])
+
+	// A grant revoked after issuance leaves the token's answer; with no scope left the token is inactive.
+	tok := s.tokenForm(xID, x["client_secret"].(string)).body["access_token"].(string)
+	require.Equal(t, read+" "+write, s.introspect(tok).body["scope"])
+	must(t)(s.adminAs(owner, "grant", "revoke", "--client", xID, "--scope", write))
+	require.EventuallyWithT(t, func(c *assertCollect) {
+		require.Equal(c, read, s.introspect(tok).body["scope"])
+	}, time.Second, 10*time.Millisecond)
+	must(t)(s.adminAs(owner, "grant", "revoke", "--client", xID, "--scope", read))
+	require.EventuallyWithT(t, func(c *assertCollect) {
+		require.Equal(c, `{"active":false}`, string(s.introspect(tok).raw))
+	}, time.Second, 10*time.Millisecond)
+	// And new tokens cannot have it.
+	require.Equal(t, "invalid_scope", s.tokenForm(xID, x["client_secret"].(string)).body["error"])
 }
