@@ -124,8 +124,12 @@ func (c *Cache) Authenticate(ctx context.Context, id, secret string) (*registryv
 	if err != nil {
 		return nil, apierr.FromGRPC(err)
 	}
+	expires := now.Add(c.ttl)
+	if t := resp.GetSecretExpireTime(); t != nil && t.AsTime().Before(expires) {
+		expires = t.AsTime() // never trust a secret past its own expiry
+	}
 	c.mu.Lock()
-	c.entries[id] = cacheEntry{digest: digest, client: resp.GetClient(), expires: now.Add(c.ttl)}
+	c.entries[id] = cacheEntry{digest: digest, client: resp.GetClient(), expires: expires}
 	c.mu.Unlock()
 	return resp.GetClient(), nil
 }

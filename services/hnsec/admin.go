@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
@@ -278,6 +280,42 @@ func adminCommand(out io.Writer) *ffcli.Command {
 				return s.registry.ListGrants(s.ctx, &registryv1.ListGrantsRequest{ClientId: grant.client, ApiId: grant.api})
 			}),
 	}
+	var secret struct {
+		client          string
+		expireIn, grace time.Duration
+	}
+	secretCmds := []*ffcli.Command{
+		call("add", "hnsec admin secret add --client ID [--expire-in DURATION]", "add a client secret (shown once); the old ones keep working",
+			func(fs *flag.FlagSet) {
+				fs.StringVar(&secret.client, "client", "", "client_id")
+				fs.DurationVar(&secret.expireIn, "expire-in", 0, "the new secret stops working after this long (default: never)")
+			},
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				req := &registryv1.AddClientSecretRequest{ClientId: secret.client}
+				if secret.expireIn > 0 {
+					req.ExpireTime = timestamppb.New(time.Now().Add(secret.expireIn))
+				}
+				return s.registry.AddClientSecret(s.ctx, req)
+			}),
+		call("list", "hnsec admin secret list --client ID", "list a client's secrets (metadata only)",
+			func(fs *flag.FlagSet) { fs.StringVar(&secret.client, "client", "", "client_id") },
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				return s.registry.ListClientSecrets(s.ctx, &registryv1.ListClientSecretsRequest{ClientId: secret.client})
+			}),
+		call("revoke", "hnsec admin secret revoke --client ID [--grace DURATION] SECRET_ID", "make a secret stop working (after a grace period)",
+			func(fs *flag.FlagSet) {
+				fs.StringVar(&secret.client, "client", "", "client_id")
+				fs.DurationVar(&secret.grace, "grace", 0, "how long the secret keeps working (at most 24h)")
+			},
+			func(s *adminSession, args []string) (proto.Message, error) {
+				id, err := oneArg(args)
+				if err != nil {
+					return nil, err
+				}
+				return s.registry.RevokeClientSecret(s.ctx, &registryv1.RevokeClientSecretRequest{ClientId: secret.client, SecretId: id,
+					GraceSeconds: int32(secret.grace / time.Second)})
+			}),
+	}
 	var revokeClient string
 	tokenCmds := []*ffcli.Command{
 		sub("revoke-all", "hnsec admin token revoke-all --client CLIENT_ID [-o json]",
@@ -303,7 +341,7 @@ func adminCommand(out io.Writer) *ffcli.Command {
 		}
 	}
 	return &ffcli.Command{
-		Name: "admin", ShortUsage: "hnsec admin <vendor|system|org|client|api|grant|token> <command> [flags]",
+		Name: "admin", ShortUsage: "hnsec admin <vendor|system|org|client|secret|api|grant|token> <command> [flags]",
 		ShortHelp: "administer hnsec over gRPC (as the operator, or --credentials-file for another admin credential)",
 		FlagSet:   fs,
 		Subcommands: []*ffcli.Command{
@@ -311,6 +349,7 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			group("system", "client systems", systemCmds),
 			group("org", "organisations", orgCmds),
 			group("client", "client configurations", clientCmds),
+			group("secret", "client secrets", secretCmds),
 			group("api", "APIs and their scopes", apiCmds),
 			group("grant", "access grants", grantCmds),
 			group("token", "access tokens", tokenCmds),

@@ -241,3 +241,56 @@ func TestGrantLifeCycle(t *testing.T) {
 	// And new tokens cannot have it.
 	require.Equal(t, "invalid_scope", s.tokenForm(xID, x["client_secret"].(string)).body["error"])
 }
+
+// A secret rotates with overlap: old and new both work until the old one's grace ends.
+func TestSecretRotationWithOverlap(t *testing.T) {
+	s := newTestServer(t)
+	op := map[string]any(nil)
+	id, oldSecret := s.dev.ClientID, s.dev.ClientSecret
+	listed := must(t)(s.adminAs(op, "secret", "list", "--client", id))
+	require.Len(t, listed["secrets"], 1)
+	oldID := listed["secrets"].([]any)[0].(map[string]any)["secret_id"].(string)
+	require.NotContains(t, s.mustJSON(listed), oldSecret)
+	require.NotContains(t, s.mustJSON(listed), "hash")
+
+	added := must(t)(s.adminAs(op, "secret", "add", "--client", id))
+	newSecret := added["client_secret"].(string)
+	require.Equal(t, 200, s.tokenForm(id, oldSecret).status)
+	require.Equal(t, 200, s.tokenForm(id, newSecret).status)
+
+	revoked := must(t)(s.adminAs(op, "secret", "revoke", "--client", id, "--grace", "2s", oldID))
+	require.NotEmpty(t, field(revoked, "secret", "expire_time"))
+	require.Equal(t, 200, s.tokenForm(id, oldSecret).status, "the old secret works during the grace period")
+	require.EventuallyWithT(t, func(c *assertCollect) {
+		r := s.tokenForm(id, oldSecret)
+		require.Equal(c, 401, r.status, "an expired secret is invalid_client")
+		require.Equal(c, "invalid_client", r.body["error"])
+	}, 4*time.Second, 100*time.Millisecond)
+	require.Equal(t, 200, s.tokenForm(id, newSecret).status)
+
+	newID := ""
+	for _, sec := range must(t)(s.adminAs(op, "secret", "list", "--client", id))["secrets"].([]any) {
+		if m := sec.(map[string]any); m["expire_time"] == nil {
+			newID = m["secret_id"].(string)
+		}
+	}
+	for _, d := range []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"secret", "revoke", "--client", id, newID}, "failed_precondition: the client would have no working secret left; add one first, or block the client"},
+		{[]string{"secret", "revoke", "--client", id, oldID}, "failed_precondition: the secret has already expired"},
+		{[]string{"secret", "revoke", "--client", id, "--grace", "25h", newID}, "invalid_request: grace_seconds must be between 0 and 86400"},
+		{[]string{"secret", "revoke", "--client", id, "6f1c2d3e-0000-4000-8000-00000000dead"}, "not_found: secret not found"},
+		{[]string{"secret", "add", "--client", "nope"}, "invalid_request: client_id must be a GUID"},
+	} {
+		_, err := s.adminAs(op, d.args...)
+		require.EqualError(t, err, d.wantErr, "%v", d.args)
+	}
+}
+
+func (s *testServer) mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	require.NoError(s.t, err)
+	return string(b)
+}

@@ -235,14 +235,13 @@ func (s *Server) AuthenticateClient(ctx context.Context, req *registryv1.Authent
 		return nil, err
 	}
 	now := time.Now()
-	match := false
-	for _, sec := range stored {
-		live := sec.ExpireTime.IsZero() || now.Before(sec.ExpireTime)
-		if secrets.Equal(hash, sec.Hash) && live {
-			match = true
+	var matched *Secret
+	for i, sec := range stored {
+		if secrets.Equal(hash, sec.Hash) && live(sec, now) {
+			matched = &stored[i]
 		}
 	}
-	if !match {
+	if matched == nil {
 		return nil, failed
 	}
 	if c.Status == registryv1.ClientStatus_CLIENT_STATUS_BLOCKED {
@@ -257,7 +256,11 @@ func (s *Server) AuthenticateClient(ctx context.Context, req *registryv1.Authent
 			return nil, apierr.New(apierr.UnauthorizedClient, "the client system is not approved")
 		}
 	}
-	return &registryv1.AuthenticateClientResponse{Client: toProto(c)}, nil
+	resp := &registryv1.AuthenticateClientResponse{Client: toProto(c)}
+	if !matched.ExpireTime.IsZero() {
+		resp.SecretExpireTime = timestamppb.New(matched.ExpireTime)
+	}
+	return resp, nil
 }
 
 // LookupClient implements ClientRegistryService for internal callers.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -212,6 +213,11 @@ type Store interface {
 	ListGrants(ctx context.Context, clientID, apiID string) ([]Grant, error)
 	// GetClient returns the client; ErrNotFound when there is none.
 	GetClient(ctx context.Context, id string) (Client, error)
+	// AddSecret stores another secret of the client.
+	AddSecret(ctx context.Context, clientID string, sec Secret) error
+	// UpdateSecret applies fn to the client's secret atomically and stores its expiry; ErrNotFound when
+	// there is no such secret.
+	UpdateSecret(ctx context.Context, clientID, secretID string, fn func(Secret, []Secret) (Secret, error)) (Secret, error)
 	// ClientSecrets returns the client's secrets; ErrNotFound when the client does not exist.
 	ClientSecrets(ctx context.Context, id string) (Client, []Secret, error)
 	// UpdateClient applies fn to the stored client atomically and stores its result.
@@ -453,27 +459,59 @@ func (s *sqlStore) ClientSecrets(ctx context.Context, id string) (Client, []Secr
 	if err != nil {
 		return Client{}, nil, err
 	}
-	rows, err := s.db.Read.QueryContext(ctx, `SELECT id, hash, create_time, expire_time FROM client_secrets WHERE client_id = ?`, id)
-	if err != nil {
-		return Client{}, nil, err
+	secrets, err := list(ctx, s.db, secretSelect+` WHERE client_id = ? ORDER BY create_time, id`, []any{id}, scanSecret)
+	return c, secrets, err
+}
+
+const secretSelect = `SELECT id, hash, create_time, expire_time FROM client_secrets`
+
+func scanSecret(sc scanner) (Secret, error) {
+	var (
+		sec             Secret
+		created, expire int64
+	)
+	err := sc.Scan(&sec.ID, &sec.Hash, &created, &expire)
+	sec.CreateTime = time.Unix(created, 0).UTC()
+	if expire != 0 {
+		sec.ExpireTime = time.Unix(expire, 0).UTC()
 	}
-	defer rows.Close()
-	var out []Secret
-	for rows.Next() {
-		var (
-			sec             Secret
-			created, expire int64
-		)
-		if err := rows.Scan(&sec.ID, &sec.Hash, &created, &expire); err != nil {
-			return Client{}, nil, err
+	return sec, err
+}
+
+func (s *sqlStore) AddSecret(ctx context.Context, clientID string, sec Secret) error {
+	return s.insert(ctx, `INSERT INTO client_secrets (id, client_id, hash, create_time, expire_time) VALUES (?, ?, ?, ?, ?)`,
+		sec.ID, clientID, sec.Hash, sec.CreateTime.Unix(), unixOrZero(sec.ExpireTime))
+}
+
+func (s *sqlStore) UpdateSecret(ctx context.Context, clientID, secretID string, fn func(Secret, []Secret) (Secret, error)) (Secret, error) {
+	var out Secret
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, secretSelect+` WHERE client_id = ?`, clientID)
+		if err != nil {
+			return err
 		}
-		sec.CreateTime = time.Unix(created, 0).UTC()
-		if expire != 0 {
-			sec.ExpireTime = time.Unix(expire, 0).UTC()
+		var all []Secret
+		for rows.Next() {
+			sec, err := scanSecret(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			all = append(all, sec)
 		}
-		out = append(out, sec)
-	}
-	return c, out, rows.Err()
+		rows.Close()
+		i := slices.IndexFunc(all, func(sec Secret) bool { return sec.ID == secretID })
+		if i < 0 {
+			return store.ErrNotFound
+		}
+		if out, err = fn(all[i], all); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE client_secrets SET expire_time = ? WHERE id = ? AND client_id = ?`,
+			unixOrZero(out.ExpireTime), secretID, clientID)
+		return err
+	})
+	return out, err
 }
 
 func (s *sqlStore) UpdateClient(ctx context.Context, id string, fn func(Client) (Client, error)) (Client, error) {

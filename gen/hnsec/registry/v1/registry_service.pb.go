@@ -843,9 +843,12 @@ func (x *AuthenticateClientRequest) GetClientSecret() string {
 type AuthenticateClientResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// client is the authenticated configuration.
-	Client        *Client `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Client *Client `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	// secret_expire_time is when the secret that matched expires, if it does: caches must not trust it
+	// beyond that.
+	SecretExpireTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=secret_expire_time,json=secretExpireTime,proto3" json:"secret_expire_time,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *AuthenticateClientResponse) Reset() {
@@ -881,6 +884,13 @@ func (*AuthenticateClientResponse) Descriptor() ([]byte, []int) {
 func (x *AuthenticateClientResponse) GetClient() *Client {
 	if x != nil {
 		return x.Client
+	}
+	return nil
+}
+
+func (x *AuthenticateClientResponse) GetSecretExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SecretExpireTime
 	}
 	return nil
 }
@@ -3525,6 +3535,382 @@ func (x *ListGrantsResponse) GetGrants() []*Grant {
 	return nil
 }
 
+// ClientSecret is a secret's metadata.
+type ClientSecret struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// secret_id names the secret.
+	SecretId string `protobuf:"bytes,1,opt,name=secret_id,json=secretId,proto3" json:"secret_id,omitempty"`
+	// create_time is when it was added.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// expire_time is when it stops working, if it does.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientSecret) Reset() {
+	*x = ClientSecret{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientSecret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientSecret) ProtoMessage() {}
+
+func (x *ClientSecret) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientSecret.ProtoReflect.Descriptor instead.
+func (*ClientSecret) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ClientSecret) GetSecretId() string {
+	if x != nil {
+		return x.SecretId
+	}
+	return ""
+}
+
+func (x *ClientSecret) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *ClientSecret) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// AddClientSecretRequest names a client and an optional expiry.
+type AddClientSecretRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// expire_time, when set, is when the new secret stops working.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddClientSecretRequest) Reset() {
+	*x = AddClientSecretRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddClientSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddClientSecretRequest) ProtoMessage() {}
+
+func (x *AddClientSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddClientSecretRequest.ProtoReflect.Descriptor instead.
+func (*AddClientSecretRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *AddClientSecretRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *AddClientSecretRequest) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// AddClientSecretResponse holds the new secret.
+type AddClientSecretResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// secret is the new secret's metadata.
+	Secret *ClientSecret `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	// client_secret is shown this once.
+	ClientSecret  string `protobuf:"bytes,2,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddClientSecretResponse) Reset() {
+	*x = AddClientSecretResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddClientSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddClientSecretResponse) ProtoMessage() {}
+
+func (x *AddClientSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddClientSecretResponse.ProtoReflect.Descriptor instead.
+func (*AddClientSecretResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *AddClientSecretResponse) GetSecret() *ClientSecret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *AddClientSecretResponse) GetClientSecret() string {
+	if x != nil {
+		return x.ClientSecret
+	}
+	return ""
+}
+
+// ListClientSecretsRequest names a client.
+type ListClientSecretsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId      string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientSecretsRequest) Reset() {
+	*x = ListClientSecretsRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientSecretsRequest) ProtoMessage() {}
+
+func (x *ListClientSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListClientSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ListClientSecretsRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// ListClientSecretsResponse holds the secrets' metadata.
+type ListClientSecretsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// secrets of the client.
+	Secrets       []*ClientSecret `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientSecretsResponse) Reset() {
+	*x = ListClientSecretsResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientSecretsResponse) ProtoMessage() {}
+
+func (x *ListClientSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListClientSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ListClientSecretsResponse) GetSecrets() []*ClientSecret {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+// RevokeClientSecretRequest names a secret.
+type RevokeClientSecretRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// secret_id of the secret.
+	SecretId string `protobuf:"bytes,2,opt,name=secret_id,json=secretId,proto3" json:"secret_id,omitempty"`
+	// grace_seconds the secret keeps working (0 to 86400).
+	GraceSeconds  int32 `protobuf:"varint,3,opt,name=grace_seconds,json=graceSeconds,proto3" json:"grace_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeClientSecretRequest) Reset() {
+	*x = RevokeClientSecretRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeClientSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeClientSecretRequest) ProtoMessage() {}
+
+func (x *RevokeClientSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeClientSecretRequest.ProtoReflect.Descriptor instead.
+func (*RevokeClientSecretRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *RevokeClientSecretRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *RevokeClientSecretRequest) GetSecretId() string {
+	if x != nil {
+		return x.SecretId
+	}
+	return ""
+}
+
+func (x *RevokeClientSecretRequest) GetGraceSeconds() int32 {
+	if x != nil {
+		return x.GraceSeconds
+	}
+	return 0
+}
+
+// RevokeClientSecretResponse holds the secret after the change.
+type RevokeClientSecretResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// secret is the secret's metadata.
+	Secret        *ClientSecret `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeClientSecretResponse) Reset() {
+	*x = RevokeClientSecretResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeClientSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeClientSecretResponse) ProtoMessage() {}
+
+func (x *RevokeClientSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeClientSecretResponse.ProtoReflect.Descriptor instead.
+func (*RevokeClientSecretResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *RevokeClientSecretResponse) GetSecret() *ClientSecret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
 var File_hnsec_registry_v1_registry_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
@@ -3563,9 +3949,10 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x06client\x18\x01 \x01(\v2\x19.hnsec.registry.v1.ClientR\x06client\"]\n" +
 	"\x19AuthenticateClientRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12#\n" +
-	"\rclient_secret\x18\x02 \x01(\tR\fclientSecret\"O\n" +
+	"\rclient_secret\x18\x02 \x01(\tR\fclientSecret\"\x99\x01\n" +
 	"\x1aAuthenticateClientResponse\x121\n" +
-	"\x06client\x18\x01 \x01(\v2\x19.hnsec.registry.v1.ClientR\x06client\"2\n" +
+	"\x06client\x18\x01 \x01(\v2\x19.hnsec.registry.v1.ClientR\x06client\x12H\n" +
+	"\x12secret_expire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x10secretExpireTime\"2\n" +
 	"\x13LookupClientRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\"I\n" +
 	"\x14LookupClientResponse\x121\n" +
@@ -3718,7 +4105,30 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x15\n" +
 	"\x06api_id\x18\x02 \x01(\tR\x05apiId\"F\n" +
 	"\x12ListGrantsResponse\x120\n" +
-	"\x06grants\x18\x01 \x03(\v2\x18.hnsec.registry.v1.GrantR\x06grants*}\n" +
+	"\x06grants\x18\x01 \x03(\v2\x18.hnsec.registry.v1.GrantR\x06grants\"\xa5\x01\n" +
+	"\fClientSecret\x12\x1b\n" +
+	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\x12;\n" +
+	"\vcreate_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"r\n" +
+	"\x16AddClientSecretRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"w\n" +
+	"\x17AddClientSecretResponse\x127\n" +
+	"\x06secret\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.ClientSecretR\x06secret\x12#\n" +
+	"\rclient_secret\x18\x02 \x01(\tR\fclientSecret\"7\n" +
+	"\x18ListClientSecretsRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"V\n" +
+	"\x19ListClientSecretsResponse\x129\n" +
+	"\asecrets\x18\x01 \x03(\v2\x1f.hnsec.registry.v1.ClientSecretR\asecrets\"z\n" +
+	"\x19RevokeClientSecretRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
+	"\tsecret_id\x18\x02 \x01(\tR\bsecretId\x12#\n" +
+	"\rgrace_seconds\x18\x03 \x01(\x05R\fgraceSeconds\"U\n" +
+	"\x1aRevokeClientSecretResponse\x127\n" +
+	"\x06secret\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.ClientSecretR\x06secret*}\n" +
 	"\fClientStatus\x12\x1d\n" +
 	"\x19CLIENT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CLIENT_STATUS_ACTIVE\x10\x01\x12\x19\n" +
@@ -3741,7 +4151,7 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x14GRANT_STATUS_PENDING\x10\x01\x12\x19\n" +
 	"\x15GRANT_STATUS_APPROVED\x10\x02\x12\x19\n" +
 	"\x15GRANT_STATUS_REJECTED\x10\x03\x12\x18\n" +
-	"\x14GRANT_STATUS_REVOKED\x10\x042\x87\x15\n" +
+	"\x14GRANT_STATUS_REVOKED\x10\x042\xd4\x17\n" +
 	"\x15ClientRegistryService\x12_\n" +
 	"\fCreateVendor\x12&.hnsec.registry.v1.CreateVendorRequest\x1a'.hnsec.registry.v1.CreateVendorResponse\x12V\n" +
 	"\tGetVendor\x12#.hnsec.registry.v1.GetVendorRequest\x1a$.hnsec.registry.v1.GetVendorResponse\x12\\\n" +
@@ -3763,7 +4173,10 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\vRejectGrant\x12%.hnsec.registry.v1.RejectGrantRequest\x1a&.hnsec.registry.v1.RejectGrantResponse\x12\\\n" +
 	"\vRevokeGrant\x12%.hnsec.registry.v1.RevokeGrantRequest\x1a&.hnsec.registry.v1.RevokeGrantResponse\x12Y\n" +
 	"\n" +
-	"ListGrants\x12$.hnsec.registry.v1.ListGrantsRequest\x1a%.hnsec.registry.v1.ListGrantsResponse\x12_\n" +
+	"ListGrants\x12$.hnsec.registry.v1.ListGrantsRequest\x1a%.hnsec.registry.v1.ListGrantsResponse\x12h\n" +
+	"\x0fAddClientSecret\x12).hnsec.registry.v1.AddClientSecretRequest\x1a*.hnsec.registry.v1.AddClientSecretResponse\x12n\n" +
+	"\x11ListClientSecrets\x12+.hnsec.registry.v1.ListClientSecretsRequest\x1a,.hnsec.registry.v1.ListClientSecretsResponse\x12q\n" +
+	"\x12RevokeClientSecret\x12,.hnsec.registry.v1.RevokeClientSecretRequest\x1a-.hnsec.registry.v1.RevokeClientSecretResponse\x12_\n" +
 	"\fCreateClient\x12&.hnsec.registry.v1.CreateClientRequest\x1a'.hnsec.registry.v1.CreateClientResponse\x12V\n" +
 	"\tGetClient\x12#.hnsec.registry.v1.GetClientRequest\x1a$.hnsec.registry.v1.GetClientResponse\x12\\\n" +
 	"\vBlockClient\x12%.hnsec.registry.v1.BlockClientRequest\x1a&.hnsec.registry.v1.BlockClientResponse\x12b\n" +
@@ -3784,7 +4197,7 @@ func file_hnsec_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 }
 
 var file_hnsec_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
 	(ClientStatus)(0),                   // 0: hnsec.registry.v1.ClientStatus
 	(Role)(0),                           // 1: hnsec.registry.v1.Role
@@ -3849,106 +4262,126 @@ var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
 	(*RevokeGrantResponse)(nil),         // 60: hnsec.registry.v1.RevokeGrantResponse
 	(*ListGrantsRequest)(nil),           // 61: hnsec.registry.v1.ListGrantsRequest
 	(*ListGrantsResponse)(nil),          // 62: hnsec.registry.v1.ListGrantsResponse
-	(*timestamppb.Timestamp)(nil),       // 63: google.protobuf.Timestamp
+	(*ClientSecret)(nil),                // 63: hnsec.registry.v1.ClientSecret
+	(*AddClientSecretRequest)(nil),      // 64: hnsec.registry.v1.AddClientSecretRequest
+	(*AddClientSecretResponse)(nil),     // 65: hnsec.registry.v1.AddClientSecretResponse
+	(*ListClientSecretsRequest)(nil),    // 66: hnsec.registry.v1.ListClientSecretsRequest
+	(*ListClientSecretsResponse)(nil),   // 67: hnsec.registry.v1.ListClientSecretsResponse
+	(*RevokeClientSecretRequest)(nil),   // 68: hnsec.registry.v1.RevokeClientSecretRequest
+	(*RevokeClientSecretResponse)(nil),  // 69: hnsec.registry.v1.RevokeClientSecretResponse
+	(*timestamppb.Timestamp)(nil),       // 70: google.protobuf.Timestamp
 }
 var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	0,  // 0: hnsec.registry.v1.Client.status:type_name -> hnsec.registry.v1.ClientStatus
-	63, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
+	70, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
 	46, // 2: hnsec.registry.v1.Client.grants:type_name -> hnsec.registry.v1.Grant
 	4,  // 3: hnsec.registry.v1.CreateClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 4: hnsec.registry.v1.GetClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 5: hnsec.registry.v1.BlockClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 6: hnsec.registry.v1.UnblockClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 7: hnsec.registry.v1.AuthenticateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	4,  // 8: hnsec.registry.v1.LookupClientResponse.client:type_name -> hnsec.registry.v1.Client
-	1,  // 9: hnsec.registry.v1.AdminCredential.role:type_name -> hnsec.registry.v1.Role
-	63, // 10: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
-	2,  // 11: hnsec.registry.v1.ClientSystem.status:type_name -> hnsec.registry.v1.ClientSystemStatus
-	63, // 12: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
-	63, // 13: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
-	18, // 14: hnsec.registry.v1.CreateVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
-	17, // 15: hnsec.registry.v1.CreateVendorResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
-	18, // 16: hnsec.registry.v1.GetVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
-	18, // 17: hnsec.registry.v1.ListVendorsResponse.vendors:type_name -> hnsec.registry.v1.Vendor
-	19, // 18: hnsec.registry.v1.CreateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	19, // 19: hnsec.registry.v1.GetClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	19, // 20: hnsec.registry.v1.ListClientSystemsResponse.client_systems:type_name -> hnsec.registry.v1.ClientSystem
-	19, // 21: hnsec.registry.v1.SubmitClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	19, // 22: hnsec.registry.v1.ApproveClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	19, // 23: hnsec.registry.v1.RejectClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	20, // 24: hnsec.registry.v1.CreateOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
-	17, // 25: hnsec.registry.v1.CreateOrganisationResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
-	20, // 26: hnsec.registry.v1.GetOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
-	20, // 27: hnsec.registry.v1.ListOrganisationsResponse.organisations:type_name -> hnsec.registry.v1.Organisation
-	63, // 28: hnsec.registry.v1.ApiResource.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 29: hnsec.registry.v1.Grant.status:type_name -> hnsec.registry.v1.GrantStatus
-	63, // 30: hnsec.registry.v1.Grant.update_time:type_name -> google.protobuf.Timestamp
-	45, // 31: hnsec.registry.v1.CreateApiResourceResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
-	17, // 32: hnsec.registry.v1.CreateApiResourceResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
-	45, // 33: hnsec.registry.v1.ListApiResourcesResponse.api_resources:type_name -> hnsec.registry.v1.ApiResource
-	45, // 34: hnsec.registry.v1.AddApiScopeResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
-	46, // 35: hnsec.registry.v1.RequestGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
-	46, // 36: hnsec.registry.v1.ApproveGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
-	46, // 37: hnsec.registry.v1.RejectGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
-	46, // 38: hnsec.registry.v1.RevokeGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
-	46, // 39: hnsec.registry.v1.ListGrantsResponse.grants:type_name -> hnsec.registry.v1.Grant
-	21, // 40: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
-	23, // 41: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
-	25, // 42: hnsec.registry.v1.ClientRegistryService.ListVendors:input_type -> hnsec.registry.v1.ListVendorsRequest
-	27, // 43: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:input_type -> hnsec.registry.v1.CreateClientSystemRequest
-	29, // 44: hnsec.registry.v1.ClientRegistryService.GetClientSystem:input_type -> hnsec.registry.v1.GetClientSystemRequest
-	31, // 45: hnsec.registry.v1.ClientRegistryService.ListClientSystems:input_type -> hnsec.registry.v1.ListClientSystemsRequest
-	33, // 46: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:input_type -> hnsec.registry.v1.SubmitClientSystemRequest
-	35, // 47: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:input_type -> hnsec.registry.v1.ApproveClientSystemRequest
-	37, // 48: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:input_type -> hnsec.registry.v1.RejectClientSystemRequest
-	39, // 49: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:input_type -> hnsec.registry.v1.CreateOrganisationRequest
-	41, // 50: hnsec.registry.v1.ClientRegistryService.GetOrganisation:input_type -> hnsec.registry.v1.GetOrganisationRequest
-	43, // 51: hnsec.registry.v1.ClientRegistryService.ListOrganisations:input_type -> hnsec.registry.v1.ListOrganisationsRequest
-	47, // 52: hnsec.registry.v1.ClientRegistryService.CreateApiResource:input_type -> hnsec.registry.v1.CreateApiResourceRequest
-	49, // 53: hnsec.registry.v1.ClientRegistryService.ListApiResources:input_type -> hnsec.registry.v1.ListApiResourcesRequest
-	51, // 54: hnsec.registry.v1.ClientRegistryService.AddApiScope:input_type -> hnsec.registry.v1.AddApiScopeRequest
-	53, // 55: hnsec.registry.v1.ClientRegistryService.RequestGrant:input_type -> hnsec.registry.v1.RequestGrantRequest
-	55, // 56: hnsec.registry.v1.ClientRegistryService.ApproveGrant:input_type -> hnsec.registry.v1.ApproveGrantRequest
-	57, // 57: hnsec.registry.v1.ClientRegistryService.RejectGrant:input_type -> hnsec.registry.v1.RejectGrantRequest
-	59, // 58: hnsec.registry.v1.ClientRegistryService.RevokeGrant:input_type -> hnsec.registry.v1.RevokeGrantRequest
-	61, // 59: hnsec.registry.v1.ClientRegistryService.ListGrants:input_type -> hnsec.registry.v1.ListGrantsRequest
-	5,  // 60: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
-	7,  // 61: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
-	9,  // 62: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
-	11, // 63: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
-	13, // 64: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
-	15, // 65: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
-	22, // 66: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
-	24, // 67: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
-	26, // 68: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
-	28, // 69: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
-	30, // 70: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
-	32, // 71: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
-	34, // 72: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
-	36, // 73: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
-	38, // 74: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
-	40, // 75: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
-	42, // 76: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
-	44, // 77: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
-	48, // 78: hnsec.registry.v1.ClientRegistryService.CreateApiResource:output_type -> hnsec.registry.v1.CreateApiResourceResponse
-	50, // 79: hnsec.registry.v1.ClientRegistryService.ListApiResources:output_type -> hnsec.registry.v1.ListApiResourcesResponse
-	52, // 80: hnsec.registry.v1.ClientRegistryService.AddApiScope:output_type -> hnsec.registry.v1.AddApiScopeResponse
-	54, // 81: hnsec.registry.v1.ClientRegistryService.RequestGrant:output_type -> hnsec.registry.v1.RequestGrantResponse
-	56, // 82: hnsec.registry.v1.ClientRegistryService.ApproveGrant:output_type -> hnsec.registry.v1.ApproveGrantResponse
-	58, // 83: hnsec.registry.v1.ClientRegistryService.RejectGrant:output_type -> hnsec.registry.v1.RejectGrantResponse
-	60, // 84: hnsec.registry.v1.ClientRegistryService.RevokeGrant:output_type -> hnsec.registry.v1.RevokeGrantResponse
-	62, // 85: hnsec.registry.v1.ClientRegistryService.ListGrants:output_type -> hnsec.registry.v1.ListGrantsResponse
-	6,  // 86: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
-	8,  // 87: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
-	10, // 88: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
-	12, // 89: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
-	14, // 90: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
-	16, // 91: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
-	66, // [66:92] is the sub-list for method output_type
-	40, // [40:66] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	70, // 8: hnsec.registry.v1.AuthenticateClientResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 9: hnsec.registry.v1.LookupClientResponse.client:type_name -> hnsec.registry.v1.Client
+	1,  // 10: hnsec.registry.v1.AdminCredential.role:type_name -> hnsec.registry.v1.Role
+	70, // 11: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
+	2,  // 12: hnsec.registry.v1.ClientSystem.status:type_name -> hnsec.registry.v1.ClientSystemStatus
+	70, // 13: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
+	70, // 14: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
+	18, // 15: hnsec.registry.v1.CreateVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
+	17, // 16: hnsec.registry.v1.CreateVendorResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	18, // 17: hnsec.registry.v1.GetVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
+	18, // 18: hnsec.registry.v1.ListVendorsResponse.vendors:type_name -> hnsec.registry.v1.Vendor
+	19, // 19: hnsec.registry.v1.CreateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	19, // 20: hnsec.registry.v1.GetClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	19, // 21: hnsec.registry.v1.ListClientSystemsResponse.client_systems:type_name -> hnsec.registry.v1.ClientSystem
+	19, // 22: hnsec.registry.v1.SubmitClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	19, // 23: hnsec.registry.v1.ApproveClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	19, // 24: hnsec.registry.v1.RejectClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	20, // 25: hnsec.registry.v1.CreateOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
+	17, // 26: hnsec.registry.v1.CreateOrganisationResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	20, // 27: hnsec.registry.v1.GetOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
+	20, // 28: hnsec.registry.v1.ListOrganisationsResponse.organisations:type_name -> hnsec.registry.v1.Organisation
+	70, // 29: hnsec.registry.v1.ApiResource.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 30: hnsec.registry.v1.Grant.status:type_name -> hnsec.registry.v1.GrantStatus
+	70, // 31: hnsec.registry.v1.Grant.update_time:type_name -> google.protobuf.Timestamp
+	45, // 32: hnsec.registry.v1.CreateApiResourceResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
+	17, // 33: hnsec.registry.v1.CreateApiResourceResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	45, // 34: hnsec.registry.v1.ListApiResourcesResponse.api_resources:type_name -> hnsec.registry.v1.ApiResource
+	45, // 35: hnsec.registry.v1.AddApiScopeResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
+	46, // 36: hnsec.registry.v1.RequestGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	46, // 37: hnsec.registry.v1.ApproveGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	46, // 38: hnsec.registry.v1.RejectGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	46, // 39: hnsec.registry.v1.RevokeGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	46, // 40: hnsec.registry.v1.ListGrantsResponse.grants:type_name -> hnsec.registry.v1.Grant
+	70, // 41: hnsec.registry.v1.ClientSecret.create_time:type_name -> google.protobuf.Timestamp
+	70, // 42: hnsec.registry.v1.ClientSecret.expire_time:type_name -> google.protobuf.Timestamp
+	70, // 43: hnsec.registry.v1.AddClientSecretRequest.expire_time:type_name -> google.protobuf.Timestamp
+	63, // 44: hnsec.registry.v1.AddClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
+	63, // 45: hnsec.registry.v1.ListClientSecretsResponse.secrets:type_name -> hnsec.registry.v1.ClientSecret
+	63, // 46: hnsec.registry.v1.RevokeClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
+	21, // 47: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
+	23, // 48: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
+	25, // 49: hnsec.registry.v1.ClientRegistryService.ListVendors:input_type -> hnsec.registry.v1.ListVendorsRequest
+	27, // 50: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:input_type -> hnsec.registry.v1.CreateClientSystemRequest
+	29, // 51: hnsec.registry.v1.ClientRegistryService.GetClientSystem:input_type -> hnsec.registry.v1.GetClientSystemRequest
+	31, // 52: hnsec.registry.v1.ClientRegistryService.ListClientSystems:input_type -> hnsec.registry.v1.ListClientSystemsRequest
+	33, // 53: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:input_type -> hnsec.registry.v1.SubmitClientSystemRequest
+	35, // 54: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:input_type -> hnsec.registry.v1.ApproveClientSystemRequest
+	37, // 55: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:input_type -> hnsec.registry.v1.RejectClientSystemRequest
+	39, // 56: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:input_type -> hnsec.registry.v1.CreateOrganisationRequest
+	41, // 57: hnsec.registry.v1.ClientRegistryService.GetOrganisation:input_type -> hnsec.registry.v1.GetOrganisationRequest
+	43, // 58: hnsec.registry.v1.ClientRegistryService.ListOrganisations:input_type -> hnsec.registry.v1.ListOrganisationsRequest
+	47, // 59: hnsec.registry.v1.ClientRegistryService.CreateApiResource:input_type -> hnsec.registry.v1.CreateApiResourceRequest
+	49, // 60: hnsec.registry.v1.ClientRegistryService.ListApiResources:input_type -> hnsec.registry.v1.ListApiResourcesRequest
+	51, // 61: hnsec.registry.v1.ClientRegistryService.AddApiScope:input_type -> hnsec.registry.v1.AddApiScopeRequest
+	53, // 62: hnsec.registry.v1.ClientRegistryService.RequestGrant:input_type -> hnsec.registry.v1.RequestGrantRequest
+	55, // 63: hnsec.registry.v1.ClientRegistryService.ApproveGrant:input_type -> hnsec.registry.v1.ApproveGrantRequest
+	57, // 64: hnsec.registry.v1.ClientRegistryService.RejectGrant:input_type -> hnsec.registry.v1.RejectGrantRequest
+	59, // 65: hnsec.registry.v1.ClientRegistryService.RevokeGrant:input_type -> hnsec.registry.v1.RevokeGrantRequest
+	61, // 66: hnsec.registry.v1.ClientRegistryService.ListGrants:input_type -> hnsec.registry.v1.ListGrantsRequest
+	64, // 67: hnsec.registry.v1.ClientRegistryService.AddClientSecret:input_type -> hnsec.registry.v1.AddClientSecretRequest
+	66, // 68: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:input_type -> hnsec.registry.v1.ListClientSecretsRequest
+	68, // 69: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:input_type -> hnsec.registry.v1.RevokeClientSecretRequest
+	5,  // 70: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
+	7,  // 71: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
+	9,  // 72: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
+	11, // 73: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
+	13, // 74: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
+	15, // 75: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
+	22, // 76: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
+	24, // 77: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
+	26, // 78: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
+	28, // 79: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
+	30, // 80: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
+	32, // 81: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
+	34, // 82: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
+	36, // 83: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
+	38, // 84: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
+	40, // 85: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
+	42, // 86: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
+	44, // 87: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
+	48, // 88: hnsec.registry.v1.ClientRegistryService.CreateApiResource:output_type -> hnsec.registry.v1.CreateApiResourceResponse
+	50, // 89: hnsec.registry.v1.ClientRegistryService.ListApiResources:output_type -> hnsec.registry.v1.ListApiResourcesResponse
+	52, // 90: hnsec.registry.v1.ClientRegistryService.AddApiScope:output_type -> hnsec.registry.v1.AddApiScopeResponse
+	54, // 91: hnsec.registry.v1.ClientRegistryService.RequestGrant:output_type -> hnsec.registry.v1.RequestGrantResponse
+	56, // 92: hnsec.registry.v1.ClientRegistryService.ApproveGrant:output_type -> hnsec.registry.v1.ApproveGrantResponse
+	58, // 93: hnsec.registry.v1.ClientRegistryService.RejectGrant:output_type -> hnsec.registry.v1.RejectGrantResponse
+	60, // 94: hnsec.registry.v1.ClientRegistryService.RevokeGrant:output_type -> hnsec.registry.v1.RevokeGrantResponse
+	62, // 95: hnsec.registry.v1.ClientRegistryService.ListGrants:output_type -> hnsec.registry.v1.ListGrantsResponse
+	65, // 96: hnsec.registry.v1.ClientRegistryService.AddClientSecret:output_type -> hnsec.registry.v1.AddClientSecretResponse
+	67, // 97: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:output_type -> hnsec.registry.v1.ListClientSecretsResponse
+	69, // 98: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:output_type -> hnsec.registry.v1.RevokeClientSecretResponse
+	6,  // 99: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
+	8,  // 100: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
+	10, // 101: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
+	12, // 102: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
+	14, // 103: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
+	16, // 104: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
+	76, // [76:105] is the sub-list for method output_type
+	47, // [47:76] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_registry_v1_registry_service_proto_init() }
@@ -3962,7 +4395,7 @@ func file_hnsec_registry_v1_registry_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_registry_v1_registry_service_proto_rawDesc), len(file_hnsec_registry_v1_registry_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   59,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,9 @@ const (
 	ClientRegistryService_RejectGrant_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/RejectGrant"
 	ClientRegistryService_RevokeGrant_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/RevokeGrant"
 	ClientRegistryService_ListGrants_FullMethodName          = "/hnsec.registry.v1.ClientRegistryService/ListGrants"
+	ClientRegistryService_AddClientSecret_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/AddClientSecret"
+	ClientRegistryService_ListClientSecrets_FullMethodName   = "/hnsec.registry.v1.ClientRegistryService/ListClientSecrets"
+	ClientRegistryService_RevokeClientSecret_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/RevokeClientSecret"
 	ClientRegistryService_CreateClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/CreateClient"
 	ClientRegistryService_GetClient_FullMethodName           = "/hnsec.registry.v1.ClientRegistryService/GetClient"
 	ClientRegistryService_BlockClient_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/BlockClient"
@@ -125,6 +128,18 @@ type ClientRegistryServiceClient interface {
 	// ListGrants lists grants of one client configuration (its organisation's admins) or of one API (its
 	// owners); operators may list either. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
 	ListGrants(ctx context.Context, in *ListGrantsRequest, opts ...grpc.CallOption) (*ListGrantsResponse, error)
+	// AddClientSecret adds a secret to a client configuration and returns it (shown once); the old ones keep
+	// working, so clients can switch over. The client's organisation admins, and operators.
+	// Errors: InvalidArgument (expire_time in the past), Unauthenticated, PermissionDenied.
+	AddClientSecret(ctx context.Context, in *AddClientSecretRequest, opts ...grpc.CallOption) (*AddClientSecretResponse, error)
+	// ListClientSecrets lists a client configuration's secrets by metadata only (never the secret or its
+	// hash). The client's organisation admins, and operators. Errors: InvalidArgument, Unauthenticated,
+	// PermissionDenied.
+	ListClientSecrets(ctx context.Context, in *ListClientSecretsRequest, opts ...grpc.CallOption) (*ListClientSecretsResponse, error)
+	// RevokeClientSecret makes a secret stop working after grace (0: at once). The client's organisation
+	// admins, and operators. Errors: InvalidArgument, NotFound, FailedPrecondition (the last secret without
+	// expiry cannot be revoked), Unauthenticated, PermissionDenied.
+	RevokeClientSecret(ctx context.Context, in *RevokeClientSecretRequest, opts ...grpc.CallOption) (*RevokeClientSecretResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -357,6 +372,36 @@ func (c *clientRegistryServiceClient) ListGrants(ctx context.Context, in *ListGr
 	return out, nil
 }
 
+func (c *clientRegistryServiceClient) AddClientSecret(ctx context.Context, in *AddClientSecretRequest, opts ...grpc.CallOption) (*AddClientSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddClientSecretResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_AddClientSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) ListClientSecrets(ctx context.Context, in *ListClientSecretsRequest, opts ...grpc.CallOption) (*ListClientSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListClientSecretsResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_ListClientSecrets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) RevokeClientSecret(ctx context.Context, in *RevokeClientSecretRequest, opts ...grpc.CallOption) (*RevokeClientSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeClientSecretResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_RevokeClientSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clientRegistryServiceClient) CreateClient(ctx context.Context, in *CreateClientRequest, opts ...grpc.CallOption) (*CreateClientResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateClientResponse)
@@ -495,6 +540,18 @@ type ClientRegistryServiceServer interface {
 	// ListGrants lists grants of one client configuration (its organisation's admins) or of one API (its
 	// owners); operators may list either. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
 	ListGrants(context.Context, *ListGrantsRequest) (*ListGrantsResponse, error)
+	// AddClientSecret adds a secret to a client configuration and returns it (shown once); the old ones keep
+	// working, so clients can switch over. The client's organisation admins, and operators.
+	// Errors: InvalidArgument (expire_time in the past), Unauthenticated, PermissionDenied.
+	AddClientSecret(context.Context, *AddClientSecretRequest) (*AddClientSecretResponse, error)
+	// ListClientSecrets lists a client configuration's secrets by metadata only (never the secret or its
+	// hash). The client's organisation admins, and operators. Errors: InvalidArgument, Unauthenticated,
+	// PermissionDenied.
+	ListClientSecrets(context.Context, *ListClientSecretsRequest) (*ListClientSecretsResponse, error)
+	// RevokeClientSecret makes a secret stop working after grace (0: at once). The client's organisation
+	// admins, and operators. Errors: InvalidArgument, NotFound, FailedPrecondition (the last secret without
+	// expiry cannot be revoked), Unauthenticated, PermissionDenied.
+	RevokeClientSecret(context.Context, *RevokeClientSecretRequest) (*RevokeClientSecretResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -586,6 +643,15 @@ func (UnimplementedClientRegistryServiceServer) RevokeGrant(context.Context, *Re
 }
 func (UnimplementedClientRegistryServiceServer) ListGrants(context.Context, *ListGrantsRequest) (*ListGrantsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListGrants not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) AddClientSecret(context.Context, *AddClientSecretRequest) (*AddClientSecretResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddClientSecret not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) ListClientSecrets(context.Context, *ListClientSecretsRequest) (*ListClientSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListClientSecrets not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) RevokeClientSecret(context.Context, *RevokeClientSecretRequest) (*RevokeClientSecretResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeClientSecret not implemented")
 }
 func (UnimplementedClientRegistryServiceServer) CreateClient(context.Context, *CreateClientRequest) (*CreateClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateClient not implemented")
@@ -986,6 +1052,60 @@ func _ClientRegistryService_ListGrants_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClientRegistryService_AddClientSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddClientSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).AddClientSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_AddClientSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).AddClientSecret(ctx, req.(*AddClientSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_ListClientSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListClientSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).ListClientSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_ListClientSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).ListClientSecrets(ctx, req.(*ListClientSecretsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_RevokeClientSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeClientSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).RevokeClientSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_RevokeClientSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).RevokeClientSecret(ctx, req.(*RevokeClientSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClientRegistryService_CreateClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateClientRequest)
 	if err := dec(in); err != nil {
@@ -1180,6 +1300,18 @@ var ClientRegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListGrants",
 			Handler:    _ClientRegistryService_ListGrants_Handler,
+		},
+		{
+			MethodName: "AddClientSecret",
+			Handler:    _ClientRegistryService_AddClientSecret_Handler,
+		},
+		{
+			MethodName: "ListClientSecrets",
+			Handler:    _ClientRegistryService_ListClientSecrets_Handler,
+		},
+		{
+			MethodName: "RevokeClientSecret",
+			Handler:    _ClientRegistryService_RevokeClientSecret_Handler,
 		},
 		{
 			MethodName: "CreateClient",
