@@ -11,6 +11,7 @@ import (
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/loop"
+	"github.com/hnsec/hnsec/pkg/publicurl"
 )
 
 // Config tunes client authentication.
@@ -21,6 +22,9 @@ type Config struct {
 	FailureBurst int
 	// FailureRefill is how often one more failed attempt is allowed once the burst is spent.
 	FailureRefill time.Duration
+	// Issuer and PublicURL say which audiences a client assertion may name: the issuer and the token
+	// endpoint URL (both set from the STS flags).
+	Issuer, PublicURL string
 }
 
 // RegisterFlags registers the client authentication flags with their defaults.
@@ -41,19 +45,22 @@ func (c *Config) Validate() error {
 // Authenticator authenticates the client of one request: credentials from the request, the throttle, and
 // the cached registry check.
 type Authenticator struct {
+	cfg      Config
+	registry registryv1.ClientRegistryServiceClient
 	cache    *Cache
 	throttle *Throttle
 }
 
 // New returns an Authenticator asking registry. Run must be running for change events to reach it.
 func New(cfg Config, registry registryv1.ClientRegistryServiceClient) *Authenticator {
-	return &Authenticator{cache: NewCache(registry, cfg.CacheTTL), throttle: NewThrottle(cfg.FailureBurst, cfg.FailureRefill)}
+	return &Authenticator{cfg: cfg, registry: registry, cache: NewCache(registry, cfg.CacheTTL),
+		throttle: NewThrottle(cfg.FailureBurst, cfg.FailureRefill)}
 }
 
-// Authenticate returns the authenticated client and its credentials. bodyID and bodySecret are the
-// client_id and client_secret parameters of the request body, if any.
-func (a *Authenticator) Authenticate(ctx context.Context, bodyID, bodySecret string) (*registryv1.Client, Credentials, error) {
-	creds, err := FromRequest(ctx, bodyID, bodySecret)
+// Authenticate returns the authenticated client and its credentials, taken from the authorization
+// metadata or the request body.
+func (a *Authenticator) Authenticate(ctx context.Context, body Body) (*registryv1.Client, Credentials, error) {
+	creds, err := FromRequest(ctx, body)
 	if err != nil {
 		return nil, creds, err
 	}
@@ -64,7 +71,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, bodyID, bodySecret str
 		e.RetryAfter = wait
 		return nil, creds, e
 	}
-	client, err := a.cache.Authenticate(ctx, creds.ID, creds.Secret)
+	client, err := a.check(ctx, creds)
 	if err != nil {
 		if apierr.FromGRPC(err).Kind == apierr.InvalidClient {
 			a.throttle.Failed(key, now)
@@ -72,6 +79,20 @@ func (a *Authenticator) Authenticate(ctx context.Context, bodyID, bodySecret str
 		return nil, creds, err
 	}
 	return client, creds, nil
+}
+
+// check asks the registry: a secret through the cache, an assertion every time (its jti is single use).
+func (a *Authenticator) check(ctx context.Context, creds Credentials) (*registryv1.Client, error) {
+	if creds.Assertion == "" {
+		return a.cache.Authenticate(ctx, creds.ID, creds.Secret)
+	}
+	base := publicurl.Base(ctx, a.cfg.Issuer, a.cfg.PublicURL)
+	resp, err := a.registry.AuthenticateClient(ctx, &registryv1.AuthenticateClientRequest{ClientId: creds.ID, ClientAssertion: creds.Assertion,
+		Audiences: []string{a.cfg.Issuer, base + "/sts/Token", base + "/sts/token"}})
+	if err != nil {
+		return nil, apierr.FromGRPC(err)
+	}
+	return resp.GetClient(), nil
 }
 
 // Run follows registry change events and sweeps expired state every minute until ctx ends.

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/metadata"
 
@@ -23,18 +24,35 @@ import (
 	"github.com/hnsec/hnsec/pkg/secrets"
 )
 
+// AssertionType is the client_assertion_type of private_key_jwt (RFC 7523 2.2).
+const AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// Body holds the client authentication parameters of a request body.
+type Body struct {
+	ClientID, ClientSecret, AssertionType, Assertion string
+}
+
 // Credentials are the client credentials of one request.
 type Credentials struct {
 	ID     string
 	Secret string
+	// Assertion is a private_key_jwt client assertion (instead of Secret).
+	Assertion string
 	// Basic is true when they came in an Authorization: Basic header (client_secret_basic).
 	Basic bool
 }
 
-// FromRequest takes the client credentials from the Basic authorization metadata or the request body
-// (bodyID, bodySecret), refusing both at once (RFC 6749 2.3: one method per request).
-func FromRequest(ctx context.Context, bodyID, bodySecret string) (Credentials, error) {
+// FromRequest takes the client credentials from the Basic authorization metadata or the request body,
+// refusing more than one method at once (RFC 6749 2.3).
+func FromRequest(ctx context.Context, body Body) (Credentials, error) {
 	auth := metadata.ValueFromIncomingContext(ctx, "authorization")
+	bodyID, bodySecret := body.ClientID, body.ClientSecret
+	if body.Assertion != "" || body.AssertionType != "" {
+		if len(auth) > 0 || bodySecret != "" {
+			return Credentials{}, apierr.New(apierr.InvalidRequest, "client authenticated by more than one method (client_assertion and a secret)")
+		}
+		return fromAssertion(body)
+	}
 	var c Credentials
 	switch {
 	case len(auth) > 1:
@@ -63,6 +81,28 @@ func FromRequest(ctx context.Context, bodyID, bodySecret string) (Credentials, e
 		return c, apierr.New(apierr.InvalidClient, "client_secret is missing")
 	}
 	return c, nil
+}
+
+// fromAssertion takes the client_id from a private_key_jwt assertion's iss (verified later, with the
+// client's keys, by the registry).
+func fromAssertion(body Body) (Credentials, error) {
+	switch {
+	case body.AssertionType != AssertionType:
+		return Credentials{}, apierr.New(apierr.InvalidRequest, "client_assertion_type must be %s", AssertionType)
+	case body.Assertion == "":
+		return Credentials{}, apierr.New(apierr.InvalidRequest, "client_assertion is missing")
+	}
+	var claims jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(body.Assertion, &claims); err != nil {
+		return Credentials{}, apierr.New(apierr.InvalidClient, "client assertion is not a JWT")
+	}
+	switch {
+	case !guid.Valid(claims.Issuer):
+		return Credentials{}, apierr.New(apierr.InvalidClient, "client assertion iss must be the client_id (a GUID)")
+	case body.ClientID != "" && body.ClientID != claims.Issuer:
+		return Credentials{}, apierr.New(apierr.InvalidRequest, "client_id differs from the client assertion's iss")
+	}
+	return Credentials{ID: claims.Issuer, Assertion: body.Assertion}, nil
 }
 
 // ParseBasic decodes an RFC 6749 2.3.1 Basic authorization value: base64 of the form-urlencoded client_id,

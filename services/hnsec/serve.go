@@ -290,7 +290,9 @@ func (a *app) initClientAuth(ctx context.Context) error {
 	if err := a.cfg.ClientAuth.Validate(); err != nil {
 		return err
 	}
-	a.clients = clientauth.New(a.cfg.ClientAuth, registryv1.NewClientRegistryServiceClient(a.conn))
+	cfg := a.cfg.ClientAuth
+	cfg.Issuer, cfg.PublicURL = a.cfg.STS.Issuer, a.cfg.STS.PublicURL
+	a.clients = clientauth.New(cfg, registryv1.NewClientRegistryServiceClient(a.conn))
 	a.addLoop(ctx, func(ctx context.Context) error { return a.clients.Run(ctx, a.bus.Conn) })
 	return nil
 }

@@ -70,7 +70,8 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Introspect implements IntrospectionService.
 func (s *Server) Introspect(ctx context.Context, req *introspectionv1.IntrospectRequest) (*introspectionv1.IntrospectResponse, error) {
-	caller, _, err := s.clients.Authenticate(ctx, req.GetClientId(), req.GetClientSecret())
+	caller, _, err := s.clients.Authenticate(ctx, clientauth.Body{ClientID: req.GetClientId(), ClientSecret: req.GetClientSecret(),
+		AssertionType: req.GetClientAssertionType(), Assertion: req.GetClientAssertion()})
 	if err != nil {
 		return nil, err
 	}

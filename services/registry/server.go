@@ -219,30 +219,21 @@ func (s *Server) setStatus(ctx context.Context, id string, st registryv1.ClientS
 	return c, nil
 }
 
-// AuthenticateClient implements ClientRegistryService. An unknown client and a wrong secret take the same
-// work and give the same error.
+// AuthenticateClient implements ClientRegistryService: by secret (an unknown client and a wrong secret
+// take the same work and give the same error) or by private_key_jwt assertion.
 func (s *Server) AuthenticateClient(ctx context.Context, req *registryv1.AuthenticateClientRequest) (*registryv1.AuthenticateClientResponse, error) {
-	failed := apierr.New(apierr.InvalidClient, "client authentication failed")
-	hash := secrets.Hash(s.pepper, req.GetClientSecret())
-	if !guid.Valid(req.GetClientId()) || req.GetClientSecret() == "" {
-		return nil, failed
-	}
-	c, stored, err := s.store.ClientSecrets(ctx, req.GetClientId())
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, failed
+	var (
+		c         Client
+		secretEnd time.Time
+		err       error
+	)
+	if req.GetClientAssertion() != "" {
+		c, err = s.authenticateAssertion(ctx, req.GetClientId(), req.GetClientAssertion(), req.GetAudiences())
+	} else {
+		c, secretEnd, err = s.authenticateSecret(ctx, req.GetClientId(), req.GetClientSecret())
 	}
 	if err != nil {
 		return nil, err
-	}
-	now := time.Now()
-	var matched *Secret
-	for i, sec := range stored {
-		if secrets.Equal(hash, sec.Hash) && live(sec, now) {
-			matched = &stored[i]
-		}
-	}
-	if matched == nil {
-		return nil, failed
 	}
 	if c.Status == registryv1.ClientStatus_CLIENT_STATUS_BLOCKED {
 		return nil, apierr.New(apierr.UnauthorizedClient, "client is blocked")
@@ -257,10 +248,34 @@ func (s *Server) AuthenticateClient(ctx context.Context, req *registryv1.Authent
 		}
 	}
 	resp := &registryv1.AuthenticateClientResponse{Client: toProto(c)}
-	if !matched.ExpireTime.IsZero() {
-		resp.SecretExpireTime = timestamppb.New(matched.ExpireTime)
+	if !secretEnd.IsZero() {
+		resp.SecretExpireTime = timestamppb.New(secretEnd)
 	}
 	return resp, nil
+}
+
+// authenticateSecret checks a client secret against the client's live secrets, returning the client and
+// when the matching secret expires (zero: never).
+func (s *Server) authenticateSecret(ctx context.Context, id, secret string) (Client, time.Time, error) {
+	failed := apierr.New(apierr.InvalidClient, "client authentication failed")
+	hash := secrets.Hash(s.pepper, secret)
+	if !guid.Valid(id) || secret == "" {
+		return Client{}, time.Time{}, failed
+	}
+	c, stored, err := s.store.ClientSecrets(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return Client{}, time.Time{}, failed
+	}
+	if err != nil {
+		return Client{}, time.Time{}, err
+	}
+	now := time.Now()
+	for _, sec := range stored {
+		if secrets.Equal(hash, sec.Hash) && live(sec, now) {
+			return c, sec.ExpireTime, nil
+		}
+	}
+	return Client{}, time.Time{}, failed
 }
 
 // LookupClient implements ClientRegistryService for internal callers.

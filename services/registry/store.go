@@ -90,6 +90,23 @@ WITH RECURSIVE split(client_id, scope, rest) AS (
 INSERT INTO grants (client_id, scope, status, update_time)
 	SELECT client_id, scope, 2, CAST(strftime('%s', 'now') AS INTEGER) FROM split WHERE scope <> '';
 ALTER TABLE clients DROP COLUMN scopes;
+`, `
+CREATE TABLE client_keys (
+	client_id   TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+	kid         TEXT NOT NULL,
+	kty         TEXT NOT NULL,
+	alg         TEXT NOT NULL,
+	jwk         TEXT NOT NULL,
+	create_time INTEGER NOT NULL,
+	PRIMARY KEY (client_id, kid)
+);
+CREATE TABLE used_assertions (
+	client_id   TEXT NOT NULL,
+	jti         TEXT NOT NULL,
+	expire_time INTEGER NOT NULL,
+	PRIMARY KEY (client_id, jti)
+);
+CREATE INDEX used_assertions_expiry ON used_assertions(expire_time);
 `}
 
 // Client is a stored client configuration.
@@ -117,6 +134,15 @@ type Grant struct {
 	Scope      string
 	Status     registryv1.GrantStatus
 	UpdateTime time.Time
+}
+
+// Key is a client's registered public key.
+type Key struct {
+	KID        string
+	Kty        string
+	Alg        string
+	JWK        string
+	CreateTime time.Time
 }
 
 // APIResource is an API: an audience and its scopes.
@@ -218,6 +244,15 @@ type Store interface {
 	// UpdateSecret applies fn to the client's secret atomically and stores its expiry; ErrNotFound when
 	// there is no such secret.
 	UpdateSecret(ctx context.Context, clientID, secretID string, fn func(Secret, []Secret) (Secret, error)) (Secret, error)
+	// AddKey stores a client's public key; ErrAlreadyExists when the kid is taken.
+	AddKey(ctx context.Context, clientID string, k Key) error
+	// ListKeys returns a client's public keys.
+	ListKeys(ctx context.Context, clientID string) ([]Key, error)
+	// RemoveKey deletes a client's public key; ErrNotFound when there is none.
+	RemoveKey(ctx context.Context, clientID, kid string) error
+	// UseAssertion records a client assertion's jti until exp, forgetting those that expired before now;
+	// ErrAlreadyExists when the jti was used already.
+	UseAssertion(ctx context.Context, clientID, jti string, exp, now time.Time) error
 	// ClientSecrets returns the client's secrets; ErrNotFound when the client does not exist.
 	ClientSecrets(ctx context.Context, id string) (Client, []Secret, error)
 	// UpdateClient applies fn to the stored client atomically and stores its result.
@@ -476,6 +511,44 @@ func scanSecret(sc scanner) (Secret, error) {
 		sec.ExpireTime = time.Unix(expire, 0).UTC()
 	}
 	return sec, err
+}
+
+func (s *sqlStore) AddKey(ctx context.Context, clientID string, k Key) error {
+	return s.insert(ctx, `INSERT INTO client_keys (client_id, kid, kty, alg, jwk, create_time) VALUES (?, ?, ?, ?, ?, ?)`,
+		clientID, k.KID, k.Kty, k.Alg, k.JWK, k.CreateTime.Unix())
+}
+
+func (s *sqlStore) ListKeys(ctx context.Context, clientID string) ([]Key, error) {
+	return list(ctx, s.db, `SELECT kid, kty, alg, jwk, create_time FROM client_keys WHERE client_id = ? ORDER BY create_time, kid`,
+		[]any{clientID}, func(sc scanner) (Key, error) {
+			var k Key
+			var created int64
+			err := sc.Scan(&k.KID, &k.Kty, &k.Alg, &k.JWK, &created)
+			k.CreateTime = time.Unix(created, 0).UTC()
+			return k, err
+		})
+}
+
+func (s *sqlStore) RemoveKey(ctx context.Context, clientID, kid string) error {
+	res, err := s.db.Write.ExecContext(ctx, `DELETE FROM client_keys WHERE client_id = ? AND kid = ?`, clientID, kid)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return errors.Join(err, store.ErrNotFound)
+	}
+	return nil
+}
+
+func (s *sqlStore) UseAssertion(ctx context.Context, clientID, jti string, exp, now time.Time) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM used_assertions WHERE expire_time < ?`, now.Unix()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO used_assertions (client_id, jti, expire_time) VALUES (?, ?, ?)`,
+			clientID, jti, exp.Unix())
+		return uniqueViolation(err)
+	})
 }
 
 func (s *sqlStore) AddSecret(ctx context.Context, clientID string, sec Secret) error {

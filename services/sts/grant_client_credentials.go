@@ -7,6 +7,7 @@ import (
 
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/clientauth"
 	"github.com/hnsec/hnsec/pkg/correlation"
 	"github.com/hnsec/hnsec/pkg/guid"
 	"github.com/hnsec/hnsec/pkg/reftoken"
@@ -36,7 +37,8 @@ func (s *Server) token(ctx context.Context, req *stsv1.TokenRequest) (*stsv1.Tok
 	if err != nil {
 		return nil, apierr.New(apierr.InvalidScope, "%v", err)
 	}
-	client, _, err := s.clients.Authenticate(ctx, req.GetClientId(), req.GetClientSecret())
+	client, _, err := s.clients.Authenticate(ctx, clientauth.Body{ClientID: req.GetClientId(), ClientSecret: req.GetClientSecret(),
+		AssertionType: req.GetClientAssertionType(), Assertion: req.GetClientAssertion()})
 	if err != nil {
 		return nil, err
 	}

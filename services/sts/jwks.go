@@ -3,11 +3,9 @@ package sts
 import (
 	"context"
 	"encoding/json"
-	"strings"
-
-	"google.golang.org/grpc/metadata"
 
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/pkg/publicurl"
 	"github.com/hnsec/hnsec/pkg/scope"
 )
 
@@ -49,17 +47,7 @@ func (s *Server) GetServerMetadata(ctx context.Context, _ *stsv1.GetServerMetada
 	}, nil
 }
 
-// publicURL is where clients reach the REST gateway: --public-url, else the issuer when it is a URL, else
-// the request's host (the gateway forwards it as x-forwarded-host).
+// publicURL is where clients reach the REST gateway.
 func (s *Server) publicURL(ctx context.Context) string {
-	switch {
-	case s.cfg.PublicURL != "":
-		return strings.TrimRight(s.cfg.PublicURL, "/")
-	case strings.HasPrefix(s.cfg.Issuer, "https://") || strings.HasPrefix(s.cfg.Issuer, "http://"):
-		return strings.TrimRight(s.cfg.Issuer, "/")
-	}
-	if host := metadata.ValueFromIncomingContext(ctx, "x-forwarded-host"); len(host) > 0 {
-		return "http://" + host[0]
-	}
-	return "https://" + s.cfg.Issuer
+	return publicurl.Base(ctx, s.cfg.Issuer, s.cfg.PublicURL)
 }

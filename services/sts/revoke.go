@@ -10,6 +10,7 @@ import (
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/authz"
+	"github.com/hnsec/hnsec/pkg/clientauth"
 	"github.com/hnsec/hnsec/pkg/correlation"
 	"github.com/hnsec/hnsec/pkg/guid"
 	"github.com/hnsec/hnsec/pkg/natsbus"
@@ -19,7 +20,8 @@ import (
 // Revoke implements TokenService (RFC 7009): the owning client revokes its token. Tokens that are not
 // active here get the same success answer, so revocation tells nothing about unknown tokens.
 func (s *Server) Revoke(ctx context.Context, req *stsv1.RevokeRequest) (*stsv1.RevokeResponse, error) {
-	client, _, err := s.clients.Authenticate(ctx, req.GetClientId(), req.GetClientSecret())
+	client, _, err := s.clients.Authenticate(ctx, clientauth.Body{ClientID: req.GetClientId(), ClientSecret: req.GetClientSecret(),
+		AssertionType: req.GetClientAssertionType(), Assertion: req.GetClientAssertion()})
 	if err != nil {
 		return nil, err
 	}

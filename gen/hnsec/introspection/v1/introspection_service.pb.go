@@ -31,9 +31,13 @@ type IntrospectRequest struct {
 	// client_id of the calling resource server (client_secret_post).
 	ClientId string `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// client_secret of the calling resource server (client_secret_post).
-	ClientSecret  string `protobuf:"bytes,4,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ClientSecret string `protobuf:"bytes,4,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	// client_assertion_type for private_key_jwt.
+	ClientAssertionType string `protobuf:"bytes,5,opt,name=client_assertion_type,json=clientAssertionType,proto3" json:"client_assertion_type,omitempty"`
+	// client_assertion for private_key_jwt.
+	ClientAssertion string `protobuf:"bytes,6,opt,name=client_assertion,json=clientAssertion,proto3" json:"client_assertion,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *IntrospectRequest) Reset() {
@@ -90,6 +94,20 @@ func (x *IntrospectRequest) GetClientId() string {
 func (x *IntrospectRequest) GetClientSecret() string {
 	if x != nil {
 		return x.ClientSecret
+	}
+	return ""
+}
+
+func (x *IntrospectRequest) GetClientAssertionType() string {
+	if x != nil {
+		return x.ClientAssertionType
+	}
+	return ""
+}
+
+func (x *IntrospectRequest) GetClientAssertion() string {
+	if x != nil {
+		return x.ClientAssertion
 	}
 	return ""
 }
@@ -261,12 +279,14 @@ var File_hnsec_introspection_v1_introspection_service_proto protoreflect.FileDes
 
 const file_hnsec_introspection_v1_introspection_service_proto_rawDesc = "" +
 	"\n" +
-	"2hnsec/introspection/v1/introspection_service.proto\x12\x16hnsec.introspection.v1\"\x93\x01\n" +
+	"2hnsec/introspection/v1/introspection_service.proto\x12\x16hnsec.introspection.v1\"\xf2\x01\n" +
 	"\x11IntrospectRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12&\n" +
 	"\x0ftoken_type_hint\x18\x02 \x01(\tR\rtokenTypeHint\x12\x1b\n" +
 	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12#\n" +
-	"\rclient_secret\x18\x04 \x01(\tR\fclientSecret\"\x8e\x03\n" +
+	"\rclient_secret\x18\x04 \x01(\tR\fclientSecret\x122\n" +
+	"\x15client_assertion_type\x18\x05 \x01(\tR\x13clientAssertionType\x12)\n" +
+	"\x10client_assertion\x18\x06 \x01(\tR\x0fclientAssertion\"\x8e\x03\n" +
 	"\x12IntrospectResponse\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\bR\x06active\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +

@@ -789,8 +789,12 @@ type AuthenticateClientRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// client_id claimed by the caller.
 	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	// client_secret presented by the caller.
-	ClientSecret  string `protobuf:"bytes,2,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	// client_secret presented by the caller (client_secret_basic or _post).
+	ClientSecret string `protobuf:"bytes,2,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	// client_assertion is a private_key_jwt assertion (RFC 7523), instead of client_secret.
+	ClientAssertion string `protobuf:"bytes,3,opt,name=client_assertion,json=clientAssertion,proto3" json:"client_assertion,omitempty"`
+	// audiences the assertion may name (the issuer and the endpoint URLs).
+	Audiences     []string `protobuf:"bytes,4,rep,name=audiences,proto3" json:"audiences,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -837,6 +841,20 @@ func (x *AuthenticateClientRequest) GetClientSecret() string {
 		return x.ClientSecret
 	}
 	return ""
+}
+
+func (x *AuthenticateClientRequest) GetClientAssertion() string {
+	if x != nil {
+		return x.ClientAssertion
+	}
+	return ""
+}
+
+func (x *AuthenticateClientRequest) GetAudiences() []string {
+	if x != nil {
+		return x.Audiences
+	}
+	return nil
 }
 
 // AuthenticateClientResponse holds the authenticated client.
@@ -3911,6 +3929,373 @@ func (x *RevokeClientSecretResponse) GetSecret() *ClientSecret {
 	return nil
 }
 
+// ClientKey is a registered public key.
+type ClientKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kid is the key's id (its RFC 7638 thumbprint when the JWK named none).
+	Kid string `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	// kty is RSA or EC.
+	Kty string `protobuf:"bytes,2,opt,name=kty,proto3" json:"kty,omitempty"`
+	// alg is the algorithm the JWK names, if any.
+	Alg string `protobuf:"bytes,3,opt,name=alg,proto3" json:"alg,omitempty"`
+	// jwk is the public JWK as JSON.
+	Jwk string `protobuf:"bytes,4,opt,name=jwk,proto3" json:"jwk,omitempty"`
+	// create_time is when it was added.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientKey) Reset() {
+	*x = ClientKey{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientKey) ProtoMessage() {}
+
+func (x *ClientKey) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientKey.ProtoReflect.Descriptor instead.
+func (*ClientKey) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ClientKey) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
+func (x *ClientKey) GetKty() string {
+	if x != nil {
+		return x.Kty
+	}
+	return ""
+}
+
+func (x *ClientKey) GetAlg() string {
+	if x != nil {
+		return x.Alg
+	}
+	return ""
+}
+
+func (x *ClientKey) GetJwk() string {
+	if x != nil {
+		return x.Jwk
+	}
+	return ""
+}
+
+func (x *ClientKey) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// AddClientKeyRequest carries a public JWK.
+type AddClientKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// jwk is the public JWK as JSON (at most 8 KiB).
+	Jwk           string `protobuf:"bytes,2,opt,name=jwk,proto3" json:"jwk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddClientKeyRequest) Reset() {
+	*x = AddClientKeyRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddClientKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddClientKeyRequest) ProtoMessage() {}
+
+func (x *AddClientKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddClientKeyRequest.ProtoReflect.Descriptor instead.
+func (*AddClientKeyRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *AddClientKeyRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *AddClientKeyRequest) GetJwk() string {
+	if x != nil {
+		return x.Jwk
+	}
+	return ""
+}
+
+// AddClientKeyResponse holds the registered key.
+type AddClientKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key as stored.
+	Key           *ClientKey `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddClientKeyResponse) Reset() {
+	*x = AddClientKeyResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddClientKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddClientKeyResponse) ProtoMessage() {}
+
+func (x *AddClientKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddClientKeyResponse.ProtoReflect.Descriptor instead.
+func (*AddClientKeyResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *AddClientKeyResponse) GetKey() *ClientKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// ListClientKeysRequest names a client.
+type ListClientKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId      string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientKeysRequest) Reset() {
+	*x = ListClientKeysRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientKeysRequest) ProtoMessage() {}
+
+func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListClientKeysRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *ListClientKeysRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// ListClientKeysResponse holds the keys.
+type ListClientKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keys of the client.
+	Keys          []*ClientKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientKeysResponse) Reset() {
+	*x = ListClientKeysResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientKeysResponse) ProtoMessage() {}
+
+func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListClientKeysResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ListClientKeysResponse) GetKeys() []*ClientKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// RemoveClientKeyRequest names a key.
+type RemoveClientKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// kid of the key.
+	Kid           string `protobuf:"bytes,2,opt,name=kid,proto3" json:"kid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveClientKeyRequest) Reset() {
+	*x = RemoveClientKeyRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveClientKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveClientKeyRequest) ProtoMessage() {}
+
+func (x *RemoveClientKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveClientKeyRequest.ProtoReflect.Descriptor instead.
+func (*RemoveClientKeyRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *RemoveClientKeyRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *RemoveClientKeyRequest) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
+// RemoveClientKeyResponse is empty.
+type RemoveClientKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveClientKeyResponse) Reset() {
+	*x = RemoveClientKeyResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveClientKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveClientKeyResponse) ProtoMessage() {}
+
+func (x *RemoveClientKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveClientKeyResponse.ProtoReflect.Descriptor instead.
+func (*RemoveClientKeyResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{72}
+}
+
 var File_hnsec_registry_v1_registry_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
@@ -3946,10 +4331,12 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x14UnblockClientRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\"J\n" +
 	"\x15UnblockClientResponse\x121\n" +
-	"\x06client\x18\x01 \x01(\v2\x19.hnsec.registry.v1.ClientR\x06client\"]\n" +
+	"\x06client\x18\x01 \x01(\v2\x19.hnsec.registry.v1.ClientR\x06client\"\xa6\x01\n" +
 	"\x19AuthenticateClientRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12#\n" +
-	"\rclient_secret\x18\x02 \x01(\tR\fclientSecret\"\x99\x01\n" +
+	"\rclient_secret\x18\x02 \x01(\tR\fclientSecret\x12)\n" +
+	"\x10client_assertion\x18\x03 \x01(\tR\x0fclientAssertion\x12\x1c\n" +
+	"\taudiences\x18\x04 \x03(\tR\taudiences\"\x99\x01\n" +
 	"\x1aAuthenticateClientResponse\x121\n" +
 	"\x06client\x18\x01 \x01(\v2\x19.hnsec.registry.v1.ClientR\x06client\x12H\n" +
 	"\x12secret_expire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x10secretExpireTime\"2\n" +
@@ -4128,7 +4515,27 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\tsecret_id\x18\x02 \x01(\tR\bsecretId\x12#\n" +
 	"\rgrace_seconds\x18\x03 \x01(\x05R\fgraceSeconds\"U\n" +
 	"\x1aRevokeClientSecretResponse\x127\n" +
-	"\x06secret\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.ClientSecretR\x06secret*}\n" +
+	"\x06secret\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.ClientSecretR\x06secret\"\x90\x01\n" +
+	"\tClientKey\x12\x10\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\x12\x10\n" +
+	"\x03kty\x18\x02 \x01(\tR\x03kty\x12\x10\n" +
+	"\x03alg\x18\x03 \x01(\tR\x03alg\x12\x10\n" +
+	"\x03jwk\x18\x04 \x01(\tR\x03jwk\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"D\n" +
+	"\x13AddClientKeyRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
+	"\x03jwk\x18\x02 \x01(\tR\x03jwk\"F\n" +
+	"\x14AddClientKeyResponse\x12.\n" +
+	"\x03key\x18\x01 \x01(\v2\x1c.hnsec.registry.v1.ClientKeyR\x03key\"4\n" +
+	"\x15ListClientKeysRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"J\n" +
+	"\x16ListClientKeysResponse\x120\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1c.hnsec.registry.v1.ClientKeyR\x04keys\"G\n" +
+	"\x16RemoveClientKeyRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
+	"\x03kid\x18\x02 \x01(\tR\x03kid\"\x19\n" +
+	"\x17RemoveClientKeyResponse*}\n" +
 	"\fClientStatus\x12\x1d\n" +
 	"\x19CLIENT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CLIENT_STATUS_ACTIVE\x10\x01\x12\x19\n" +
@@ -4151,7 +4558,7 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x14GRANT_STATUS_PENDING\x10\x01\x12\x19\n" +
 	"\x15GRANT_STATUS_APPROVED\x10\x02\x12\x19\n" +
 	"\x15GRANT_STATUS_REJECTED\x10\x03\x12\x18\n" +
-	"\x14GRANT_STATUS_REVOKED\x10\x042\xd4\x17\n" +
+	"\x14GRANT_STATUS_REVOKED\x10\x042\x86\x1a\n" +
 	"\x15ClientRegistryService\x12_\n" +
 	"\fCreateVendor\x12&.hnsec.registry.v1.CreateVendorRequest\x1a'.hnsec.registry.v1.CreateVendorResponse\x12V\n" +
 	"\tGetVendor\x12#.hnsec.registry.v1.GetVendorRequest\x1a$.hnsec.registry.v1.GetVendorResponse\x12\\\n" +
@@ -4177,6 +4584,9 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x0fAddClientSecret\x12).hnsec.registry.v1.AddClientSecretRequest\x1a*.hnsec.registry.v1.AddClientSecretResponse\x12n\n" +
 	"\x11ListClientSecrets\x12+.hnsec.registry.v1.ListClientSecretsRequest\x1a,.hnsec.registry.v1.ListClientSecretsResponse\x12q\n" +
 	"\x12RevokeClientSecret\x12,.hnsec.registry.v1.RevokeClientSecretRequest\x1a-.hnsec.registry.v1.RevokeClientSecretResponse\x12_\n" +
+	"\fAddClientKey\x12&.hnsec.registry.v1.AddClientKeyRequest\x1a'.hnsec.registry.v1.AddClientKeyResponse\x12e\n" +
+	"\x0eListClientKeys\x12(.hnsec.registry.v1.ListClientKeysRequest\x1a).hnsec.registry.v1.ListClientKeysResponse\x12h\n" +
+	"\x0fRemoveClientKey\x12).hnsec.registry.v1.RemoveClientKeyRequest\x1a*.hnsec.registry.v1.RemoveClientKeyResponse\x12_\n" +
 	"\fCreateClient\x12&.hnsec.registry.v1.CreateClientRequest\x1a'.hnsec.registry.v1.CreateClientResponse\x12V\n" +
 	"\tGetClient\x12#.hnsec.registry.v1.GetClientRequest\x1a$.hnsec.registry.v1.GetClientResponse\x12\\\n" +
 	"\vBlockClient\x12%.hnsec.registry.v1.BlockClientRequest\x1a&.hnsec.registry.v1.BlockClientResponse\x12b\n" +
@@ -4197,7 +4607,7 @@ func file_hnsec_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 }
 
 var file_hnsec_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
 	(ClientStatus)(0),                   // 0: hnsec.registry.v1.ClientStatus
 	(Role)(0),                           // 1: hnsec.registry.v1.Role
@@ -4269,24 +4679,31 @@ var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
 	(*ListClientSecretsResponse)(nil),   // 67: hnsec.registry.v1.ListClientSecretsResponse
 	(*RevokeClientSecretRequest)(nil),   // 68: hnsec.registry.v1.RevokeClientSecretRequest
 	(*RevokeClientSecretResponse)(nil),  // 69: hnsec.registry.v1.RevokeClientSecretResponse
-	(*timestamppb.Timestamp)(nil),       // 70: google.protobuf.Timestamp
+	(*ClientKey)(nil),                   // 70: hnsec.registry.v1.ClientKey
+	(*AddClientKeyRequest)(nil),         // 71: hnsec.registry.v1.AddClientKeyRequest
+	(*AddClientKeyResponse)(nil),        // 72: hnsec.registry.v1.AddClientKeyResponse
+	(*ListClientKeysRequest)(nil),       // 73: hnsec.registry.v1.ListClientKeysRequest
+	(*ListClientKeysResponse)(nil),      // 74: hnsec.registry.v1.ListClientKeysResponse
+	(*RemoveClientKeyRequest)(nil),      // 75: hnsec.registry.v1.RemoveClientKeyRequest
+	(*RemoveClientKeyResponse)(nil),     // 76: hnsec.registry.v1.RemoveClientKeyResponse
+	(*timestamppb.Timestamp)(nil),       // 77: google.protobuf.Timestamp
 }
 var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	0,  // 0: hnsec.registry.v1.Client.status:type_name -> hnsec.registry.v1.ClientStatus
-	70, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
+	77, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
 	46, // 2: hnsec.registry.v1.Client.grants:type_name -> hnsec.registry.v1.Grant
 	4,  // 3: hnsec.registry.v1.CreateClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 4: hnsec.registry.v1.GetClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 5: hnsec.registry.v1.BlockClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 6: hnsec.registry.v1.UnblockClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 7: hnsec.registry.v1.AuthenticateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	70, // 8: hnsec.registry.v1.AuthenticateClientResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
+	77, // 8: hnsec.registry.v1.AuthenticateClientResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
 	4,  // 9: hnsec.registry.v1.LookupClientResponse.client:type_name -> hnsec.registry.v1.Client
 	1,  // 10: hnsec.registry.v1.AdminCredential.role:type_name -> hnsec.registry.v1.Role
-	70, // 11: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
+	77, // 11: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
 	2,  // 12: hnsec.registry.v1.ClientSystem.status:type_name -> hnsec.registry.v1.ClientSystemStatus
-	70, // 13: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
-	70, // 14: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
+	77, // 13: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
+	77, // 14: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
 	18, // 15: hnsec.registry.v1.CreateVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
 	17, // 16: hnsec.registry.v1.CreateVendorResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
 	18, // 17: hnsec.registry.v1.GetVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
@@ -4301,9 +4718,9 @@ var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	17, // 26: hnsec.registry.v1.CreateOrganisationResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
 	20, // 27: hnsec.registry.v1.GetOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
 	20, // 28: hnsec.registry.v1.ListOrganisationsResponse.organisations:type_name -> hnsec.registry.v1.Organisation
-	70, // 29: hnsec.registry.v1.ApiResource.create_time:type_name -> google.protobuf.Timestamp
+	77, // 29: hnsec.registry.v1.ApiResource.create_time:type_name -> google.protobuf.Timestamp
 	3,  // 30: hnsec.registry.v1.Grant.status:type_name -> hnsec.registry.v1.GrantStatus
-	70, // 31: hnsec.registry.v1.Grant.update_time:type_name -> google.protobuf.Timestamp
+	77, // 31: hnsec.registry.v1.Grant.update_time:type_name -> google.protobuf.Timestamp
 	45, // 32: hnsec.registry.v1.CreateApiResourceResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
 	17, // 33: hnsec.registry.v1.CreateApiResourceResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
 	45, // 34: hnsec.registry.v1.ListApiResourcesResponse.api_resources:type_name -> hnsec.registry.v1.ApiResource
@@ -4313,75 +4730,84 @@ var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	46, // 38: hnsec.registry.v1.RejectGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
 	46, // 39: hnsec.registry.v1.RevokeGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
 	46, // 40: hnsec.registry.v1.ListGrantsResponse.grants:type_name -> hnsec.registry.v1.Grant
-	70, // 41: hnsec.registry.v1.ClientSecret.create_time:type_name -> google.protobuf.Timestamp
-	70, // 42: hnsec.registry.v1.ClientSecret.expire_time:type_name -> google.protobuf.Timestamp
-	70, // 43: hnsec.registry.v1.AddClientSecretRequest.expire_time:type_name -> google.protobuf.Timestamp
+	77, // 41: hnsec.registry.v1.ClientSecret.create_time:type_name -> google.protobuf.Timestamp
+	77, // 42: hnsec.registry.v1.ClientSecret.expire_time:type_name -> google.protobuf.Timestamp
+	77, // 43: hnsec.registry.v1.AddClientSecretRequest.expire_time:type_name -> google.protobuf.Timestamp
 	63, // 44: hnsec.registry.v1.AddClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
 	63, // 45: hnsec.registry.v1.ListClientSecretsResponse.secrets:type_name -> hnsec.registry.v1.ClientSecret
 	63, // 46: hnsec.registry.v1.RevokeClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
-	21, // 47: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
-	23, // 48: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
-	25, // 49: hnsec.registry.v1.ClientRegistryService.ListVendors:input_type -> hnsec.registry.v1.ListVendorsRequest
-	27, // 50: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:input_type -> hnsec.registry.v1.CreateClientSystemRequest
-	29, // 51: hnsec.registry.v1.ClientRegistryService.GetClientSystem:input_type -> hnsec.registry.v1.GetClientSystemRequest
-	31, // 52: hnsec.registry.v1.ClientRegistryService.ListClientSystems:input_type -> hnsec.registry.v1.ListClientSystemsRequest
-	33, // 53: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:input_type -> hnsec.registry.v1.SubmitClientSystemRequest
-	35, // 54: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:input_type -> hnsec.registry.v1.ApproveClientSystemRequest
-	37, // 55: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:input_type -> hnsec.registry.v1.RejectClientSystemRequest
-	39, // 56: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:input_type -> hnsec.registry.v1.CreateOrganisationRequest
-	41, // 57: hnsec.registry.v1.ClientRegistryService.GetOrganisation:input_type -> hnsec.registry.v1.GetOrganisationRequest
-	43, // 58: hnsec.registry.v1.ClientRegistryService.ListOrganisations:input_type -> hnsec.registry.v1.ListOrganisationsRequest
-	47, // 59: hnsec.registry.v1.ClientRegistryService.CreateApiResource:input_type -> hnsec.registry.v1.CreateApiResourceRequest
-	49, // 60: hnsec.registry.v1.ClientRegistryService.ListApiResources:input_type -> hnsec.registry.v1.ListApiResourcesRequest
-	51, // 61: hnsec.registry.v1.ClientRegistryService.AddApiScope:input_type -> hnsec.registry.v1.AddApiScopeRequest
-	53, // 62: hnsec.registry.v1.ClientRegistryService.RequestGrant:input_type -> hnsec.registry.v1.RequestGrantRequest
-	55, // 63: hnsec.registry.v1.ClientRegistryService.ApproveGrant:input_type -> hnsec.registry.v1.ApproveGrantRequest
-	57, // 64: hnsec.registry.v1.ClientRegistryService.RejectGrant:input_type -> hnsec.registry.v1.RejectGrantRequest
-	59, // 65: hnsec.registry.v1.ClientRegistryService.RevokeGrant:input_type -> hnsec.registry.v1.RevokeGrantRequest
-	61, // 66: hnsec.registry.v1.ClientRegistryService.ListGrants:input_type -> hnsec.registry.v1.ListGrantsRequest
-	64, // 67: hnsec.registry.v1.ClientRegistryService.AddClientSecret:input_type -> hnsec.registry.v1.AddClientSecretRequest
-	66, // 68: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:input_type -> hnsec.registry.v1.ListClientSecretsRequest
-	68, // 69: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:input_type -> hnsec.registry.v1.RevokeClientSecretRequest
-	5,  // 70: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
-	7,  // 71: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
-	9,  // 72: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
-	11, // 73: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
-	13, // 74: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
-	15, // 75: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
-	22, // 76: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
-	24, // 77: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
-	26, // 78: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
-	28, // 79: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
-	30, // 80: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
-	32, // 81: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
-	34, // 82: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
-	36, // 83: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
-	38, // 84: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
-	40, // 85: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
-	42, // 86: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
-	44, // 87: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
-	48, // 88: hnsec.registry.v1.ClientRegistryService.CreateApiResource:output_type -> hnsec.registry.v1.CreateApiResourceResponse
-	50, // 89: hnsec.registry.v1.ClientRegistryService.ListApiResources:output_type -> hnsec.registry.v1.ListApiResourcesResponse
-	52, // 90: hnsec.registry.v1.ClientRegistryService.AddApiScope:output_type -> hnsec.registry.v1.AddApiScopeResponse
-	54, // 91: hnsec.registry.v1.ClientRegistryService.RequestGrant:output_type -> hnsec.registry.v1.RequestGrantResponse
-	56, // 92: hnsec.registry.v1.ClientRegistryService.ApproveGrant:output_type -> hnsec.registry.v1.ApproveGrantResponse
-	58, // 93: hnsec.registry.v1.ClientRegistryService.RejectGrant:output_type -> hnsec.registry.v1.RejectGrantResponse
-	60, // 94: hnsec.registry.v1.ClientRegistryService.RevokeGrant:output_type -> hnsec.registry.v1.RevokeGrantResponse
-	62, // 95: hnsec.registry.v1.ClientRegistryService.ListGrants:output_type -> hnsec.registry.v1.ListGrantsResponse
-	65, // 96: hnsec.registry.v1.ClientRegistryService.AddClientSecret:output_type -> hnsec.registry.v1.AddClientSecretResponse
-	67, // 97: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:output_type -> hnsec.registry.v1.ListClientSecretsResponse
-	69, // 98: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:output_type -> hnsec.registry.v1.RevokeClientSecretResponse
-	6,  // 99: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
-	8,  // 100: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
-	10, // 101: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
-	12, // 102: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
-	14, // 103: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
-	16, // 104: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
-	76, // [76:105] is the sub-list for method output_type
-	47, // [47:76] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	77, // 47: hnsec.registry.v1.ClientKey.create_time:type_name -> google.protobuf.Timestamp
+	70, // 48: hnsec.registry.v1.AddClientKeyResponse.key:type_name -> hnsec.registry.v1.ClientKey
+	70, // 49: hnsec.registry.v1.ListClientKeysResponse.keys:type_name -> hnsec.registry.v1.ClientKey
+	21, // 50: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
+	23, // 51: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
+	25, // 52: hnsec.registry.v1.ClientRegistryService.ListVendors:input_type -> hnsec.registry.v1.ListVendorsRequest
+	27, // 53: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:input_type -> hnsec.registry.v1.CreateClientSystemRequest
+	29, // 54: hnsec.registry.v1.ClientRegistryService.GetClientSystem:input_type -> hnsec.registry.v1.GetClientSystemRequest
+	31, // 55: hnsec.registry.v1.ClientRegistryService.ListClientSystems:input_type -> hnsec.registry.v1.ListClientSystemsRequest
+	33, // 56: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:input_type -> hnsec.registry.v1.SubmitClientSystemRequest
+	35, // 57: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:input_type -> hnsec.registry.v1.ApproveClientSystemRequest
+	37, // 58: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:input_type -> hnsec.registry.v1.RejectClientSystemRequest
+	39, // 59: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:input_type -> hnsec.registry.v1.CreateOrganisationRequest
+	41, // 60: hnsec.registry.v1.ClientRegistryService.GetOrganisation:input_type -> hnsec.registry.v1.GetOrganisationRequest
+	43, // 61: hnsec.registry.v1.ClientRegistryService.ListOrganisations:input_type -> hnsec.registry.v1.ListOrganisationsRequest
+	47, // 62: hnsec.registry.v1.ClientRegistryService.CreateApiResource:input_type -> hnsec.registry.v1.CreateApiResourceRequest
+	49, // 63: hnsec.registry.v1.ClientRegistryService.ListApiResources:input_type -> hnsec.registry.v1.ListApiResourcesRequest
+	51, // 64: hnsec.registry.v1.ClientRegistryService.AddApiScope:input_type -> hnsec.registry.v1.AddApiScopeRequest
+	53, // 65: hnsec.registry.v1.ClientRegistryService.RequestGrant:input_type -> hnsec.registry.v1.RequestGrantRequest
+	55, // 66: hnsec.registry.v1.ClientRegistryService.ApproveGrant:input_type -> hnsec.registry.v1.ApproveGrantRequest
+	57, // 67: hnsec.registry.v1.ClientRegistryService.RejectGrant:input_type -> hnsec.registry.v1.RejectGrantRequest
+	59, // 68: hnsec.registry.v1.ClientRegistryService.RevokeGrant:input_type -> hnsec.registry.v1.RevokeGrantRequest
+	61, // 69: hnsec.registry.v1.ClientRegistryService.ListGrants:input_type -> hnsec.registry.v1.ListGrantsRequest
+	64, // 70: hnsec.registry.v1.ClientRegistryService.AddClientSecret:input_type -> hnsec.registry.v1.AddClientSecretRequest
+	66, // 71: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:input_type -> hnsec.registry.v1.ListClientSecretsRequest
+	68, // 72: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:input_type -> hnsec.registry.v1.RevokeClientSecretRequest
+	71, // 73: hnsec.registry.v1.ClientRegistryService.AddClientKey:input_type -> hnsec.registry.v1.AddClientKeyRequest
+	73, // 74: hnsec.registry.v1.ClientRegistryService.ListClientKeys:input_type -> hnsec.registry.v1.ListClientKeysRequest
+	75, // 75: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:input_type -> hnsec.registry.v1.RemoveClientKeyRequest
+	5,  // 76: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
+	7,  // 77: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
+	9,  // 78: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
+	11, // 79: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
+	13, // 80: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
+	15, // 81: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
+	22, // 82: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
+	24, // 83: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
+	26, // 84: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
+	28, // 85: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
+	30, // 86: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
+	32, // 87: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
+	34, // 88: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
+	36, // 89: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
+	38, // 90: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
+	40, // 91: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
+	42, // 92: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
+	44, // 93: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
+	48, // 94: hnsec.registry.v1.ClientRegistryService.CreateApiResource:output_type -> hnsec.registry.v1.CreateApiResourceResponse
+	50, // 95: hnsec.registry.v1.ClientRegistryService.ListApiResources:output_type -> hnsec.registry.v1.ListApiResourcesResponse
+	52, // 96: hnsec.registry.v1.ClientRegistryService.AddApiScope:output_type -> hnsec.registry.v1.AddApiScopeResponse
+	54, // 97: hnsec.registry.v1.ClientRegistryService.RequestGrant:output_type -> hnsec.registry.v1.RequestGrantResponse
+	56, // 98: hnsec.registry.v1.ClientRegistryService.ApproveGrant:output_type -> hnsec.registry.v1.ApproveGrantResponse
+	58, // 99: hnsec.registry.v1.ClientRegistryService.RejectGrant:output_type -> hnsec.registry.v1.RejectGrantResponse
+	60, // 100: hnsec.registry.v1.ClientRegistryService.RevokeGrant:output_type -> hnsec.registry.v1.RevokeGrantResponse
+	62, // 101: hnsec.registry.v1.ClientRegistryService.ListGrants:output_type -> hnsec.registry.v1.ListGrantsResponse
+	65, // 102: hnsec.registry.v1.ClientRegistryService.AddClientSecret:output_type -> hnsec.registry.v1.AddClientSecretResponse
+	67, // 103: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:output_type -> hnsec.registry.v1.ListClientSecretsResponse
+	69, // 104: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:output_type -> hnsec.registry.v1.RevokeClientSecretResponse
+	72, // 105: hnsec.registry.v1.ClientRegistryService.AddClientKey:output_type -> hnsec.registry.v1.AddClientKeyResponse
+	74, // 106: hnsec.registry.v1.ClientRegistryService.ListClientKeys:output_type -> hnsec.registry.v1.ListClientKeysResponse
+	76, // 107: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:output_type -> hnsec.registry.v1.RemoveClientKeyResponse
+	6,  // 108: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
+	8,  // 109: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
+	10, // 110: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
+	12, // 111: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
+	14, // 112: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
+	16, // 113: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
+	82, // [82:114] is the sub-list for method output_type
+	50, // [50:82] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_registry_v1_registry_service_proto_init() }
@@ -4395,7 +4821,7 @@ func file_hnsec_registry_v1_registry_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_registry_v1_registry_service_proto_rawDesc), len(file_hnsec_registry_v1_registry_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   66,
+			NumMessages:   73,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

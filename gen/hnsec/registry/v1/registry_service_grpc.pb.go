@@ -42,6 +42,9 @@ const (
 	ClientRegistryService_AddClientSecret_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/AddClientSecret"
 	ClientRegistryService_ListClientSecrets_FullMethodName   = "/hnsec.registry.v1.ClientRegistryService/ListClientSecrets"
 	ClientRegistryService_RevokeClientSecret_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/RevokeClientSecret"
+	ClientRegistryService_AddClientKey_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/AddClientKey"
+	ClientRegistryService_ListClientKeys_FullMethodName      = "/hnsec.registry.v1.ClientRegistryService/ListClientKeys"
+	ClientRegistryService_RemoveClientKey_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/RemoveClientKey"
 	ClientRegistryService_CreateClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/CreateClient"
 	ClientRegistryService_GetClient_FullMethodName           = "/hnsec.registry.v1.ClientRegistryService/GetClient"
 	ClientRegistryService_BlockClient_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/BlockClient"
@@ -140,6 +143,17 @@ type ClientRegistryServiceClient interface {
 	// admins, and operators. Errors: InvalidArgument, NotFound, FailedPrecondition (the last secret without
 	// expiry cannot be revoked), Unauthenticated, PermissionDenied.
 	RevokeClientSecret(ctx context.Context, in *RevokeClientSecretRequest, opts ...grpc.CallOption) (*RevokeClientSecretResponse, error)
+	// AddClientKey registers a public JWK for private_key_jwt client authentication (RFC 7523). Keys with
+	// private material, RSA keys under 2048 bits, curves other than P-256 and algorithms other than RS256,
+	// PS256, PS512 and ES256 are refused. The client's organisation admins, and operators.
+	// Errors: InvalidArgument (naming the problem), AlreadyExists (kid), Unauthenticated, PermissionDenied.
+	AddClientKey(ctx context.Context, in *AddClientKeyRequest, opts ...grpc.CallOption) (*AddClientKeyResponse, error)
+	// ListClientKeys lists a client configuration's public keys. The client's organisation admins, and
+	// operators. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	ListClientKeys(ctx context.Context, in *ListClientKeysRequest, opts ...grpc.CallOption) (*ListClientKeysResponse, error)
+	// RemoveClientKey removes a public key. The client's organisation admins, and operators.
+	// Errors: InvalidArgument, NotFound, Unauthenticated, PermissionDenied.
+	RemoveClientKey(ctx context.Context, in *RemoveClientKeyRequest, opts ...grpc.CallOption) (*RemoveClientKeyResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -402,6 +416,36 @@ func (c *clientRegistryServiceClient) RevokeClientSecret(ctx context.Context, in
 	return out, nil
 }
 
+func (c *clientRegistryServiceClient) AddClientKey(ctx context.Context, in *AddClientKeyRequest, opts ...grpc.CallOption) (*AddClientKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddClientKeyResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_AddClientKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) ListClientKeys(ctx context.Context, in *ListClientKeysRequest, opts ...grpc.CallOption) (*ListClientKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListClientKeysResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_ListClientKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) RemoveClientKey(ctx context.Context, in *RemoveClientKeyRequest, opts ...grpc.CallOption) (*RemoveClientKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveClientKeyResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_RemoveClientKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clientRegistryServiceClient) CreateClient(ctx context.Context, in *CreateClientRequest, opts ...grpc.CallOption) (*CreateClientResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateClientResponse)
@@ -552,6 +596,17 @@ type ClientRegistryServiceServer interface {
 	// admins, and operators. Errors: InvalidArgument, NotFound, FailedPrecondition (the last secret without
 	// expiry cannot be revoked), Unauthenticated, PermissionDenied.
 	RevokeClientSecret(context.Context, *RevokeClientSecretRequest) (*RevokeClientSecretResponse, error)
+	// AddClientKey registers a public JWK for private_key_jwt client authentication (RFC 7523). Keys with
+	// private material, RSA keys under 2048 bits, curves other than P-256 and algorithms other than RS256,
+	// PS256, PS512 and ES256 are refused. The client's organisation admins, and operators.
+	// Errors: InvalidArgument (naming the problem), AlreadyExists (kid), Unauthenticated, PermissionDenied.
+	AddClientKey(context.Context, *AddClientKeyRequest) (*AddClientKeyResponse, error)
+	// ListClientKeys lists a client configuration's public keys. The client's organisation admins, and
+	// operators. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	ListClientKeys(context.Context, *ListClientKeysRequest) (*ListClientKeysResponse, error)
+	// RemoveClientKey removes a public key. The client's organisation admins, and operators.
+	// Errors: InvalidArgument, NotFound, Unauthenticated, PermissionDenied.
+	RemoveClientKey(context.Context, *RemoveClientKeyRequest) (*RemoveClientKeyResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -652,6 +707,15 @@ func (UnimplementedClientRegistryServiceServer) ListClientSecrets(context.Contex
 }
 func (UnimplementedClientRegistryServiceServer) RevokeClientSecret(context.Context, *RevokeClientSecretRequest) (*RevokeClientSecretResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeClientSecret not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) AddClientKey(context.Context, *AddClientKeyRequest) (*AddClientKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddClientKey not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) ListClientKeys(context.Context, *ListClientKeysRequest) (*ListClientKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListClientKeys not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) RemoveClientKey(context.Context, *RemoveClientKeyRequest) (*RemoveClientKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveClientKey not implemented")
 }
 func (UnimplementedClientRegistryServiceServer) CreateClient(context.Context, *CreateClientRequest) (*CreateClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateClient not implemented")
@@ -1106,6 +1170,60 @@ func _ClientRegistryService_RevokeClientSecret_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClientRegistryService_AddClientKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddClientKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).AddClientKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_AddClientKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).AddClientKey(ctx, req.(*AddClientKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_ListClientKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListClientKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).ListClientKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_ListClientKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).ListClientKeys(ctx, req.(*ListClientKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_RemoveClientKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveClientKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).RemoveClientKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_RemoveClientKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).RemoveClientKey(ctx, req.(*RemoveClientKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClientRegistryService_CreateClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateClientRequest)
 	if err := dec(in); err != nil {
@@ -1312,6 +1430,18 @@ var ClientRegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeClientSecret",
 			Handler:    _ClientRegistryService_RevokeClientSecret_Handler,
+		},
+		{
+			MethodName: "AddClientKey",
+			Handler:    _ClientRegistryService_AddClientKey_Handler,
+		},
+		{
+			MethodName: "ListClientKeys",
+			Handler:    _ClientRegistryService_ListClientKeys_Handler,
+		},
+		{
+			MethodName: "RemoveClientKey",
+			Handler:    _ClientRegistryService_RemoveClientKey_Handler,
 		},
 		{
 			MethodName: "CreateClient",

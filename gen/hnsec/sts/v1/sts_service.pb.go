@@ -32,9 +32,13 @@ type TokenRequest struct {
 	// client_secret is the client's secret (client_secret_post).
 	ClientSecret string `protobuf:"bytes,3,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
 	// scope is an optional space-separated subset of the client's allowed scopes.
-	Scope         string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Scope string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
+	// client_assertion_type is "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" with private_key_jwt.
+	ClientAssertionType string `protobuf:"bytes,5,opt,name=client_assertion_type,json=clientAssertionType,proto3" json:"client_assertion_type,omitempty"`
+	// client_assertion is the signed JWT (RFC 7523) with private_key_jwt.
+	ClientAssertion string `protobuf:"bytes,6,opt,name=client_assertion,json=clientAssertion,proto3" json:"client_assertion,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TokenRequest) Reset() {
@@ -91,6 +95,20 @@ func (x *TokenRequest) GetClientSecret() string {
 func (x *TokenRequest) GetScope() string {
 	if x != nil {
 		return x.Scope
+	}
+	return ""
+}
+
+func (x *TokenRequest) GetClientAssertionType() string {
+	if x != nil {
+		return x.ClientAssertionType
+	}
+	return ""
+}
+
+func (x *TokenRequest) GetClientAssertion() string {
+	if x != nil {
+		return x.ClientAssertion
 	}
 	return ""
 }
@@ -397,9 +415,13 @@ type RevokeRequest struct {
 	// client_id of the owning client (client_secret_post).
 	ClientId string `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// client_secret of the owning client (client_secret_post).
-	ClientSecret  string `protobuf:"bytes,4,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ClientSecret string `protobuf:"bytes,4,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	// client_assertion_type for private_key_jwt.
+	ClientAssertionType string `protobuf:"bytes,5,opt,name=client_assertion_type,json=clientAssertionType,proto3" json:"client_assertion_type,omitempty"`
+	// client_assertion for private_key_jwt.
+	ClientAssertion string `protobuf:"bytes,6,opt,name=client_assertion,json=clientAssertion,proto3" json:"client_assertion,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RevokeRequest) Reset() {
@@ -456,6 +478,20 @@ func (x *RevokeRequest) GetClientId() string {
 func (x *RevokeRequest) GetClientSecret() string {
 	if x != nil {
 		return x.ClientSecret
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetClientAssertionType() string {
+	if x != nil {
+		return x.ClientAssertionType
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetClientAssertion() string {
+	if x != nil {
+		return x.ClientAssertion
 	}
 	return ""
 }
@@ -1115,13 +1151,15 @@ var File_hnsec_sts_v1_sts_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_sts_v1_sts_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1ehnsec/sts/v1/sts_service.proto\x12\fhnsec.sts.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x01\n" +
+	"\x1ehnsec/sts/v1/sts_service.proto\x12\fhnsec.sts.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x01\n" +
 	"\fTokenRequest\x12\x1d\n" +
 	"\n" +
 	"grant_type\x18\x01 \x01(\tR\tgrantType\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12#\n" +
 	"\rclient_secret\x18\x03 \x01(\tR\fclientSecret\x12\x14\n" +
-	"\x05scope\x18\x04 \x01(\tR\x05scope\"p\n" +
+	"\x05scope\x18\x04 \x01(\tR\x05scope\x122\n" +
+	"\x15client_assertion_type\x18\x05 \x01(\tR\x13clientAssertionType\x12)\n" +
+	"\x10client_assertion\x18\x06 \x01(\tR\x0fclientAssertion\"p\n" +
 	"\rTokenResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12\x1d\n" +
 	"\n" +
@@ -1147,12 +1185,14 @@ const file_hnsec_sts_v1_sts_service_proto_rawDesc = "" +
 	"\x06issuer\x18\t \x01(\tR\x06issuer\x12\x12\n" +
 	"\x04zone\x18\n" +
 	" \x01(\tR\x04zone\x12B\n" +
-	"\x0fnot_before_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\rnotBeforeTime\"\x8f\x01\n" +
+	"\x0fnot_before_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\rnotBeforeTime\"\xee\x01\n" +
 	"\rRevokeRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12&\n" +
 	"\x0ftoken_type_hint\x18\x02 \x01(\tR\rtokenTypeHint\x12\x1b\n" +
 	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12#\n" +
-	"\rclient_secret\x18\x04 \x01(\tR\fclientSecret\"\x10\n" +
+	"\rclient_secret\x18\x04 \x01(\tR\fclientSecret\x122\n" +
+	"\x15client_assertion_type\x18\x05 \x01(\tR\x13clientAssertionType\x12)\n" +
+	"\x10client_assertion\x18\x06 \x01(\tR\x0fclientAssertion\"\x10\n" +
 	"\x0eRevokeResponse\"5\n" +
 	"\x16RevokeAllTokensRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\"s\n" +

@@ -1,0 +1,95 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/store"
+)
+
+// Limits on client assertions.
+const (
+	maxAssertionLifetime = 120 * time.Second
+	assertionLeeway      = 5 * time.Second
+)
+
+// authenticateAssertion verifies a private_key_jwt client assertion (RFC 7523 2.2 and 3): signed by one
+// of the client's registered keys with an allowed algorithm, iss = sub = client_id, aud one of audiences,
+// exp at most two minutes ahead, and a jti never seen before.
+func (s *Server) authenticateAssertion(ctx context.Context, clientID, assertion string, audiences []string) (Client, error) {
+	invalid := func(format string, args ...any) (Client, error) {
+		return Client{}, apierr.New(apierr.InvalidClient, format, args...)
+	}
+	head, _, err := jwt.NewParser().ParseUnverified(assertion, &jwt.RegisteredClaims{})
+	if err != nil {
+		return invalid("client assertion is not a JWT")
+	}
+	if alg, _ := head.Header["alg"].(string); !slices.Contains(AssertionAlgorithms, alg) {
+		return invalid("client assertion must be signed with RS256, PS256, PS512 or ES256, not %q", alg)
+	}
+	c, err := s.store.GetClient(ctx, clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return invalid("client authentication failed")
+	}
+	if err != nil {
+		return Client{}, err
+	}
+	keys, err := s.store.ListKeys(ctx, clientID)
+	if err != nil {
+		return Client{}, err
+	}
+	kid, _ := head.Header["kid"].(string)
+	var set jwt.VerificationKeySet
+	for _, k := range keys {
+		if kid != "" && k.KID != kid {
+			continue
+		}
+		var jwk jose.JSONWebKey
+		if err := jwk.UnmarshalJSON([]byte(k.JWK)); err == nil {
+			set.Keys = append(set.Keys, jwk.Key)
+		}
+	}
+	if len(set.Keys) == 0 {
+		return invalid("client authentication failed")
+	}
+	var claims jwt.RegisteredClaims
+	now := time.Now()
+	_, err = jwt.NewParser(
+		jwt.WithValidMethods(AssertionAlgorithms),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(assertionLeeway),
+		jwt.WithIssuer(clientID),
+		jwt.WithSubject(clientID),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	).ParseWithClaims(assertion, &claims, func(*jwt.Token) (any, error) { return set, nil })
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return invalid("client assertion has expired")
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenInvalidSubject):
+		return invalid("client assertion iss and sub must both be the client_id")
+	case err != nil:
+		return invalid("client assertion signature does not verify with the client's keys")
+	}
+	if !slices.ContainsFunc(claims.Audience, func(a string) bool { return slices.Contains(audiences, a) }) {
+		return invalid("client assertion aud must name this issuer or the endpoint")
+	}
+	if claims.ExpiresAt.Sub(now) > maxAssertionLifetime+assertionLeeway {
+		return invalid("client assertion exp is more than %d seconds ahead", int(maxAssertionLifetime.Seconds()))
+	}
+	if claims.ID == "" || len(claims.ID) > 200 {
+		return invalid("client assertion needs a jti of at most 200 characters")
+	}
+	if err := s.store.UseAssertion(ctx, clientID, claims.ID, claims.ExpiresAt.Time, now); err != nil {
+		if errors.Is(err, store.ErrAlreadyExists) {
+			return invalid("client assertion was already used (jti replay)")
+		}
+		return Client{}, err
+	}
+	return c, nil
+}
