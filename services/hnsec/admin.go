@@ -316,6 +316,34 @@ func adminCommand(out io.Writer) *ffcli.Command {
 					GraceSeconds: int32(secret.grace / time.Second)})
 			}),
 	}
+	var key struct{ client, file string }
+	keyClient := func(fs *flag.FlagSet) { fs.StringVar(&key.client, "client", "", "client_id") }
+	keyCmds := []*ffcli.Command{
+		call("add", "hnsec admin key add --client ID --jwk-file FILE", "register a public JWK for private_key_jwt",
+			func(fs *flag.FlagSet) {
+				keyClient(fs)
+				fs.StringVar(&key.file, "jwk-file", "", "file holding the public JWK (JSON)")
+			},
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				jwk, err := os.ReadFile(key.file)
+				if err != nil {
+					return nil, err
+				}
+				return s.registry.AddClientKey(s.ctx, &registryv1.AddClientKeyRequest{ClientId: key.client, Jwk: string(jwk)})
+			}),
+		call("list", "hnsec admin key list --client ID", "list a client's public keys", keyClient,
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				return s.registry.ListClientKeys(s.ctx, &registryv1.ListClientKeysRequest{ClientId: key.client})
+			}),
+		call("remove", "hnsec admin key remove --client ID KID", "remove a public key", keyClient,
+			func(s *adminSession, args []string) (proto.Message, error) {
+				kid, err := oneArg(args)
+				if err != nil {
+					return nil, err
+				}
+				return s.registry.RemoveClientKey(s.ctx, &registryv1.RemoveClientKeyRequest{ClientId: key.client, Kid: kid})
+			}),
+	}
 	var revokeClient string
 	tokenCmds := []*ffcli.Command{
 		sub("revoke-all", "hnsec admin token revoke-all --client CLIENT_ID [-o json]",
@@ -341,7 +369,7 @@ func adminCommand(out io.Writer) *ffcli.Command {
 		}
 	}
 	return &ffcli.Command{
-		Name: "admin", ShortUsage: "hnsec admin <vendor|system|org|client|secret|api|grant|token> <command> [flags]",
+		Name: "admin", ShortUsage: "hnsec admin <vendor|system|org|client|secret|key|api|grant|token> <command> [flags]",
 		ShortHelp: "administer hnsec over gRPC (as the operator, or --credentials-file for another admin credential)",
 		FlagSet:   fs,
 		Subcommands: []*ffcli.Command{
@@ -350,6 +378,7 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			group("org", "organisations", orgCmds),
 			group("client", "client configurations", clientCmds),
 			group("secret", "client secrets", secretCmds),
+			group("key", "client public keys (private_key_jwt)", keyCmds),
 			group("api", "APIs and their scopes", apiCmds),
 			group("grant", "access grants", grantCmds),
 			group("token", "access tokens", tokenCmds),
