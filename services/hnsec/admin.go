@@ -344,6 +344,19 @@ func adminCommand(out io.Writer) *ffcli.Command {
 				return s.registry.RemoveClientKey(s.ctx, &registryv1.RemoveClientKeyRequest{ClientId: key.client, Kid: kid})
 			}),
 	}
+	var audit struct{ objectType, objectID string }
+	auditCmds := []*ffcli.Command{
+		call("list", "hnsec admin audit list [--type T] [--id ID] [--page-size N] [--page-token T]", "list the audit trail, newest first",
+			func(fs *flag.FlagSet) {
+				fs.StringVar(&audit.objectType, "type", "", "only this object type (vendor, client_system, organisation, client, ...)")
+				fs.StringVar(&audit.objectID, "id", "", "only this object")
+				paging(fs)
+			},
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				return s.registry.ListAuditEvents(s.ctx, &registryv1.ListAuditEventsRequest{ObjectType: audit.objectType, ObjectId: audit.objectID,
+					PageSize: int32(pageSize), PageToken: pageToken})
+			}),
+	}
 	var revokeClient string
 	tokenCmds := []*ffcli.Command{
 		sub("revoke-all", "hnsec admin token revoke-all --client CLIENT_ID [-o json]",
@@ -369,7 +382,7 @@ func adminCommand(out io.Writer) *ffcli.Command {
 		}
 	}
 	return &ffcli.Command{
-		Name: "admin", ShortUsage: "hnsec admin <vendor|system|org|client|secret|key|api|grant|token> <command> [flags]",
+		Name: "admin", ShortUsage: "hnsec admin <vendor|system|org|client|secret|key|api|grant|token|audit> <command> [flags]",
 		ShortHelp: "administer hnsec over gRPC (as the operator, or --credentials-file for another admin credential)",
 		FlagSet:   fs,
 		Subcommands: []*ffcli.Command{
@@ -382,6 +395,7 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			group("api", "APIs and their scopes", apiCmds),
 			group("grant", "access grants", grantCmds),
 			group("token", "access tokens", tokenCmds),
+			group("audit", "the registry's audit trail", auditCmds),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}

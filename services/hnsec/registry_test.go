@@ -240,6 +240,36 @@ func TestGrantLifeCycle(t *testing.T) {
 	}, time.Second, 10*time.Millisecond)
 	// And new tokens cannot have it.
 	require.Equal(t, "invalid_scope", s.tokenForm(xID, x["client_secret"].(string)).body["error"])
+
+	// The audit trail shows it all: who, what, when, before and after, and never a secret.
+	trail := must(t)(s.adminAs(op, "audit", "list", "--type", "grant", "--id", xID+" "+read))
+	events := trail["events"].([]any)
+	require.Len(t, events, 3, "requested, approved, revoked")
+	newest := events[0].(map[string]any)
+	require.Equal(t, "/hnsec.registry.v1.ClientRegistryService/RevokeGrant", newest["action"])
+	require.Equal(t, owner["client_id"], newest["actor_client_id"])
+	require.Equal(t, "ROLE_API_OWNER", newest["actor_role"])
+	require.Contains(t, newest["before"], `"Status":2`)
+	require.Contains(t, newest["after"], `"Status":4`)
+	require.NotEmpty(t, newest["korrelasjons_id"])
+	require.Equal(t, "/hnsec.registry.v1.ClientRegistryService/CreateClient", events[2].(map[string]any)["action"])
+	require.Equal(t, orgX["client_id"], events[2].(map[string]any)["actor_client_id"])
+	all := must(t)(s.adminAs(op, "audit", "list", "--page-size", "30"))
+	require.Len(t, all["events"], 30)
+	page2 := must(t)(s.adminAs(op, "audit", "list", "--page-size", "100", "--page-token", all["next_page_token"].(string)))
+	require.NotEmpty(t, page2["events"])
+	require.Empty(t, page2["next_page_token"])
+	dump := s.mustJSON(all) + s.mustJSON(page2)
+	for _, secret := range []string{x["client_secret"].(string), y["client_secret"].(string), owner["client_secret"].(string)} {
+		require.NotContains(t, dump, secret)
+	}
+	require.NotContains(t, dump, "Hash")
+	for _, kind := range []string{`"object_type":"vendor"`, `"object_type":"client_system"`, `"object_type":"organisation"`,
+		`"object_type":"client"`, `"object_type":"client_secret"`, `"object_type":"api_resource"`, `"object_type":"grant"`} {
+		require.Contains(t, dump, kind)
+	}
+	_, err := s.adminAs(orgX, "audit", "list")
+	require.EqualError(t, err, "permission_denied: only operators may do this")
 }
 
 // A secret rotates with overlap: old and new both work until the old one's grace ends.

@@ -15,7 +15,8 @@ import (
 
 // CreateApiResource implements ClientRegistryService.
 func (s *Server) CreateApiResource(ctx context.Context, req *registryv1.CreateApiResourceRequest) (*registryv1.CreateApiResourceResponse, error) {
-	if _, err := s.operator(ctx); err != nil {
+	_, ctx, err := s.operator(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if err := scope.Check(req.GetAudience()); err != nil {
@@ -54,7 +55,7 @@ func (s *Server) CreateApiResource(ctx context.Context, req *registryv1.CreateAp
 
 // ListApiResources implements ClientRegistryService: every admin may read the API catalogue.
 func (s *Server) ListApiResources(ctx context.Context, req *registryv1.ListApiResourcesRequest) (*registryv1.ListApiResourcesResponse, error) {
-	if _, err := s.admin(ctx); err != nil {
+	if _, _, err := s.admin(ctx); err != nil {
 		return nil, err
 	}
 	pg, err := page(req.GetPageSize(), req.GetPageToken())
@@ -75,7 +76,7 @@ func (s *Server) ListApiResources(ctx context.Context, req *registryv1.ListApiRe
 
 // AddApiScope implements ClientRegistryService.
 func (s *Server) AddApiScope(ctx context.Context, req *registryv1.AddApiScopeRequest) (*registryv1.AddApiScopeResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ var grantStatusText = map[registryv1.GrantStatus]string{grantPending: "pending",
 
 // RequestGrant implements ClientRegistryService.
 func (s *Server) RequestGrant(ctx context.Context, req *registryv1.RequestGrantRequest) (*registryv1.RequestGrantResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,7 @@ func (s *Server) RevokeGrant(ctx context.Context, req *registryv1.RevokeGrantReq
 // decideGrant moves a grant from one of from to to, for the owners of the scope's API (operators also
 // for scopes no API registered).
 func (s *Server) decideGrant(ctx context.Context, clientID, sc string, from []registryv1.GrantStatus, to registryv1.GrantStatus) (Grant, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return Grant{}, err
 	}
@@ -119,7 +119,7 @@ func (s *Server) decideGrant(ctx context.Context, clientID, sc string, from []re
 
 // ListGrants implements ClientRegistryService.
 func (s *Server) ListGrants(ctx context.Context, req *registryv1.ListGrantsRequest) (*registryv1.ListGrantsResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -26,7 +26,7 @@ const maxJWKBytes = 8 << 10
 
 // AddClientKey implements ClientRegistryService.
 func (s *Server) AddClientKey(ctx context.Context, req *registryv1.AddClientKeyRequest) (*registryv1.AddClientKeyResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func parsePublicJWK(text string) (Key, error) {
 
 // ListClientKeys implements ClientRegistryService.
 func (s *Server) ListClientKeys(ctx context.Context, req *registryv1.ListClientKeysRequest) (*registryv1.ListClientKeysResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,7 @@ func (s *Server) ListClientKeys(ctx context.Context, req *registryv1.ListClientK
 
 // RemoveClientKey implements ClientRegistryService.
 func (s *Server) RemoveClientKey(ctx context.Context, req *registryv1.RemoveClientKeyRequest) (*registryv1.RemoveClientKeyResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}

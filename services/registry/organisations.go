@@ -12,7 +12,8 @@ import (
 
 // CreateOrganisation implements ClientRegistryService.
 func (s *Server) CreateOrganisation(ctx context.Context, req *registryv1.CreateOrganisationRequest) (*registryv1.CreateOrganisationResponse, error) {
-	if _, err := s.operator(ctx); err != nil {
+	_, ctx, err := s.operator(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if err := checkOrgnr(req.GetOrganisationNumber()); err != nil {
@@ -47,7 +48,7 @@ func (s *Server) CreateOrganisation(ctx context.Context, req *registryv1.CreateO
 
 // GetOrganisation implements ClientRegistryService.
 func (s *Server) GetOrganisation(ctx context.Context, req *registryv1.GetOrganisationRequest) (*registryv1.GetOrganisationResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +67,7 @@ func (s *Server) GetOrganisation(ctx context.Context, req *registryv1.GetOrganis
 
 // ListOrganisations implements ClientRegistryService.
 func (s *Server) ListOrganisations(ctx context.Context, req *registryv1.ListOrganisationsRequest) (*registryv1.ListOrganisationsResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -19,30 +19,31 @@ type principal struct {
 	tenant   string
 }
 
-// admin returns the caller's principal: its bearer token must be active and carry AdminScope, and its
-// client must be an admin credential.
-func (s *Server) admin(ctx context.Context) (principal, error) {
+// admin returns the caller's principal, and ctx naming it as the actor of the changes it makes: its
+// bearer token must be active and carry AdminScope, and its client must be an admin credential.
+func (s *Server) admin(ctx context.Context) (principal, context.Context, error) {
 	ref, err := authz.RequireScope(ctx, authz.STSResolver(s.sts), AdminScope)
 	if err != nil {
-		return principal{}, err
+		return principal{}, ctx, err
 	}
 	c, err := s.store.GetClient(ctx, ref.GetClientId())
 	if errors.Is(err, store.ErrNotFound) || (err == nil && c.AdminRole == registryv1.Role_ROLE_UNSPECIFIED) {
-		return principal{}, apierr.New(apierr.PermissionDenied, "this credential has no registry role")
+		return principal{}, ctx, apierr.New(apierr.PermissionDenied, "this credential has no registry role")
 	}
 	if err != nil {
-		return principal{}, err
+		return principal{}, ctx, err
 	}
-	return principal{clientID: c.ID, role: c.AdminRole, tenant: c.AdminTenant}, nil
+	p := principal{clientID: c.ID, role: c.AdminRole, tenant: c.AdminTenant}
+	return p, withActor(ctx, p), nil
 }
 
-// operator returns the caller's principal when it is an operator.
-func (s *Server) operator(ctx context.Context) (principal, error) {
-	p, err := s.admin(ctx)
+// operator is admin for operators only.
+func (s *Server) operator(ctx context.Context) (principal, context.Context, error) {
+	p, ctx, err := s.admin(ctx)
 	if err == nil && !p.isOperator() {
 		err = apierr.New(apierr.PermissionDenied, "only operators may do this")
 	}
-	return p, err
+	return p, ctx, err
 }
 
 func (p principal) isOperator() bool { return p.role == registryv1.Role_ROLE_OPERATOR }

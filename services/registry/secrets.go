@@ -17,7 +17,7 @@ const maxGrace = 24 * time.Hour
 
 // AddClientSecret implements ClientRegistryService.
 func (s *Server) AddClientSecret(ctx context.Context, req *registryv1.AddClientSecretRequest) (*registryv1.AddClientSecretResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +44,7 @@ func (s *Server) AddClientSecret(ctx context.Context, req *registryv1.AddClientS
 
 // ListClientSecrets implements ClientRegistryService.
 func (s *Server) ListClientSecrets(ctx context.Context, req *registryv1.ListClientSecretsRequest) (*registryv1.ListClientSecretsResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func (s *Server) ListClientSecrets(ctx context.Context, req *registryv1.ListClie
 
 // RevokeClientSecret implements ClientRegistryService.
 func (s *Server) RevokeClientSecret(ctx context.Context, req *registryv1.RevokeClientSecretRequest) (*registryv1.RevokeClientSecretResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -68,7 +68,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 // Operators may create any client; organisation admins only their own organisation's, as instances of an
 // approved client system.
 func (s *Server) CreateClient(ctx context.Context, req *registryv1.CreateClientRequest) (*registryv1.CreateClientResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +155,7 @@ func (s *Server) createClient(ctx context.Context, c Client, status registryv1.G
 
 // GetClient implements ClientRegistryService.
 func (s *Server) GetClient(ctx context.Context, req *registryv1.GetClientRequest) (*registryv1.GetClientResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +200,7 @@ func (s *Server) UnblockClient(ctx context.Context, req *registryv1.UnblockClien
 }
 
 func (s *Server) setStatus(ctx context.Context, id string, st registryv1.ClientStatus) (Client, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return Client{}, err
 	}

@@ -107,6 +107,20 @@ CREATE TABLE used_assertions (
 	PRIMARY KEY (client_id, jti)
 );
 CREATE INDEX used_assertions_expiry ON used_assertions(expire_time);
+`, `
+CREATE TABLE audit_events (
+	id              INTEGER PRIMARY KEY AUTOINCREMENT,
+	time_ms         INTEGER NOT NULL,
+	actor_client_id TEXT NOT NULL,
+	actor_role      TEXT NOT NULL,
+	action          TEXT NOT NULL,
+	object_type     TEXT NOT NULL,
+	object_id       TEXT NOT NULL,
+	before_json     TEXT NOT NULL,
+	after_json      TEXT NOT NULL,
+	korrelasjons_id TEXT NOT NULL
+);
+CREATE INDEX audit_events_object ON audit_events(object_type, object_id, id);
 `}
 
 // Client is a stored client configuration.
@@ -253,6 +267,9 @@ type Store interface {
 	// UseAssertion records a client assertion's jti until exp, forgetting those that expired before now;
 	// ErrAlreadyExists when the jti was used already.
 	UseAssertion(ctx context.Context, clientID, jti string, exp, now time.Time) error
+	// ListAuditEvents lists audit events newest first, those before id beforeID when it is positive,
+	// optionally of one object type and id.
+	ListAuditEvents(ctx context.Context, objectType, objectID string, beforeID int64, limit int) ([]AuditEvent, error)
 	// ClientSecrets returns the client's secrets; ErrNotFound when the client does not exist.
 	ClientSecrets(ctx context.Context, id string) (Client, []Secret, error)
 	// UpdateClient applies fn to the stored client atomically and stores its result.
@@ -279,17 +296,17 @@ func (s *sqlStore) Setting(ctx context.Context, name string, create func() []byt
 }
 
 func (s *sqlStore) CreateVendor(ctx context.Context, v Vendor) error {
-	return s.insert(ctx, `INSERT INTO vendors (id, name, organisation_number, create_time) VALUES (?, ?, ?, ?)`,
+	return s.insert(ctx, change{"vendor", v.ID, nil, v}, `INSERT INTO vendors (id, name, organisation_number, create_time) VALUES (?, ?, ?, ?)`,
 		v.ID, v.Name, v.OrganisationNumber, v.CreateTime.Unix())
 }
 
 func (s *sqlStore) CreateOrganisation(ctx context.Context, o Organisation) error {
-	return s.insert(ctx, `INSERT INTO organisations (organisation_number, name, parent_number, create_time) VALUES (?, ?, ?, ?)`,
+	return s.insert(ctx, change{"organisation", o.Number, nil, o}, `INSERT INTO organisations (organisation_number, name, parent_number, create_time) VALUES (?, ?, ?, ?)`,
 		o.Number, o.Name, o.Parent, o.CreateTime.Unix())
 }
 
 func (s *sqlStore) CreateClientSystem(ctx context.Context, cs ClientSystem) error {
-	return s.insert(ctx, `INSERT INTO client_systems (id, vendor_id, name, description, status, reason, create_time)
+	return s.insert(ctx, change{"client_system", cs.ID, nil, cs}, `INSERT INTO client_systems (id, vendor_id, name, description, status, reason, create_time)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, cs.ID, cs.VendorID, cs.Name, cs.Description, systemStatusText[cs.Status], cs.Reason,
 		cs.CreateTime.Unix())
 }
@@ -367,9 +384,11 @@ func (s *sqlStore) UpdateClientSystem(ctx context.Context, id string, fn func(Cl
 		if out, err = fn(old); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE client_systems SET name = ?, description = ?, status = ?, reason = ? WHERE id = ?`,
-			out.Name, out.Description, systemStatusText[out.Status], out.Reason, id)
-		return uniqueViolation(err)
+		if _, err = tx.ExecContext(ctx, `UPDATE client_systems SET name = ?, description = ?, status = ?, reason = ? WHERE id = ?`,
+			out.Name, out.Description, systemStatusText[out.Status], out.Reason, id); err != nil {
+			return uniqueViolation(err)
+		}
+		return recordAudit(ctx, tx, change{"client_system", id, old, out})
 	})
 	return out, err
 }
@@ -415,9 +434,14 @@ func list[T any](ctx context.Context, db *store.DB, query string, args []any, sc
 	return out, rows.Err()
 }
 
-func (s *sqlStore) insert(ctx context.Context, query string, args ...any) error {
-	_, err := s.db.Write.ExecContext(ctx, query, args...)
-	return uniqueViolation(err)
+// insert runs one insert and records its change in the same transaction.
+func (s *sqlStore) insert(ctx context.Context, c change, query string, args ...any) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+			return uniqueViolation(err)
+		}
+		return recordAudit(ctx, tx, c)
+	})
 }
 
 // uniqueViolation maps a unique-constraint failure to store.ErrAlreadyExists.
@@ -440,6 +464,17 @@ func (s *sqlStore) CreateClient(ctx context.Context, c Client, first Secret, gra
 			if err := putGrant(ctx, tx, g); err != nil {
 				return err
 			}
+			if err := recordAudit(ctx, tx, change{"grant", c.ID + " " + g.Scope, nil, g}); err != nil {
+				return err
+			}
+		}
+		after := c
+		after.Grants = grants
+		if err := recordAudit(ctx, tx, change{"client", c.ID, nil, after}); err != nil {
+			return err
+		}
+		if err := recordAudit(ctx, tx, change{"client_secret", first.ID, nil, secretMetadata(first)}); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO client_secrets (id, client_id, hash, create_time, expire_time) VALUES (?, ?, ?, ?, ?)`,
 			first.ID, c.ID, first.Hash, first.CreateTime.Unix(), unixOrZero(first.ExpireTime))
@@ -514,7 +549,7 @@ func scanSecret(sc scanner) (Secret, error) {
 }
 
 func (s *sqlStore) AddKey(ctx context.Context, clientID string, k Key) error {
-	return s.insert(ctx, `INSERT INTO client_keys (client_id, kid, kty, alg, jwk, create_time) VALUES (?, ?, ?, ?, ?, ?)`,
+	return s.insert(ctx, change{"client_key", clientID + " " + k.KID, nil, k}, `INSERT INTO client_keys (client_id, kid, kty, alg, jwk, create_time) VALUES (?, ?, ?, ?, ?, ?)`,
 		clientID, k.KID, k.Kty, k.Alg, k.JWK, k.CreateTime.Unix())
 }
 
@@ -530,14 +565,16 @@ func (s *sqlStore) ListKeys(ctx context.Context, clientID string) ([]Key, error)
 }
 
 func (s *sqlStore) RemoveKey(ctx context.Context, clientID, kid string) error {
-	res, err := s.db.Write.ExecContext(ctx, `DELETE FROM client_keys WHERE client_id = ? AND kid = ?`, clientID, kid)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return errors.Join(err, store.ErrNotFound)
-	}
-	return nil
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM client_keys WHERE client_id = ? AND kid = ?`, clientID, kid)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return errors.Join(err, store.ErrNotFound)
+		}
+		return recordAudit(ctx, tx, change{"client_key", clientID + " " + kid, map[string]string{"kid": kid}, nil})
+	})
 }
 
 func (s *sqlStore) UseAssertion(ctx context.Context, clientID, jti string, exp, now time.Time) error {
@@ -551,8 +588,21 @@ func (s *sqlStore) UseAssertion(ctx context.Context, clientID, jti string, exp, 
 	})
 }
 
+func (s *sqlStore) ListAuditEvents(ctx context.Context, objectType, objectID string, beforeID int64, limit int) ([]AuditEvent, error) {
+	return list(ctx, s.db, `SELECT id, time_ms, actor_client_id, actor_role, action, object_type, object_id, before_json, after_json,
+		korrelasjons_id FROM audit_events WHERE (? = '' OR object_type = ?) AND (? = '' OR object_id = ?) AND (? <= 0 OR id < ?)
+		ORDER BY id DESC LIMIT ?`, []any{objectType, objectType, objectID, objectID, beforeID, beforeID, limit},
+		func(sc scanner) (AuditEvent, error) {
+			var e AuditEvent
+			var ms int64
+			err := sc.Scan(&e.ID, &ms, &e.ActorClientID, &e.ActorRole, &e.Action, &e.ObjectType, &e.ObjectID, &e.Before, &e.After, &e.KorrelasjonsID)
+			e.Time = time.UnixMilli(ms).UTC()
+			return e, err
+		})
+}
+
 func (s *sqlStore) AddSecret(ctx context.Context, clientID string, sec Secret) error {
-	return s.insert(ctx, `INSERT INTO client_secrets (id, client_id, hash, create_time, expire_time) VALUES (?, ?, ?, ?, ?)`,
+	return s.insert(ctx, change{"client_secret", sec.ID, nil, secretMetadata(sec)}, `INSERT INTO client_secrets (id, client_id, hash, create_time, expire_time) VALUES (?, ?, ?, ?, ?)`,
 		sec.ID, clientID, sec.Hash, sec.CreateTime.Unix(), unixOrZero(sec.ExpireTime))
 }
 
@@ -580,9 +630,11 @@ func (s *sqlStore) UpdateSecret(ctx context.Context, clientID, secretID string, 
 		if out, err = fn(all[i], all); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE client_secrets SET expire_time = ? WHERE id = ? AND client_id = ?`,
-			unixOrZero(out.ExpireTime), secretID, clientID)
-		return err
+		if _, err = tx.ExecContext(ctx, `UPDATE client_secrets SET expire_time = ? WHERE id = ? AND client_id = ?`,
+			unixOrZero(out.ExpireTime), secretID, clientID); err != nil {
+			return err
+		}
+		return recordAudit(ctx, tx, change{"client_secret", secretID, secretMetadata(all[i]), secretMetadata(out)})
 	})
 	return out, err
 }
@@ -597,8 +649,10 @@ func (s *sqlStore) UpdateClient(ctx context.Context, id string, fn func(Client) 
 		if out, err = fn(old); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE clients SET name = ?, status = ? WHERE client_id = ?`, out.Name, int32(out.Status), id)
-		return err
+		if _, err = tx.ExecContext(ctx, `UPDATE clients SET name = ?, status = ? WHERE client_id = ?`, out.Name, int32(out.Status), id); err != nil {
+			return err
+		}
+		return recordAudit(ctx, tx, change{"client", id, old, out})
 	})
 	if err != nil {
 		return Client{}, err
@@ -617,7 +671,7 @@ func (s *sqlStore) CreateAPIResource(ctx context.Context, api APIResource) error
 				return uniqueViolation(err)
 			}
 		}
-		return nil
+		return recordAudit(ctx, tx, change{"api_resource", api.ID, nil, api})
 	})
 }
 
@@ -646,7 +700,8 @@ func (s *sqlStore) ListAPIResources(ctx context.Context, p Page) ([]APIResource,
 }
 
 func (s *sqlStore) AddAPIScope(ctx context.Context, apiID, scope string) error {
-	return s.insert(ctx, `INSERT INTO api_scopes (scope, api_id) VALUES (?, ?)`, scope, apiID)
+	return s.insert(ctx, change{"api_scope", scope, nil, map[string]string{"api_id": apiID, "scope": scope}},
+		`INSERT INTO api_scopes (scope, api_id) VALUES (?, ?)`, scope, apiID)
 }
 
 func (s *sqlStore) APIOfScope(ctx context.Context, scope string) (string, error) {
@@ -669,7 +724,14 @@ func (s *sqlStore) UpdateGrant(ctx context.Context, clientID, scope string, fn f
 		if out, err = fn(old, exists); err != nil {
 			return err
 		}
-		return putGrant(ctx, tx, out)
+		if err := putGrant(ctx, tx, out); err != nil {
+			return err
+		}
+		var before any
+		if exists {
+			before = old
+		}
+		return recordAudit(ctx, tx, change{"grant", clientID + " " + scope, before, out})
 	})
 	return out, err
 }

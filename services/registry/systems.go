@@ -25,7 +25,7 @@ const (
 
 // CreateClientSystem implements ClientRegistryService.
 func (s *Server) CreateClientSystem(ctx context.Context, req *registryv1.CreateClientSystemRequest) (*registryv1.CreateClientSystemResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +56,7 @@ func (s *Server) CreateClientSystem(ctx context.Context, req *registryv1.CreateC
 // GetClientSystem implements ClientRegistryService. Organisation admins may read any system, to choose
 // one for their client configurations.
 func (s *Server) GetClientSystem(ctx context.Context, req *registryv1.GetClientSystemRequest) (*registryv1.GetClientSystemResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func (s *Server) visibleSystem(ctx context.Context, p principal, id string) (Cli
 
 // ListClientSystems implements ClientRegistryService.
 func (s *Server) ListClientSystems(ctx context.Context, req *registryv1.ListClientSystemsRequest) (*registryv1.ListClientSystemsResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ func (s *Server) RejectClientSystem(ctx context.Context, req *registryv1.RejectC
 // only, when operatorOnly).
 func (s *Server) moveSystem(ctx context.Context, id string, operatorOnly bool, from []registryv1.ClientSystemStatus,
 	to registryv1.ClientSystemStatus, reason string) (ClientSystem, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return ClientSystem{}, err
 	}

@@ -13,7 +13,8 @@ import (
 
 // CreateVendor implements ClientRegistryService.
 func (s *Server) CreateVendor(ctx context.Context, req *registryv1.CreateVendorRequest) (*registryv1.CreateVendorResponse, error) {
-	if _, err := s.operator(ctx); err != nil {
+	_, ctx, err := s.operator(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if err := checkName(req.GetName()); err != nil {
@@ -36,7 +37,7 @@ func (s *Server) CreateVendor(ctx context.Context, req *registryv1.CreateVendorR
 
 // GetVendor implements ClientRegistryService.
 func (s *Server) GetVendor(ctx context.Context, req *registryv1.GetVendorRequest) (*registryv1.GetVendorResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func (s *Server) GetVendor(ctx context.Context, req *registryv1.GetVendorRequest
 
 // ListVendors implements ClientRegistryService.
 func (s *Server) ListVendors(ctx context.Context, req *registryv1.ListVendorsRequest) (*registryv1.ListVendorsResponse, error) {
-	p, err := s.admin(ctx)
+	p, ctx, err := s.admin(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -4296,6 +4296,262 @@ func (*RemoveClientKeyResponse) Descriptor() ([]byte, []int) {
 	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{72}
 }
 
+// AuditEvent is one recorded change.
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// event_id orders events.
+	EventId int64 `protobuf:"varint,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// time of the change.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// actor_client_id is the admin credential that made it ("system" for bootstrap).
+	ActorClientId string `protobuf:"bytes,3,opt,name=actor_client_id,json=actorClientId,proto3" json:"actor_client_id,omitempty"`
+	// actor_role is that credential's role.
+	ActorRole string `protobuf:"bytes,4,opt,name=actor_role,json=actorRole,proto3" json:"actor_role,omitempty"`
+	// action is the RPC that made it.
+	Action string `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
+	// object_type is vendor, client_system, organisation, client, client_secret, client_key, api_resource,
+	// api_scope or grant.
+	ObjectType string `protobuf:"bytes,6,opt,name=object_type,json=objectType,proto3" json:"object_type,omitempty"`
+	// object_id names the object.
+	ObjectId string `protobuf:"bytes,7,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	// before is the object's state before, as JSON (empty when it was created).
+	Before string `protobuf:"bytes,8,opt,name=before,proto3" json:"before,omitempty"`
+	// after is the object's state after, as JSON (empty when it was removed).
+	After string `protobuf:"bytes,9,opt,name=after,proto3" json:"after,omitempty"`
+	// korrelasjons_id of the request that made it.
+	KorrelasjonsId string `protobuf:"bytes,10,opt,name=korrelasjons_id,json=korrelasjonsId,proto3" json:"korrelasjons_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *AuditEvent) GetEventId() int64 {
+	if x != nil {
+		return x.EventId
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetActorClientId() string {
+	if x != nil {
+		return x.ActorClientId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetActorRole() string {
+	if x != nil {
+		return x.ActorRole
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetObjectType() string {
+	if x != nil {
+		return x.ObjectType
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetBefore() string {
+	if x != nil {
+		return x.Before
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetKorrelasjonsId() string {
+	if x != nil {
+		return x.KorrelasjonsId
+	}
+	return ""
+}
+
+// ListAuditEventsRequest filters and pages the trail.
+type ListAuditEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// object_type limits the list to one kind of object.
+	ObjectType string `protobuf:"bytes,1,opt,name=object_type,json=objectType,proto3" json:"object_type,omitempty"`
+	// object_id limits the list to one object.
+	ObjectId string `protobuf:"bytes,2,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	// page_size is at most 100 (default 50).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a previous list.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *ListAuditEventsRequest) GetObjectType() string {
+	if x != nil {
+		return x.ObjectType
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuditEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListAuditEventsResponse is one page.
+type ListAuditEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// events on this page, newest first.
+	Events []*AuditEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// next_page_token is empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListAuditEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_hnsec_registry_v1_registry_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
@@ -4535,7 +4791,32 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x16RemoveClientKeyRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
 	"\x03kid\x18\x02 \x01(\tR\x03kid\"\x19\n" +
-	"\x17RemoveClientKeyResponse*}\n" +
+	"\x17RemoveClientKeyResponse\"\xcb\x02\n" +
+	"\n" +
+	"AuditEvent\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\x03R\aeventId\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12&\n" +
+	"\x0factor_client_id\x18\x03 \x01(\tR\ractorClientId\x12\x1d\n" +
+	"\n" +
+	"actor_role\x18\x04 \x01(\tR\tactorRole\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\x12\x1f\n" +
+	"\vobject_type\x18\x06 \x01(\tR\n" +
+	"objectType\x12\x1b\n" +
+	"\tobject_id\x18\a \x01(\tR\bobjectId\x12\x16\n" +
+	"\x06before\x18\b \x01(\tR\x06before\x12\x14\n" +
+	"\x05after\x18\t \x01(\tR\x05after\x12'\n" +
+	"\x0fkorrelasjons_id\x18\n" +
+	" \x01(\tR\x0ekorrelasjonsId\"\x92\x01\n" +
+	"\x16ListAuditEventsRequest\x12\x1f\n" +
+	"\vobject_type\x18\x01 \x01(\tR\n" +
+	"objectType\x12\x1b\n" +
+	"\tobject_id\x18\x02 \x01(\tR\bobjectId\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"x\n" +
+	"\x17ListAuditEventsResponse\x125\n" +
+	"\x06events\x18\x01 \x03(\v2\x1d.hnsec.registry.v1.AuditEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*}\n" +
 	"\fClientStatus\x12\x1d\n" +
 	"\x19CLIENT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CLIENT_STATUS_ACTIVE\x10\x01\x12\x19\n" +
@@ -4558,7 +4839,7 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x14GRANT_STATUS_PENDING\x10\x01\x12\x19\n" +
 	"\x15GRANT_STATUS_APPROVED\x10\x02\x12\x19\n" +
 	"\x15GRANT_STATUS_REJECTED\x10\x03\x12\x18\n" +
-	"\x14GRANT_STATUS_REVOKED\x10\x042\x86\x1a\n" +
+	"\x14GRANT_STATUS_REVOKED\x10\x042\xf0\x1a\n" +
 	"\x15ClientRegistryService\x12_\n" +
 	"\fCreateVendor\x12&.hnsec.registry.v1.CreateVendorRequest\x1a'.hnsec.registry.v1.CreateVendorResponse\x12V\n" +
 	"\tGetVendor\x12#.hnsec.registry.v1.GetVendorRequest\x1a$.hnsec.registry.v1.GetVendorResponse\x12\\\n" +
@@ -4586,7 +4867,8 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x12RevokeClientSecret\x12,.hnsec.registry.v1.RevokeClientSecretRequest\x1a-.hnsec.registry.v1.RevokeClientSecretResponse\x12_\n" +
 	"\fAddClientKey\x12&.hnsec.registry.v1.AddClientKeyRequest\x1a'.hnsec.registry.v1.AddClientKeyResponse\x12e\n" +
 	"\x0eListClientKeys\x12(.hnsec.registry.v1.ListClientKeysRequest\x1a).hnsec.registry.v1.ListClientKeysResponse\x12h\n" +
-	"\x0fRemoveClientKey\x12).hnsec.registry.v1.RemoveClientKeyRequest\x1a*.hnsec.registry.v1.RemoveClientKeyResponse\x12_\n" +
+	"\x0fRemoveClientKey\x12).hnsec.registry.v1.RemoveClientKeyRequest\x1a*.hnsec.registry.v1.RemoveClientKeyResponse\x12h\n" +
+	"\x0fListAuditEvents\x12).hnsec.registry.v1.ListAuditEventsRequest\x1a*.hnsec.registry.v1.ListAuditEventsResponse\x12_\n" +
 	"\fCreateClient\x12&.hnsec.registry.v1.CreateClientRequest\x1a'.hnsec.registry.v1.CreateClientResponse\x12V\n" +
 	"\tGetClient\x12#.hnsec.registry.v1.GetClientRequest\x1a$.hnsec.registry.v1.GetClientResponse\x12\\\n" +
 	"\vBlockClient\x12%.hnsec.registry.v1.BlockClientRequest\x1a&.hnsec.registry.v1.BlockClientResponse\x12b\n" +
@@ -4607,7 +4889,7 @@ func file_hnsec_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 }
 
 var file_hnsec_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
+var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
 	(ClientStatus)(0),                   // 0: hnsec.registry.v1.ClientStatus
 	(Role)(0),                           // 1: hnsec.registry.v1.Role
@@ -4686,24 +4968,27 @@ var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
 	(*ListClientKeysResponse)(nil),      // 74: hnsec.registry.v1.ListClientKeysResponse
 	(*RemoveClientKeyRequest)(nil),      // 75: hnsec.registry.v1.RemoveClientKeyRequest
 	(*RemoveClientKeyResponse)(nil),     // 76: hnsec.registry.v1.RemoveClientKeyResponse
-	(*timestamppb.Timestamp)(nil),       // 77: google.protobuf.Timestamp
+	(*AuditEvent)(nil),                  // 77: hnsec.registry.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),      // 78: hnsec.registry.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),     // 79: hnsec.registry.v1.ListAuditEventsResponse
+	(*timestamppb.Timestamp)(nil),       // 80: google.protobuf.Timestamp
 }
 var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	0,  // 0: hnsec.registry.v1.Client.status:type_name -> hnsec.registry.v1.ClientStatus
-	77, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
+	80, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
 	46, // 2: hnsec.registry.v1.Client.grants:type_name -> hnsec.registry.v1.Grant
 	4,  // 3: hnsec.registry.v1.CreateClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 4: hnsec.registry.v1.GetClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 5: hnsec.registry.v1.BlockClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 6: hnsec.registry.v1.UnblockClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 7: hnsec.registry.v1.AuthenticateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	77, // 8: hnsec.registry.v1.AuthenticateClientResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
+	80, // 8: hnsec.registry.v1.AuthenticateClientResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
 	4,  // 9: hnsec.registry.v1.LookupClientResponse.client:type_name -> hnsec.registry.v1.Client
 	1,  // 10: hnsec.registry.v1.AdminCredential.role:type_name -> hnsec.registry.v1.Role
-	77, // 11: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
+	80, // 11: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
 	2,  // 12: hnsec.registry.v1.ClientSystem.status:type_name -> hnsec.registry.v1.ClientSystemStatus
-	77, // 13: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
-	77, // 14: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
+	80, // 13: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
+	80, // 14: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
 	18, // 15: hnsec.registry.v1.CreateVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
 	17, // 16: hnsec.registry.v1.CreateVendorResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
 	18, // 17: hnsec.registry.v1.GetVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
@@ -4718,9 +5003,9 @@ var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	17, // 26: hnsec.registry.v1.CreateOrganisationResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
 	20, // 27: hnsec.registry.v1.GetOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
 	20, // 28: hnsec.registry.v1.ListOrganisationsResponse.organisations:type_name -> hnsec.registry.v1.Organisation
-	77, // 29: hnsec.registry.v1.ApiResource.create_time:type_name -> google.protobuf.Timestamp
+	80, // 29: hnsec.registry.v1.ApiResource.create_time:type_name -> google.protobuf.Timestamp
 	3,  // 30: hnsec.registry.v1.Grant.status:type_name -> hnsec.registry.v1.GrantStatus
-	77, // 31: hnsec.registry.v1.Grant.update_time:type_name -> google.protobuf.Timestamp
+	80, // 31: hnsec.registry.v1.Grant.update_time:type_name -> google.protobuf.Timestamp
 	45, // 32: hnsec.registry.v1.CreateApiResourceResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
 	17, // 33: hnsec.registry.v1.CreateApiResourceResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
 	45, // 34: hnsec.registry.v1.ListApiResourcesResponse.api_resources:type_name -> hnsec.registry.v1.ApiResource
@@ -4730,84 +5015,88 @@ var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	46, // 38: hnsec.registry.v1.RejectGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
 	46, // 39: hnsec.registry.v1.RevokeGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
 	46, // 40: hnsec.registry.v1.ListGrantsResponse.grants:type_name -> hnsec.registry.v1.Grant
-	77, // 41: hnsec.registry.v1.ClientSecret.create_time:type_name -> google.protobuf.Timestamp
-	77, // 42: hnsec.registry.v1.ClientSecret.expire_time:type_name -> google.protobuf.Timestamp
-	77, // 43: hnsec.registry.v1.AddClientSecretRequest.expire_time:type_name -> google.protobuf.Timestamp
+	80, // 41: hnsec.registry.v1.ClientSecret.create_time:type_name -> google.protobuf.Timestamp
+	80, // 42: hnsec.registry.v1.ClientSecret.expire_time:type_name -> google.protobuf.Timestamp
+	80, // 43: hnsec.registry.v1.AddClientSecretRequest.expire_time:type_name -> google.protobuf.Timestamp
 	63, // 44: hnsec.registry.v1.AddClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
 	63, // 45: hnsec.registry.v1.ListClientSecretsResponse.secrets:type_name -> hnsec.registry.v1.ClientSecret
 	63, // 46: hnsec.registry.v1.RevokeClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
-	77, // 47: hnsec.registry.v1.ClientKey.create_time:type_name -> google.protobuf.Timestamp
+	80, // 47: hnsec.registry.v1.ClientKey.create_time:type_name -> google.protobuf.Timestamp
 	70, // 48: hnsec.registry.v1.AddClientKeyResponse.key:type_name -> hnsec.registry.v1.ClientKey
 	70, // 49: hnsec.registry.v1.ListClientKeysResponse.keys:type_name -> hnsec.registry.v1.ClientKey
-	21, // 50: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
-	23, // 51: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
-	25, // 52: hnsec.registry.v1.ClientRegistryService.ListVendors:input_type -> hnsec.registry.v1.ListVendorsRequest
-	27, // 53: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:input_type -> hnsec.registry.v1.CreateClientSystemRequest
-	29, // 54: hnsec.registry.v1.ClientRegistryService.GetClientSystem:input_type -> hnsec.registry.v1.GetClientSystemRequest
-	31, // 55: hnsec.registry.v1.ClientRegistryService.ListClientSystems:input_type -> hnsec.registry.v1.ListClientSystemsRequest
-	33, // 56: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:input_type -> hnsec.registry.v1.SubmitClientSystemRequest
-	35, // 57: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:input_type -> hnsec.registry.v1.ApproveClientSystemRequest
-	37, // 58: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:input_type -> hnsec.registry.v1.RejectClientSystemRequest
-	39, // 59: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:input_type -> hnsec.registry.v1.CreateOrganisationRequest
-	41, // 60: hnsec.registry.v1.ClientRegistryService.GetOrganisation:input_type -> hnsec.registry.v1.GetOrganisationRequest
-	43, // 61: hnsec.registry.v1.ClientRegistryService.ListOrganisations:input_type -> hnsec.registry.v1.ListOrganisationsRequest
-	47, // 62: hnsec.registry.v1.ClientRegistryService.CreateApiResource:input_type -> hnsec.registry.v1.CreateApiResourceRequest
-	49, // 63: hnsec.registry.v1.ClientRegistryService.ListApiResources:input_type -> hnsec.registry.v1.ListApiResourcesRequest
-	51, // 64: hnsec.registry.v1.ClientRegistryService.AddApiScope:input_type -> hnsec.registry.v1.AddApiScopeRequest
-	53, // 65: hnsec.registry.v1.ClientRegistryService.RequestGrant:input_type -> hnsec.registry.v1.RequestGrantRequest
-	55, // 66: hnsec.registry.v1.ClientRegistryService.ApproveGrant:input_type -> hnsec.registry.v1.ApproveGrantRequest
-	57, // 67: hnsec.registry.v1.ClientRegistryService.RejectGrant:input_type -> hnsec.registry.v1.RejectGrantRequest
-	59, // 68: hnsec.registry.v1.ClientRegistryService.RevokeGrant:input_type -> hnsec.registry.v1.RevokeGrantRequest
-	61, // 69: hnsec.registry.v1.ClientRegistryService.ListGrants:input_type -> hnsec.registry.v1.ListGrantsRequest
-	64, // 70: hnsec.registry.v1.ClientRegistryService.AddClientSecret:input_type -> hnsec.registry.v1.AddClientSecretRequest
-	66, // 71: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:input_type -> hnsec.registry.v1.ListClientSecretsRequest
-	68, // 72: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:input_type -> hnsec.registry.v1.RevokeClientSecretRequest
-	71, // 73: hnsec.registry.v1.ClientRegistryService.AddClientKey:input_type -> hnsec.registry.v1.AddClientKeyRequest
-	73, // 74: hnsec.registry.v1.ClientRegistryService.ListClientKeys:input_type -> hnsec.registry.v1.ListClientKeysRequest
-	75, // 75: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:input_type -> hnsec.registry.v1.RemoveClientKeyRequest
-	5,  // 76: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
-	7,  // 77: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
-	9,  // 78: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
-	11, // 79: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
-	13, // 80: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
-	15, // 81: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
-	22, // 82: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
-	24, // 83: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
-	26, // 84: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
-	28, // 85: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
-	30, // 86: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
-	32, // 87: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
-	34, // 88: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
-	36, // 89: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
-	38, // 90: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
-	40, // 91: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
-	42, // 92: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
-	44, // 93: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
-	48, // 94: hnsec.registry.v1.ClientRegistryService.CreateApiResource:output_type -> hnsec.registry.v1.CreateApiResourceResponse
-	50, // 95: hnsec.registry.v1.ClientRegistryService.ListApiResources:output_type -> hnsec.registry.v1.ListApiResourcesResponse
-	52, // 96: hnsec.registry.v1.ClientRegistryService.AddApiScope:output_type -> hnsec.registry.v1.AddApiScopeResponse
-	54, // 97: hnsec.registry.v1.ClientRegistryService.RequestGrant:output_type -> hnsec.registry.v1.RequestGrantResponse
-	56, // 98: hnsec.registry.v1.ClientRegistryService.ApproveGrant:output_type -> hnsec.registry.v1.ApproveGrantResponse
-	58, // 99: hnsec.registry.v1.ClientRegistryService.RejectGrant:output_type -> hnsec.registry.v1.RejectGrantResponse
-	60, // 100: hnsec.registry.v1.ClientRegistryService.RevokeGrant:output_type -> hnsec.registry.v1.RevokeGrantResponse
-	62, // 101: hnsec.registry.v1.ClientRegistryService.ListGrants:output_type -> hnsec.registry.v1.ListGrantsResponse
-	65, // 102: hnsec.registry.v1.ClientRegistryService.AddClientSecret:output_type -> hnsec.registry.v1.AddClientSecretResponse
-	67, // 103: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:output_type -> hnsec.registry.v1.ListClientSecretsResponse
-	69, // 104: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:output_type -> hnsec.registry.v1.RevokeClientSecretResponse
-	72, // 105: hnsec.registry.v1.ClientRegistryService.AddClientKey:output_type -> hnsec.registry.v1.AddClientKeyResponse
-	74, // 106: hnsec.registry.v1.ClientRegistryService.ListClientKeys:output_type -> hnsec.registry.v1.ListClientKeysResponse
-	76, // 107: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:output_type -> hnsec.registry.v1.RemoveClientKeyResponse
-	6,  // 108: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
-	8,  // 109: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
-	10, // 110: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
-	12, // 111: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
-	14, // 112: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
-	16, // 113: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
-	82, // [82:114] is the sub-list for method output_type
-	50, // [50:82] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	80, // 50: hnsec.registry.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	77, // 51: hnsec.registry.v1.ListAuditEventsResponse.events:type_name -> hnsec.registry.v1.AuditEvent
+	21, // 52: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
+	23, // 53: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
+	25, // 54: hnsec.registry.v1.ClientRegistryService.ListVendors:input_type -> hnsec.registry.v1.ListVendorsRequest
+	27, // 55: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:input_type -> hnsec.registry.v1.CreateClientSystemRequest
+	29, // 56: hnsec.registry.v1.ClientRegistryService.GetClientSystem:input_type -> hnsec.registry.v1.GetClientSystemRequest
+	31, // 57: hnsec.registry.v1.ClientRegistryService.ListClientSystems:input_type -> hnsec.registry.v1.ListClientSystemsRequest
+	33, // 58: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:input_type -> hnsec.registry.v1.SubmitClientSystemRequest
+	35, // 59: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:input_type -> hnsec.registry.v1.ApproveClientSystemRequest
+	37, // 60: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:input_type -> hnsec.registry.v1.RejectClientSystemRequest
+	39, // 61: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:input_type -> hnsec.registry.v1.CreateOrganisationRequest
+	41, // 62: hnsec.registry.v1.ClientRegistryService.GetOrganisation:input_type -> hnsec.registry.v1.GetOrganisationRequest
+	43, // 63: hnsec.registry.v1.ClientRegistryService.ListOrganisations:input_type -> hnsec.registry.v1.ListOrganisationsRequest
+	47, // 64: hnsec.registry.v1.ClientRegistryService.CreateApiResource:input_type -> hnsec.registry.v1.CreateApiResourceRequest
+	49, // 65: hnsec.registry.v1.ClientRegistryService.ListApiResources:input_type -> hnsec.registry.v1.ListApiResourcesRequest
+	51, // 66: hnsec.registry.v1.ClientRegistryService.AddApiScope:input_type -> hnsec.registry.v1.AddApiScopeRequest
+	53, // 67: hnsec.registry.v1.ClientRegistryService.RequestGrant:input_type -> hnsec.registry.v1.RequestGrantRequest
+	55, // 68: hnsec.registry.v1.ClientRegistryService.ApproveGrant:input_type -> hnsec.registry.v1.ApproveGrantRequest
+	57, // 69: hnsec.registry.v1.ClientRegistryService.RejectGrant:input_type -> hnsec.registry.v1.RejectGrantRequest
+	59, // 70: hnsec.registry.v1.ClientRegistryService.RevokeGrant:input_type -> hnsec.registry.v1.RevokeGrantRequest
+	61, // 71: hnsec.registry.v1.ClientRegistryService.ListGrants:input_type -> hnsec.registry.v1.ListGrantsRequest
+	64, // 72: hnsec.registry.v1.ClientRegistryService.AddClientSecret:input_type -> hnsec.registry.v1.AddClientSecretRequest
+	66, // 73: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:input_type -> hnsec.registry.v1.ListClientSecretsRequest
+	68, // 74: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:input_type -> hnsec.registry.v1.RevokeClientSecretRequest
+	71, // 75: hnsec.registry.v1.ClientRegistryService.AddClientKey:input_type -> hnsec.registry.v1.AddClientKeyRequest
+	73, // 76: hnsec.registry.v1.ClientRegistryService.ListClientKeys:input_type -> hnsec.registry.v1.ListClientKeysRequest
+	75, // 77: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:input_type -> hnsec.registry.v1.RemoveClientKeyRequest
+	78, // 78: hnsec.registry.v1.ClientRegistryService.ListAuditEvents:input_type -> hnsec.registry.v1.ListAuditEventsRequest
+	5,  // 79: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
+	7,  // 80: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
+	9,  // 81: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
+	11, // 82: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
+	13, // 83: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
+	15, // 84: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
+	22, // 85: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
+	24, // 86: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
+	26, // 87: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
+	28, // 88: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
+	30, // 89: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
+	32, // 90: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
+	34, // 91: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
+	36, // 92: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
+	38, // 93: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
+	40, // 94: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
+	42, // 95: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
+	44, // 96: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
+	48, // 97: hnsec.registry.v1.ClientRegistryService.CreateApiResource:output_type -> hnsec.registry.v1.CreateApiResourceResponse
+	50, // 98: hnsec.registry.v1.ClientRegistryService.ListApiResources:output_type -> hnsec.registry.v1.ListApiResourcesResponse
+	52, // 99: hnsec.registry.v1.ClientRegistryService.AddApiScope:output_type -> hnsec.registry.v1.AddApiScopeResponse
+	54, // 100: hnsec.registry.v1.ClientRegistryService.RequestGrant:output_type -> hnsec.registry.v1.RequestGrantResponse
+	56, // 101: hnsec.registry.v1.ClientRegistryService.ApproveGrant:output_type -> hnsec.registry.v1.ApproveGrantResponse
+	58, // 102: hnsec.registry.v1.ClientRegistryService.RejectGrant:output_type -> hnsec.registry.v1.RejectGrantResponse
+	60, // 103: hnsec.registry.v1.ClientRegistryService.RevokeGrant:output_type -> hnsec.registry.v1.RevokeGrantResponse
+	62, // 104: hnsec.registry.v1.ClientRegistryService.ListGrants:output_type -> hnsec.registry.v1.ListGrantsResponse
+	65, // 105: hnsec.registry.v1.ClientRegistryService.AddClientSecret:output_type -> hnsec.registry.v1.AddClientSecretResponse
+	67, // 106: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:output_type -> hnsec.registry.v1.ListClientSecretsResponse
+	69, // 107: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:output_type -> hnsec.registry.v1.RevokeClientSecretResponse
+	72, // 108: hnsec.registry.v1.ClientRegistryService.AddClientKey:output_type -> hnsec.registry.v1.AddClientKeyResponse
+	74, // 109: hnsec.registry.v1.ClientRegistryService.ListClientKeys:output_type -> hnsec.registry.v1.ListClientKeysResponse
+	76, // 110: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:output_type -> hnsec.registry.v1.RemoveClientKeyResponse
+	79, // 111: hnsec.registry.v1.ClientRegistryService.ListAuditEvents:output_type -> hnsec.registry.v1.ListAuditEventsResponse
+	6,  // 112: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
+	8,  // 113: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
+	10, // 114: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
+	12, // 115: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
+	14, // 116: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
+	16, // 117: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
+	85, // [85:118] is the sub-list for method output_type
+	52, // [52:85] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_registry_v1_registry_service_proto_init() }
@@ -4821,7 +5110,7 @@ func file_hnsec_registry_v1_registry_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_registry_v1_registry_service_proto_rawDesc), len(file_hnsec_registry_v1_registry_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   73,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,7 @@ const (
 	ClientRegistryService_AddClientKey_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/AddClientKey"
 	ClientRegistryService_ListClientKeys_FullMethodName      = "/hnsec.registry.v1.ClientRegistryService/ListClientKeys"
 	ClientRegistryService_RemoveClientKey_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/RemoveClientKey"
+	ClientRegistryService_ListAuditEvents_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/ListAuditEvents"
 	ClientRegistryService_CreateClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/CreateClient"
 	ClientRegistryService_GetClient_FullMethodName           = "/hnsec.registry.v1.ClientRegistryService/GetClient"
 	ClientRegistryService_BlockClient_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/BlockClient"
@@ -154,6 +155,9 @@ type ClientRegistryServiceClient interface {
 	// RemoveClientKey removes a public key. The client's organisation admins, and operators.
 	// Errors: InvalidArgument, NotFound, Unauthenticated, PermissionDenied.
 	RemoveClientKey(ctx context.Context, in *RemoveClientKeyRequest, opts ...grpc.CallOption) (*RemoveClientKeyResponse, error)
+	// ListAuditEvents lists the audit trail newest first: who changed what, when, before and after (never
+	// secret material). Operators only. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -446,6 +450,16 @@ func (c *clientRegistryServiceClient) RemoveClientKey(ctx context.Context, in *R
 	return out, nil
 }
 
+func (c *clientRegistryServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditEventsResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_ListAuditEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clientRegistryServiceClient) CreateClient(ctx context.Context, in *CreateClientRequest, opts ...grpc.CallOption) (*CreateClientResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateClientResponse)
@@ -607,6 +621,9 @@ type ClientRegistryServiceServer interface {
 	// RemoveClientKey removes a public key. The client's organisation admins, and operators.
 	// Errors: InvalidArgument, NotFound, Unauthenticated, PermissionDenied.
 	RemoveClientKey(context.Context, *RemoveClientKeyRequest) (*RemoveClientKeyResponse, error)
+	// ListAuditEvents lists the audit trail newest first: who changed what, when, before and after (never
+	// secret material). Operators only. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -716,6 +733,9 @@ func (UnimplementedClientRegistryServiceServer) ListClientKeys(context.Context, 
 }
 func (UnimplementedClientRegistryServiceServer) RemoveClientKey(context.Context, *RemoveClientKeyRequest) (*RemoveClientKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveClientKey not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
 }
 func (UnimplementedClientRegistryServiceServer) CreateClient(context.Context, *CreateClientRequest) (*CreateClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateClient not implemented")
@@ -1224,6 +1244,24 @@ func _ClientRegistryService_RemoveClientKey_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClientRegistryService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).ListAuditEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_ListAuditEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClientRegistryService_CreateClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateClientRequest)
 	if err := dec(in); err != nil {
@@ -1442,6 +1480,10 @@ var ClientRegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveClientKey",
 			Handler:    _ClientRegistryService_RemoveClientKey_Handler,
+		},
+		{
+			MethodName: "ListAuditEvents",
+			Handler:    _ClientRegistryService_ListAuditEvents_Handler,
 		},
 		{
 			MethodName: "CreateClient",
