@@ -124,23 +124,37 @@ func (m jsonMarshaler) Unmarshal(b []byte, v any) error {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil
 	}
-	msg, ok := v.(proto.Message)
-	if !ok {
-		return fmt.Errorf("cannot decode into %T", v)
+	if msg, ok := v.(proto.Message); ok {
+		return DecodeJSON(m.UnmarshalOptions, b, msg)
 	}
-	return DecodeJSON(m.UnmarshalOptions, b, msg)
+	// A body mapped to one field of the request (body: client) arrives as a pointer to the field.
+	if err := checkJSON(b); err != nil {
+		return err
+	}
+	if err := m.JSONPb.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("request body is not valid JSON for this endpoint: %s", protoErrorText(err))
+	}
+	return nil
 }
 
 // DecodeJSON decodes a JSON request body into msg with clear errors.
 func DecodeJSON(opts protojson.UnmarshalOptions, b []byte, msg proto.Message) error {
+	if err := checkJSON(b); err != nil {
+		return err
+	}
+	if err := opts.Unmarshal(b, msg); err != nil {
+		return fmt.Errorf("request body is not valid JSON for this endpoint: %s", protoErrorText(err))
+	}
+	return nil
+}
+
+// checkJSON refuses bodies that are not UTF-8 or nest too deeply.
+func checkJSON(b []byte) error {
 	if !utf8.Valid(b) {
 		return errors.New("request body is not valid UTF-8")
 	}
 	if jsonDepth(b) > maxJSONDepth {
 		return fmt.Errorf("request body nests deeper than %d levels", maxJSONDepth)
-	}
-	if err := opts.Unmarshal(b, msg); err != nil {
-		return fmt.Errorf("request body is not valid JSON for this endpoint: %s", protoErrorText(err))
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
@@ -107,7 +108,27 @@ func adminCommand(out io.Writer) *ffcli.Command {
 		name, orgnr, system string
 		scopes              flagx.StringList
 	}
+	var clientList struct{ orgnr, rename string }
 	clientCmds := []*ffcli.Command{
+		call("list", "hnsec admin client list [--orgnr 9DIGITS] [--page-size N] [--page-token T]", "list client configurations",
+			func(fs *flag.FlagSet) {
+				fs.StringVar(&clientList.orgnr, "orgnr", "", "only this organisation's")
+				paging(fs)
+			},
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				return s.registry.ListClients(s.ctx, &registryv1.ListClientsRequest{OrganisationNumber: clientList.orgnr,
+					PageSize: int32(pageSize), PageToken: pageToken})
+			}),
+		call("update", "hnsec admin client update --name N CLIENT_ID", "rename a client configuration",
+			func(fs *flag.FlagSet) { fs.StringVar(&clientList.rename, "name", "", "new name") },
+			func(s *adminSession, args []string) (proto.Message, error) {
+				id, err := oneArg(args)
+				if err != nil {
+					return nil, err
+				}
+				return s.registry.UpdateClient(s.ctx, &registryv1.UpdateClientRequest{
+					Client: &registryv1.Client{ClientId: id, Name: clientList.rename}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name"}}})
+			}),
 		sub("create", "hnsec admin client create --name N --orgnr 9DIGITS --scope S [--scope S ...] [-o json]",
 			"create a client configuration and print its id and secret (shown once)",
 			func(fs *flag.FlagSet) {
@@ -180,6 +201,26 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			func(s *adminSession, _ []string) (proto.Message, error) {
 				return s.registry.ListClientSystems(s.ctx, &registryv1.ListClientSystemsRequest{VendorId: system.vendor,
 					PageSize: int32(pageSize), PageToken: pageToken})
+			}),
+		call("update", "hnsec admin system update [--name N] [--description D] ID", "change a client system's name or description",
+			func(fs *flag.FlagSet) {
+				fs.StringVar(&system.name, "name", "", "new name")
+				fs.StringVar(&system.description, "description", "", "new description")
+			},
+			func(s *adminSession, args []string) (proto.Message, error) {
+				id, err := oneArg(args)
+				if err != nil {
+					return nil, err
+				}
+				mask := &fieldmaskpb.FieldMask{}
+				if system.name != "" {
+					mask.Paths = append(mask.Paths, "name")
+				}
+				if system.description != "" {
+					mask.Paths = append(mask.Paths, "description")
+				}
+				return s.registry.UpdateClientSystem(s.ctx, &registryv1.UpdateClientSystemRequest{UpdateMask: mask,
+					ClientSystem: &registryv1.ClientSystem{ClientSystemId: id, Name: system.name, Description: system.description}})
 			}),
 		byID("system", "submit", "submit a client system for approval", func(s *adminSession, id string) (proto.Message, error) {
 			return s.registry.SubmitClientSystem(s.ctx, &registryv1.SubmitClientSystemRequest{ClientSystemId: id})

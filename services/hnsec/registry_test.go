@@ -324,3 +324,49 @@ func (s *testServer) mustJSON(v any) string {
 	require.NoError(s.t, err)
 	return string(b)
 }
+
+func TestListAndUpdateWithFieldMasks(t *testing.T) {
+	s := newTestServer(t)
+	op := map[string]any(nil)
+	org := field(must(t)(s.adminAs(op, "org", "create", "--orgnr", "914994780", "--name", "God Lege AS")), "admin_credential").(map[string]any)
+	for _, name := range []string{"C", "A", "B"} {
+		must(t)(s.adminAs(op, "client", "create", "--name", name, "--orgnr", "914994780", "--scope", "x/y"))
+	}
+	// Pages by name; an organisation admin sees only its own.
+	p1 := must(t)(s.adminAs(org, "client", "list", "--page-size", "2"))
+	require.Len(t, p1["clients"], 2)
+	require.Equal(t, "A", p1["clients"].([]any)[0].(map[string]any)["name"])
+	p2 := must(t)(s.adminAs(org, "client", "list", "--page-size", "2", "--page-token", p1["next_page_token"].(string)))
+	require.Len(t, p2["clients"], 2, "C and the organisation's own admin credential")
+	require.Equal(t, "C", p2["clients"].([]any)[0].(map[string]any)["name"])
+	require.Equal(t, "God Lege AS admin", p2["clients"].([]any)[1].(map[string]any)["name"])
+	require.Empty(t, p2["next_page_token"])
+	_, err := s.adminAs(org, "client", "list", "--orgnr", "971000007")
+	require.EqualError(t, err, "permission_denied: you may not access this organisation")
+	all := must(t)(s.adminAs(op, "client", "list", "--page-size", "100"))
+	require.Greater(t, len(all["clients"].([]any)), 3, "operators see every organisation's")
+
+	// The demo client renamed over REST: grpc-gateway derives the field mask from the body; the new name
+	// is in the next token at once (the change event drops the STS's cached client).
+	var opCred map[string]any
+	b, err := os.ReadFile(filepath.Join(s.cfg.DataDir, "operator.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &opCred))
+	opTok := s.tokenForm(opCred["client_id"].(string), opCred["client_secret"].(string)).body["access_token"].(string)
+	bearer := map[string][]string{"Authorization": {"Bearer " + opTok}}
+	r := s.do("PATCH", "/registry/v1/clients/"+s.dev.ClientID, "application/json", []byte(`{"name":"Nytt navn"}`), bearer)
+	require.Equal(t, 200, r.status, "%s", r.raw)
+	require.Equal(t, "Nytt navn", field(r.body, "client", "name"))
+	require.EventuallyWithT(t, func(c *assertCollect) {
+		require.Equal(c, "Nytt navn", jwtPart(t, s.token(), 1)["client_name"])
+	}, time.Second, 20*time.Millisecond)
+	r = s.do("PATCH", "/registry/v1/clients/"+s.dev.ClientID, "application/json", []byte(`{"status":"CLIENT_STATUS_BLOCKED"}`), bearer)
+	require.Equal(t, 400, r.status)
+	require.Equal(t, `update_mask: field "status" cannot be updated`, r.body["error_description"])
+
+	sys := field(must(t)(s.adminAs(op, "system", "update", "--description", "Ny beskrivelse", "6f1c2d3e-0000-4000-8000-000000000002")), "client_system").(map[string]any)
+	require.Equal(t, "Ny beskrivelse", sys["description"])
+	require.Equal(t, "Demo journalsystem", sys["name"], "fields outside the mask stay")
+	_, err = s.adminAs(op, "system", "update", "6f1c2d3e-0000-4000-8000-000000000002")
+	require.EqualError(t, err, "invalid_request: update_mask names no field")
+}

@@ -251,6 +251,9 @@ type Store interface {
 	UpdateGrant(ctx context.Context, clientID, scope string, fn func(g Grant, ok bool) (Grant, error)) (Grant, error)
 	// ListGrants lists the grants of a client, or on an API's scopes.
 	ListGrants(ctx context.Context, clientID, apiID string) ([]Grant, error)
+	// ListClients lists clients by name and id (the page key is name, NUL, id); orgnr, when set, limits
+	// it to one organisation's. Grants are not loaded.
+	ListClients(ctx context.Context, orgnr string, p Page) ([]Client, error)
 	// GetClient returns the client; ErrNotFound when there is none.
 	GetClient(ctx context.Context, id string) (Client, error)
 	// AddSecret stores another secret of the client.
@@ -506,6 +509,12 @@ func scanClient(row scanner) (Client, error) {
 	c.Status, c.AdminRole = registryv1.ClientStatus(status), registryv1.Role(role)
 	c.CreateTime = time.Unix(created, 0).UTC()
 	return c, nil
+}
+
+func (s *sqlStore) ListClients(ctx context.Context, orgnr string, p Page) ([]Client, error) {
+	name, id, _ := strings.Cut(p.After, "\x00")
+	return list(ctx, s.db, clientSelect+` WHERE (? = '' OR c.organisation_number = ?) AND (c.name, c.client_id) > (?, ?)
+		ORDER BY c.name, c.client_id LIMIT ?`, []any{orgnr, orgnr, name, id, p.Limit}, scanClient)
 }
 
 func (s *sqlStore) GetClient(ctx context.Context, id string) (Client, error) {

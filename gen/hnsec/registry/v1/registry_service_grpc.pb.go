@@ -46,6 +46,9 @@ const (
 	ClientRegistryService_ListClientKeys_FullMethodName      = "/hnsec.registry.v1.ClientRegistryService/ListClientKeys"
 	ClientRegistryService_RemoveClientKey_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/RemoveClientKey"
 	ClientRegistryService_ListAuditEvents_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/ListAuditEvents"
+	ClientRegistryService_ListClients_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/ListClients"
+	ClientRegistryService_UpdateClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/UpdateClient"
+	ClientRegistryService_UpdateClientSystem_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/UpdateClientSystem"
 	ClientRegistryService_CreateClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/CreateClient"
 	ClientRegistryService_GetClient_FullMethodName           = "/hnsec.registry.v1.ClientRegistryService/GetClient"
 	ClientRegistryService_BlockClient_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/BlockClient"
@@ -158,6 +161,18 @@ type ClientRegistryServiceClient interface {
 	// ListAuditEvents lists the audit trail newest first: who changed what, when, before and after (never
 	// secret material). Operators only. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// ListClients lists client configurations by name, a page at a time: an organisation admin's own
+	// organisation's, or (operators) all or one organisation's. Errors: InvalidArgument, Unauthenticated,
+	// PermissionDenied.
+	ListClients(ctx context.Context, in *ListClientsRequest, opts ...grpc.CallOption) (*ListClientsResponse, error)
+	// UpdateClient changes the fields of a client configuration named in update_mask (only "name").
+	// The client's organisation admins, and operators. Errors: InvalidArgument (a path that cannot be
+	// updated, or an invalid value), NotFound (operators), Unauthenticated, PermissionDenied.
+	UpdateClient(ctx context.Context, in *UpdateClientRequest, opts ...grpc.CallOption) (*UpdateClientResponse, error)
+	// UpdateClientSystem changes the fields of a client system named in update_mask ("name",
+	// "description"). The owning vendor's admins, and operators. Errors: InvalidArgument, AlreadyExists
+	// (name), NotFound (operators), Unauthenticated, PermissionDenied.
+	UpdateClientSystem(ctx context.Context, in *UpdateClientSystemRequest, opts ...grpc.CallOption) (*UpdateClientSystemResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -460,6 +475,36 @@ func (c *clientRegistryServiceClient) ListAuditEvents(ctx context.Context, in *L
 	return out, nil
 }
 
+func (c *clientRegistryServiceClient) ListClients(ctx context.Context, in *ListClientsRequest, opts ...grpc.CallOption) (*ListClientsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListClientsResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_ListClients_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) UpdateClient(ctx context.Context, in *UpdateClientRequest, opts ...grpc.CallOption) (*UpdateClientResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateClientResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_UpdateClient_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientRegistryServiceClient) UpdateClientSystem(ctx context.Context, in *UpdateClientSystemRequest, opts ...grpc.CallOption) (*UpdateClientSystemResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateClientSystemResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_UpdateClientSystem_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clientRegistryServiceClient) CreateClient(ctx context.Context, in *CreateClientRequest, opts ...grpc.CallOption) (*CreateClientResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateClientResponse)
@@ -624,6 +669,18 @@ type ClientRegistryServiceServer interface {
 	// ListAuditEvents lists the audit trail newest first: who changed what, when, before and after (never
 	// secret material). Operators only. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// ListClients lists client configurations by name, a page at a time: an organisation admin's own
+	// organisation's, or (operators) all or one organisation's. Errors: InvalidArgument, Unauthenticated,
+	// PermissionDenied.
+	ListClients(context.Context, *ListClientsRequest) (*ListClientsResponse, error)
+	// UpdateClient changes the fields of a client configuration named in update_mask (only "name").
+	// The client's organisation admins, and operators. Errors: InvalidArgument (a path that cannot be
+	// updated, or an invalid value), NotFound (operators), Unauthenticated, PermissionDenied.
+	UpdateClient(context.Context, *UpdateClientRequest) (*UpdateClientResponse, error)
+	// UpdateClientSystem changes the fields of a client system named in update_mask ("name",
+	// "description"). The owning vendor's admins, and operators. Errors: InvalidArgument, AlreadyExists
+	// (name), NotFound (operators), Unauthenticated, PermissionDenied.
+	UpdateClientSystem(context.Context, *UpdateClientSystemRequest) (*UpdateClientSystemResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -736,6 +793,15 @@ func (UnimplementedClientRegistryServiceServer) RemoveClientKey(context.Context,
 }
 func (UnimplementedClientRegistryServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) ListClients(context.Context, *ListClientsRequest) (*ListClientsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListClients not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) UpdateClient(context.Context, *UpdateClientRequest) (*UpdateClientResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateClient not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) UpdateClientSystem(context.Context, *UpdateClientSystemRequest) (*UpdateClientSystemResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateClientSystem not implemented")
 }
 func (UnimplementedClientRegistryServiceServer) CreateClient(context.Context, *CreateClientRequest) (*CreateClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateClient not implemented")
@@ -1262,6 +1328,60 @@ func _ClientRegistryService_ListAuditEvents_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClientRegistryService_ListClients_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListClientsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).ListClients(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_ListClients_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).ListClients(ctx, req.(*ListClientsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_UpdateClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateClientRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).UpdateClient(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_UpdateClient_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).UpdateClient(ctx, req.(*UpdateClientRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientRegistryService_UpdateClientSystem_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateClientSystemRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).UpdateClientSystem(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_UpdateClientSystem_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).UpdateClientSystem(ctx, req.(*UpdateClientSystemRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClientRegistryService_CreateClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateClientRequest)
 	if err := dec(in); err != nil {
@@ -1484,6 +1604,18 @@ var ClientRegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEvents",
 			Handler:    _ClientRegistryService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "ListClients",
+			Handler:    _ClientRegistryService_ListClients_Handler,
+		},
+		{
+			MethodName: "UpdateClient",
+			Handler:    _ClientRegistryService_UpdateClient_Handler,
+		},
+		{
+			MethodName: "UpdateClientSystem",
+			Handler:    _ClientRegistryService_UpdateClientSystem_Handler,
 		},
 		{
 			MethodName: "CreateClient",
