@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,6 +189,7 @@ func TestClientKeysAreChecked(t *testing.T) {
 		{"curve P-384", pubJSON(p384.Public(), ""), "invalid_request: jwk: curve P-384 is not supported; use P-256"},
 		{"algorithm RS512", pubJSON(priv.Public(), "RS512"), "invalid_request: jwk: algorithm RS512 is not supported; use one of RS256, PS256, PS512, ES256"},
 		{"not JSON", "{", "invalid_request: jwk is not JSON"},
+		{"oversize", `{"kty":"RSA","x":"` + strings.Repeat("a", 9000) + `"}`, "invalid_request: jwk must be 1 to 8192 bytes of JSON"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

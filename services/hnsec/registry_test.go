@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,6 +140,10 @@ func TestVendorsSystemsAndOrganisationsStayInTheirTenancy(t *testing.T) {
 		{op, []string{"org", "create", "--orgnr", "889640782", "--name", "Barn", "--parent", "923456784"}, "invalid_request: parent_organisation_number has a wrong check digit"},
 		{op, []string{"system", "create", "--vendor", "6f1c2d3e-0000-4000-8000-00000000dead", "--name", "S"}, "not_found: vendor not found"},
 		{op, []string{"vendor", "list", "--page-size", "101"}, "invalid_request: page_size must be between 0 and 100"},
+		{credA, []string{"system", "create", "--vendor", vendorA, "--name", "Beste Journal"}, "already_exists: client system already exists"},
+		{op, []string{"vendor", "create", "--name", strings.Repeat("x", 201), "--orgnr", "971000007"}, "invalid_request: name must be 1 to 200 characters"},
+		{credA, []string{"system", "create", "--vendor", vendorA, "--name", "S", "--description", strings.Repeat("d", 2001)},
+			"invalid_request: description must be at most 2000 characters"},
 		{op, []string{"vendor", "list", "--page-token", "!!"}, "invalid_request: page_token is not one this API returned"},
 	} {
 		_, err := s.adminAs(d.cred, d.args...)
