@@ -5,6 +5,9 @@ const (
 	// SubjectClientChanged carries a client_id (plain text) whenever a client configuration, its status or
 	// its credentials change; holders of cached client data drop it.
 	SubjectClientChanged = "hnsec.registry.client.changed"
+	// SubjectRegistryChanged carries {"object_type","object_id"} (JSON) for every other registry change
+	// (vendors, client systems, organisations, APIs).
+	SubjectRegistryChanged = "hnsec.registry.changed"
 	// SubjectTokenRevoked carries the jti (plain text) of a revoked access token.
 	SubjectTokenRevoked = "hnsec.sts.token.revoked"
 	// SubjectClientTokensRevoked carries a client_id (plain text) whose every outstanding token was revoked.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -374,4 +375,33 @@ func TestListAndUpdateWithFieldMasks(t *testing.T) {
 	require.Equal(t, "Demo journalsystem", sys["name"], "fields outside the mask stay")
 	_, err = s.adminAs(op, "system", "update", "6f1c2d3e-0000-4000-8000-000000000002")
 	require.EqualError(t, err, "invalid_request: update_mask names no field")
+}
+
+// Every registry change is announced on NATS: clients on their own subject (caches drop them), the rest on
+// the general one.
+func TestRegistryChangesArePublished(t *testing.T) {
+	s := newTestServer(t, func(c *serveConfig) { c.NATSListen = "127.0.0.1:0" })
+	nc, err := nats.Connect(s.natsURL)
+	require.NoError(t, err)
+	defer nc.Close()
+	msgs := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe("hnsec.registry.>", msgs)
+	require.NoError(t, err)
+	defer sub.Unsubscribe()
+	require.NoError(t, nc.Flush())
+
+	v := must(t)(s.adminAs(nil, "vendor", "create", "--name", "Beste Journal AS", "--orgnr", "921000006"))
+	_, err = s.adminAs(nil, "client", "block", s.dev.ClientID)
+	require.NoError(t, err)
+	seen := map[string]string{}
+	for len(seen) < 2 {
+		select {
+		case m := <-msgs:
+			seen[m.Subject] = string(m.Data)
+		case <-time.After(time.Second):
+			t.Fatalf("only %v arrived within a second", seen)
+		}
+	}
+	require.JSONEq(t, `{"object_type":"vendor","object_id":"`+field(v, "vendor", "vendor_id").(string)+`"}`, seen["hnsec.registry.changed"])
+	require.Equal(t, s.dev.ClientID, seen["hnsec.registry.client.changed"])
 }

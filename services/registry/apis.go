@@ -50,6 +50,7 @@ func (s *Server) CreateApiResource(ctx context.Context, req *registryv1.CreateAp
 		return nil, err
 	}
 	s.log.Info("API resource created", "api_id", api.ID, "audience", api.Audience)
+	s.changed("api_resource", api.ID)
 	return &registryv1.CreateApiResourceResponse{ApiResource: apiProto(stored), AdminCredential: cred}, nil
 }
 
@@ -99,6 +100,7 @@ func (s *Server) AddApiScope(ctx context.Context, req *registryv1.AddApiScopeReq
 	if err != nil {
 		return nil, err
 	}
+	s.changed("api_resource", api.ID)
 	return &registryv1.AddApiScopeResponse{ApiResource: apiProto(api)}, nil
 }
 

@@ -43,6 +43,7 @@ func (s *Server) CreateOrganisation(ctx context.Context, req *registryv1.CreateO
 		return nil, err
 	}
 	s.log.Info("organisation created", "organisation_number", o.Number)
+	s.changed("organisation", o.Number)
 	return &registryv1.CreateOrganisationResponse{Organisation: organisationProto(o), AdminCredential: cred}, nil
 }
 

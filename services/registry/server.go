@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -288,6 +289,14 @@ func (s *Server) LookupClient(ctx context.Context, req *registryv1.LookupClientR
 		return nil, storeError(err, "client")
 	}
 	return &registryv1.LookupClientResponse{Client: toProto(c)}, nil
+}
+
+// changed announces a change of a registry object other than a client.
+func (s *Server) changed(objectType, objectID string) {
+	b, _ := json.Marshal(map[string]string{"object_type": objectType, "object_id": objectID})
+	if err := s.nc.Publish(natsbus.SubjectRegistryChanged, b); err != nil {
+		s.log.Error("publish registry change", "object_type", objectType, "object_id", objectID, "err", err)
+	}
 }
 
 // clientChanged tells cache holders to drop what they know of the client.

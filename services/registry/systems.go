@@ -50,6 +50,7 @@ func (s *Server) CreateClientSystem(ctx context.Context, req *registryv1.CreateC
 		return nil, storeError(err, "client system")
 	}
 	s.log.Info("client system created", "client_system_id", cs.ID, "vendor_id", cs.VendorID)
+	s.changed("client_system", cs.ID)
 	return &registryv1.CreateClientSystemResponse{ClientSystem: systemProto(cs)}, nil
 }
 
@@ -179,6 +180,7 @@ func (s *Server) moveSystem(ctx context.Context, id string, operatorOnly bool, f
 		return ClientSystem{}, storeError(err, "client system")
 	}
 	s.log.Info("client system status changed", "client_system_id", id, "status", systemStatusText[to])
+	s.changed("client_system", id)
 	return cs, nil
 }
 

@@ -123,5 +123,6 @@ func (s *Server) UpdateClientSystem(ctx context.Context, req *registryv1.UpdateC
 	if err != nil {
 		return nil, storeError(err, "client system")
 	}
+	s.changed("client_system", cs.ID)
 	return &registryv1.UpdateClientSystemResponse{ClientSystem: systemProto(cs)}, nil
 }

@@ -32,6 +32,7 @@ func (s *Server) CreateVendor(ctx context.Context, req *registryv1.CreateVendorR
 		return nil, err
 	}
 	s.log.Info("vendor created", "vendor_id", v.ID)
+	s.changed("vendor", v.ID)
 	return &registryv1.CreateVendorResponse{Vendor: vendorProto(v), AdminCredential: cred}, nil
 }
 
