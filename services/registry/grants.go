@@ -28,11 +28,7 @@ var grantStatusText = map[registryv1.GrantStatus]string{grantPending: "pending",
 
 // RequestGrant implements ClientRegistryService.
 func (s *Server) RequestGrant(ctx context.Context, req *registryv1.RequestGrantRequest) (*registryv1.RequestGrantResponse, error) {
-	p, ctx, err := s.admin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c, err := s.ownClient(ctx, p, req.GetClientId())
+	p, c, ctx, err := s.managedClient(ctx, req.GetClientId())
 	if err != nil {
 		return nil, err
 	}

@@ -26,11 +26,7 @@ const maxJWKBytes = 8 << 10
 
 // AddClientKey implements ClientRegistryService.
 func (s *Server) AddClientKey(ctx context.Context, req *registryv1.AddClientKeyRequest) (*registryv1.AddClientKeyResponse, error) {
-	p, ctx, err := s.admin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c, err := s.ownClient(ctx, p, req.GetClientId())
+	_, c, ctx, err := s.managedClient(ctx, req.GetClientId())
 	if err != nil {
 		return nil, err
 	}
@@ -115,11 +111,8 @@ func parsePublicJWK(text string) (Key, error) {
 
 // ListClientKeys implements ClientRegistryService.
 func (s *Server) ListClientKeys(ctx context.Context, req *registryv1.ListClientKeysRequest) (*registryv1.ListClientKeysResponse, error) {
-	p, ctx, err := s.admin(ctx)
+	_, _, ctx, err := s.managedClient(ctx, req.GetClientId())
 	if err != nil {
-		return nil, err
-	}
-	if _, err := s.ownClient(ctx, p, req.GetClientId()); err != nil {
 		return nil, err
 	}
 	keys, err := s.store.ListKeys(ctx, req.GetClientId())
@@ -135,11 +128,8 @@ func (s *Server) ListClientKeys(ctx context.Context, req *registryv1.ListClientK
 
 // RemoveClientKey implements ClientRegistryService.
 func (s *Server) RemoveClientKey(ctx context.Context, req *registryv1.RemoveClientKeyRequest) (*registryv1.RemoveClientKeyResponse, error) {
-	p, ctx, err := s.admin(ctx)
+	_, _, ctx, err := s.managedClient(ctx, req.GetClientId())
 	if err != nil {
-		return nil, err
-	}
-	if _, err := s.ownClient(ctx, p, req.GetClientId()); err != nil {
 		return nil, err
 	}
 	if err := s.store.RemoveKey(ctx, req.GetClientId(), req.GetKid()); err != nil {

@@ -17,11 +17,7 @@ const maxGrace = 24 * time.Hour
 
 // AddClientSecret implements ClientRegistryService.
 func (s *Server) AddClientSecret(ctx context.Context, req *registryv1.AddClientSecretRequest) (*registryv1.AddClientSecretResponse, error) {
-	p, ctx, err := s.admin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c, err := s.ownClient(ctx, p, req.GetClientId())
+	_, c, ctx, err := s.managedClient(ctx, req.GetClientId())
 	if err != nil {
 		return nil, err
 	}
@@ -44,11 +40,8 @@ func (s *Server) AddClientSecret(ctx context.Context, req *registryv1.AddClientS
 
 // ListClientSecrets implements ClientRegistryService.
 func (s *Server) ListClientSecrets(ctx context.Context, req *registryv1.ListClientSecretsRequest) (*registryv1.ListClientSecretsResponse, error) {
-	p, ctx, err := s.admin(ctx)
+	_, _, ctx, err := s.managedClient(ctx, req.GetClientId())
 	if err != nil {
-		return nil, err
-	}
-	if _, err := s.ownClient(ctx, p, req.GetClientId()); err != nil {
 		return nil, err
 	}
 	_, stored, err := s.store.ClientSecrets(ctx, req.GetClientId())
@@ -64,11 +57,8 @@ func (s *Server) ListClientSecrets(ctx context.Context, req *registryv1.ListClie
 
 // RevokeClientSecret implements ClientRegistryService.
 func (s *Server) RevokeClientSecret(ctx context.Context, req *registryv1.RevokeClientSecretRequest) (*registryv1.RevokeClientSecretResponse, error) {
-	p, ctx, err := s.admin(ctx)
+	_, _, ctx, err := s.managedClient(ctx, req.GetClientId())
 	if err != nil {
-		return nil, err
-	}
-	if _, err := s.ownClient(ctx, p, req.GetClientId()); err != nil {
 		return nil, err
 	}
 	grace := time.Duration(req.GetGraceSeconds()) * time.Second

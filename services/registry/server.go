@@ -156,15 +156,22 @@ func (s *Server) createClient(ctx context.Context, c Client, status registryv1.G
 
 // GetClient implements ClientRegistryService.
 func (s *Server) GetClient(ctx context.Context, req *registryv1.GetClientRequest) (*registryv1.GetClientResponse, error) {
-	p, ctx, err := s.admin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c, err := s.ownClient(ctx, p, req.GetClientId())
+	_, c, ctx, err := s.managedClient(ctx, req.GetClientId())
 	if err != nil {
 		return nil, err
 	}
 	return &registryv1.GetClientResponse{Client: toProto(c)}, nil
+}
+
+// managedClient authenticates the admin caller and loads a client configuration it may manage, returning
+// ctx naming the caller as actor.
+func (s *Server) managedClient(ctx context.Context, id string) (principal, Client, context.Context, error) {
+	p, ctx, err := s.admin(ctx)
+	if err != nil {
+		return p, Client{}, ctx, err
+	}
+	c, err := s.ownClient(ctx, p, id)
+	return p, c, ctx, err
 }
 
 // ownClient loads a client configuration p may manage: operators any, organisation admins their own.
@@ -201,11 +208,8 @@ func (s *Server) UnblockClient(ctx context.Context, req *registryv1.UnblockClien
 }
 
 func (s *Server) setStatus(ctx context.Context, id string, st registryv1.ClientStatus) (Client, error) {
-	p, ctx, err := s.admin(ctx)
+	_, _, ctx, err := s.managedClient(ctx, id)
 	if err != nil {
-		return Client{}, err
-	}
-	if _, err := s.ownClient(ctx, p, id); err != nil {
 		return Client{}, err
 	}
 	c, err := s.store.UpdateClient(ctx, id, func(c Client) (Client, error) {
