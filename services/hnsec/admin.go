@@ -151,6 +151,9 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			resp, err := s.registry.GetClient(s.ctx, &registryv1.GetClientRequest{ClientId: id})
 			return resp.GetClient(), err
 		}),
+		byID("client", "delete", "delete a client configuration (its tokens become inactive)", func(s *adminSession, id string) (proto.Message, error) {
+			return s.registry.DeleteClient(s.ctx, &registryv1.DeleteClientRequest{ClientId: id})
+		}),
 		byID("client", "block", "block a client configuration (no new tokens)", func(s *adminSession, id string) (proto.Message, error) {
 			resp, err := s.registry.BlockClient(s.ctx, &registryv1.BlockClientRequest{ClientId: id})
 			return resp.GetClient(), err

@@ -98,7 +98,7 @@ func TestIntrospectInactiveTokens(t *testing.T) {
 	}
 }
 
-func TestIntrospectUnknownReferenceAndBlockedClient(t *testing.T) {
+func TestIntrospectUnknownReferenceBlockedAndDeletedClient(t *testing.T) {
 	s := newTestServer(t)
 	gone, kept := s.token(), s.token()
 
@@ -125,6 +125,18 @@ func TestIntrospectUnknownReferenceAndBlockedClient(t *testing.T) {
 	require.EventuallyWithT(t, func(c *assertCollect) {
 		require.Equal(c, true, s.introspect(kept).body["active"])
 	}, time.Second, 20*time.Millisecond)
+
+	// Deleting the client makes its tokens inactive within a second, and it gets no new ones.
+	_, err = s.admin("client", "delete", s.dev.ClientID)
+	require.NoError(t, err)
+	require.EventuallyWithT(t, func(c *assertCollect) {
+		require.Equal(c, `{"active":false}`, string(s.introspect(kept).raw))
+	}, time.Second, 20*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assertCollect) {
+		require.Equal(c, 401, s.tokenForm(s.dev.ClientID, s.dev.ClientSecret).status)
+	}, time.Second, 20*time.Millisecond)
+	_, err = s.admin("client", "get", s.dev.ClientID)
+	require.EqualError(t, err, "not_found: client not found")
 }
 
 func TestIntrospectCallers(t *testing.T) {

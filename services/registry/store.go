@@ -275,6 +275,8 @@ type Store interface {
 	ListAuditEvents(ctx context.Context, objectType, objectID string, beforeID int64, limit int) ([]AuditEvent, error)
 	// ClientSecrets returns the client's secrets; ErrNotFound when the client does not exist.
 	ClientSecrets(ctx context.Context, id string) (Client, []Secret, error)
+	// DeleteClient deletes the client with its secrets, keys and grants; ErrNotFound when there is none.
+	DeleteClient(ctx context.Context, id string) error
 	// UpdateClient applies fn to the stored client atomically and stores its result.
 	UpdateClient(ctx context.Context, id string, fn func(Client) (Client, error)) (Client, error)
 }
@@ -667,6 +669,22 @@ func (s *sqlStore) UpdateClient(ctx context.Context, id string, fn func(Client) 
 		return Client{}, err
 	}
 	return s.GetClient(ctx, id)
+}
+
+func (s *sqlStore) DeleteClient(ctx context.Context, id string) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		old, err := scanClient(tx.QueryRowContext(ctx, clientSelect+` WHERE c.client_id = ?`, id))
+		if err != nil {
+			return err
+		}
+		for _, q := range []string{`DELETE FROM grants WHERE client_id = ?`, `DELETE FROM client_keys WHERE client_id = ?`,
+			`DELETE FROM client_secrets WHERE client_id = ?`, `DELETE FROM clients WHERE client_id = ?`} {
+			if _, err := tx.ExecContext(ctx, q, id); err != nil {
+				return err
+			}
+		}
+		return recordAudit(ctx, tx, change{"client", id, old, nil})
+	})
 }
 
 func (s *sqlStore) CreateAPIResource(ctx context.Context, api APIResource) error {

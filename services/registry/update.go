@@ -126,3 +126,20 @@ func (s *Server) UpdateClientSystem(ctx context.Context, req *registryv1.UpdateC
 	s.changed("client_system", cs.ID)
 	return &registryv1.UpdateClientSystemResponse{ClientSystem: systemProto(cs)}, nil
 }
+
+// DeleteClient implements ClientRegistryService.
+func (s *Server) DeleteClient(ctx context.Context, req *registryv1.DeleteClientRequest) (*registryv1.DeleteClientResponse, error) {
+	p, c, ctx, err := s.managedClient(ctx, req.GetClientId())
+	if err != nil {
+		return nil, err
+	}
+	if c.ID == p.clientID {
+		return nil, apierr.New(apierr.FailedPrecondition, "a credential cannot delete itself")
+	}
+	if err := s.store.DeleteClient(ctx, c.ID); err != nil {
+		return nil, storeError(err, "client")
+	}
+	s.log.Info("client deleted", "client_id", c.ID)
+	s.clientChanged(c.ID)
+	return &registryv1.DeleteClientResponse{}, nil
+}

@@ -4874,6 +4874,89 @@ func (x *UpdateClientSystemResponse) GetClientSystem() *ClientSystem {
 	return nil
 }
 
+// DeleteClientRequest names a client.
+type DeleteClientRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId      string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteClientRequest) Reset() {
+	*x = DeleteClientRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteClientRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteClientRequest) ProtoMessage() {}
+
+func (x *DeleteClientRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteClientRequest.ProtoReflect.Descriptor instead.
+func (*DeleteClientRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *DeleteClientRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// DeleteClientResponse is empty.
+type DeleteClientResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteClientResponse) Reset() {
+	*x = DeleteClientResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteClientResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteClientResponse) ProtoMessage() {}
+
+func (x *DeleteClientResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteClientResponse.ProtoReflect.Descriptor instead.
+func (*DeleteClientResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{83}
+}
+
 var File_hnsec_registry_v1_registry_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
@@ -5158,7 +5241,10 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\"b\n" +
 	"\x1aUpdateClientSystemResponse\x12D\n" +
-	"\rclient_system\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.ClientSystemR\fclientSystem*}\n" +
+	"\rclient_system\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.ClientSystemR\fclientSystem\"2\n" +
+	"\x13DeleteClientRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"\x16\n" +
+	"\x14DeleteClientResponse*}\n" +
 	"\fClientStatus\x12\x1d\n" +
 	"\x19CLIENT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CLIENT_STATUS_ACTIVE\x10\x01\x12\x19\n" +
@@ -5181,7 +5267,7 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x14GRANT_STATUS_PENDING\x10\x01\x12\x19\n" +
 	"\x15GRANT_STATUS_APPROVED\x10\x02\x12\x19\n" +
 	"\x15GRANT_STATUS_REJECTED\x10\x03\x12\x18\n" +
-	"\x14GRANT_STATUS_REVOKED\x10\x042\xa2\x1d\n" +
+	"\x14GRANT_STATUS_REVOKED\x10\x042\x83\x1e\n" +
 	"\x15ClientRegistryService\x12_\n" +
 	"\fCreateVendor\x12&.hnsec.registry.v1.CreateVendorRequest\x1a'.hnsec.registry.v1.CreateVendorResponse\x12V\n" +
 	"\tGetVendor\x12#.hnsec.registry.v1.GetVendorRequest\x1a$.hnsec.registry.v1.GetVendorResponse\x12\\\n" +
@@ -5214,6 +5300,7 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\vListClients\x12%.hnsec.registry.v1.ListClientsRequest\x1a&.hnsec.registry.v1.ListClientsResponse\x12_\n" +
 	"\fUpdateClient\x12&.hnsec.registry.v1.UpdateClientRequest\x1a'.hnsec.registry.v1.UpdateClientResponse\x12q\n" +
 	"\x12UpdateClientSystem\x12,.hnsec.registry.v1.UpdateClientSystemRequest\x1a-.hnsec.registry.v1.UpdateClientSystemResponse\x12_\n" +
+	"\fDeleteClient\x12&.hnsec.registry.v1.DeleteClientRequest\x1a'.hnsec.registry.v1.DeleteClientResponse\x12_\n" +
 	"\fCreateClient\x12&.hnsec.registry.v1.CreateClientRequest\x1a'.hnsec.registry.v1.CreateClientResponse\x12V\n" +
 	"\tGetClient\x12#.hnsec.registry.v1.GetClientRequest\x1a$.hnsec.registry.v1.GetClientResponse\x12\\\n" +
 	"\vBlockClient\x12%.hnsec.registry.v1.BlockClientRequest\x1a&.hnsec.registry.v1.BlockClientResponse\x12b\n" +
@@ -5234,7 +5321,7 @@ func file_hnsec_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 }
 
 var file_hnsec_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
+var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
 var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
 	(ClientStatus)(0),                   // 0: hnsec.registry.v1.ClientStatus
 	(Role)(0),                           // 1: hnsec.registry.v1.Role
@@ -5322,25 +5409,27 @@ var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
 	(*UpdateClientResponse)(nil),        // 83: hnsec.registry.v1.UpdateClientResponse
 	(*UpdateClientSystemRequest)(nil),   // 84: hnsec.registry.v1.UpdateClientSystemRequest
 	(*UpdateClientSystemResponse)(nil),  // 85: hnsec.registry.v1.UpdateClientSystemResponse
-	(*timestamppb.Timestamp)(nil),       // 86: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),       // 87: google.protobuf.FieldMask
+	(*DeleteClientRequest)(nil),         // 86: hnsec.registry.v1.DeleteClientRequest
+	(*DeleteClientResponse)(nil),        // 87: hnsec.registry.v1.DeleteClientResponse
+	(*timestamppb.Timestamp)(nil),       // 88: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),       // 89: google.protobuf.FieldMask
 }
 var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	0,  // 0: hnsec.registry.v1.Client.status:type_name -> hnsec.registry.v1.ClientStatus
-	86, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
+	88, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
 	46, // 2: hnsec.registry.v1.Client.grants:type_name -> hnsec.registry.v1.Grant
 	4,  // 3: hnsec.registry.v1.CreateClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 4: hnsec.registry.v1.GetClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 5: hnsec.registry.v1.BlockClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 6: hnsec.registry.v1.UnblockClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 7: hnsec.registry.v1.AuthenticateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	86, // 8: hnsec.registry.v1.AuthenticateClientResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
+	88, // 8: hnsec.registry.v1.AuthenticateClientResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
 	4,  // 9: hnsec.registry.v1.LookupClientResponse.client:type_name -> hnsec.registry.v1.Client
 	1,  // 10: hnsec.registry.v1.AdminCredential.role:type_name -> hnsec.registry.v1.Role
-	86, // 11: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
+	88, // 11: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
 	2,  // 12: hnsec.registry.v1.ClientSystem.status:type_name -> hnsec.registry.v1.ClientSystemStatus
-	86, // 13: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
-	86, // 14: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
+	88, // 13: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
+	88, // 14: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
 	18, // 15: hnsec.registry.v1.CreateVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
 	17, // 16: hnsec.registry.v1.CreateVendorResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
 	18, // 17: hnsec.registry.v1.GetVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
@@ -5355,9 +5444,9 @@ var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	17, // 26: hnsec.registry.v1.CreateOrganisationResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
 	20, // 27: hnsec.registry.v1.GetOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
 	20, // 28: hnsec.registry.v1.ListOrganisationsResponse.organisations:type_name -> hnsec.registry.v1.Organisation
-	86, // 29: hnsec.registry.v1.ApiResource.create_time:type_name -> google.protobuf.Timestamp
+	88, // 29: hnsec.registry.v1.ApiResource.create_time:type_name -> google.protobuf.Timestamp
 	3,  // 30: hnsec.registry.v1.Grant.status:type_name -> hnsec.registry.v1.GrantStatus
-	86, // 31: hnsec.registry.v1.Grant.update_time:type_name -> google.protobuf.Timestamp
+	88, // 31: hnsec.registry.v1.Grant.update_time:type_name -> google.protobuf.Timestamp
 	45, // 32: hnsec.registry.v1.CreateApiResourceResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
 	17, // 33: hnsec.registry.v1.CreateApiResourceResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
 	45, // 34: hnsec.registry.v1.ListApiResourcesResponse.api_resources:type_name -> hnsec.registry.v1.ApiResource
@@ -5367,23 +5456,23 @@ var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	46, // 38: hnsec.registry.v1.RejectGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
 	46, // 39: hnsec.registry.v1.RevokeGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
 	46, // 40: hnsec.registry.v1.ListGrantsResponse.grants:type_name -> hnsec.registry.v1.Grant
-	86, // 41: hnsec.registry.v1.ClientSecret.create_time:type_name -> google.protobuf.Timestamp
-	86, // 42: hnsec.registry.v1.ClientSecret.expire_time:type_name -> google.protobuf.Timestamp
-	86, // 43: hnsec.registry.v1.AddClientSecretRequest.expire_time:type_name -> google.protobuf.Timestamp
+	88, // 41: hnsec.registry.v1.ClientSecret.create_time:type_name -> google.protobuf.Timestamp
+	88, // 42: hnsec.registry.v1.ClientSecret.expire_time:type_name -> google.protobuf.Timestamp
+	88, // 43: hnsec.registry.v1.AddClientSecretRequest.expire_time:type_name -> google.protobuf.Timestamp
 	63, // 44: hnsec.registry.v1.AddClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
 	63, // 45: hnsec.registry.v1.ListClientSecretsResponse.secrets:type_name -> hnsec.registry.v1.ClientSecret
 	63, // 46: hnsec.registry.v1.RevokeClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
-	86, // 47: hnsec.registry.v1.ClientKey.create_time:type_name -> google.protobuf.Timestamp
+	88, // 47: hnsec.registry.v1.ClientKey.create_time:type_name -> google.protobuf.Timestamp
 	70, // 48: hnsec.registry.v1.AddClientKeyResponse.key:type_name -> hnsec.registry.v1.ClientKey
 	70, // 49: hnsec.registry.v1.ListClientKeysResponse.keys:type_name -> hnsec.registry.v1.ClientKey
-	86, // 50: hnsec.registry.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	88, // 50: hnsec.registry.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	77, // 51: hnsec.registry.v1.ListAuditEventsResponse.events:type_name -> hnsec.registry.v1.AuditEvent
 	4,  // 52: hnsec.registry.v1.ListClientsResponse.clients:type_name -> hnsec.registry.v1.Client
 	4,  // 53: hnsec.registry.v1.UpdateClientRequest.client:type_name -> hnsec.registry.v1.Client
-	87, // 54: hnsec.registry.v1.UpdateClientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	89, // 54: hnsec.registry.v1.UpdateClientRequest.update_mask:type_name -> google.protobuf.FieldMask
 	4,  // 55: hnsec.registry.v1.UpdateClientResponse.client:type_name -> hnsec.registry.v1.Client
 	19, // 56: hnsec.registry.v1.UpdateClientSystemRequest.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	87, // 57: hnsec.registry.v1.UpdateClientSystemRequest.update_mask:type_name -> google.protobuf.FieldMask
+	89, // 57: hnsec.registry.v1.UpdateClientSystemRequest.update_mask:type_name -> google.protobuf.FieldMask
 	19, // 58: hnsec.registry.v1.UpdateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
 	21, // 59: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
 	23, // 60: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
@@ -5415,50 +5504,52 @@ var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	80, // 86: hnsec.registry.v1.ClientRegistryService.ListClients:input_type -> hnsec.registry.v1.ListClientsRequest
 	82, // 87: hnsec.registry.v1.ClientRegistryService.UpdateClient:input_type -> hnsec.registry.v1.UpdateClientRequest
 	84, // 88: hnsec.registry.v1.ClientRegistryService.UpdateClientSystem:input_type -> hnsec.registry.v1.UpdateClientSystemRequest
-	5,  // 89: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
-	7,  // 90: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
-	9,  // 91: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
-	11, // 92: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
-	13, // 93: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
-	15, // 94: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
-	22, // 95: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
-	24, // 96: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
-	26, // 97: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
-	28, // 98: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
-	30, // 99: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
-	32, // 100: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
-	34, // 101: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
-	36, // 102: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
-	38, // 103: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
-	40, // 104: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
-	42, // 105: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
-	44, // 106: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
-	48, // 107: hnsec.registry.v1.ClientRegistryService.CreateApiResource:output_type -> hnsec.registry.v1.CreateApiResourceResponse
-	50, // 108: hnsec.registry.v1.ClientRegistryService.ListApiResources:output_type -> hnsec.registry.v1.ListApiResourcesResponse
-	52, // 109: hnsec.registry.v1.ClientRegistryService.AddApiScope:output_type -> hnsec.registry.v1.AddApiScopeResponse
-	54, // 110: hnsec.registry.v1.ClientRegistryService.RequestGrant:output_type -> hnsec.registry.v1.RequestGrantResponse
-	56, // 111: hnsec.registry.v1.ClientRegistryService.ApproveGrant:output_type -> hnsec.registry.v1.ApproveGrantResponse
-	58, // 112: hnsec.registry.v1.ClientRegistryService.RejectGrant:output_type -> hnsec.registry.v1.RejectGrantResponse
-	60, // 113: hnsec.registry.v1.ClientRegistryService.RevokeGrant:output_type -> hnsec.registry.v1.RevokeGrantResponse
-	62, // 114: hnsec.registry.v1.ClientRegistryService.ListGrants:output_type -> hnsec.registry.v1.ListGrantsResponse
-	65, // 115: hnsec.registry.v1.ClientRegistryService.AddClientSecret:output_type -> hnsec.registry.v1.AddClientSecretResponse
-	67, // 116: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:output_type -> hnsec.registry.v1.ListClientSecretsResponse
-	69, // 117: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:output_type -> hnsec.registry.v1.RevokeClientSecretResponse
-	72, // 118: hnsec.registry.v1.ClientRegistryService.AddClientKey:output_type -> hnsec.registry.v1.AddClientKeyResponse
-	74, // 119: hnsec.registry.v1.ClientRegistryService.ListClientKeys:output_type -> hnsec.registry.v1.ListClientKeysResponse
-	76, // 120: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:output_type -> hnsec.registry.v1.RemoveClientKeyResponse
-	79, // 121: hnsec.registry.v1.ClientRegistryService.ListAuditEvents:output_type -> hnsec.registry.v1.ListAuditEventsResponse
-	81, // 122: hnsec.registry.v1.ClientRegistryService.ListClients:output_type -> hnsec.registry.v1.ListClientsResponse
-	83, // 123: hnsec.registry.v1.ClientRegistryService.UpdateClient:output_type -> hnsec.registry.v1.UpdateClientResponse
-	85, // 124: hnsec.registry.v1.ClientRegistryService.UpdateClientSystem:output_type -> hnsec.registry.v1.UpdateClientSystemResponse
-	6,  // 125: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
-	8,  // 126: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
-	10, // 127: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
-	12, // 128: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
-	14, // 129: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
-	16, // 130: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
-	95, // [95:131] is the sub-list for method output_type
-	59, // [59:95] is the sub-list for method input_type
+	86, // 89: hnsec.registry.v1.ClientRegistryService.DeleteClient:input_type -> hnsec.registry.v1.DeleteClientRequest
+	5,  // 90: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
+	7,  // 91: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
+	9,  // 92: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
+	11, // 93: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
+	13, // 94: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
+	15, // 95: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
+	22, // 96: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
+	24, // 97: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
+	26, // 98: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
+	28, // 99: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
+	30, // 100: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
+	32, // 101: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
+	34, // 102: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
+	36, // 103: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
+	38, // 104: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
+	40, // 105: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
+	42, // 106: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
+	44, // 107: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
+	48, // 108: hnsec.registry.v1.ClientRegistryService.CreateApiResource:output_type -> hnsec.registry.v1.CreateApiResourceResponse
+	50, // 109: hnsec.registry.v1.ClientRegistryService.ListApiResources:output_type -> hnsec.registry.v1.ListApiResourcesResponse
+	52, // 110: hnsec.registry.v1.ClientRegistryService.AddApiScope:output_type -> hnsec.registry.v1.AddApiScopeResponse
+	54, // 111: hnsec.registry.v1.ClientRegistryService.RequestGrant:output_type -> hnsec.registry.v1.RequestGrantResponse
+	56, // 112: hnsec.registry.v1.ClientRegistryService.ApproveGrant:output_type -> hnsec.registry.v1.ApproveGrantResponse
+	58, // 113: hnsec.registry.v1.ClientRegistryService.RejectGrant:output_type -> hnsec.registry.v1.RejectGrantResponse
+	60, // 114: hnsec.registry.v1.ClientRegistryService.RevokeGrant:output_type -> hnsec.registry.v1.RevokeGrantResponse
+	62, // 115: hnsec.registry.v1.ClientRegistryService.ListGrants:output_type -> hnsec.registry.v1.ListGrantsResponse
+	65, // 116: hnsec.registry.v1.ClientRegistryService.AddClientSecret:output_type -> hnsec.registry.v1.AddClientSecretResponse
+	67, // 117: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:output_type -> hnsec.registry.v1.ListClientSecretsResponse
+	69, // 118: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:output_type -> hnsec.registry.v1.RevokeClientSecretResponse
+	72, // 119: hnsec.registry.v1.ClientRegistryService.AddClientKey:output_type -> hnsec.registry.v1.AddClientKeyResponse
+	74, // 120: hnsec.registry.v1.ClientRegistryService.ListClientKeys:output_type -> hnsec.registry.v1.ListClientKeysResponse
+	76, // 121: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:output_type -> hnsec.registry.v1.RemoveClientKeyResponse
+	79, // 122: hnsec.registry.v1.ClientRegistryService.ListAuditEvents:output_type -> hnsec.registry.v1.ListAuditEventsResponse
+	81, // 123: hnsec.registry.v1.ClientRegistryService.ListClients:output_type -> hnsec.registry.v1.ListClientsResponse
+	83, // 124: hnsec.registry.v1.ClientRegistryService.UpdateClient:output_type -> hnsec.registry.v1.UpdateClientResponse
+	85, // 125: hnsec.registry.v1.ClientRegistryService.UpdateClientSystem:output_type -> hnsec.registry.v1.UpdateClientSystemResponse
+	87, // 126: hnsec.registry.v1.ClientRegistryService.DeleteClient:output_type -> hnsec.registry.v1.DeleteClientResponse
+	6,  // 127: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
+	8,  // 128: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
+	10, // 129: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
+	12, // 130: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
+	14, // 131: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
+	16, // 132: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
+	96, // [96:133] is the sub-list for method output_type
+	59, // [59:96] is the sub-list for method input_type
 	59, // [59:59] is the sub-list for extension type_name
 	59, // [59:59] is the sub-list for extension extendee
 	0,  // [0:59] is the sub-list for field type_name
@@ -5475,7 +5566,7 @@ func file_hnsec_registry_v1_registry_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_registry_v1_registry_service_proto_rawDesc), len(file_hnsec_registry_v1_registry_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   82,
+			NumMessages:   84,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

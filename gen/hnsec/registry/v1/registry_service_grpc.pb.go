@@ -49,6 +49,7 @@ const (
 	ClientRegistryService_ListClients_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/ListClients"
 	ClientRegistryService_UpdateClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/UpdateClient"
 	ClientRegistryService_UpdateClientSystem_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/UpdateClientSystem"
+	ClientRegistryService_DeleteClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/DeleteClient"
 	ClientRegistryService_CreateClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/CreateClient"
 	ClientRegistryService_GetClient_FullMethodName           = "/hnsec.registry.v1.ClientRegistryService/GetClient"
 	ClientRegistryService_BlockClient_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/BlockClient"
@@ -173,6 +174,11 @@ type ClientRegistryServiceClient interface {
 	// "description"). The owning vendor's admins, and operators. Errors: InvalidArgument, AlreadyExists
 	// (name), NotFound (operators), Unauthenticated, PermissionDenied.
 	UpdateClientSystem(ctx context.Context, in *UpdateClientSystemRequest, opts ...grpc.CallOption) (*UpdateClientSystemResponse, error)
+	// DeleteClient deletes a client configuration with its secrets, keys and grants; its tokens become
+	// inactive at once. The client's organisation admins, and operators.
+	// Errors: InvalidArgument, NotFound (operators), FailedPrecondition (the caller's own credential),
+	// Unauthenticated, PermissionDenied.
+	DeleteClient(ctx context.Context, in *DeleteClientRequest, opts ...grpc.CallOption) (*DeleteClientResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -505,6 +511,16 @@ func (c *clientRegistryServiceClient) UpdateClientSystem(ctx context.Context, in
 	return out, nil
 }
 
+func (c *clientRegistryServiceClient) DeleteClient(ctx context.Context, in *DeleteClientRequest, opts ...grpc.CallOption) (*DeleteClientResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteClientResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_DeleteClient_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clientRegistryServiceClient) CreateClient(ctx context.Context, in *CreateClientRequest, opts ...grpc.CallOption) (*CreateClientResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateClientResponse)
@@ -681,6 +697,11 @@ type ClientRegistryServiceServer interface {
 	// "description"). The owning vendor's admins, and operators. Errors: InvalidArgument, AlreadyExists
 	// (name), NotFound (operators), Unauthenticated, PermissionDenied.
 	UpdateClientSystem(context.Context, *UpdateClientSystemRequest) (*UpdateClientSystemResponse, error)
+	// DeleteClient deletes a client configuration with its secrets, keys and grants; its tokens become
+	// inactive at once. The client's organisation admins, and operators.
+	// Errors: InvalidArgument, NotFound (operators), FailedPrecondition (the caller's own credential),
+	// Unauthenticated, PermissionDenied.
+	DeleteClient(context.Context, *DeleteClientRequest) (*DeleteClientResponse, error)
 	// CreateClient creates a client configuration and its first secret, which is returned once and never
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
@@ -802,6 +823,9 @@ func (UnimplementedClientRegistryServiceServer) UpdateClient(context.Context, *U
 }
 func (UnimplementedClientRegistryServiceServer) UpdateClientSystem(context.Context, *UpdateClientSystemRequest) (*UpdateClientSystemResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateClientSystem not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) DeleteClient(context.Context, *DeleteClientRequest) (*DeleteClientResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteClient not implemented")
 }
 func (UnimplementedClientRegistryServiceServer) CreateClient(context.Context, *CreateClientRequest) (*CreateClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateClient not implemented")
@@ -1382,6 +1406,24 @@ func _ClientRegistryService_UpdateClientSystem_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClientRegistryService_DeleteClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteClientRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).DeleteClient(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_DeleteClient_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).DeleteClient(ctx, req.(*DeleteClientRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClientRegistryService_CreateClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateClientRequest)
 	if err := dec(in); err != nil {
@@ -1616,6 +1658,10 @@ var ClientRegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateClientSystem",
 			Handler:    _ClientRegistryService_UpdateClientSystem_Handler,
+		},
+		{
+			MethodName: "DeleteClient",
+			Handler:    _ClientRegistryService_DeleteClient_Handler,
 		},
 		{
 			MethodName: "CreateClient",
