@@ -53,6 +53,7 @@ type serveConfig struct {
 	Dev                    bool
 	LogLevel               string
 	DebugAddr              string
+	IntrospectionCacheAge  time.Duration
 	KEKFile                string
 	InternalCredentialFile string
 	ClientAuth             clientauth.Config
@@ -73,6 +74,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.KEKFile, "kek-file", "", "file holding the base64 key-encryption key that seals the key ring (or HNSEC_KEK with the key itself; dev mode generates <data-dir>/kek)")
 	fs.StringVar(&c.InternalCredentialFile, "internal-credential-file", "", "file holding the credential services present to each other's internal RPCs (default: <data-dir>/internal-credential, created on the first start)")
+	fs.DurationVar(&c.IntrospectionCacheAge, "introspection-cache-max-age", 5*time.Minute, "how long introspection trusts a cached answer at most (revocation events drop it sooner)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "listen address for Go's pprof profiles (/debug/pprof/); off when empty")
 	c.ClientAuth.RegisterFlags(fs)
 	c.Registry.RegisterFlags(fs)
@@ -338,7 +340,7 @@ func (a *app) initSTS(ctx context.Context) error {
 
 func (a *app) initIntrospection(ctx context.Context) error {
 	srv := introspection.New(a.clients, stsv1.NewTokenServiceClient(a.conn), registryv1.NewClientRegistryServiceClient(a.conn),
-		a.bus.Conn, a.metrics, a.log.With("service", "introspection"))
+		a.bus.Conn, a.cfg.IntrospectionCacheAge, a.metrics, a.log.With("service", "introspection"))
 	introspectionv1.RegisterIntrospectionServiceServer(a.register, srv)
 	a.addLoop(ctx, srv.Run)
 	return nil

@@ -30,6 +30,7 @@ type Server struct {
 	sts      stsv1.TokenServiceClient
 	registry registryv1.ClientRegistryServiceClient
 	nc       *nats.Conn
+	maxAge   time.Duration
 	cache    *cache
 	answers  *prometheus.CounterVec
 	log      *slog.Logger
@@ -40,15 +41,17 @@ var _ introspectionv1.IntrospectionServiceServer = (*Server)(nil)
 // inactive is the one answer for every token that is not active.
 var inactive = &introspectionv1.IntrospectResponse{Active: false}
 
-// New returns the server. Run must be running for revocations and client changes to reach its cache.
+// New returns the server; answers are cached until their token expires but at most maxAge, so a lost
+// event cannot keep a revoked token active for long. Run must be running for revocations and client
+// changes to reach the cache at once.
 func New(clients *clientauth.Authenticator, sts stsv1.TokenServiceClient, registry registryv1.ClientRegistryServiceClient,
-	nc *nats.Conn, reg prometheus.Registerer, log *slog.Logger) *Server {
+	nc *nats.Conn, maxAge time.Duration, reg prometheus.Registerer, log *slog.Logger) *Server {
 	answers := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hnsec_introspection_answers_total",
 		Help: "Introspection answers by result (active, inactive) and source (cache, lookup).",
 	}, []string{"result", "source"})
 	reg.MustRegister(answers)
-	return &Server{clients: clients, sts: sts, registry: registry, nc: nc, cache: newCache(), answers: answers, log: log}
+	return &Server{clients: clients, sts: sts, registry: registry, nc: nc, maxAge: maxAge, cache: newCache(), answers: answers, log: log}
 }
 
 // Run follows revocation and registry events and sweeps expired answers until ctx ends.
@@ -94,6 +97,9 @@ func (s *Server) Introspect(ctx context.Context, req *introspectionv1.Introspect
 	if !resp.GetActive() {
 		s.answers.WithLabelValues("inactive", "lookup").Inc()
 		return resp, nil
+	}
+	if limit := now.Add(s.maxAge); limit.Before(expires) {
+		expires = limit
 	}
 	s.cache.put(key, resp, expires)
 	s.answers.WithLabelValues("active", "lookup").Inc()
