@@ -89,11 +89,20 @@ type Error struct {
 	Description string
 	// RetryAfter, when positive, is sent as Retry-After.
 	RetryAfter time.Duration
+	// Code, when set, is a service's own error code (PVK's "EPVK-nnnnnn").
+	Code string
 }
 
 // New returns an *Error of kind k.
 func New(k Kind, format string, args ...any) *Error {
 	return &Error{Kind: k, Description: fmt.Sprintf(format, args...)}
+}
+
+// WithCode returns an *Error of kind k with a service's own code.
+func WithCode(k Kind, code, format string, args ...any) *Error {
+	e := New(k, format, args...)
+	e.Code = code
+	return e
 }
 
 // Error implements error.
@@ -111,6 +120,9 @@ func (e *Error) GRPCStatus() *status.Status {
 	info := &errdetails.ErrorInfo{Reason: e.Kind.Name, Domain: Domain, Metadata: map[string]string{}}
 	if e.RetryAfter > 0 {
 		info.Metadata["retry_after"] = strconv.Itoa(RetryAfterSeconds(e.RetryAfter))
+	}
+	if e.Code != "" {
+		info.Metadata["code"] = e.Code
 	}
 	if withInfo, err := st.WithDetails(info); err == nil {
 		return withInfo
@@ -144,7 +156,7 @@ func FromGRPC(err error) *Error {
 		if !known {
 			break
 		}
-		out := &Error{Kind: k, Description: st.Message()}
+		out := &Error{Kind: k, Description: st.Message(), Code: info.GetMetadata()["code"]}
 		if s, err := strconv.Atoi(info.GetMetadata()["retry_after"]); err == nil && s > 0 {
 			out.RetryAfter = time.Duration(s) * time.Second
 		}
@@ -178,4 +190,21 @@ func (e *Error) Body(korrelasjonsID string) Body {
 		StatusCode:       e.Kind.HTTPStatus,
 		KorrelasjonsID:   korrelasjonsID,
 	}
+}
+
+// PVKBody is the error body of the PVK endpoints: PVK's own shape plus the korrelasjonsId.
+type PVKBody struct {
+	Code           string `json:"code"`
+	Message        string `json:"message"`
+	ErrorCategory  string `json:"errorCategory"`
+	KorrelasjonsID string `json:"korrelasjonsId"`
+}
+
+// PVKBody returns the PVK-shaped body: the error's own code, or "EPVK-1" followed by the kind's code.
+func (e *Error) PVKBody(korrelasjonsID string) PVKBody {
+	code := e.Code
+	if code == "" {
+		code = fmt.Sprintf("EPVK-1%05d", e.Kind.Code)
+	}
+	return PVKBody{Code: code, Message: e.Description, ErrorCategory: e.Kind.Category, KorrelasjonsID: korrelasjonsID}
 }

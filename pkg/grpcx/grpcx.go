@@ -48,13 +48,15 @@ func (in *Internal) Reserve(methods ...string) {
 	}
 }
 
+// IsInternal reports whether the call in ctx comes from another service (it presents the credential).
+func (in *Internal) IsInternal(ctx context.Context) bool {
+	v := metadata.ValueFromIncomingContext(ctx, InternalMetadataKey)
+	return len(v) == 1 && subtle.ConstantTimeCompare([]byte(v[0]), []byte(in.Credential)) == 1
+}
+
 // check admits a call to a reserved method only with the credential.
 func (in *Internal) check(ctx context.Context, method string) error {
-	if !in.Methods[method] {
-		return nil
-	}
-	if v := metadata.ValueFromIncomingContext(ctx, InternalMetadataKey); len(v) == 1 &&
-		subtle.ConstantTimeCompare([]byte(v[0]), []byte(in.Credential)) == 1 {
+	if !in.Methods[method] || in.IsInternal(ctx) {
 		return nil
 	}
 	return apierr.New(apierr.PermissionDenied, "%s is for internal callers only", method)

@@ -59,7 +59,56 @@ func (m jsonMarshaler) Marshal(v any) ([]byte, error) {
 			TokenType: t.GetTokenType(),
 		})
 	}
+	if msg, ok := v.(proto.Message); ok && strings.HasPrefix(string(msg.ProtoReflect().Descriptor().FullName()), "hnsec.pvk.") {
+		return pvkJSON(msg)
+	}
 	return m.JSONPb.Marshal(v)
+}
+
+// pvkJSON writes a PVK message as PVK does: camelCase names, every field present, and 64-bit integers
+// (sekvensnummer, pagingReference) as JSON numbers rather than protojson's strings.
+func pvkJSON(msg proto.Message) ([]byte, error) {
+	b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(msg)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v map[string]any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	int64Numbers(msg.ProtoReflect().Descriptor(), v)
+	return json.Marshal(v)
+}
+
+// int64Numbers turns the 64-bit integer fields of a message's JSON form into numbers, recursively.
+func int64Numbers(md protoreflect.MessageDescriptor, v map[string]any) {
+	fields := md.Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		val, ok := v[fd.JSONName()]
+		if !ok {
+			continue
+		}
+		switch fd.Kind() {
+		case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+			if s, isString := val.(string); isString && !fd.IsList() {
+				v[fd.JSONName()] = json.Number(s)
+			}
+		case protoreflect.MessageKind:
+			switch x := val.(type) {
+			case map[string]any:
+				int64Numbers(fd.Message(), x)
+			case []any:
+				for _, item := range x {
+					if m, isMap := item.(map[string]any); isMap {
+						int64Numbers(fd.Message(), m)
+					}
+				}
+			}
+		}
+	}
 }
 
 // jwkSet is the JSON shape of a JWK Set (RFC 7517 5).

@@ -202,8 +202,17 @@ func (g *gateway) writeError(w http.ResponseWriter, r *http.Request, e *apierr.E
 		level = slog.LevelError
 	}
 	g.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", e.Kind.HTTPStatus,
-		"error", e.Kind.Name, "description", e.Description, correlation.LogKey, id)
+		"error", e.Kind.Name, "code", e.Code, "description", e.Description, correlation.LogKey, id)
+	if isPVK(r.URL.Path) {
+		writeJSON(w, e.Kind.HTTPStatus, e.PVKBody(id))
+		return
+	}
 	writeJSON(w, e.Kind.HTTPStatus, e.Body(id))
+}
+
+// isPVK reports whether path is one of PVK's, whose errors have PVK's shape.
+func isPVK(path string) bool {
+	return strings.HasPrefix(path, "/personvern/") || strings.HasPrefix(path, "/pvk/")
 }
 
 // ready answers 200 when the gRPC services report SERVING, 503 otherwise.

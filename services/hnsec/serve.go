@@ -140,7 +140,8 @@ type app struct {
 	grpcLis   net.Listener
 	internal  *grpcx.Internal
 	register  grpc.ServiceRegistrar
-	conn      grpc.ClientConnInterface
+	conn      grpc.ClientConnInterface // services to services: presents the internal credential
+	public    grpc.ClientConnInterface // the gateway's: never the internal credential
 	clients   *clientauth.Authenticator
 	httpSrv   *http.Server
 	httpLis   net.Listener
@@ -236,13 +237,18 @@ func (a *app) initGRPC(context.Context) error {
 		if err != nil {
 			return err
 		}
-		a.conn, a.register = conn, a.grpcSrv
-		a.closers = append(a.closers, conn.Close)
+		public, err := grpcx.Dial(a.cfg.PeerAddr, "")
+		if err != nil {
+			return errors.Join(err, conn.Close())
+		}
+		a.conn, a.public, a.register = conn, public, a.grpcSrv
+		a.closers = append(a.closers, conn.Close, public.Close)
 		return nil
 	}
 	inproc := grpcx.NewInProcessChannel(a.log, a.internal)
 	healthpb.RegisterHealthServer(inproc, a.health)
-	a.conn, a.register = grpcx.InProcessClient(inproc, credential), grpcx.Registrars{a.grpcSrv, inproc}
+	a.conn, a.public = grpcx.InProcessClient(inproc, credential), grpcx.InProcessClient(inproc, "")
+	a.register = grpcx.Registrars{a.grpcSrv, inproc}
 	return nil
 }
 
@@ -340,14 +346,14 @@ func (a *app) initSTS(ctx context.Context) error {
 
 func (a *app) initIntrospection(ctx context.Context) error {
 	srv := introspection.New(a.clients, stsv1.NewTokenServiceClient(a.conn), registryv1.NewClientRegistryServiceClient(a.conn),
-		a.bus.Conn, a.cfg.IntrospectionCacheAge, a.metrics, a.log.With("service", "introspection"))
+		a.bus.Conn, a.internal.IsInternal, a.cfg.IntrospectionCacheAge, a.metrics, a.log.With("service", "introspection"))
 	introspectionv1.RegisterIntrospectionServiceServer(a.register, srv)
 	a.addLoop(ctx, srv.Run)
 	return nil
 }
 
 func (a *app) initGateway(ctx context.Context) error {
-	h, err := gateway.New(context.WithoutCancel(ctx), a.conn, a.metrics, a.log.With("service", "gateway"))
+	h, err := gateway.New(context.WithoutCancel(ctx), a.public, a.metrics, a.log.With("service", "gateway"))
 	if err != nil {
 		return err
 	}

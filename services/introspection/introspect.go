@@ -30,6 +30,7 @@ type Server struct {
 	sts      stsv1.TokenServiceClient
 	registry registryv1.ClientRegistryServiceClient
 	nc       *nats.Conn
+	internal func(context.Context) bool
 	maxAge   time.Duration
 	cache    *cache
 	answers  *prometheus.CounterVec
@@ -44,14 +45,18 @@ var inactive = &introspectionv1.IntrospectResponse{Active: false}
 // New returns the server; answers are cached until their token expires but at most maxAge, so a lost
 // event cannot keep a revoked token active for long. Run must be running for revocations and client
 // changes to reach the cache at once.
+//
+// internal reports whether a call comes from another hnsec service (PVK checking its callers' tokens): such
+// callers need no client credentials.
 func New(clients *clientauth.Authenticator, sts stsv1.TokenServiceClient, registry registryv1.ClientRegistryServiceClient,
-	nc *nats.Conn, maxAge time.Duration, reg prometheus.Registerer, log *slog.Logger) *Server {
+	nc *nats.Conn, internal func(context.Context) bool, maxAge time.Duration, reg prometheus.Registerer, log *slog.Logger) *Server {
 	answers := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hnsec_introspection_answers_total",
 		Help: "Introspection answers by result (active, inactive) and source (cache, lookup).",
 	}, []string{"result", "source"})
 	reg.MustRegister(answers)
-	return &Server{clients: clients, sts: sts, registry: registry, nc: nc, maxAge: maxAge, cache: newCache(), answers: answers, log: log}
+	return &Server{clients: clients, sts: sts, registry: registry, nc: nc, internal: internal, maxAge: maxAge, cache: newCache(),
+		answers: answers, log: log}
 }
 
 // Run follows revocation and registry events and sweeps expired answers until ctx ends.
@@ -73,13 +78,15 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Introspect implements IntrospectionService.
 func (s *Server) Introspect(ctx context.Context, req *introspectionv1.IntrospectRequest) (*introspectionv1.IntrospectResponse, error) {
-	caller, _, err := s.clients.Authenticate(ctx, clientauth.Body{ClientID: req.GetClientId(), ClientSecret: req.GetClientSecret(),
-		AssertionType: req.GetClientAssertionType(), Assertion: req.GetClientAssertion()})
-	if err != nil {
-		return nil, err
-	}
-	if !slices.Contains(caller.GetScopes(), scope.Introspect) {
-		return nil, apierr.New(apierr.PermissionDenied, "this client may not introspect tokens (it lacks scope %s)", scope.Introspect)
+	if !s.internal(ctx) {
+		caller, _, err := s.clients.Authenticate(ctx, clientauth.Body{ClientID: req.GetClientId(), ClientSecret: req.GetClientSecret(),
+			AssertionType: req.GetClientAssertionType(), Assertion: req.GetClientAssertion()})
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(caller.GetScopes(), scope.Introspect) {
+			return nil, apierr.New(apierr.PermissionDenied, "this client may not introspect tokens (it lacks scope %s)", scope.Introspect)
+		}
 	}
 	if req.GetToken() == "" {
 		return nil, apierr.New(apierr.InvalidRequest, "token is missing")
