@@ -14,6 +14,10 @@ const (
 	RegistryAdmin = "hnsec:registry.admin"
 	// Introspect lets a client configuration (an API) introspect access tokens.
 	Introspect = "hnsec:introspection"
+	// PVKRead lets a client read privacy settings (PVK).
+	PVKRead = "nhn:helsenorge.eksternapi/personverninnstilling_read"
+	// PVKWrite lets a client set privacy settings (PVK).
+	PVKWrite = "nhn:helsenorge.eksternapi/personverninnstilling_write"
 )
 
 // MaxScopes bounds how many scopes one request or client may name.

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
+	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/gen/openapi"
@@ -26,8 +27,11 @@ import (
 	"github.com/hnsec/hnsec/pkg/correlation"
 )
 
-// MaxBodyBytes bounds request bodies (64 KiB).
-const MaxBodyBytes = 64 << 10
+// Request body limits: 64 KiB, and 512 KiB on PVK's endpoints (signed evidence of up to 256 KiB, base64).
+const (
+	MaxBodyBytes    = 64 << 10
+	MaxPVKBodyBytes = 512 << 10
+)
 
 // Media types the gateway reads.
 const (
@@ -56,6 +60,9 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 		return nil, err
 	}
 	if err := introspectionv1.RegisterIntrospectionServiceHandlerClient(ctx, mux, introspectionv1.NewIntrospectionServiceClient(conn)); err != nil {
+		return nil, err
+	}
+	if err := pvkv1.RegisterPrivacySettingsServiceHandlerClient(ctx, mux, pvkv1.NewPrivacySettingsServiceClient(conn)); err != nil {
 		return nil, err
 	}
 	if err := registryv1.RegisterClientRegistryServiceHandlerClient(ctx, mux, registryv1.NewClientRegistryServiceClient(conn)); err != nil {
@@ -106,13 +113,17 @@ func (g *gateway) checkBody(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		body, err := readBody(r)
+		limit := int64(MaxBodyBytes)
+		if isPVK(r.URL.Path) {
+			limit = MaxPVKBodyBytes
+		}
+		body, err := readBody(r, limit)
 		if err != nil {
 			g.writeError(w, r, apierr.New(apierr.InvalidRequest, "request body could not be read"))
 			return
 		}
-		if len(body) > MaxBodyBytes {
-			g.writeError(w, r, apierr.New(apierr.RequestTooLarge, "request body is larger than %d KiB", MaxBodyBytes>>10))
+		if int64(len(body)) > limit {
+			g.writeError(w, r, apierr.New(apierr.RequestTooLarge, "request body is larger than %d KiB", limit>>10))
 			return
 		}
 		if len(body) > 0 || r.Header.Get("Content-Type") != "" {
@@ -128,14 +139,14 @@ func (g *gateway) checkBody(next http.Handler) http.Handler {
 	})
 }
 
-// readBody reads at most MaxBodyBytes+1 bytes, into a buffer sized by Content-Length when it is given.
-func readBody(r *http.Request) ([]byte, error) {
+// readBody reads at most limit+1 bytes, into a buffer sized by Content-Length when it is given.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
 	size := int64(512)
 	if r.ContentLength > 0 {
-		size = min(r.ContentLength, MaxBodyBytes) + 1
+		size = min(r.ContentLength, limit) + 1
 	}
 	buf := bytes.NewBuffer(make([]byte, 0, size))
-	_, err := buf.ReadFrom(io.LimitReader(r.Body, MaxBodyBytes+1))
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
 	return buf.Bytes(), err
 }
 

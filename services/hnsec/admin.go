@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
@@ -401,6 +402,30 @@ func adminCommand(out io.Writer) *ffcli.Command {
 					PageSize: int32(pageSize), PageToken: pageToken})
 			}),
 	}
+	var def struct {
+		guid, navn, part, typePi string
+		omfang                   flagx.StringList
+	}
+	pvkCmds := []*ffcli.Command{
+		call("definition-create", "hnsec admin pvk definition-create --guid G --navn N --part P --type samtykke|reservasjon|tilgangsbegrensning [--omfang KODE:LOGISK:PRESISERING ...]",
+			"register a privacy setting definition",
+			func(fs *flag.FlagSet) {
+				fs.StringVar(&def.guid, "guid", "", "definisjonGuid")
+				fs.StringVar(&def.navn, "navn", "", "definisjonNavn")
+				fs.StringVar(&def.part, "part", "", "partKode of the owning party")
+				fs.StringVar(&def.typePi, "type", "", "typePi")
+				fs.Var(&def.omfang, "omfang", "omfangElement as KODE:LOGISK:PRESISERING (repeatable)")
+			},
+			func(s *adminSession, _ []string) (proto.Message, error) {
+				d := &pvkv1.Definisjon{DefinisjonGuid: def.guid, DefinisjonNavn: def.navn, PartKode: def.part, TypePi: def.typePi}
+				for _, o := range def.omfang {
+					parts := strings.SplitN(o+"::", ":", 3)
+					d.OmfangElementer = append(d.OmfangElementer, &pvkv1.OmfangElement{OmfangKode: parts[0], LogiskOmfang: parts[1],
+						Presisering: strings.TrimSuffix(parts[2], "::")})
+				}
+				return pvkv1.NewPrivacySettingsServiceClient(s.conn).CreateDefinition(s.ctx, &pvkv1.CreateDefinitionRequest{Definisjon: d})
+			}),
+	}
 	var revokeClient string
 	tokenCmds := []*ffcli.Command{
 		sub("revoke-all", "hnsec admin token revoke-all --client CLIENT_ID [-o json]",
@@ -426,7 +451,7 @@ func adminCommand(out io.Writer) *ffcli.Command {
 		}
 	}
 	return &ffcli.Command{
-		Name: "admin", ShortUsage: "hnsec admin <vendor|system|org|client|secret|key|api|grant|token|audit> <command> [flags]",
+		Name: "admin", ShortUsage: "hnsec admin <vendor|system|org|client|secret|key|api|grant|token|audit|pvk> <command> [flags]",
 		ShortHelp: "administer hnsec over gRPC (as the operator, or --credentials-file for another admin credential)",
 		FlagSet:   fs,
 		Subcommands: []*ffcli.Command{
@@ -440,6 +465,7 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			group("grant", "access grants", grantCmds),
 			group("token", "access tokens", tokenCmds),
 			group("audit", "the registry's audit trail", auditCmds),
+			group("pvk", "PVK privacy setting definitions", pvkCmds),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}

@@ -25,6 +25,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
+	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/clientauth"
@@ -36,6 +37,7 @@ import (
 	"github.com/hnsec/hnsec/pkg/store"
 	"github.com/hnsec/hnsec/services/gateway"
 	"github.com/hnsec/hnsec/services/introspection"
+	"github.com/hnsec/hnsec/services/pvk"
 	"github.com/hnsec/hnsec/services/registry"
 	"github.com/hnsec/hnsec/services/sts"
 )
@@ -109,7 +111,7 @@ func serveCommand(out io.Writer) *ffcli.Command {
 }
 
 // serviceNames are the services --services may name.
-var serviceNames = []string{"sts", "registry", "introspection", "gateway"}
+var serviceNames = []string{"sts", "registry", "introspection", "pvk", "gateway"}
 
 // module is one node of the service graph: what it needs started before it, and how it starts.
 type module struct {
@@ -126,6 +128,7 @@ var graph = map[string]module{
 	"registry":      {deps: []string{"nats", "grpc"}, init: (*app).initRegistry},
 	"sts":           {deps: []string{"nats", "grpc", "clientauth"}, init: (*app).initSTS},
 	"introspection": {deps: []string{"nats", "grpc", "clientauth"}, init: (*app).initIntrospection},
+	"pvk":           {deps: []string{"grpc"}, init: (*app).initPVK},
 	"gateway":       {deps: []string{"grpc"}, init: (*app).initGateway},
 }
 
@@ -350,6 +353,17 @@ func (a *app) initIntrospection(ctx context.Context) error {
 	introspectionv1.RegisterIntrospectionServiceServer(a.register, srv)
 	a.addLoop(ctx, srv.Run)
 	return nil
+}
+
+func (a *app) initPVK(ctx context.Context) error {
+	srv, db, err := pvk.Open(ctx, a.storeConfig(), introspectionv1.NewIntrospectionServiceClient(a.conn),
+		stsv1.NewTokenServiceClient(a.conn), "urn:hnsec:pvk:"+a.cfg.STS.Issuer, a.log.With("service", "pvk"))
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, db.Close)
+	pvkv1.RegisterPrivacySettingsServiceServer(a.register, srv)
+	return srv.Bootstrap(ctx, a.cfg.Dev)
 }
 
 func (a *app) initGateway(ctx context.Context) error {

@@ -1,0 +1,252 @@
+package pvk
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/hnsec/hnsec/pkg/store"
+)
+
+// migrations is PVK's schema.
+var migrations = []string{`
+CREATE TABLE settings_kv (
+	name  TEXT PRIMARY KEY,
+	value BLOB NOT NULL
+);
+CREATE TABLE definitions (
+	guid      TEXT PRIMARY KEY,
+	navn      TEXT NOT NULL,
+	part_kode TEXT NOT NULL,
+	type_pi   TEXT NOT NULL,
+	omfang    TEXT NOT NULL
+);
+CREATE TABLE sequence (
+	id    INTEGER PRIMARY KEY CHECK (id = 1),
+	value INTEGER NOT NULL
+);
+INSERT INTO sequence (id, value) VALUES (1, 0);
+CREATE TABLE settings (
+	fnr              TEXT NOT NULL,
+	definition_guid  TEXT NOT NULL REFERENCES definitions(guid),
+	aktiv            INTEGER NOT NULL,
+	tidspunkt_ms     INTEGER NOT NULL,
+	evidence_mime    TEXT NOT NULL,
+	evidence         BLOB,
+	sekvensnummer    INTEGER NOT NULL UNIQUE,
+	create_time_ms   INTEGER NOT NULL,
+	change_time_ms   INTEGER NOT NULL,
+	PRIMARY KEY (fnr, definition_guid)
+) WITHOUT ROWID;
+CREATE INDEX settings_active ON settings(definition_guid, aktiv, sekvensnummer);
+CREATE TABLE outbox (
+	id             INTEGER PRIMARY KEY AUTOINCREMENT,
+	change_id      TEXT NOT NULL UNIQUE,
+	partition      INTEGER NOT NULL,
+	payload        BLOB NOT NULL,
+	create_time_ms INTEGER NOT NULL
+);
+`}
+
+// Definition is a privacy setting definition.
+type Definition struct {
+	GUID     string
+	Navn     string
+	PartKode string
+	TypePi   string
+	Omfang   []Omfang
+}
+
+// Omfang is one element of a definition's scope.
+type Omfang struct {
+	Kode, Logisk, Presisering string
+}
+
+// Setting is a citizen's setting for one definition, with the definition's names.
+type Setting struct {
+	Fnr            string
+	DefinitionGUID string
+	Aktiv          bool
+	Tidspunkt      time.Time
+	EvidenceMime   string
+	Evidence       []byte
+	Seq            int64
+	CreateTime     time.Time
+	ChangeTime     time.Time
+	Definition     Definition
+}
+
+// OutboxEvent is a change waiting for the relay.
+type OutboxEvent struct {
+	ID        int64
+	ChangeID  string
+	Partition int
+	Payload   []byte
+}
+
+// Store is PVK's storage contract.
+type Store interface {
+	// Key returns the named secret key, creating it first when there is none.
+	Key(ctx context.Context, name string, create func() []byte) ([]byte, error)
+	// CreateDefinition stores d; ErrAlreadyExists when the guid is taken.
+	CreateDefinition(ctx context.Context, d Definition) error
+	// GetDefinition returns a definition; ErrNotFound when there is none.
+	GetDefinition(ctx context.Context, guid string) (Definition, error)
+	// ListDefinitions returns every definition.
+	ListDefinitions(ctx context.Context) ([]Definition, error)
+	// SetSetting stores in unless the stored setting has the same aktiv; a change takes the next
+	// sekvensnummer and stores event(stored) in the outbox in the same transaction.
+	SetSetting(ctx context.Context, in Setting, event func(Setting) (OutboxEvent, error)) (changed bool, err error)
+	// GetSetting returns a citizen's setting; ErrNotFound when there is none.
+	GetSetting(ctx context.Context, fnr, guid string) (Setting, error)
+	// ActiveForPart returns a citizen's active settings of definitions owned by partKode.
+	ActiveForPart(ctx context.Context, fnr, partKode string) ([]Setting, error)
+	// ActiveForDefinition returns active settings of a definition with sekvensnummer above after, in
+	// sekvensnummer order, at most limit.
+	ActiveForDefinition(ctx context.Context, guid string, after int64, limit int) ([]Setting, error)
+}
+
+type sqlStore struct{ db *store.DB }
+
+var _ Store = (*sqlStore)(nil)
+
+func (s *sqlStore) Key(ctx context.Context, name string, create func() []byte) ([]byte, error) {
+	var v []byte
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT value FROM settings_kv WHERE name = ?`, name).Scan(&v)
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		v = create()
+		_, err = tx.ExecContext(ctx, `INSERT INTO settings_kv (name, value) VALUES (?, ?)`, name, v)
+		return err
+	})
+	return v, err
+}
+
+func (s *sqlStore) CreateDefinition(ctx context.Context, d Definition) error {
+	omfang, err := json.Marshal(d.Omfang)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.Write.ExecContext(ctx, `INSERT INTO definitions (guid, navn, part_kode, type_pi, omfang) VALUES (?, ?, ?, ?, ?)`,
+		d.GUID, d.Navn, d.PartKode, d.TypePi, string(omfang))
+	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") {
+		return store.ErrAlreadyExists
+	}
+	return err
+}
+
+const definitionSelect = `SELECT guid, navn, part_kode, type_pi, omfang FROM definitions`
+
+func scanDefinition(sc interface{ Scan(...any) error }) (Definition, error) {
+	var d Definition
+	var omfang string
+	if err := sc.Scan(&d.GUID, &d.Navn, &d.PartKode, &d.TypePi, &omfang); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return Definition{}, store.ErrNotFound
+		}
+		return Definition{}, err
+	}
+	return d, json.Unmarshal([]byte(omfang), &d.Omfang)
+}
+
+func (s *sqlStore) GetDefinition(ctx context.Context, guid string) (Definition, error) {
+	return scanDefinition(s.db.Read.QueryRowContext(ctx, definitionSelect+` WHERE guid = ?`, guid))
+}
+
+func (s *sqlStore) ListDefinitions(ctx context.Context) ([]Definition, error) {
+	return query(ctx, s.db, definitionSelect+` ORDER BY navn, guid`, nil, scanDefinition)
+}
+
+func (s *sqlStore) SetSetting(ctx context.Context, in Setting, event func(Setting) (OutboxEvent, error)) (bool, error) {
+	changed := false
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var aktiv bool
+		var created int64
+		err := tx.QueryRowContext(ctx, `SELECT aktiv, create_time_ms FROM settings WHERE fnr = ? AND definition_guid = ?`,
+			in.Fnr, in.DefinitionGUID).Scan(&aktiv, &created)
+		switch {
+		case err == nil && aktiv == in.Aktiv:
+			return nil
+		case err == nil:
+			in.CreateTime = time.UnixMilli(created)
+		case errors.Is(err, sql.ErrNoRows):
+			in.CreateTime = in.ChangeTime
+		default:
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `UPDATE sequence SET value = value + 1 WHERE id = 1 RETURNING value`).Scan(&in.Seq); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO settings (fnr, definition_guid, aktiv, tidspunkt_ms, evidence_mime, evidence,
+			sekvensnummer, create_time_ms, change_time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (fnr, definition_guid) DO UPDATE SET aktiv = excluded.aktiv, tidspunkt_ms = excluded.tidspunkt_ms,
+			evidence_mime = excluded.evidence_mime, evidence = excluded.evidence, sekvensnummer = excluded.sekvensnummer,
+			change_time_ms = excluded.change_time_ms`, in.Fnr, in.DefinitionGUID, in.Aktiv, in.Tidspunkt.UnixMilli(), in.EvidenceMime,
+			in.Evidence, in.Seq, in.CreateTime.UnixMilli(), in.ChangeTime.UnixMilli()); err != nil {
+			return err
+		}
+		ev, err := event(in)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (change_id, partition, payload, create_time_ms) VALUES (?, ?, ?, ?)`,
+			ev.ChangeID, ev.Partition, ev.Payload, in.ChangeTime.UnixMilli()); err != nil {
+			return err
+		}
+		changed = true
+		return nil
+	})
+	return changed, err
+}
+
+const settingSelect = `SELECT s.fnr, s.definition_guid, s.aktiv, s.tidspunkt_ms, s.evidence_mime, s.sekvensnummer, s.create_time_ms,
+	s.change_time_ms, d.navn, d.part_kode, d.type_pi FROM settings s JOIN definitions d ON d.guid = s.definition_guid`
+
+func scanSetting(sc interface{ Scan(...any) error }) (Setting, error) {
+	var st Setting
+	var tidspunkt, created, changed int64
+	err := sc.Scan(&st.Fnr, &st.DefinitionGUID, &st.Aktiv, &tidspunkt, &st.EvidenceMime, &st.Seq, &created, &changed,
+		&st.Definition.Navn, &st.Definition.PartKode, &st.Definition.TypePi)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Setting{}, store.ErrNotFound
+	}
+	st.Definition.GUID = st.DefinitionGUID
+	st.Tidspunkt, st.CreateTime, st.ChangeTime = time.UnixMilli(tidspunkt).UTC(), time.UnixMilli(created).UTC(), time.UnixMilli(changed).UTC()
+	return st, err
+}
+
+func (s *sqlStore) GetSetting(ctx context.Context, fnr, guid string) (Setting, error) {
+	return scanSetting(s.db.Read.QueryRowContext(ctx, settingSelect+` WHERE s.fnr = ? AND s.definition_guid = ?`, fnr, guid))
+}
+
+func (s *sqlStore) ActiveForPart(ctx context.Context, fnr, partKode string) ([]Setting, error) {
+	return query(ctx, s.db, settingSelect+` WHERE s.fnr = ? AND d.part_kode = ? AND s.aktiv = 1 ORDER BY s.sekvensnummer`,
+		[]any{fnr, partKode}, scanSetting)
+}
+
+func (s *sqlStore) ActiveForDefinition(ctx context.Context, guid string, after int64, limit int) ([]Setting, error) {
+	return query(ctx, s.db, settingSelect+` WHERE s.definition_guid = ? AND s.aktiv = 1 AND s.sekvensnummer > ?
+		ORDER BY s.sekvensnummer LIMIT ?`, []any{guid, after, limit}, scanSetting)
+}
+
+func query[T any](ctx context.Context, db *store.DB, q string, args []any, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
+	rows, err := db.Read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
