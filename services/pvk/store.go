@@ -142,7 +142,7 @@ func (s *sqlStore) CreateDefinition(ctx context.Context, d Definition) error {
 
 const definitionSelect = `SELECT guid, navn, part_kode, type_pi, omfang FROM definitions`
 
-func scanDefinition(sc interface{ Scan(...any) error }) (Definition, error) {
+func scanDefinition(sc store.Scanner) (Definition, error) {
 	var d Definition
 	var omfang string
 	if err := sc.Scan(&d.GUID, &d.Navn, &d.PartKode, &d.TypePi, &omfang); err != nil {
@@ -159,7 +159,7 @@ func (s *sqlStore) GetDefinition(ctx context.Context, guid string) (Definition, 
 }
 
 func (s *sqlStore) ListDefinitions(ctx context.Context) ([]Definition, error) {
-	return query(ctx, s.db, definitionSelect+` ORDER BY navn, guid`, nil, scanDefinition)
+	return store.Query(ctx, s.db, definitionSelect+` ORDER BY navn, guid`, nil, scanDefinition)
 }
 
 func (s *sqlStore) SetSetting(ctx context.Context, in Setting, event func(Setting) (OutboxEvent, error)) (bool, error) {
@@ -207,7 +207,7 @@ func (s *sqlStore) SetSetting(ctx context.Context, in Setting, event func(Settin
 const settingSelect = `SELECT s.fnr, s.definition_guid, s.aktiv, s.tidspunkt_ms, s.evidence_mime, s.sekvensnummer, s.create_time_ms,
 	s.change_time_ms, d.navn, d.part_kode, d.type_pi FROM settings s JOIN definitions d ON d.guid = s.definition_guid`
 
-func scanSetting(sc interface{ Scan(...any) error }) (Setting, error) {
+func scanSetting(sc store.Scanner) (Setting, error) {
 	var st Setting
 	var tidspunkt, created, changed int64
 	err := sc.Scan(&st.Fnr, &st.DefinitionGUID, &st.Aktiv, &tidspunkt, &st.EvidenceMime, &st.Seq, &created, &changed,
@@ -225,28 +225,11 @@ func (s *sqlStore) GetSetting(ctx context.Context, fnr, guid string) (Setting, e
 }
 
 func (s *sqlStore) ActiveForPart(ctx context.Context, fnr, partKode string) ([]Setting, error) {
-	return query(ctx, s.db, settingSelect+` WHERE s.fnr = ? AND d.part_kode = ? AND s.aktiv = 1 ORDER BY s.sekvensnummer`,
+	return store.Query(ctx, s.db, settingSelect+` WHERE s.fnr = ? AND d.part_kode = ? AND s.aktiv = 1 ORDER BY s.sekvensnummer`,
 		[]any{fnr, partKode}, scanSetting)
 }
 
 func (s *sqlStore) ActiveForDefinition(ctx context.Context, guid string, after int64, limit int) ([]Setting, error) {
-	return query(ctx, s.db, settingSelect+` WHERE s.definition_guid = ? AND s.aktiv = 1 AND s.sekvensnummer > ?
+	return store.Query(ctx, s.db, settingSelect+` WHERE s.definition_guid = ? AND s.aktiv = 1 AND s.sekvensnummer > ?
 		ORDER BY s.sekvensnummer LIMIT ?`, []any{guid, after, limit}, scanSetting)
-}
-
-func query[T any](ctx context.Context, db *store.DB, q string, args []any, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
-	rows, err := db.Read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
 }

@@ -345,7 +345,7 @@ func (s *sqlStore) GetVendor(ctx context.Context, id string) (Vendor, error) {
 }
 
 func (s *sqlStore) ListVendors(ctx context.Context, only string, p Page) ([]Vendor, error) {
-	return list(ctx, s.db, `SELECT id, name, organisation_number, create_time FROM vendors
+	return store.Query(ctx, s.db, `SELECT id, name, organisation_number, create_time FROM vendors
 		WHERE (? = '' OR id = ?) AND name > ? ORDER BY name LIMIT ?`, []any{only, only, p.After, p.Limit},
 		func(sc scanner) (Vendor, error) {
 			var v Vendor
@@ -375,7 +375,7 @@ func (s *sqlStore) GetClientSystem(ctx context.Context, id string) (ClientSystem
 }
 
 func (s *sqlStore) ListClientSystems(ctx context.Context, vendorID string, p Page) ([]ClientSystem, error) {
-	return list(ctx, s.db, systemSelect+` WHERE (? = '' OR vendor_id = ?) AND name > ? ORDER BY name LIMIT ?`,
+	return store.Query(ctx, s.db, systemSelect+` WHERE (? = '' OR vendor_id = ?) AND name > ? ORDER BY name LIMIT ?`,
 		[]any{vendorID, vendorID, p.After, p.Limit}, scanSystem)
 }
 
@@ -410,7 +410,7 @@ func (s *sqlStore) GetOrganisation(ctx context.Context, number string) (Organisa
 }
 
 func (s *sqlStore) ListOrganisations(ctx context.Context, only string, p Page) ([]Organisation, error) {
-	return list(ctx, s.db, `SELECT organisation_number, name, parent_number, create_time FROM organisations
+	return store.Query(ctx, s.db, `SELECT organisation_number, name, parent_number, create_time FROM organisations
 		WHERE (? = '' OR organisation_number = ?) AND organisation_number > ? ORDER BY organisation_number LIMIT ?`,
 		[]any{only, only, p.After, p.Limit}, func(sc scanner) (Organisation, error) {
 			var o Organisation
@@ -419,24 +419,6 @@ func (s *sqlStore) ListOrganisations(ctx context.Context, only string, p Page) (
 			o.CreateTime = time.Unix(created, 0).UTC()
 			return o, err
 		})
-}
-
-// list runs a query and scans every row.
-func list[T any](ctx context.Context, db *store.DB, query string, args []any, scan func(scanner) (T, error)) ([]T, error) {
-	rows, err := db.Read.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
 }
 
 // insert runs one insert and records its change in the same transaction.
@@ -492,7 +474,8 @@ const clientSelect = `SELECT c.client_id, c.name, c.organisation_number, c.clien
 	c.create_time, COALESCE(o.parent_number, ''), c.admin_role, c.admin_tenant FROM clients c
 	LEFT JOIN organisations o ON o.organisation_number = c.organisation_number`
 
-type scanner interface{ Scan(dest ...any) error }
+// scanner is a row to scan.
+type scanner = store.Scanner
 
 func scanClient(row scanner) (Client, error) {
 	var (
@@ -515,7 +498,7 @@ func scanClient(row scanner) (Client, error) {
 
 func (s *sqlStore) ListClients(ctx context.Context, orgnr string, p Page) ([]Client, error) {
 	name, id, _ := strings.Cut(p.After, "\x00")
-	return list(ctx, s.db, clientSelect+` WHERE (? = '' OR c.organisation_number = ?) AND (c.name, c.client_id) > (?, ?)
+	return store.Query(ctx, s.db, clientSelect+` WHERE (? = '' OR c.organisation_number = ?) AND (c.name, c.client_id) > (?, ?)
 		ORDER BY c.name, c.client_id LIMIT ?`, []any{orgnr, orgnr, name, id, p.Limit}, scanClient)
 }
 
@@ -540,7 +523,7 @@ func (s *sqlStore) ClientSecrets(ctx context.Context, id string) (Client, []Secr
 	if err != nil {
 		return Client{}, nil, err
 	}
-	secrets, err := list(ctx, s.db, secretSelect+` WHERE client_id = ? ORDER BY create_time, id`, []any{id}, scanSecret)
+	secrets, err := store.Query(ctx, s.db, secretSelect+` WHERE client_id = ? ORDER BY create_time, id`, []any{id}, scanSecret)
 	return c, secrets, err
 }
 
@@ -565,7 +548,7 @@ func (s *sqlStore) AddKey(ctx context.Context, clientID string, k Key) error {
 }
 
 func (s *sqlStore) ListKeys(ctx context.Context, clientID string) ([]Key, error) {
-	return list(ctx, s.db, `SELECT kid, kty, alg, jwk, create_time FROM client_keys WHERE client_id = ? ORDER BY create_time, kid`,
+	return store.Query(ctx, s.db, `SELECT kid, kty, alg, jwk, create_time FROM client_keys WHERE client_id = ? ORDER BY create_time, kid`,
 		[]any{clientID}, func(sc scanner) (Key, error) {
 			var k Key
 			var created int64
@@ -600,7 +583,7 @@ func (s *sqlStore) UseAssertion(ctx context.Context, clientID, jti string, exp, 
 }
 
 func (s *sqlStore) ListAuditEvents(ctx context.Context, objectType, objectID string, beforeID int64, limit int) ([]AuditEvent, error) {
-	return list(ctx, s.db, `SELECT id, time_ms, actor_client_id, actor_role, action, object_type, object_id, before_json, after_json,
+	return store.Query(ctx, s.db, `SELECT id, time_ms, actor_client_id, actor_role, action, object_type, object_id, before_json, after_json,
 		korrelasjons_id FROM audit_events WHERE (? = '' OR object_type = ?) AND (? = '' OR object_id = ?) AND (? <= 0 OR id < ?)
 		ORDER BY id DESC LIMIT ?`, []any{objectType, objectType, objectID, objectID, beforeID, beforeID, limit},
 		func(sc scanner) (AuditEvent, error) {
@@ -723,7 +706,7 @@ func (s *sqlStore) GetAPIResource(ctx context.Context, id string) (APIResource, 
 }
 
 func (s *sqlStore) ListAPIResources(ctx context.Context, p Page) ([]APIResource, error) {
-	return list(ctx, s.db, apiSelect+` WHERE a.audience > ? ORDER BY a.audience LIMIT ?`, []any{p.After, p.Limit}, scanAPI)
+	return store.Query(ctx, s.db, apiSelect+` WHERE a.audience > ? ORDER BY a.audience LIMIT ?`, []any{p.After, p.Limit}, scanAPI)
 }
 
 func (s *sqlStore) AddAPIScope(ctx context.Context, apiID, scope string) error {
@@ -785,7 +768,7 @@ func putGrant(ctx context.Context, tx *sql.Tx, g Grant) error {
 }
 
 func (s *sqlStore) ListGrants(ctx context.Context, clientID, apiID string) ([]Grant, error) {
-	return list(ctx, s.db, grantSelect+` WHERE (? = '' OR client_id = ?)
+	return store.Query(ctx, s.db, grantSelect+` WHERE (? = '' OR client_id = ?)
 		AND (? = '' OR scope IN (SELECT scope FROM api_scopes WHERE api_id = ?)) ORDER BY client_id, scope`,
 		[]any{clientID, clientID, apiID, apiID}, scanGrant)
 }
