@@ -11,7 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/metadata"
 
@@ -117,20 +119,31 @@ func TestPVKSetCheckAndFetch(t *testing.T) {
 	forPart = s.pvkCall("HentInnbyggersPiForPart", tok, map[string]any{"innbyggerFnr": fnr, "partKode": "DEMO"})
 	require.Empty(t, forPart.body["personverninnstillinger"], "inactive settings are not listed")
 
-	// Every change, and only changes, left an outbox row in the same transaction.
+	// Every change, and only changes, reached the change stream through the outbox, as CloudEvents with
+	// Nats-Msg-Id = event id on the citizen's partition subject; the outbox is empty after.
+	events := s.streamEvents(3)
+	require.Len(t, events, 3)
+	for i, m := range events {
+		var ev map[string]any
+		require.NoError(t, json.Unmarshal(m.Data(), &ev))
+		require.Equal(t, "1.0", ev["specversion"])
+		require.Equal(t, pvk.EventType, ev["type"])
+		require.Equal(t, ev["id"], m.Headers().Get("Nats-Msg-Id"))
+		require.True(t, strings.HasPrefix(m.Subject(), pvk.SubjectPrefix))
+		require.NotContains(t, m.Subject(), fnr)
+		data := ev["data"].(map[string]any)
+		require.Equal(t, float64(i+1), data["sekvensnummer"])
+		if i < 2 {
+			require.Equal(t, fnr, data["innbyggerFnr"])
+			require.Equal(t, events[0].Subject(), m.Subject(), "one citizen, one partition")
+		}
+	}
 	db, err := sql.Open("sqlite", filepath.Join(s.cfg.DataDir, "pvk.db"))
 	require.NoError(t, err)
 	defer db.Close()
 	var rows int
 	require.NoError(t, db.QueryRow(`SELECT COUNT(*) FROM outbox`).Scan(&rows))
-	require.Equal(t, 3, rows)
-	var payload string
-	require.NoError(t, db.QueryRow(`SELECT payload FROM outbox ORDER BY id LIMIT 1`).Scan(&payload))
-	var ev map[string]any
-	require.NoError(t, json.Unmarshal([]byte(payload), &ev))
-	require.Equal(t, "1.0", ev["specversion"])
-	require.Equal(t, pvk.EventType, ev["type"])
-	require.Equal(t, fnr, ev["data"].(map[string]any)["innbyggerFnr"])
+	require.Zero(t, rows)
 	require.NotContains(t, s.logs.String(), fnr, "an fnr never reaches the logs")
 }
 
@@ -269,4 +282,30 @@ func TestPVKInitialSyncPagesThrough10000Settings(t *testing.T) {
 	}
 	require.Len(t, seen, n, "every citizen exactly once")
 	require.Equal(t, 10, pages, "ten full pages, the last saying 0")
+}
+
+// streamEvents waits until PVK's change stream holds n messages and returns them in stream order.
+func (s *testServer) streamEvents(n int) []jetstream.Msg {
+	s.t.Helper()
+	js, err := jetstream.New(s.nc)
+	require.NoError(s.t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.EventuallyWithT(s.t, func(c *assertCollect) {
+		st, err := js.Stream(ctx, pvk.StreamName)
+		require.NoError(c, err)
+		info, err := st.Info(ctx)
+		require.NoError(c, err)
+		require.Equal(c, uint64(n), info.State.Msgs)
+	}, 5*time.Second, 20*time.Millisecond)
+	cons, err := js.OrderedConsumer(ctx, pvk.StreamName, jetstream.OrderedConsumerConfig{})
+	require.NoError(s.t, err)
+	batch, err := cons.FetchNoWait(n)
+	require.NoError(s.t, err)
+	var out []jetstream.Msg
+	for m := range batch.Messages() {
+		out = append(out, m)
+	}
+	require.NoError(s.t, batch.Error())
+	return out
 }

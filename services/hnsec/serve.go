@@ -60,6 +60,7 @@ type serveConfig struct {
 	InternalCredentialFile string
 	ClientAuth             clientauth.Config
 	Registry               registry.Config
+	PVK                    pvk.Config
 	STS                    sts.Config
 }
 
@@ -80,6 +81,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "listen address for Go's pprof profiles (/debug/pprof/); off when empty")
 	c.ClientAuth.RegisterFlags(fs)
 	c.Registry.RegisterFlags(fs)
+	c.PVK.RegisterFlags(fs)
 	c.STS.RegisterFlags(fs)
 }
 
@@ -128,7 +130,7 @@ var graph = map[string]module{
 	"registry":      {deps: []string{"nats", "grpc"}, init: (*app).initRegistry},
 	"sts":           {deps: []string{"nats", "grpc", "clientauth"}, init: (*app).initSTS},
 	"introspection": {deps: []string{"nats", "grpc", "clientauth"}, init: (*app).initIntrospection},
-	"pvk":           {deps: []string{"grpc"}, init: (*app).initPVK},
+	"pvk":           {deps: []string{"nats", "grpc"}, init: (*app).initPVK},
 	"gateway":       {deps: []string{"grpc"}, init: (*app).initGateway},
 }
 
@@ -356,13 +358,14 @@ func (a *app) initIntrospection(ctx context.Context) error {
 }
 
 func (a *app) initPVK(ctx context.Context) error {
-	srv, db, err := pvk.Open(ctx, a.storeConfig(), introspectionv1.NewIntrospectionServiceClient(a.conn),
+	srv, db, err := pvk.Open(ctx, a.cfg.PVK, a.storeConfig(), a.bus.Conn, introspectionv1.NewIntrospectionServiceClient(a.conn),
 		stsv1.NewTokenServiceClient(a.conn), "urn:hnsec:pvk:"+a.cfg.STS.Issuer, a.log.With("service", "pvk"))
 	if err != nil {
 		return err
 	}
 	a.closers = append(a.closers, db.Close)
 	pvkv1.RegisterPrivacySettingsServiceServer(a.register, srv)
+	a.addLoop(ctx, srv.Run)
 	return srv.Bootstrap(ctx, a.cfg.Dev)
 }
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 
@@ -31,6 +32,7 @@ type testServer struct {
 	cfg     serveConfig
 	base    string
 	natsURL string
+	nc      *nats.Conn
 	dev     registry.Credentials
 	logs    *syncBuffer
 	conn    *grpc.ClientConn
@@ -85,7 +87,7 @@ func startTestServer(t *testing.T, cfg serveConfig) *testServer {
 	require.NoError(t, err)
 	s := &testServer{t: t, cfg: cfg, base: "http://" + a.httpAddr(), logs: logs, cancel: cancel, done: make(chan error, 1)}
 	if a.bus != nil {
-		s.natsURL = a.bus.ClientURL()
+		s.natsURL, s.nc = a.bus.ClientURL(), a.bus.Conn
 	}
 	if a.devClient != nil {
 		s.dev = *a.devClient

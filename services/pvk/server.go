@@ -20,6 +20,8 @@ import (
 	"github.com/hnsec/hnsec/pkg/scope"
 	"github.com/hnsec/hnsec/pkg/secrets"
 	"github.com/hnsec/hnsec/pkg/store"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Partitions is how many partitions change events are spread over: a citizen's changes always land in
@@ -32,7 +34,9 @@ const EventType = "no.helsenorge.pvk.personverninnstilling.endret"
 // Server implements PrivacySettingsService.
 type Server struct {
 	pvkv1.UnimplementedPrivacySettingsServiceServer
+	cfg           Config
 	store         Store
+	relay         *relay
 	partitionKey  []byte
 	introspection introspectionv1.IntrospectionServiceClient
 	sts           stsv1.TokenServiceClient
@@ -43,8 +47,16 @@ type Server struct {
 var _ pvkv1.PrivacySettingsServiceServer = (*Server)(nil)
 
 // Open migrates PVK's database and returns the server. source is the CloudEvents source of its events.
-func Open(ctx context.Context, storeCfg store.Config, introspection introspectionv1.IntrospectionServiceClient,
+// Run must be running for changes to reach the stream.
+func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn, introspection introspectionv1.IntrospectionServiceClient,
 	sts stsv1.TokenServiceClient, source string, log *slog.Logger) (*Server, *store.DB, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, nil, err
+	}
 	db, err := store.Open(ctx, storeCfg, "pvk", migrations)
 	if err != nil {
 		return nil, nil, err
@@ -56,7 +68,17 @@ func Open(ctx context.Context, storeCfg store.Config, introspection introspectio
 		_ = db.Close()
 		return nil, nil, err
 	}
-	return &Server{store: st, partitionKey: key, introspection: introspection, sts: sts, source: source, log: log}, db, nil
+	return &Server{cfg: cfg, store: st, relay: &relay{store: st, js: js, wake: make(chan struct{}, 1)}, partitionKey: key,
+		introspection: introspection, sts: sts, source: source, log: log}, db, nil
+}
+
+// Run makes sure the change stream exists and relays the outbox to it until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	if err := ensureStream(ctx, s.relay.js, s.cfg); err != nil {
+		return err
+	}
+	s.relay.run(ctx, func(err error) { s.log.Error("outbox relay", "err", err) })
+	return nil
 }
 
 // requireScope checks the caller's access token through the introspection service.
@@ -187,6 +209,7 @@ func (s *Server) SettInnbyggersPersonvernInnstilling(ctx context.Context, req *p
 	resp := &pvkv1.SettInnbyggersPersonvernInnstillingResponse{ReturKode: "ok", InstansEndret: "ikkeEndret"}
 	if changed {
 		resp.InstansEndret = "endret"
+		s.relay.notify()
 	}
 	return resp, nil
 }

@@ -100,6 +100,10 @@ type Store interface {
 	// SetSetting stores in unless the stored setting has the same aktiv; a change takes the next
 	// sekvensnummer and stores event(stored) in the outbox in the same transaction.
 	SetSetting(ctx context.Context, in Setting, event func(Setting) (OutboxEvent, error)) (changed bool, err error)
+	// PendingOutbox returns up to limit outbox events in commit order.
+	PendingOutbox(ctx context.Context, limit int) ([]OutboxEvent, error)
+	// DeleteOutbox removes published outbox events up to and including id.
+	DeleteOutbox(ctx context.Context, upTo int64) error
 	// GetSetting returns a citizen's setting; ErrNotFound when there is none.
 	GetSetting(ctx context.Context, fnr, guid string) (Setting, error)
 	// ActiveForPart returns a citizen's active settings of definitions owned by partKode.
@@ -202,6 +206,20 @@ func (s *sqlStore) SetSetting(ctx context.Context, in Setting, event func(Settin
 		return nil
 	})
 	return changed, err
+}
+
+func (s *sqlStore) PendingOutbox(ctx context.Context, limit int) ([]OutboxEvent, error) {
+	return store.Query(ctx, s.db, `SELECT id, change_id, partition, payload FROM outbox ORDER BY id LIMIT ?`, []any{limit},
+		func(sc store.Scanner) (OutboxEvent, error) {
+			var ev OutboxEvent
+			err := sc.Scan(&ev.ID, &ev.ChangeID, &ev.Partition, &ev.Payload)
+			return ev, err
+		})
+}
+
+func (s *sqlStore) DeleteOutbox(ctx context.Context, upTo int64) error {
+	_, err := s.db.Write.ExecContext(ctx, `DELETE FROM outbox WHERE id <= ?`, upTo)
+	return err
 }
 
 const settingSelect = `SELECT s.fnr, s.definition_guid, s.aktiv, s.tidspunkt_ms, s.evidence_mime, s.sekvensnummer, s.create_time_ms,
