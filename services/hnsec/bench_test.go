@@ -50,7 +50,7 @@ type benchTarget struct {
 }
 
 // credentials reads a credentials file of the server's data directory.
-func (t benchTarget) credentials(b *testing.B, file string) registry.Credentials {
+func (t benchTarget) credentials(b testing.TB, file string) registry.Credentials {
 	raw, err := os.ReadFile(filepath.Join(t.dataDir, file))
 	if err != nil {
 		b.Fatal(err)
@@ -62,10 +62,16 @@ func (t benchTarget) credentials(b *testing.B, file string) registry.Credentials
 	return cred
 }
 
-// benchServer starts `hnsec serve --dev` as a child process.
+// benchServer starts `hnsec serve --dev` as a child process on a fresh data directory.
 func benchServer(b *testing.B, extra ...string) benchTarget {
+	t, _ := childServer(b, b.TempDir(), extra...)
+	return t
+}
+
+// childServer starts `hnsec serve --dev` on dir as a child process (stopped with SIGINT at the end of the
+// test unless killed before) and returns it once it serves.
+func childServer(b testing.TB, dir string, extra ...string) (benchTarget, *exec.Cmd) {
 	b.Helper()
-	dir := b.TempDir()
 	args := append([]string{"serve", "--dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"}, extra...)
 	if addr := os.Getenv("HNSEC_BENCH_DEBUG_ADDR"); addr != "" {
 		args = append(args, "--debug-addr", addr) // profile the server: go tool pprof http://ADDR/debug/pprof/profile
@@ -103,11 +109,11 @@ func benchServer(b *testing.B, extra ...string) benchTarget {
 	case s := <-started:
 		t := benchTarget{base: "http://" + s.HTTP, grpcAddr: s.GRPC, dataDir: dir}
 		t.dev = t.credentials(b, registry.DevClientFile)
-		return t
+		return t, cmd
 	case <-time.After(60 * time.Second):
 		b.Fatal("server did not start")
 	}
-	return benchTarget{}
+	return benchTarget{}, cmd
 }
 
 // loadResult is what one load run measured.

@@ -15,6 +15,8 @@ type Config struct {
 	// DuplicateWindow is how long JetStream remembers message ids: a change published again within it
 	// (after a crash between publishing and clearing the outbox) is stored once.
 	DuplicateWindow time.Duration
+	// Relay runs the outbox relay in this process; replicas that only serve the API may leave it to one.
+	Relay bool
 }
 
 // RegisterFlags registers PVK's flags.
@@ -22,6 +24,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.StreamReplicas, "pvk-stream-replicas", 1, "replicas of PVK's change stream (3 in a 3-node NATS cluster)")
 	fs.DurationVar(&c.StreamMaxAge, "pvk-stream-max-age", 7*24*time.Hour, "how long changes stay in the stream for replay")
 	fs.DurationVar(&c.DuplicateWindow, "pvk-duplicate-window", 10*time.Minute, "how long the stream de-duplicates a change published twice")
+	fs.BoolVar(&c.Relay, "pvk-relay", true, "relay PVK's outbox to the change stream in this process (changes wait in the outbox without one)")
 }
 
 // Validate checks the configuration.

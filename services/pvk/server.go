@@ -77,6 +77,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := ensureStream(ctx, s.relay.js, s.cfg); err != nil {
 		return err
 	}
+	if !s.cfg.Relay {
+		<-ctx.Done()
+		return nil
+	}
 	s.relay.run(ctx, func(err error) { s.log.Error("outbox relay", "err", err) })
 	return nil
 }
