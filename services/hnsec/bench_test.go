@@ -15,13 +15,17 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
 	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
 	"github.com/hnsec/hnsec/pkg/grpcx"
+	"github.com/hnsec/hnsec/services/pvk"
 	"github.com/hnsec/hnsec/services/registry"
 )
 
@@ -164,7 +168,12 @@ func runWorkers(n int, d time.Duration, worker func(i int, deadline time.Time) (
 // the answer before the next (like wrk). Raw connections keep the load generator's own CPU cost small, so
 // the figures describe the server.
 func runLoad(addr string, request []byte, conns int, d time.Duration) loadResult {
-	return runWorkers(conns, d, func(_ int, deadline time.Time) ([]time.Duration, int) {
+	return runRequests(addr, func(int, int) []byte { return request }, conns, d)
+}
+
+// runRequests is runLoad with request(worker, i) built for each request.
+func runRequests(addr string, request func(worker, i int) []byte, conns int, d time.Duration) loadResult {
+	return runWorkers(conns, d, func(worker int, deadline time.Time) ([]time.Duration, int) {
 		lat := make([]time.Duration, 0, 1<<16)
 		failed := 0
 		var conn net.Conn
@@ -174,7 +183,7 @@ func runLoad(addr string, request []byte, conns int, d time.Duration) loadResult
 				conn.Close()
 			}
 		}()
-		for time.Now().Before(deadline) {
+		for i := 0; time.Now().Before(deadline); i++ {
 			if conn == nil {
 				c, err := net.Dial("tcp", addr)
 				if err != nil {
@@ -184,7 +193,7 @@ func runLoad(addr string, request []byte, conns int, d time.Duration) loadResult
 				conn, br = c, bufio.NewReaderSize(c, 4096)
 			}
 			t0 := time.Now()
-			_, err := conn.Write(request)
+			_, err := conn.Write(request(worker, i))
 			var resp *http.Response
 			if err == nil {
 				resp, err = http.ReadResponse(br, nil)
@@ -216,8 +225,13 @@ func tokenRequest(host, body string, header ...string) []byte {
 
 // formRequest is a raw HTTP/1.1 form POST to path.
 func formRequest(path, host, body string, header ...string) []byte {
+	return rawPost(path, host, form, body, header...)
+}
+
+// rawPost is a raw HTTP/1.1 POST.
+func rawPost(path, host, contentType, body string, header ...string) []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n", path, host, form, len(body))
+	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n", path, host, contentType, len(body))
 	for _, h := range header {
 		b.WriteString(h + "\r\n")
 	}
@@ -326,6 +340,105 @@ func BenchmarkIntrospect(b *testing.B) {
 	for _, n := range []int{16, 64} {
 		b.Run(fmt.Sprintf("rest/conns=%d", n), func(b *testing.B) {
 			report(b, "rest", n, runLoad(host, rest, n, benchDuration()), "answers/s")
+		})
+	}
+}
+
+// BenchmarkPVK measures privacy setting changes written through REST (each with its outbox row, durably)
+// and the publish lag from commit to the change stream, at 16 and 64 connections.
+func BenchmarkPVK(b *testing.B) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	natsAddr := l.Addr().String()
+	_ = l.Close()
+	srv, _ := childServer(b, b.TempDir(), "--nats-listen", natsAddr)
+	host := strings.TrimPrefix(srv.base, "http://")
+	resp, err := http.Post(srv.base+"/sts/Token", form, strings.NewReader(
+		"grant_type=client_credentials&client_id="+srv.dev.ClientID+"&client_secret="+srv.dev.ClientSecret))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+
+	// Publish lag: receive time minus the change's commit time, for every event in the stream.
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var lagMu sync.Mutex
+	var lags []time.Duration
+	var cons jetstream.Consumer
+	for range 100 { // the stream appears when PVK starts running
+		if cons, err = js.OrderedConsumer(context.Background(), pvk.StreamName, jetstream.OrderedConsumerConfig{}); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var ev struct {
+			Time time.Time `json:"time"`
+		}
+		if json.Unmarshal(m.Data(), &ev) == nil {
+			lagMu.Lock()
+			lags = append(lags, time.Since(ev.Time))
+			lagMu.Unlock()
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Stop()
+
+	fnrs := make([]string, 20000)
+	for i := range fnrs {
+		fnrs[i] = validFnr(i)
+	}
+	auth := "Authorization: Bearer " + tok.AccessToken
+	var pass atomic.Int64
+	request := func(worker, i int) []byte {
+		// Each worker toggles its own citizens, so every write is a real change.
+		n := pass.Load()
+		body := fmt.Sprintf(`{"innbyggerFnr":%q,"definisjonGuid":%q,"typePi":"samtykke","aktiv":%t,"tidspunkt":"2026-11-22T10:00:00Z"}`,
+			fnrs[(worker*300+i)%len(fnrs)], pvk.DemoDefinition.GUID, (int64(i/300)+n)%2 == 0)
+		return rawPost(pvkBase+"SettInnbyggersPersonvernInnstilling", host, "application/json", body, auth)
+	}
+	fmt.Printf("\n%-16s %6s %12s %10s %10s %8s %12s %12s %8s\n", "pvk writes", "conns", "changes/s", "p50", "p99", "errors", "lag p50",
+		"lag p99", "backlog")
+	for _, conns := range []int{16, 64} {
+		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
+			lagMu.Lock()
+			lags = lags[:0]
+			lagMu.Unlock()
+			r := runRequests(host, request, conns, benchDuration())
+			pass.Add(1)
+			_, backlog := pvkCounts(b, srv.dataDir)
+			time.Sleep(500 * time.Millisecond) // let the last changes reach the stream
+			lagMu.Lock()
+			sorted := slices.Clone(lags)
+			lagMu.Unlock()
+			slices.Sort(sorted)
+			lag := loadResult{latencies: sorted}
+			fmt.Printf("%-16s %6d %12.0f %10s %10s %8d %12s %12s %8d\n", "set", conns, r.perSecond(),
+				r.percentile(0.50).Round(10*time.Microsecond), r.percentile(0.99).Round(10*time.Microsecond), r.failed,
+				lag.percentile(0.50).Round(10*time.Microsecond), lag.percentile(0.99).Round(10*time.Microsecond), backlog)
+			b.ReportMetric(r.perSecond(), "changes/s")
+			b.ReportMetric(float64(lag.percentile(0.50).Microseconds())/1000, "lag-p50-ms")
+			b.ReportMetric(float64(lag.percentile(0.99).Microseconds())/1000, "lag-p99-ms")
+			b.ReportMetric(float64(r.failed), "errors")
 		})
 	}
 }

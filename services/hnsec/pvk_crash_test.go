@@ -148,7 +148,7 @@ func childToken(t *testing.T, s benchTarget) string {
 }
 
 // pvkCounts reads how many changes PVK committed and how many wait in its outbox.
-func pvkCounts(t *testing.T, dir string) (committed, pending int64) {
+func pvkCounts(t testing.TB, dir string) (committed, pending int64) {
 	db, err := sql.Open("sqlite", filepath.Join(dir, "pvk.db"))
 	require.NoError(t, err)
 	defer db.Close()

@@ -76,27 +76,49 @@ func (r *relay) run(ctx context.Context, onError func(error)) {
 	}
 }
 
-// drain publishes everything in the outbox.
+// drain publishes everything in the outbox. Each batch is published asynchronously, in commit order on
+// one connection, then every acknowledgement is awaited; the outbox is cleared up to the last event
+// acknowledged without a gap. An event whose acknowledgement was lost is published again later and the
+// stream drops the copy, so it keeps its first place.
 func (r *relay) drain(ctx context.Context) error {
 	for {
 		events, err := r.store.PendingOutbox(ctx, relayBatch)
 		if err != nil || len(events) == 0 {
 			return err
 		}
-		published := int64(0)
+		acks := make([]jetstream.PubAckFuture, 0, len(events))
+		var pubErr error
 		for _, ev := range events {
 			msg := &nats.Msg{Subject: Subject(ev.Partition), Data: ev.Payload, Header: nats.Header{}}
 			msg.Header.Set("Content-Type", "application/cloudevents+json")
-			if _, err := r.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ChangeID)); err != nil {
-				if published > 0 {
-					err = errors.Join(err, r.store.DeleteOutbox(ctx, published))
-				}
-				return fmt.Errorf("publish change: %w", err)
+			f, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ChangeID))
+			if err != nil {
+				pubErr = err
+				break
 			}
-			published = ev.ID
+			acks = append(acks, f)
 		}
-		if err := r.store.DeleteOutbox(ctx, published); err != nil {
-			return err
+		published := int64(0)
+	wait:
+		for i, f := range acks {
+			select {
+			case <-f.Ok():
+				published = events[i].ID
+			case err := <-f.Err():
+				pubErr = err
+				break wait
+			case <-ctx.Done():
+				pubErr = ctx.Err()
+				break wait
+			}
+		}
+		if published > 0 {
+			if err := r.store.DeleteOutbox(ctx, published); err != nil {
+				return errors.Join(pubErr, err)
+			}
+		}
+		if pubErr != nil {
+			return fmt.Errorf("publish change: %w", pubErr)
 		}
 		if len(events) < relayBatch {
 			return nil

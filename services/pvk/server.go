@@ -36,6 +36,7 @@ type Server struct {
 	pvkv1.UnimplementedPrivacySettingsServiceServer
 	cfg           Config
 	store         Store
+	writes        *store.Batcher[*Write]
 	relay         *relay
 	partitionKey  []byte
 	introspection introspectionv1.IntrospectionServiceClient
@@ -68,21 +69,35 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 		_ = db.Close()
 		return nil, nil, err
 	}
-	return &Server{cfg: cfg, store: st, relay: &relay{store: st, js: js, wake: make(chan struct{}, 1)}, partitionKey: key,
-		introspection: introspection, sts: sts, source: source, log: log}, db, nil
+	s := &Server{cfg: cfg, store: st, relay: &relay{store: st, js: js, wake: make(chan struct{}, 1)}, partitionKey: key,
+		introspection: introspection, sts: sts, source: source, log: log}
+	// Writes are group-committed: concurrent changes share one transaction and one fsync.
+	s.writes = store.NewBatcher(maxBatch, 0, func(ctx context.Context, ws []*Write) error {
+		if err := st.SetSettings(ctx, ws, s.event); err != nil {
+			return err
+		}
+		s.relay.notify()
+		return nil
+	})
+	return s, db, nil
 }
 
-// Run makes sure the change stream exists and relays the outbox to it until ctx ends.
+// maxBatch bounds the setting writes in one transaction.
+const maxBatch = 256
+
+// Run writes settings, makes sure the change stream exists and relays the outbox to it until ctx ends;
+// then it writes what is still queued.
 func (s *Server) Run(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- s.writes.Run(ctx) }()
 	if err := ensureStream(ctx, s.relay.js, s.cfg); err != nil {
 		return err
 	}
-	if !s.cfg.Relay {
-		<-ctx.Done()
-		return nil
+	if s.cfg.Relay {
+		s.relay.run(ctx, func(err error) { s.log.Error("outbox relay", "err", err) })
 	}
-	s.relay.run(ctx, func(err error) { s.log.Error("outbox relay", "err", err) })
-	return nil
+	<-ctx.Done()
+	return <-done
 }
 
 // requireScope checks the caller's access token through the introspection service.
@@ -204,16 +219,14 @@ func (s *Server) SettInnbyggersPersonvernInnstilling(ctx context.Context, req *p
 	if err != nil {
 		return nil, err
 	}
-	changed, err := s.store.SetSetting(ctx, Setting{Fnr: req.GetInnbyggerFnr(), DefinitionGUID: def.GUID, Aktiv: req.GetAktiv(),
-		Tidspunkt: tidspunkt, EvidenceMime: req.GetSignertBevisMimeType(), Evidence: evidence, ChangeTime: time.Now().UTC(), Definition: def},
-		s.event)
-	if err != nil {
+	w := &Write{In: Setting{Fnr: req.GetInnbyggerFnr(), DefinitionGUID: def.GUID, Aktiv: req.GetAktiv(), Tidspunkt: tidspunkt,
+		EvidenceMime: req.GetSignertBevisMimeType(), Evidence: evidence, ChangeTime: time.Now().UTC(), Definition: def}}
+	if err := s.writes.Submit(ctx, w); err != nil {
 		return nil, err
 	}
 	resp := &pvkv1.SettInnbyggersPersonvernInnstillingResponse{ReturKode: "ok", InstansEndret: "ikkeEndret"}
-	if changed {
+	if w.Changed {
 		resp.InstansEndret = "endret"
-		s.relay.notify()
 	}
 	return resp, nil
 }

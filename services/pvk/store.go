@@ -79,6 +79,12 @@ type Setting struct {
 	Definition     Definition
 }
 
+// Write is one setting write of a batch, with its result.
+type Write struct {
+	In      Setting
+	Changed bool
+}
+
 // OutboxEvent is a change waiting for the relay.
 type OutboxEvent struct {
 	ID        int64
@@ -97,9 +103,10 @@ type Store interface {
 	GetDefinition(ctx context.Context, guid string) (Definition, error)
 	// ListDefinitions returns every definition.
 	ListDefinitions(ctx context.Context) ([]Definition, error)
-	// SetSetting stores in unless the stored setting has the same aktiv; a change takes the next
-	// sekvensnummer and stores event(stored) in the outbox in the same transaction.
-	SetSetting(ctx context.Context, in Setting, event func(Setting) (OutboxEvent, error)) (changed bool, err error)
+	// SetSettings applies the writes in order in one transaction: each stores its setting unless the
+	// stored one has the same aktiv; a change takes the next sekvensnummer, stores event(stored) in the
+	// outbox and sets the write's Changed.
+	SetSettings(ctx context.Context, writes []*Write, event func(Setting) (OutboxEvent, error)) error
 	// PendingOutbox returns up to limit outbox events in commit order.
 	PendingOutbox(ctx context.Context, limit int) ([]OutboxEvent, error)
 	// DeleteOutbox removes published outbox events up to and including id.
@@ -166,46 +173,53 @@ func (s *sqlStore) ListDefinitions(ctx context.Context) ([]Definition, error) {
 	return store.Query(ctx, s.db, definitionSelect+` ORDER BY navn, guid`, nil, scanDefinition)
 }
 
-func (s *sqlStore) SetSetting(ctx context.Context, in Setting, event func(Setting) (OutboxEvent, error)) (bool, error) {
-	changed := false
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		var aktiv bool
-		var created int64
-		err := tx.QueryRowContext(ctx, `SELECT aktiv, create_time_ms FROM settings WHERE fnr = ? AND definition_guid = ?`,
-			in.Fnr, in.DefinitionGUID).Scan(&aktiv, &created)
-		switch {
-		case err == nil && aktiv == in.Aktiv:
-			return nil
-		case err == nil:
-			in.CreateTime = time.UnixMilli(created)
-		case errors.Is(err, sql.ErrNoRows):
-			in.CreateTime = in.ChangeTime
-		default:
-			return err
+func (s *sqlStore) SetSettings(ctx context.Context, writes []*Write, event func(Setting) (OutboxEvent, error)) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		for _, w := range writes {
+			changed, err := setSetting(ctx, tx, w.In, event)
+			if err != nil {
+				return err
+			}
+			w.Changed = changed
 		}
-		if err := tx.QueryRowContext(ctx, `UPDATE sequence SET value = value + 1 WHERE id = 1 RETURNING value`).Scan(&in.Seq); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO settings (fnr, definition_guid, aktiv, tidspunkt_ms, evidence_mime, evidence,
-			sekvensnummer, create_time_ms, change_time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (fnr, definition_guid) DO UPDATE SET aktiv = excluded.aktiv, tidspunkt_ms = excluded.tidspunkt_ms,
-			evidence_mime = excluded.evidence_mime, evidence = excluded.evidence, sekvensnummer = excluded.sekvensnummer,
-			change_time_ms = excluded.change_time_ms`, in.Fnr, in.DefinitionGUID, in.Aktiv, in.Tidspunkt.UnixMilli(), in.EvidenceMime,
-			in.Evidence, in.Seq, in.CreateTime.UnixMilli(), in.ChangeTime.UnixMilli()); err != nil {
-			return err
-		}
-		ev, err := event(in)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (change_id, partition, payload, create_time_ms) VALUES (?, ?, ?, ?)`,
-			ev.ChangeID, ev.Partition, ev.Payload, in.ChangeTime.UnixMilli()); err != nil {
-			return err
-		}
-		changed = true
 		return nil
 	})
-	return changed, err
+}
+
+// setSetting is one write of SetSettings.
+func setSetting(ctx context.Context, tx *sql.Tx, in Setting, event func(Setting) (OutboxEvent, error)) (bool, error) {
+	var aktiv bool
+	var created int64
+	err := tx.QueryRowContext(ctx, `SELECT aktiv, create_time_ms FROM settings WHERE fnr = ? AND definition_guid = ?`,
+		in.Fnr, in.DefinitionGUID).Scan(&aktiv, &created)
+	switch {
+	case err == nil && aktiv == in.Aktiv:
+		return false, nil
+	case err == nil:
+		in.CreateTime = time.UnixMilli(created)
+	case errors.Is(err, sql.ErrNoRows):
+		in.CreateTime = in.ChangeTime
+	default:
+		return false, err
+	}
+	if err := tx.QueryRowContext(ctx, `UPDATE sequence SET value = value + 1 WHERE id = 1 RETURNING value`).Scan(&in.Seq); err != nil {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO settings (fnr, definition_guid, aktiv, tidspunkt_ms, evidence_mime, evidence,
+		sekvensnummer, create_time_ms, change_time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (fnr, definition_guid) DO UPDATE SET aktiv = excluded.aktiv, tidspunkt_ms = excluded.tidspunkt_ms,
+		evidence_mime = excluded.evidence_mime, evidence = excluded.evidence, sekvensnummer = excluded.sekvensnummer,
+		change_time_ms = excluded.change_time_ms`, in.Fnr, in.DefinitionGUID, in.Aktiv, in.Tidspunkt.UnixMilli(), in.EvidenceMime,
+		in.Evidence, in.Seq, in.CreateTime.UnixMilli(), in.ChangeTime.UnixMilli()); err != nil {
+		return false, err
+	}
+	ev, err := event(in)
+	if err != nil {
+		return false, err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO outbox (change_id, partition, payload, create_time_ms) VALUES (?, ?, ?, ?)`,
+		ev.ChangeID, ev.Partition, ev.Payload, in.ChangeTime.UnixMilli())
+	return err == nil, err
 }
 
 func (s *sqlStore) PendingOutbox(ctx context.Context, limit int) ([]OutboxEvent, error) {
