@@ -18,6 +18,8 @@ const (
 	PVKRead = "nhn:helsenorge.eksternapi/personverninnstilling_read"
 	// PVKWrite lets a client set privacy settings (PVK).
 	PVKWrite = "nhn:helsenorge.eksternapi/personverninnstilling_write"
+	// PVKReplication lets a client subscribe to PVK's changes.
+	PVKReplication = "nhn:helsenorge.eksternapi/personverninnstilling_replikering"
 )
 
 // MaxScopes bounds how many scopes one request or client may name.

@@ -65,6 +65,9 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 	if err := pvkv1.RegisterPrivacySettingsServiceHandlerClient(ctx, mux, pvkv1.NewPrivacySettingsServiceClient(conn)); err != nil {
 		return nil, err
 	}
+	if err := pvkv1.RegisterSubscriptionsServiceHandlerClient(ctx, mux, pvkv1.NewSubscriptionsServiceClient(conn)); err != nil {
+		return nil, err
+	}
 	if err := registryv1.RegisterClientRegistryServiceHandlerClient(ctx, mux, registryv1.NewClientRegistryServiceClient(conn)); err != nil {
 		return nil, err
 	}

@@ -365,7 +365,13 @@ func (a *app) initPVK(ctx context.Context) error {
 	}
 	a.closers = append(a.closers, db.Close)
 	pvkv1.RegisterPrivacySettingsServiceServer(a.register, srv)
+	subs, err := pvk.NewSubscriptions(srv)
+	if err != nil {
+		return err
+	}
+	pvkv1.RegisterSubscriptionsServiceServer(a.register, subs)
 	a.addLoop(ctx, srv.Run)
+	a.addLoop(ctx, subs.Run)
 	return srv.Bootstrap(ctx, a.cfg.Dev)
 }
 

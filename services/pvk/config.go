@@ -3,7 +3,11 @@ package pvk
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"time"
+
+	"github.com/hnsec/hnsec/pkg/flagx"
+	"github.com/hnsec/hnsec/pkg/ssrf"
 )
 
 // Config is PVK's configuration.
@@ -17,20 +21,35 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// Relay runs the outbox relay in this process; replicas that only serve the API may leave it to one.
 	Relay bool
+	// AckWait is how long a pulled change waits for its acknowledgement before it is handed out again.
+	AckWait time.Duration
+	// WebhookAllowCIDRs admit webhook addresses the rules would refuse (loopback, private, ...).
+	WebhookAllowCIDRs flagList
+	// WebhookAllowHTTPHosts may be called over plain http.
+	WebhookAllowHTTPHosts flagList
 }
+
+// flagList is a repeatable, comma-separable string flag.
+type flagList = flagx.StringList
 
 // RegisterFlags registers PVK's flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.StreamReplicas, "pvk-stream-replicas", 1, "replicas of PVK's change stream (3 in a 3-node NATS cluster)")
 	fs.DurationVar(&c.StreamMaxAge, "pvk-stream-max-age", 7*24*time.Hour, "how long changes stay in the stream for replay")
 	fs.DurationVar(&c.DuplicateWindow, "pvk-duplicate-window", 10*time.Minute, "how long the stream de-duplicates a change published twice")
+	fs.DurationVar(&c.AckWait, "pvk-ack-wait", 30*time.Second, "how long a pulled change waits for its acknowledgement before it comes back")
+	fs.Var(&c.WebhookAllowCIDRs, "webhook-allow-cidr", "network whose addresses webhooks may use although private, loopback or link-local (repeatable)")
+	fs.Var(&c.WebhookAllowHTTPHosts, "webhook-allow-http-host", "host webhooks may call over plain http (repeatable)")
 	fs.BoolVar(&c.Relay, "pvk-relay", true, "relay PVK's outbox to the change stream in this process (changes wait in the outbox without one)")
 }
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
-	if c.StreamReplicas < 1 || c.StreamReplicas > 5 || c.StreamMaxAge <= 0 || c.DuplicateWindow <= 0 {
-		return errors.New("--pvk-stream-replicas must be 1 to 5, --pvk-stream-max-age and --pvk-duplicate-window positive")
+	if _, err := ssrf.ParseCIDRs(c.WebhookAllowCIDRs); err != nil {
+		return fmt.Errorf("--webhook-allow-cidr: %w", err)
+	}
+	if c.StreamReplicas < 1 || c.StreamReplicas > 5 || c.StreamMaxAge <= 0 || c.DuplicateWindow <= 0 || c.AckWait < time.Second {
+		return errors.New("--pvk-stream-replicas must be 1 to 5, --pvk-stream-max-age and --pvk-duplicate-window positive, --pvk-ack-wait at least 1s")
 	}
 	return nil
 }

@@ -102,21 +102,28 @@ func (s *Server) Run(ctx context.Context) error {
 
 // requireScope checks the caller's access token through the introspection service.
 func (s *Server) requireScope(ctx context.Context, need string) error {
+	_, err := s.introspect(ctx, need)
+	return err
+}
+
+// introspect returns the introspection answer for the caller's access token when it is active and
+// carries the scope need.
+func (s *Server) introspect(ctx context.Context, need string) (*introspectionv1.IntrospectResponse, error) {
 	tok := authz.BearerToken(ctx)
 	if tok == "" {
-		return apierr.WithCode(apierr.InvalidToken, codeUnauthenticated, "a bearer access token is required")
+		return nil, apierr.WithCode(apierr.InvalidToken, codeUnauthenticated, "a bearer access token is required")
 	}
 	resp, err := s.introspection.Introspect(ctx, &introspectionv1.IntrospectRequest{Token: tok})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !resp.GetActive() {
-		return apierr.WithCode(apierr.InvalidToken, codeUnauthenticated, "the access token is not active")
+		return nil, apierr.WithCode(apierr.InvalidToken, codeUnauthenticated, "the access token is not active")
 	}
 	if !slices.Contains(splitScope(resp.GetScope()), need) {
-		return apierr.WithCode(apierr.PermissionDenied, codeForbidden, "the access token lacks scope %s", need)
+		return nil, apierr.WithCode(apierr.PermissionDenied, codeForbidden, "the access token lacks scope %s", need)
 	}
-	return nil
+	return resp, nil
 }
 
 func splitScope(s string) []string {

@@ -49,6 +49,17 @@ CREATE TABLE outbox (
 	payload        BLOB NOT NULL,
 	create_time_ms INTEGER NOT NULL
 );
+`, `
+CREATE TABLE subscriptions (
+	id             TEXT PRIMARY KEY,
+	subscriber     TEXT NOT NULL,
+	filters        TEXT NOT NULL,
+	webhook_url    TEXT NOT NULL,
+	x_auth         INTEGER NOT NULL,
+	status         INTEGER NOT NULL,
+	create_time_ms INTEGER NOT NULL
+);
+CREATE INDEX subscriptions_subscriber ON subscriptions(subscriber);
 `}
 
 // Definition is a privacy setting definition.
@@ -77,6 +88,24 @@ type Setting struct {
 	CreateTime     time.Time
 	ChangeTime     time.Time
 	Definition     Definition
+}
+
+// Subscription is a subscriber's interest in changes.
+type Subscription struct {
+	ID         string
+	Subscriber string
+	Filters    Filters
+	WebhookURL string // empty for pull delivery
+	XAuth      bool
+	Status     int32 // pvkv1.SubscriptionStatus
+	CreateTime time.Time
+}
+
+// Filters select changes; an empty list matches everything.
+type Filters struct {
+	DefinitionGUIDs []string `json:"definisjonGuids,omitempty"`
+	TypesPi         []string `json:"typePis,omitempty"`
+	PartKoder       []string `json:"partKoder,omitempty"`
 }
 
 // Write is one setting write of a batch, with its result.
@@ -111,6 +140,17 @@ type Store interface {
 	PendingOutbox(ctx context.Context, limit int) ([]OutboxEvent, error)
 	// DeleteOutbox removes published outbox events up to and including id.
 	DeleteOutbox(ctx context.Context, upTo int64) error
+	// CreateSubscription stores a subscription.
+	CreateSubscription(ctx context.Context, s Subscription) error
+	// GetSubscription returns a subscription; ErrNotFound when there is none.
+	GetSubscription(ctx context.Context, id string) (Subscription, error)
+	// ListSubscriptions returns a subscriber's subscriptions (every one when subscriber is empty).
+	ListSubscriptions(ctx context.Context, subscriber string) ([]Subscription, error)
+	// SetSubscriptionStatus changes a subscription's status from one of from; ErrNotFound when there is
+	// none, and the returned error from check when its status is not one of them.
+	SetSubscriptionStatus(ctx context.Context, id string, check func(Subscription) error, to int32) (Subscription, error)
+	// DeleteSubscription removes a subscription.
+	DeleteSubscription(ctx context.Context, id string) error
 	// GetSetting returns a citizen's setting; ErrNotFound when there is none.
 	GetSetting(ctx context.Context, fnr, guid string) (Setting, error)
 	// ActiveForPart returns a citizen's active settings of definitions owned by partKode.
@@ -233,6 +273,64 @@ func (s *sqlStore) PendingOutbox(ctx context.Context, limit int) ([]OutboxEvent,
 
 func (s *sqlStore) DeleteOutbox(ctx context.Context, upTo int64) error {
 	_, err := s.db.Write.ExecContext(ctx, `DELETE FROM outbox WHERE id <= ?`, upTo)
+	return err
+}
+
+func (s *sqlStore) CreateSubscription(ctx context.Context, sub Subscription) error {
+	filters, err := json.Marshal(sub.Filters)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.Write.ExecContext(ctx, `INSERT INTO subscriptions (id, subscriber, filters, webhook_url, x_auth, status, create_time_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, sub.ID, sub.Subscriber, string(filters), sub.WebhookURL, sub.XAuth, sub.Status, sub.CreateTime.UnixMilli())
+	return err
+}
+
+const subscriptionSelect = `SELECT id, subscriber, filters, webhook_url, x_auth, status, create_time_ms FROM subscriptions`
+
+func scanSubscription(sc store.Scanner) (Subscription, error) {
+	var sub Subscription
+	var filters string
+	var created int64
+	if err := sc.Scan(&sub.ID, &sub.Subscriber, &filters, &sub.WebhookURL, &sub.XAuth, &sub.Status, &created); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return Subscription{}, store.ErrNotFound
+		}
+		return Subscription{}, err
+	}
+	sub.CreateTime = time.UnixMilli(created).UTC()
+	return sub, json.Unmarshal([]byte(filters), &sub.Filters)
+}
+
+func (s *sqlStore) GetSubscription(ctx context.Context, id string) (Subscription, error) {
+	return scanSubscription(s.db.Read.QueryRowContext(ctx, subscriptionSelect+` WHERE id = ?`, id))
+}
+
+func (s *sqlStore) ListSubscriptions(ctx context.Context, subscriber string) ([]Subscription, error) {
+	return store.Query(ctx, s.db, subscriptionSelect+` WHERE ? = '' OR subscriber = ? ORDER BY create_time_ms, id`,
+		[]any{subscriber, subscriber}, scanSubscription)
+}
+
+func (s *sqlStore) SetSubscriptionStatus(ctx context.Context, id string, check func(Subscription) error, to int32) (Subscription, error) {
+	var out Subscription
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		sub, err := scanSubscription(tx.QueryRowContext(ctx, subscriptionSelect+` WHERE id = ?`, id))
+		if err != nil {
+			return err
+		}
+		if err := check(sub); err != nil {
+			return err
+		}
+		sub.Status = to
+		out = sub
+		_, err = tx.ExecContext(ctx, `UPDATE subscriptions SET status = ? WHERE id = ?`, to, id)
+		return err
+	})
+	return out, err
+}
+
+func (s *sqlStore) DeleteSubscription(ctx context.Context, id string) error {
+	_, err := s.db.Write.ExecContext(ctx, `DELETE FROM subscriptions WHERE id = ?`, id)
 	return err
 }
 

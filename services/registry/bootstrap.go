@@ -41,7 +41,7 @@ var (
 	demoAPI = APIResource{ID: "6f1c2d3e-0000-4000-8000-000000000003", Audience: "nhn:helsenorge.eksternapi",
 		Name: "Helsenorge eksterne API-er"}
 	// DemoScopes are the scopes of the demo client configuration.
-	DemoScopes = []string{scope.PVKRead, scope.PVKWrite}
+	DemoScopes = []string{scope.PVKRead, scope.PVKWrite, scope.PVKReplication}
 )
 
 // Bootstrap writes the operator credential on the first start (or whenever operator.json is missing) and,

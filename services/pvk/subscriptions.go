@@ -1,0 +1,392 @@
+package pvk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
+	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/guid"
+	"github.com/hnsec/hnsec/pkg/loop"
+	"github.com/hnsec/hnsec/pkg/scope"
+	"github.com/hnsec/hnsec/pkg/secrets"
+	"github.com/hnsec/hnsec/pkg/ssrf"
+	"github.com/hnsec/hnsec/pkg/store"
+)
+
+// Subscription codes.
+const (
+	codeSubscription       = "EPVK-100060"
+	codeSubscriptionState  = "EPVK-100061"
+	codeWebhookURL         = "EPVK-100062"
+	codeSubscriptionFilter = "EPVK-100063"
+	codeNoSubscription     = "EPVK-101404"
+)
+
+// Subscriptions implements SubscriptionsService on the PVK server's store and stream.
+type Subscriptions struct {
+	pvkv1.UnimplementedSubscriptionsServiceServer
+	pvk     *Server
+	policy  ssrf.Policy
+	mu      sync.Mutex
+	pending map[string]pendingChange // by ack id
+}
+
+var _ pvkv1.SubscriptionsServiceServer = (*Subscriptions)(nil)
+
+// pendingChange is a pulled change waiting for its acknowledgement.
+type pendingChange struct {
+	subscription string
+	msg          jetstream.Msg
+	expires      time.Time
+}
+
+// NewSubscriptions returns the subscriptions service of a PVK server.
+func NewSubscriptions(s *Server) (*Subscriptions, error) {
+	nets, err := ssrf.ParseCIDRs(s.cfg.WebhookAllowCIDRs)
+	if err != nil {
+		return nil, err
+	}
+	return &Subscriptions{pvk: s, policy: ssrf.Policy{AllowNetworks: nets, AllowHTTPHosts: s.cfg.WebhookAllowHTTPHosts},
+		pending: map[string]pendingChange{}}, nil
+}
+
+// consumerName is the durable JetStream consumer of a subscription.
+func consumerName(id string) string { return "sub-" + id }
+
+// subscriber authenticates the caller: a token with the replication scope; its client is the subscriber.
+func (s *Subscriptions) subscriber(ctx context.Context) (string, error) {
+	resp, err := s.pvk.introspect(ctx, scope.PVKReplication)
+	if err != nil {
+		return "", err
+	}
+	return resp.GetClientId(), nil
+}
+
+// own returns the caller's subscription; another's, or none, is denied alike.
+func (s *Subscriptions) own(ctx context.Context, id string) (Subscription, error) {
+	caller, err := s.subscriber(ctx)
+	if err != nil {
+		return Subscription{}, err
+	}
+	denied := apierr.WithCode(apierr.PermissionDenied, codeNoSubscription, "you may not access this subscription")
+	if !guid.Valid(id) {
+		return Subscription{}, invalid(codeSubscription, "subscription_id must be a GUID")
+	}
+	sub, err := s.pvk.store.GetSubscription(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && sub.Subscriber != caller) {
+		return Subscription{}, denied
+	}
+	return sub, err
+}
+
+// CreateSubscription implements SubscriptionsService.
+func (s *Subscriptions) CreateSubscription(ctx context.Context, req *pvkv1.CreateSubscriptionRequest) (*pvkv1.CreateSubscriptionResponse, error) {
+	caller, err := s.subscriber(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f := req.GetFilters()
+	for _, g := range f.GetDefinisjonGuids() {
+		if !guid.Valid(g) {
+			return nil, invalid(codeSubscriptionFilter, "filters.definisjonGuids must be GUIDs")
+		}
+	}
+	for _, t := range f.GetTypePis() {
+		if !slices.Contains(TypesPi, t) {
+			return nil, invalid(codeSubscriptionFilter, "filters.typePis must be samtykke, reservasjon or tilgangsbegrensning")
+		}
+	}
+	if len(f.GetDefinisjonGuids())+len(f.GetTypePis())+len(f.GetPartKoder()) > 100 {
+		return nil, invalid(codeSubscriptionFilter, "filters may name at most 100 values")
+	}
+	if u := req.GetWebhook().GetUrl(); u != "" {
+		if err := s.policy.CheckURL(ctx, u); err != nil {
+			return nil, invalid(codeWebhookURL, "%v", err)
+		}
+	}
+	sub := Subscription{ID: guid.New(), Subscriber: caller, WebhookURL: req.GetWebhook().GetUrl(), XAuth: req.GetWebhook().GetUseXAuthorization(),
+		Status: int32(pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE), CreateTime: time.Now().UTC().Truncate(time.Millisecond),
+		Filters: Filters{DefinitionGUIDs: f.GetDefinisjonGuids(), TypesPi: f.GetTypePis(), PartKoder: f.GetPartKoder()}}
+	if err := s.consumer(ctx, sub.ID, jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}); err != nil {
+		return nil, err
+	}
+	if err := s.pvk.store.CreateSubscription(ctx, sub); err != nil {
+		return nil, err
+	}
+	s.pvk.log.Info("subscription created", "subscription_id", sub.ID, "subscriber", caller)
+	return &pvkv1.CreateSubscriptionResponse{Subscription: subscriptionProto(sub)}, nil
+}
+
+// consumer (re)creates a subscription's durable consumer starting as cfg says.
+func (s *Subscriptions) consumer(ctx context.Context, id string, cfg jetstream.ConsumerConfig) error {
+	cfg.Durable = consumerName(id)
+	cfg.AckPolicy = jetstream.AckExplicitPolicy
+	cfg.AckWait = s.pvk.cfg.AckWait
+	cfg.MaxAckPending = 1000
+	_ = s.pvk.relay.js.DeleteConsumer(ctx, StreamName, cfg.Durable)
+	_, err := s.pvk.relay.js.CreateOrUpdateConsumer(ctx, StreamName, cfg)
+	return err
+}
+
+// GetSubscription implements SubscriptionsService.
+func (s *Subscriptions) GetSubscription(ctx context.Context, req *pvkv1.GetSubscriptionRequest) (*pvkv1.GetSubscriptionResponse, error) {
+	sub, err := s.own(ctx, req.GetSubscriptionId())
+	if err != nil {
+		return nil, err
+	}
+	return &pvkv1.GetSubscriptionResponse{Subscription: subscriptionProto(sub)}, nil
+}
+
+// ListSubscriptions implements SubscriptionsService.
+func (s *Subscriptions) ListSubscriptions(ctx context.Context, _ *pvkv1.ListSubscriptionsRequest) (*pvkv1.ListSubscriptionsResponse, error) {
+	caller, err := s.subscriber(ctx)
+	if err != nil {
+		return nil, err
+	}
+	subs, err := s.pvk.store.ListSubscriptions(ctx, caller)
+	if err != nil {
+		return nil, err
+	}
+	resp := &pvkv1.ListSubscriptionsResponse{Subscriptions: []*pvkv1.Subscription{}}
+	for _, sub := range subs {
+		resp.Subscriptions = append(resp.Subscriptions, subscriptionProto(sub))
+	}
+	return resp, nil
+}
+
+// PauseSubscription implements SubscriptionsService.
+func (s *Subscriptions) PauseSubscription(ctx context.Context, req *pvkv1.PauseSubscriptionRequest) (*pvkv1.PauseSubscriptionResponse, error) {
+	sub, err := s.setStatus(ctx, req.GetSubscriptionId(), pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE, pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_PAUSED)
+	if err != nil {
+		return nil, err
+	}
+	return &pvkv1.PauseSubscriptionResponse{Subscription: subscriptionProto(sub)}, nil
+}
+
+// ResumeSubscription implements SubscriptionsService: paused and disabled subscriptions become active.
+func (s *Subscriptions) ResumeSubscription(ctx context.Context, req *pvkv1.ResumeSubscriptionRequest) (*pvkv1.ResumeSubscriptionResponse, error) {
+	sub, err := s.setStatus(ctx, req.GetSubscriptionId(), pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_PAUSED, pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE,
+		pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_DISABLED)
+	if err != nil {
+		return nil, err
+	}
+	return &pvkv1.ResumeSubscriptionResponse{Subscription: subscriptionProto(sub)}, nil
+}
+
+// setStatus moves the caller's subscription from one of from to to.
+func (s *Subscriptions) setStatus(ctx context.Context, id string, from, to pvkv1.SubscriptionStatus, alsoFrom ...pvkv1.SubscriptionStatus) (Subscription, error) {
+	if _, err := s.own(ctx, id); err != nil {
+		return Subscription{}, err
+	}
+	allowed := append([]pvkv1.SubscriptionStatus{from}, alsoFrom...)
+	return s.pvk.store.SetSubscriptionStatus(ctx, id, func(sub Subscription) error {
+		if !slices.Contains(allowed, pvkv1.SubscriptionStatus(sub.Status)) {
+			return apierr.WithCode(apierr.FailedPrecondition, codeSubscriptionState, "the subscription is %s",
+				pvkv1.SubscriptionStatus(sub.Status).String())
+		}
+		return nil
+	}, int32(to))
+}
+
+// DeleteSubscription implements SubscriptionsService.
+func (s *Subscriptions) DeleteSubscription(ctx context.Context, req *pvkv1.DeleteSubscriptionRequest) (*pvkv1.DeleteSubscriptionResponse, error) {
+	sub, err := s.own(ctx, req.GetSubscriptionId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.pvk.store.DeleteSubscription(ctx, sub.ID); err != nil {
+		return nil, err
+	}
+	_ = s.pvk.relay.js.DeleteConsumer(ctx, StreamName, consumerName(sub.ID))
+	return &pvkv1.DeleteSubscriptionResponse{}, nil
+}
+
+// ReplaySubscription implements SubscriptionsService.
+func (s *Subscriptions) ReplaySubscription(ctx context.Context, req *pvkv1.ReplaySubscriptionRequest) (*pvkv1.ReplaySubscriptionResponse, error) {
+	sub, err := s.own(ctx, req.GetSubscriptionId())
+	if err != nil {
+		return nil, err
+	}
+	cfg := jetstream.ConsumerConfig{}
+	switch {
+	case (req.GetFromSekvensnummer() > 0) == (req.GetFromTime() != nil):
+		return nil, invalid(codeSubscription, "name exactly one of fromSekvensnummer and fromTime")
+	case req.GetFromTime() != nil:
+		t := req.GetFromTime().AsTime()
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+	default:
+		seq, err := s.streamSeqOf(ctx, req.GetFromSekvensnummer())
+		if err != nil {
+			return nil, err
+		}
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
+	}
+	if err := s.consumer(ctx, sub.ID, cfg); err != nil {
+		return nil, err
+	}
+	return &pvkv1.ReplaySubscriptionResponse{}, nil
+}
+
+// streamSeqOf finds the first stream message whose sekvensnummer is at least want: the stream is in
+// sekvensnummer order, so a binary search over stream sequences finds it.
+func (s *Subscriptions) streamSeqOf(ctx context.Context, want int64) (uint64, error) {
+	st, err := s.pvk.relay.js.Stream(ctx, StreamName)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	lo, hi := info.State.FirstSeq, info.State.LastSeq+1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		m, err := st.GetMsg(ctx, mid)
+		if err != nil {
+			lo = mid + 1 // a deleted message: look further on
+			continue
+		}
+		if eventOf(m.Data).Data.Sekvensnummer < want {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, nil
+}
+
+// event is the part of a change event subscriptions look at.
+type event struct {
+	Data struct {
+		DefinitionGUID string `json:"definisjonGuid"`
+		TypePi         string `json:"typePi"`
+		PartKode       string `json:"partKode"`
+		Sekvensnummer  int64  `json:"sekvensnummer"`
+	} `json:"data"`
+}
+
+func eventOf(b []byte) event {
+	var e event
+	_ = json.Unmarshal(b, &e)
+	return e
+}
+
+// Matches reports whether a change event passes the filters.
+func (f Filters) Matches(payload []byte) bool {
+	d := eventOf(payload).Data
+	in := func(list []string, v string) bool { return len(list) == 0 || slices.Contains(list, v) }
+	return in(f.DefinitionGUIDs, d.DefinitionGUID) && in(f.TypesPi, d.TypePi) && in(f.PartKoder, d.PartKode)
+}
+
+// PullSubscription implements SubscriptionsService.
+func (s *Subscriptions) PullSubscription(ctx context.Context, req *pvkv1.PullSubscriptionRequest) (*pvkv1.PullSubscriptionResponse, error) {
+	sub, err := s.own(ctx, req.GetSubscriptionId())
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case sub.WebhookURL != "":
+		return nil, apierr.WithCode(apierr.FailedPrecondition, codeSubscriptionState, "a webhook subscription cannot be pulled")
+	case sub.Status != int32(pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE):
+		return nil, apierr.WithCode(apierr.FailedPrecondition, codeSubscriptionState, "the subscription is %s",
+			pvkv1.SubscriptionStatus(sub.Status).String())
+	case req.GetMax() < 0 || req.GetMax() > 500 || req.GetWaitMs() < 0 || req.GetWaitMs() > 30000:
+		return nil, invalid(codeSubscription, "max must be 1 to 500 and waitMs 0 to 30000")
+	}
+	max := int(req.GetMax())
+	if max == 0 {
+		max = 100
+	}
+	cons, err := s.pvk.relay.js.Consumer(ctx, StreamName, consumerName(sub.ID))
+	if err != nil {
+		return nil, err
+	}
+	var batch jetstream.MessageBatch
+	if req.GetWaitMs() > 0 {
+		batch, err = cons.Fetch(max, jetstream.FetchMaxWait(time.Duration(req.GetWaitMs())*time.Millisecond))
+	} else {
+		batch, err = cons.FetchNoWait(max)
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp := &pvkv1.PullSubscriptionResponse{Changes: []*pvkv1.PulledChange{}}
+	expires := time.Now().Add(s.pvk.cfg.AckWait)
+	for m := range batch.Messages() {
+		if !sub.Filters.Matches(m.Data()) {
+			_ = m.Ack() // not for this subscriber
+			continue
+		}
+		ackID := secrets.New()
+		s.mu.Lock()
+		s.pending[ackID] = pendingChange{subscription: sub.ID, msg: m, expires: expires}
+		s.mu.Unlock()
+		resp.Changes = append(resp.Changes, &pvkv1.PulledChange{AckId: ackID, Event: string(m.Data())})
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// AckSubscription implements SubscriptionsService.
+func (s *Subscriptions) AckSubscription(ctx context.Context, req *pvkv1.AckSubscriptionRequest) (*pvkv1.AckSubscriptionResponse, error) {
+	sub, err := s.own(ctx, req.GetSubscriptionId())
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetAckIds()) > 500 {
+		return nil, invalid(codeSubscription, "at most 500 ack ids at a time")
+	}
+	resp := &pvkv1.AckSubscriptionResponse{}
+	now := time.Now()
+	for _, id := range req.GetAckIds() {
+		s.mu.Lock()
+		p, ok := s.pending[id]
+		if ok && p.subscription == sub.ID {
+			delete(s.pending, id)
+		}
+		s.mu.Unlock()
+		if !ok || p.subscription != sub.ID || now.After(p.expires) || p.msg.DoubleAck(ctx) != nil {
+			resp.Unknown = append(resp.Unknown, id)
+			continue
+		}
+		resp.Acked++
+	}
+	return resp, nil
+}
+
+// Run forgets expired pulled changes until ctx ends.
+func (s *Subscriptions) Run(ctx context.Context) error {
+	loop.Every(ctx, s.pvk.cfg.AckWait, s.sweep)
+	return nil
+}
+
+// sweep forgets pulled changes whose ack wait has passed (JetStream hands them out again).
+func (s *Subscriptions) sweep(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, p := range s.pending {
+		if now.After(p.expires) {
+			delete(s.pending, id)
+		}
+	}
+}
+
+func subscriptionProto(sub Subscription) *pvkv1.Subscription {
+	out := &pvkv1.Subscription{SubscriptionId: sub.ID, SubscriberClientId: sub.Subscriber, Status: pvkv1.SubscriptionStatus(sub.Status),
+		CreateTime: timestamppb.New(sub.CreateTime), Filters: &pvkv1.Filters{DefinisjonGuids: sub.Filters.DefinitionGUIDs,
+			TypePis: sub.Filters.TypesPi, PartKoder: sub.Filters.PartKoder}}
+	if sub.WebhookURL != "" {
+		out.Webhook = &pvkv1.Webhook{Url: sub.WebhookURL, UseXAuthorization: sub.XAuth}
+	}
+	return out
+}
