@@ -1,0 +1,174 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/hnsec/hnsec/services/pvk"
+)
+
+// subCall calls the subscriptions REST API.
+func (s *testServer) subCall(method, path, token string, body any) response {
+	s.t.Helper()
+	var b []byte
+	if body != nil {
+		var err error
+		b, err = json.Marshal(body)
+		require.NoError(s.t, err)
+	}
+	ct := ""
+	if body != nil {
+		ct = "application/json"
+	}
+	return s.do(method, "/pvk/v1/subscriptions"+path, ct, b, http.Header{"Authorization": {"Bearer " + token}})
+}
+
+// pull pulls up to max changes and returns the events' data and the ack ids.
+func (s *testServer) pull(token, id string, max int) ([]map[string]any, []string) {
+	s.t.Helper()
+	r := s.subCall(http.MethodPost, "/"+id+":pull", token, map[string]any{"max": max, "waitMs": 500})
+	require.Equal(s.t, http.StatusOK, r.status, "%s", r.raw)
+	var data []map[string]any
+	var acks []string
+	for _, c := range r.body["changes"].([]any) {
+		ch := c.(map[string]any)
+		var ev map[string]any
+		require.NoError(s.t, json.Unmarshal([]byte(ch["event"].(string)), &ev))
+		data = append(data, ev["data"].(map[string]any))
+		acks = append(acks, ch["ackId"].(string))
+	}
+	return data, acks
+}
+
+func TestPullSubscriptionDeliversEachChangeOnceInCitizenOrder(t *testing.T) {
+	s := newTestServer(t, func(c *serveConfig) { c.PVK.AckWait = time.Second })
+	tok := s.token()
+	r := s.subCall(http.MethodPost, "", tok, map[string]any{"filters": map[string]any{"definisjonGuids": []string{pvk.DemoDefinition.GUID}}})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	sub := r.body["subscription"].(map[string]any)
+	id := sub["subscriptionId"].(string)
+	require.Equal(t, s.dev.ClientID, sub["subscriberClientId"])
+	require.Equal(t, "SUBSCRIPTION_STATUS_ACTIVE", sub["status"])
+
+	// Two citizens, several changes each.
+	a, b := validFnr(10), validFnr(11)
+	for i := range 3 {
+		for _, fnr := range []string{a, b} {
+			require.Equal(t, "endret", s.pvkCall("SettInnbyggersPersonvernInnstilling", tok, setBody(fnr, i%2 == 0)).body["instansEndret"])
+		}
+	}
+	var data []map[string]any
+	var acks []string
+	require.EventuallyWithT(t, func(c *assertCollect) {
+		d, ack := s.pull(tok, id, 100)
+		data, acks = append(data, d...), append(acks, ack...)
+		require.Len(c, data, 6)
+	}, 5*time.Second, 50*time.Millisecond)
+	last := map[string]float64{}
+	for _, d := range data {
+		fnr, seq := d["innbyggerFnr"].(string), d["sekvensnummer"].(float64)
+		require.Greater(t, seq, last[fnr], "per-citizen order")
+		last[fnr] = seq
+	}
+	// Unacknowledged changes come back after the ack wait; acknowledged ones never.
+	r = s.subCall(http.MethodPost, "/"+id+":ack", tok, map[string]any{"ackIds": acks[:4]})
+	require.Equal(t, float64(4), r.body["acked"])
+	time.Sleep(1200 * time.Millisecond)
+	again, acks2 := s.pull(tok, id, 100)
+	require.Len(t, again, 2, "the two unacknowledged changes are handed out again")
+	require.Equal(t, data[4]["sekvensnummer"], again[0]["sekvensnummer"])
+	r = s.subCall(http.MethodPost, "/"+id+":ack", tok, map[string]any{"ackIds": append(acks2, "unknown-ack-id")})
+	require.Equal(t, float64(2), r.body["acked"])
+	require.Equal(t, []any{"unknown-ack-id"}, r.body["unknown"])
+	time.Sleep(1200 * time.Millisecond)
+	none, _ := s.pull(tok, id, 100)
+	require.Empty(t, none, "every change exactly once after acks")
+
+	// Replay from a sekvensnummer hands out the changes again from there.
+	r = s.subCall(http.MethodPost, "/"+id+":replay", tok, map[string]any{"fromSekvensnummer": data[2]["sekvensnummer"]})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	replayed, _ := s.pull(tok, id, 100)
+	require.Len(t, replayed, 4)
+	require.Equal(t, data[2]["sekvensnummer"], replayed[0]["sekvensnummer"])
+
+	// Pause stops pulling; resume restarts it.
+	r = s.subCall(http.MethodPost, "/"+id+":pause", tok, map[string]any{})
+	require.Equal(t, "SUBSCRIPTION_STATUS_PAUSED", r.body["subscription"].(map[string]any)["status"])
+	r = s.subCall(http.MethodPost, "/"+id+":pull", tok, map[string]any{})
+	require.Equal(t, http.StatusConflict, r.status)
+	require.Equal(t, "EPVK-100061", r.body["code"])
+	r = s.subCall(http.MethodPost, "/"+id+":pause", tok, map[string]any{})
+	require.Equal(t, "the subscription is SUBSCRIPTION_STATUS_PAUSED", r.body["message"])
+	r = s.subCall(http.MethodPost, "/"+id+":resume", tok, map[string]any{})
+	require.Equal(t, "SUBSCRIPTION_STATUS_ACTIVE", r.body["subscription"].(map[string]any)["status"])
+
+	list := s.subCall(http.MethodGet, "", tok, nil)
+	require.Len(t, list.body["subscriptions"], 1)
+	require.Equal(t, http.StatusOK, s.subCall(http.MethodDelete, "/"+id, tok, nil).status)
+	require.Equal(t, http.StatusForbidden, s.subCall(http.MethodGet, "/"+id, tok, nil).status)
+}
+
+func TestSubscriptionFiltersOwnershipAndWebhookURLs(t *testing.T) {
+	s := newTestServer(t, func(c *serveConfig) {
+		c.PVK.WebhookAllowCIDRs = []string{"127.0.0.0/8"}
+		c.PVK.WebhookAllowHTTPHosts = []string{"127.0.0.1"}
+	})
+	tok := s.token()
+	// A filter for another party: the demo definition's changes are not delivered.
+	r := s.subCall(http.MethodPost, "", tok, map[string]any{"filters": map[string]any{"partKoder": []string{"ANNEN"}}})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	other := r.body["subscription"].(map[string]any)["subscriptionId"].(string)
+	s.pvkCall("SettInnbyggersPersonvernInnstilling", tok, setBody(validFnr(20), true))
+	time.Sleep(300 * time.Millisecond)
+	got, _ := s.pull(tok, other, 10)
+	require.Empty(t, got)
+
+	tests := []struct {
+		name, url, msg string
+	}{
+		{"https to loopback outside the allowed network", "https://[::1]:8443/hook",
+			"webhook URL resolves to an address that may not be called: ::1 is loopback, private, link-local, multicast or unspecified"},
+		{"metadata address", "https://169.254.169.254/latest", "webhook URL resolves to an address that may not be called: 169.254.169.254 is a cloud metadata address"},
+		{"http to an unlisted host", "http://localhost:8080/hook", "webhook URL must use https (http is allowed only for listed hosts)"},
+		{"not a URL", "hook", "webhook URL is not valid: an absolute http(s) URL without credentials or fragment, at most 2000 characters"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := s.subCall(http.MethodPost, "", tok, map[string]any{"webhook": map[string]any{"url": tt.url}})
+			require.Equal(t, http.StatusBadRequest, r.status, "%s", r.raw)
+			require.Equal(t, "EPVK-100062", r.body["code"])
+			require.Equal(t, tt.msg, r.body["message"])
+		})
+	}
+	r = s.subCall(http.MethodPost, "", tok, map[string]any{"webhook": map[string]any{"url": "http://127.0.0.1:9/hook", "useXAuthorization": true}})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	hook := r.body["subscription"].(map[string]any)
+	require.Equal(t, true, hook["webhook"].(map[string]any)["useXAuthorization"])
+	r = s.subCall(http.MethodPost, "/"+hook["subscriptionId"].(string)+":pull", tok, map[string]any{})
+	require.Equal(t, "a webhook subscription cannot be pulled", r.body["message"])
+	r = s.subCall(http.MethodPost, "", tok, map[string]any{"filters": map[string]any{"typePis": []string{"lov"}}})
+	require.Equal(t, "EPVK-100063", r.body["code"])
+
+	// Another subscriber sees nothing of these, and a token without the replication scope is refused.
+	created, err := s.admin("client", "create", "--name", "Annen abonnent", "--orgnr", "971000007", "--scope",
+		"nhn:helsenorge.eksternapi/personverninnstilling_replikering", "--scope", "nhn:helsenorge.eksternapi/personverninnstilling_read", "-o", "json")
+	require.NoError(t, err)
+	var c map[string]any
+	require.NoError(t, json.Unmarshal([]byte(created), &c))
+	otherTok := s.tokenForm(c["client_id"].(string), c["client_secret"].(string)).body["access_token"].(string)
+	r = s.subCall(http.MethodGet, "/"+other, otherTok, nil)
+	require.Equal(t, http.StatusForbidden, r.status)
+	require.Equal(t, "EPVK-101404", r.body["code"])
+	require.Empty(t, s.subCall(http.MethodGet, "", otherTok, nil).body["subscriptions"])
+	readOnly, err := s.admin("client", "create", "--name", "Leser", "--orgnr", "971000007", "--scope", "nhn:helsenorge.eksternapi/personverninnstilling_read", "-o", "json")
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal([]byte(readOnly), &c))
+	readTok := s.tokenForm(c["client_id"].(string), c["client_secret"].(string)).body["access_token"].(string)
+	r = s.subCall(http.MethodGet, "", readTok, nil)
+	require.Equal(t, http.StatusForbidden, r.status)
+	require.Equal(t, "the access token lacks scope nhn:helsenorge.eksternapi/personverninnstilling_replikering", r.body["message"])
+}
