@@ -58,6 +58,10 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 	if err != nil {
 		return nil, nil, err
 	}
+	// The stream exists before anything is served: subscriptions attach consumers to it.
+	if err := ensureStream(ctx, js, cfg); err != nil {
+		return nil, nil, err
+	}
 	db, err := store.Open(ctx, storeCfg, "pvk", migrations)
 	if err != nil {
 		return nil, nil, err
@@ -85,14 +89,11 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 // maxBatch bounds the setting writes in one transaction.
 const maxBatch = 256
 
-// Run writes settings, makes sure the change stream exists and relays the outbox to it until ctx ends;
-// then it writes what is still queued.
+// Run writes settings and relays the outbox to the change stream until ctx ends; then it writes what is
+// still queued.
 func (s *Server) Run(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- s.writes.Run(ctx) }()
-	if err := ensureStream(ctx, s.relay.js, s.cfg); err != nil {
-		return err
-	}
 	if s.cfg.Relay {
 		s.relay.run(ctx, func(err error) { s.log.Error("outbox relay", "err", err) })
 	}
