@@ -303,24 +303,16 @@ func BenchmarkIntrospect(b *testing.B) {
 	srv := benchServer(b)
 	api := srv.credentials(b, registry.DevAPIFile)
 	host := strings.TrimPrefix(srv.base, "http://")
-	resp, err := http.Post(srv.base+"/sts/Token", form, strings.NewReader(
-		"grant_type=client_credentials&client_id="+srv.dev.ClientID+"&client_secret="+srv.dev.ClientSecret))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
+	tok := srv.token(b)
 	conns := make([]*grpc.ClientConn, 4)
 	for i := range conns {
+		var err error
 		if conns[i], err = grpcx.Dial(srv.grpcAddr, ""); err != nil {
 			b.Fatal(err)
 		}
 		defer conns[i].Close()
 	}
-	req := &introspectionv1.IntrospectRequest{Token: tok.AccessToken, ClientId: api.ClientID, ClientSecret: api.ClientSecret}
+	req := &introspectionv1.IntrospectRequest{Token: tok, ClientId: api.ClientID, ClientSecret: api.ClientSecret}
 	introspect := func(ctx context.Context, conn *grpc.ClientConn) error {
 		r, err := introspectionv1.NewIntrospectionServiceClient(conn).Introspect(ctx, req)
 		if err == nil && !r.GetActive() {
@@ -329,7 +321,7 @@ func BenchmarkIntrospect(b *testing.B) {
 		return err
 	}
 	basic := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(api.ClientID+":"+api.ClientSecret))
-	rest := formRequest("/sts/introspect", host, "token="+tok.AccessToken, basic)
+	rest := formRequest("/sts/introspect", host, "token="+tok, basic)
 	runGRPCLoad(conns, 16, 2*time.Second, introspect) // warm-up
 	fmt.Printf("\n%-16s %6s %12s %10s %10s %8s\n", "introspect", "conns", "answers/s", "p50", "p99", "errors")
 	for _, n := range []int{16, 64} {
@@ -355,16 +347,7 @@ func BenchmarkPVK(b *testing.B) {
 	_ = l.Close()
 	srv, _ := childServer(b, b.TempDir(), "--nats-listen", natsAddr)
 	host := strings.TrimPrefix(srv.base, "http://")
-	resp, err := http.Post(srv.base+"/sts/Token", form, strings.NewReader(
-		"grant_type=client_credentials&client_id="+srv.dev.ClientID+"&client_secret="+srv.dev.ClientSecret))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
+	tok := srv.token(b)
 
 	// Publish lag: receive time minus the change's commit time, for every event in the stream.
 	nc, err := nats.Connect("nats://" + natsAddr)
@@ -407,7 +390,7 @@ func BenchmarkPVK(b *testing.B) {
 	for i := range fnrs {
 		fnrs[i] = validFnr(i)
 	}
-	auth := "Authorization: Bearer " + tok.AccessToken
+	auth := "Authorization: Bearer " + tok
 	var pass atomic.Int64
 	request := func(worker, i int) []byte {
 		// Each worker toggles its own citizens, so every write is a real change.

@@ -53,7 +53,7 @@ func TestPVKCrashLosesAndDuplicatesNothing(t *testing.T) {
 // SIGKILL and returns how many changes it acknowledged.
 func writeUntilKilled(t *testing.T, dir, natsAddr string, extra ...string) int64 {
 	srv, cmd := childServer(t, dir, append([]string{"--nats-listen", natsAddr}, extra...)...)
-	tok := childToken(t, srv)
+	tok := srv.token(t)
 	var acked atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -136,14 +136,14 @@ func requireStreamHoldsExactly(t *testing.T, natsAddr string, n int64) {
 	require.Equal(t, uint64(n), info.State.Msgs, "nothing more than the committed changes")
 }
 
-// childToken gets the demo client's token from a child server.
-func childToken(t *testing.T, s benchTarget) string {
-	resp, err := http.PostForm(s.base+"/sts/Token", map[string][]string{"grant_type": {"client_credentials"},
-		"client_id": {s.dev.ClientID}, "client_secret": {s.dev.ClientSecret}})
-	require.NoError(t, err)
+// token gets the demo client's access token from a child server.
+func (t benchTarget) token(tb testing.TB) string {
+	resp, err := http.PostForm(t.base+"/sts/Token", map[string][]string{"grant_type": {"client_credentials"},
+		"client_id": {t.dev.ClientID}, "client_secret": {t.dev.ClientSecret}})
+	require.NoError(tb, err)
 	defer resp.Body.Close()
 	var out map[string]any
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	require.NoError(tb, json.NewDecoder(resp.Body).Decode(&out))
 	return fmt.Sprint(out["access_token"])
 }
 
