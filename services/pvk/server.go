@@ -108,8 +108,8 @@ func (s *Server) requireScope(ctx context.Context, need string) error {
 }
 
 // introspect returns the introspection answer for the caller's access token when it is active and
-// carries the scope need.
-func (s *Server) introspect(ctx context.Context, need string) (*introspectionv1.IntrospectResponse, error) {
+// carries the scope need, or one of the alternatives.
+func (s *Server) introspect(ctx context.Context, need string, alternatives ...string) (*introspectionv1.IntrospectResponse, error) {
 	tok := authz.BearerToken(ctx)
 	if tok == "" {
 		return nil, apierr.WithCode(apierr.InvalidToken, codeUnauthenticated, "a bearer access token is required")
@@ -121,10 +121,13 @@ func (s *Server) introspect(ctx context.Context, need string) (*introspectionv1.
 	if !resp.GetActive() {
 		return nil, apierr.WithCode(apierr.InvalidToken, codeUnauthenticated, "the access token is not active")
 	}
-	if !slices.Contains(splitScope(resp.GetScope()), need) {
-		return nil, apierr.WithCode(apierr.PermissionDenied, codeForbidden, "the access token lacks scope %s", need)
+	held := splitScope(resp.GetScope())
+	for _, sc := range append([]string{need}, alternatives...) {
+		if slices.Contains(held, sc) {
+			return resp, nil
+		}
 	}
-	return resp, nil
+	return nil, apierr.WithCode(apierr.PermissionDenied, codeForbidden, "the access token lacks scope %s", need)
 }
 
 func splitScope(s string) []string {
@@ -194,10 +197,7 @@ func (s *Server) ListDefinitions(ctx context.Context, _ *pvkv1.ListDefinitionsRe
 
 // requireEither admits a caller with the read or the write scope.
 func (s *Server) requireEither(ctx context.Context) error {
-	err := s.requireScope(ctx, scope.PVKRead)
-	if e := apierr.FromGRPC(err); err != nil && e.Code == codeForbidden {
-		return s.requireScope(ctx, scope.PVKWrite)
-	}
+	_, err := s.introspect(ctx, scope.PVKRead, scope.PVKWrite)
 	return err
 }
 

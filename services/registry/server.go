@@ -156,7 +156,7 @@ func (s *Server) createClient(ctx context.Context, c Client, status registryv1.G
 
 // GetClient implements ClientRegistryService.
 func (s *Server) GetClient(ctx context.Context, req *registryv1.GetClientRequest) (*registryv1.GetClientResponse, error) {
-	_, c, ctx, err := s.managedClient(ctx, req.GetClientId())
+	_, c, _, err := s.managedClient(ctx, req.GetClientId())
 	if err != nil {
 		return nil, err
 	}
