@@ -1,6 +1,7 @@
 // Package natsbus connects a process to NATS: an external server or cluster when a URL is given, or else
-// an embedded nats-server with JetStream (file store in the data directory, sync always) reached through
-// an in-process connection, so it opens no port (4222 may be taken by another server).
+// an embedded nats-server with JetStream (file store in the data directory, synced on every write or at an
+// interval) reached through an in-process connection, so it opens no port (4222 may be taken by another
+// server).
 package natsbus
 
 import (
@@ -26,6 +27,34 @@ type Config struct {
 	// Listen, when set, makes the embedded server also accept clients on this host:port (port 0: any
 	// free port), so other processes can share it; empty means in-process only.
 	Listen string
+	// Sync is when the embedded server's JetStream writes reach the disk.
+	Sync Sync
+}
+
+// Sync is when JetStream writes reach the disk: 0 syncs each write before acknowledging it, a positive
+// duration syncs every so often in the background. Its flag form is "always" or a duration.
+type Sync time.Duration
+
+// String implements flag.Value.
+func (s *Sync) String() string {
+	if *s == 0 {
+		return "always"
+	}
+	return time.Duration(*s).String()
+}
+
+// Set implements flag.Value.
+func (s *Sync) Set(v string) error {
+	if v == "always" {
+		*s = 0
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("want always or a positive duration, got %q", v)
+	}
+	*s = Sync(d)
+	return nil
 }
 
 // Bus is a NATS connection, and the embedded server behind it when there is one.
@@ -49,9 +78,12 @@ func Open(cfg Config) (*Bus, error) {
 		DontListen: cfg.Listen == "",
 		JetStream:  true,
 		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
-		SyncAlways: true,
+		SyncAlways: cfg.Sync == 0,
 		NoSigs:     true,
 		NoLog:      true,
+	}
+	if cfg.Sync > 0 {
+		opts.SyncInterval = time.Duration(cfg.Sync)
 	}
 	if cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)

@@ -51,6 +51,7 @@ type serveConfig struct {
 	DatabaseURL            string
 	NATSURL                string
 	NATSListen             string
+	NATSSync               natsbus.Sync
 	Services               string
 	Dev                    bool
 	LogLevel               string
@@ -72,6 +73,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "external database URL (default: embedded SQLite in --data-dir)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS URL (default: embedded NATS with an in-process connection)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "let other processes use the embedded NATS on this host:port (default: in-process only)")
+	c.NATSSync = natsbus.Sync(time.Second)
+	fs.Var(&c.NATSSync, "nats-sync", "when JetStream writes reach the disk: always (before each acknowledgement) or the interval of background syncs; with --nats-url, the server's own setting (PVK keeps published changes in its outbox until then)")
 	fs.StringVar(&c.Services, "services", "all", "services to run: all, or a comma-separated subset of "+strings.Join(serviceNames, ","))
 	fs.BoolVar(&c.Dev, "dev", false, "dev mode: seed a demo vendor, organisation, client system and client, and print its credentials")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -209,7 +212,7 @@ func startOrder(services string) ([]string, error) {
 }
 
 func (a *app) initNATS(context.Context) error {
-	bus, err := natsbus.Open(natsbus.Config{URL: a.cfg.NATSURL, DataDir: a.cfg.DataDir, Name: "hnsec", Listen: a.cfg.NATSListen})
+	bus, err := natsbus.Open(natsbus.Config{URL: a.cfg.NATSURL, DataDir: a.cfg.DataDir, Name: "hnsec", Listen: a.cfg.NATSListen, Sync: a.cfg.NATSSync})
 	if err != nil {
 		return err
 	}
@@ -358,8 +361,12 @@ func (a *app) initIntrospection(ctx context.Context) error {
 }
 
 func (a *app) initPVK(ctx context.Context) error {
-	srv, db, err := pvk.Open(ctx, a.cfg.PVK, a.storeConfig(), a.bus.Conn, introspectionv1.NewIntrospectionServiceClient(a.conn),
-		stsv1.NewTokenServiceClient(a.conn), "urn:hnsec:pvk:"+a.cfg.STS.Issuer, a.log.With("service", "pvk"))
+	pvkCfg := a.cfg.PVK
+	if a.cfg.NATSSync > 0 {
+		pvkCfg.OutboxRetention = 2*time.Duration(a.cfg.NATSSync) + time.Second
+	}
+	srv, db, err := pvk.Open(ctx, pvkCfg, a.storeConfig(), a.bus.Conn, introspectionv1.NewIntrospectionServiceClient(a.conn),
+		stsv1.NewTokenServiceClient(a.conn), "urn:hnsec:pvk:"+a.cfg.STS.Issuer, a.metrics, a.log.With("service", "pvk"))
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,10 @@ type Config struct {
 	// DuplicateWindow is how long JetStream remembers message ids: a change published again within it
 	// (after a crash between publishing and clearing the outbox) is stored once.
 	DuplicateWindow time.Duration
+	// OutboxRetention is how long an event stays in the outbox after the stream acknowledged it: 0 when
+	// JetStream syncs each write, else longer than its sync interval, so that a change the stream loses
+	// with the power is still there to publish again.
+	OutboxRetention time.Duration
 	// Relay runs the outbox relay in this process; replicas that only serve the API may leave it to one.
 	Relay bool
 	// AckWait is how long a pulled change waits for its acknowledgement before it is handed out again.

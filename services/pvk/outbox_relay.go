@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/hnsec/hnsec/pkg/store"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The change stream.
@@ -25,13 +28,92 @@ const relayBatch = 500
 func Subject(partition int) string { return fmt.Sprintf("%s%d", SubjectPrefix, partition) }
 
 // relay publishes the outbox to the change stream, in commit order, each event with Nats-Msg-Id = its
-// change id, and removes events from the outbox only after JetStream acknowledged them. A crash before
-// the publish leaves the event in the outbox for the next run; a crash after it makes the next run publish
-// it again, which the stream's duplicate window drops. Nothing is lost and nothing is stored twice.
+// change id. An event leaves the outbox only once the stream holds it on disk: at once when JetStream
+// syncs every write, else after the retention, which outlasts JetStream's sync interval. A crash before
+// the publish leaves the event in the outbox for the next run; on restart the relay asks the stream for its
+// last change and publishes only what follows it, so a change is never stored twice, and a change the
+// stream lost with the power (written but not yet synced) is published again.
 type relay struct {
-	store Store
-	js    jetstream.JetStream
-	wake  chan struct{}
+	store     Store
+	js        jetstream.JetStream
+	retention time.Duration
+	wake      chan struct{}
+
+	// known is false until the relay has learnt from the stream where to resume.
+	known bool
+	// published is the last outbox id the stream acknowledged.
+	published int64
+	// marks are the published ids not yet deleted from the outbox, with the time of their acknowledgement.
+	marks []publishMark
+
+	// lag observes each change's time from commit to the stream's acknowledgement.
+	lag prometheus.Histogram
+	mu  sync.Mutex
+	// commits are the commits of this process not yet published, oldest first.
+	commits []commitMark
+}
+
+// publishMark records that the stream acknowledged the outbox up to an id at a time.
+type publishMark struct {
+	upTo int64
+	at   time.Time
+}
+
+// commitMark records that a transaction committed n changes, the last with outbox id upTo, at a time.
+type commitMark struct {
+	upTo int64
+	n    int
+	at   time.Time
+}
+
+// maxCommitMarks bounds the commits remembered for the lag metric while the stream is unreachable.
+const maxCommitMarks = 100_000
+
+func newRelay(st Store, js jetstream.JetStream, retention time.Duration, reg prometheus.Registerer) *relay {
+	r := &relay{store: st, js: js, retention: retention, wake: make(chan struct{}, 1),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hnsec_pvk_publish_lag_seconds",
+			Help: "Time from a setting change's commit to the change stream's acknowledgement.",
+			Buckets: []float64{.001, .002, .003, .005, .0075, .01, .015, .02, .03, .04, .05, .075, .1, .15, .2, .3, .5, 1, 2, 5,
+				10, 30},
+		})}
+	reg.MustRegister(r.lag)
+	return r
+}
+
+// committed records a commit's changes for the lag metric and wakes the relay.
+func (r *relay) committed(ws []*Write, at time.Time) {
+	m := commitMark{at: at}
+	for _, w := range ws {
+		if w.Changed {
+			m.upTo, m.n = max(m.upTo, w.OutboxID), m.n+1
+		}
+	}
+	if m.n == 0 {
+		return
+	}
+	r.mu.Lock()
+	if len(r.commits) == maxCommitMarks {
+		r.commits = r.commits[1:]
+	}
+	r.commits = append(r.commits, m)
+	r.mu.Unlock()
+	r.notify()
+}
+
+// acknowledged observes the lag of the commits the stream acknowledged up to an outbox id.
+func (r *relay) acknowledged(upTo int64, at time.Time) {
+	r.mu.Lock()
+	n := 0
+	for n < len(r.commits) && r.commits[n].upTo <= upTo {
+		c := r.commits[n]
+		for range c.n {
+			r.lag.Observe(at.Sub(c.at).Seconds())
+		}
+		n++
+	}
+	r.commits = r.commits[n:]
+	r.mu.Unlock()
 }
 
 // ensureStream creates or updates the change stream.
@@ -59,12 +141,12 @@ func (r *relay) notify() {
 }
 
 // run publishes until ctx ends: at once after each commit, and every 100 ms in case a wake-up was missed
-// or a publish failed.
+// or a publish failed; it deletes from the outbox what outlived the retention.
 func (r *relay) run(ctx context.Context, onError func(error)) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if err := r.drain(ctx); err != nil && ctx.Err() == nil {
+		if err := r.step(ctx); err != nil && ctx.Err() == nil {
 			onError(err)
 		}
 		select {
@@ -76,13 +158,74 @@ func (r *relay) run(ctx context.Context, onError func(error)) {
 	}
 }
 
-// drain publishes everything in the outbox. Each batch is published asynchronously, in commit order on
-// one connection, then every acknowledgement is awaited; the outbox is cleared up to the last event
-// acknowledged without a gap. An event whose acknowledgement was lost is published again later and the
-// stream drops the copy, so it keeps its first place.
+// step resumes where the stream stopped when that is not known yet, publishes and prunes.
+func (r *relay) step(ctx context.Context) error {
+	if !r.known {
+		if err := r.resume(ctx); err != nil {
+			return err
+		}
+		r.known = true
+	}
+	if err := r.drain(ctx); err != nil {
+		return err
+	}
+	return r.prune(ctx, time.Now())
+}
+
+// resume finds the outbox event of the stream's last message: it and everything before it are in the
+// stream (the relay publishes in outbox order), everything after it is not. When the last message is not
+// in the outbox, the outbox holds only later events, which the stream has not seen.
+func (r *relay) resume(ctx context.Context) error {
+	stream, err := r.js.Stream(ctx, StreamName)
+	if err != nil {
+		return fmt.Errorf("change stream: %w", err)
+	}
+	r.published, r.marks = 0, nil
+	last := stream.CachedInfo().State.LastSeq
+	if last == 0 {
+		return nil
+	}
+	msg, err := stream.GetMsg(ctx, last)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("change stream's last message: %w", err)
+	}
+	id, err := r.store.OutboxID(ctx, msg.Header.Get(jetstream.MsgIDHeader))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r.published = id
+	return r.store.DeleteOutbox(ctx, id)
+}
+
+// prune deletes the events acknowledged at least the retention before now.
+func (r *relay) prune(ctx context.Context, now time.Time) error {
+	n := 0
+	for n < len(r.marks) && !r.marks[n].at.After(now.Add(-r.retention)) {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := r.store.DeleteOutbox(ctx, r.marks[n-1].upTo); err != nil {
+		return err
+	}
+	r.marks = r.marks[n:]
+	return nil
+}
+
+// drain publishes everything in the outbox after the last acknowledged event. Each batch is published
+// asynchronously, in commit order on one connection, then every acknowledgement is awaited; the relay
+// moves on to the last event acknowledged without a gap. An event whose acknowledgement was lost is
+// published again and the stream drops the copy, so it keeps its first place.
 func (r *relay) drain(ctx context.Context) error {
 	for {
-		events, err := r.store.PendingOutbox(ctx, relayBatch)
+		events, err := r.store.PendingOutbox(ctx, r.published, relayBatch)
 		if err != nil || len(events) == 0 {
 			return err
 		}
@@ -113,9 +256,9 @@ func (r *relay) drain(ctx context.Context) error {
 			}
 		}
 		if published > 0 {
-			if err := r.store.DeleteOutbox(ctx, published); err != nil {
-				return errors.Join(pubErr, err)
-			}
+			r.acknowledged(published, time.Now())
+			r.published = published
+			r.marks = append(r.marks, publishMark{upTo: published, at: time.Now()})
 		}
 		if pubErr != nil {
 			return fmt.Errorf("publish change: %w", pubErr)

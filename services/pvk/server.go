@@ -22,6 +22,7 @@ import (
 	"github.com/hnsec/hnsec/pkg/store"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Partitions is how many partitions change events are spread over: a citizen's changes always land in
@@ -50,7 +51,7 @@ var _ pvkv1.PrivacySettingsServiceServer = (*Server)(nil)
 // Open migrates PVK's database and returns the server. source is the CloudEvents source of its events.
 // Run must be running for changes to reach the stream.
 func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn, introspection introspectionv1.IntrospectionServiceClient,
-	sts stsv1.TokenServiceClient, source string, log *slog.Logger) (*Server, *store.DB, error) {
+	sts stsv1.TokenServiceClient, source string, reg prometheus.Registerer, log *slog.Logger) (*Server, *store.DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -73,14 +74,14 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 		_ = db.Close()
 		return nil, nil, err
 	}
-	s := &Server{cfg: cfg, store: st, relay: &relay{store: st, js: js, wake: make(chan struct{}, 1)}, partitionKey: key,
+	s := &Server{cfg: cfg, store: st, relay: newRelay(st, js, cfg.OutboxRetention, reg), partitionKey: key,
 		introspection: introspection, sts: sts, source: source, log: log}
 	// Writes are group-committed: concurrent changes share one transaction and one fsync.
 	s.writes = store.NewBatcher(maxBatch, 0, func(ctx context.Context, ws []*Write) error {
 		if err := st.SetSettings(ctx, ws, s.event); err != nil {
 			return err
 		}
-		s.relay.notify()
+		s.relay.committed(ws, time.Now())
 		return nil
 	})
 	return s, db, nil

@@ -112,6 +112,8 @@ type Filters struct {
 type Write struct {
 	In      Setting
 	Changed bool
+	// OutboxID is the id of the change's outbox event when Changed.
+	OutboxID int64
 }
 
 // OutboxEvent is a change waiting for the relay.
@@ -136,8 +138,10 @@ type Store interface {
 	// stored one has the same aktiv; a change takes the next sekvensnummer, stores event(stored) in the
 	// outbox and sets the write's Changed.
 	SetSettings(ctx context.Context, writes []*Write, event func(Setting) (OutboxEvent, error)) error
-	// PendingOutbox returns up to limit outbox events in commit order.
-	PendingOutbox(ctx context.Context, limit int) ([]OutboxEvent, error)
+	// PendingOutbox returns up to limit outbox events after the one with id after, in commit order.
+	PendingOutbox(ctx context.Context, after int64, limit int) ([]OutboxEvent, error)
+	// OutboxID returns the id of the outbox event of a change; ErrNotFound when there is none.
+	OutboxID(ctx context.Context, changeID string) (int64, error)
 	// DeleteOutbox removes published outbox events up to and including id.
 	DeleteOutbox(ctx context.Context, upTo int64) error
 	// CreateSubscription stores a subscription.
@@ -216,34 +220,35 @@ func (s *sqlStore) ListDefinitions(ctx context.Context) ([]Definition, error) {
 func (s *sqlStore) SetSettings(ctx context.Context, writes []*Write, event func(Setting) (OutboxEvent, error)) error {
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
 		for _, w := range writes {
-			changed, err := setSetting(ctx, tx, w.In, event)
+			id, err := setSetting(ctx, tx, w.In, event)
 			if err != nil {
 				return err
 			}
-			w.Changed = changed
+			w.Changed, w.OutboxID = id != 0, id
 		}
 		return nil
 	})
 }
 
-// setSetting is one write of SetSettings.
-func setSetting(ctx context.Context, tx *sql.Tx, in Setting, event func(Setting) (OutboxEvent, error)) (bool, error) {
+// setSetting is one write of SetSettings; it returns the id of the change's outbox event, 0 when the
+// setting already had this state.
+func setSetting(ctx context.Context, tx *sql.Tx, in Setting, event func(Setting) (OutboxEvent, error)) (int64, error) {
 	var aktiv bool
 	var created int64
 	err := tx.QueryRowContext(ctx, `SELECT aktiv, create_time_ms FROM settings WHERE fnr = ? AND definition_guid = ?`,
 		in.Fnr, in.DefinitionGUID).Scan(&aktiv, &created)
 	switch {
 	case err == nil && aktiv == in.Aktiv:
-		return false, nil
+		return 0, nil
 	case err == nil:
 		in.CreateTime = time.UnixMilli(created)
 	case errors.Is(err, sql.ErrNoRows):
 		in.CreateTime = in.ChangeTime
 	default:
-		return false, err
+		return 0, err
 	}
 	if err := tx.QueryRowContext(ctx, `UPDATE sequence SET value = value + 1 WHERE id = 1 RETURNING value`).Scan(&in.Seq); err != nil {
-		return false, err
+		return 0, err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO settings (fnr, definition_guid, aktiv, tidspunkt_ms, evidence_mime, evidence,
 		sekvensnummer, create_time_ms, change_time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -251,24 +256,36 @@ func setSetting(ctx context.Context, tx *sql.Tx, in Setting, event func(Setting)
 		evidence_mime = excluded.evidence_mime, evidence = excluded.evidence, sekvensnummer = excluded.sekvensnummer,
 		change_time_ms = excluded.change_time_ms`, in.Fnr, in.DefinitionGUID, in.Aktiv, in.Tidspunkt.UnixMilli(), in.EvidenceMime,
 		in.Evidence, in.Seq, in.CreateTime.UnixMilli(), in.ChangeTime.UnixMilli()); err != nil {
-		return false, err
+		return 0, err
 	}
 	ev, err := event(in)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO outbox (change_id, partition, payload, create_time_ms) VALUES (?, ?, ?, ?)`,
+	res, err := tx.ExecContext(ctx, `INSERT INTO outbox (change_id, partition, payload, create_time_ms) VALUES (?, ?, ?, ?)`,
 		ev.ChangeID, ev.Partition, ev.Payload, in.ChangeTime.UnixMilli())
-	return err == nil, err
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
 }
 
-func (s *sqlStore) PendingOutbox(ctx context.Context, limit int) ([]OutboxEvent, error) {
-	return store.Query(ctx, s.db, `SELECT id, change_id, partition, payload FROM outbox ORDER BY id LIMIT ?`, []any{limit},
+func (s *sqlStore) PendingOutbox(ctx context.Context, after int64, limit int) ([]OutboxEvent, error) {
+	return store.Query(ctx, s.db, `SELECT id, change_id, partition, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?`, []any{after, limit},
 		func(sc store.Scanner) (OutboxEvent, error) {
 			var ev OutboxEvent
 			err := sc.Scan(&ev.ID, &ev.ChangeID, &ev.Partition, &ev.Payload)
 			return ev, err
 		})
+}
+
+func (s *sqlStore) OutboxID(ctx context.Context, changeID string) (int64, error) {
+	var id int64
+	err := s.db.Read.QueryRowContext(ctx, `SELECT id FROM outbox WHERE change_id = ?`, changeID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, store.ErrNotFound
+	}
+	return id, err
 }
 
 func (s *sqlStore) DeleteOutbox(ctx context.Context, upTo int64) error {

@@ -1,0 +1,141 @@
+package pvk
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hnsec/hnsec/pkg/natsbus"
+	"github.com/hnsec/hnsec/pkg/store"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestRelayResume starts a relay over an outbox and a stream in the states a crash or a power loss can
+// leave behind, and checks that the stream ends up holding every change once, in outbox order.
+func TestRelayResume(t *testing.T) {
+	tests := []struct {
+		name string
+		// outbox and inStream number the events each holds.
+		outbox, inStream []int
+	}{
+		{name: "fresh", outbox: []int{1, 2, 3}},
+		{name: "crash before the outbox was cleared", outbox: []int{1, 2, 3, 4, 5}, inStream: []int{1, 2, 3, 4, 5}},
+		{name: "stream lost its unsynced tail", outbox: []int{1, 2, 3, 4, 5, 6}, inStream: []int{1, 2}},
+		{name: "outbox holds only later events", outbox: []int{4, 5, 6}, inStream: []int{1, 2, 3}},
+		{name: "nothing new", outbox: []int{2, 3}, inStream: []int{1, 2, 3}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			bus, err := natsbus.Open(natsbus.Config{DataDir: dir, Name: "test", Sync: natsbus.Sync(time.Second)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = bus.Close() })
+			js, err := jetstream.New(bus.Conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ensureStream(ctx, js, Config{StreamReplicas: 1, StreamMaxAge: time.Hour, DuplicateWindow: 100 * time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+			db, err := store.Open(ctx, store.Config{DataDir: dir}, "pvk", migrations)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			for _, n := range tc.inStream {
+				if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: Subject(n % Partitions), Data: []byte(fmt.Sprint(n))},
+					jetstream.WithMsgID(changeID(n))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, n := range tc.outbox {
+				if _, err := db.Write.ExecContext(ctx, `INSERT INTO outbox (id, change_id, partition, payload, create_time_ms) VALUES (?, ?, ?, ?, 0)`,
+					n, changeID(n), n%Partitions, []byte(fmt.Sprint(n))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Past the duplicate window only the relay's resumption keeps it from publishing a change twice.
+			time.Sleep(300 * time.Millisecond)
+
+			r := newRelay(&sqlStore{db: db}, js, time.Hour, prometheus.NewRegistry())
+			if err := r.step(ctx); err != nil {
+				t.Fatal(err)
+			}
+
+			want := slices.Concat(tc.inStream, tc.outbox)
+			slices.Sort(want)
+			want = slices.Compact(want)
+			if got := streamChanges(t, js); !slices.Equal(got, want) {
+				t.Errorf("stream holds %v, want %v", got, want)
+			}
+			// The events the stream already held leave the outbox at once; those published now stay for the
+			// retention, then go, and nothing is published twice.
+			resumed := 0
+			if len(tc.inStream) > 0 && slices.Contains(tc.outbox, tc.inStream[len(tc.inStream)-1]) {
+				resumed = tc.inStream[len(tc.inStream)-1]
+			}
+			wantLeft := 0
+			for _, n := range tc.outbox {
+				if n > resumed {
+					wantLeft++
+				}
+			}
+			if n := countOutbox(t, db); n != wantLeft {
+				t.Errorf("outbox holds %d events within the retention, want %d", n, wantLeft)
+			}
+			if err := r.prune(ctx, time.Now().Add(2*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if n := countOutbox(t, db); n != 0 {
+				t.Errorf("outbox holds %d events after the retention", n)
+			}
+			if err := r.step(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := streamChanges(t, js); !slices.Equal(got, want) {
+				t.Errorf("after a second step the stream holds %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func changeID(n int) string { return fmt.Sprintf("change-%03d", n) }
+
+// streamChanges returns the numbers of the changes in the stream, in stream order.
+func streamChanges(t *testing.T, js jetstream.JetStream) []int {
+	t.Helper()
+	ctx := context.Background()
+	stream, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for seq := uint64(1); seq <= stream.CachedInfo().State.LastSeq; seq++ {
+		msg, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if _, err := fmt.Sscan(string(msg.Data), &n); err != nil || msg.Header.Get(jetstream.MsgIDHeader) != changeID(n) {
+			t.Fatalf("message %d: %q with id %q", seq, msg.Data, msg.Header.Get(jetstream.MsgIDHeader))
+		}
+		got = append(got, n)
+	}
+	return got
+}
+
+func countOutbox(t *testing.T, db *store.DB) int {
+	t.Helper()
+	var n int
+	if err := db.Read.QueryRow(`SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
