@@ -27,6 +27,7 @@ import (
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/flagx"
 	"github.com/hnsec/hnsec/pkg/grpcx"
+	"github.com/hnsec/hnsec/pkg/scope"
 	"github.com/hnsec/hnsec/services/registry"
 	"github.com/hnsec/hnsec/services/sts"
 )
@@ -37,16 +38,29 @@ type adminConfig struct {
 	DataDir         string
 	CredentialsFile string
 	Output          string
+	// as is whom the command acts as: the operator (or another admin credential) by default.
+	as adminActor
 }
+
+// adminActor is whom an admin command acts as: the scope of its access token and the credential file in
+// the data directory it uses unless --credentials-file names another.
+type adminActor struct {
+	scope, file string
+}
+
+var (
+	asAdmin      = adminActor{scope: registry.AdminScope, file: registry.OperatorFile}
+	asSubscriber = adminActor{scope: scope.PVKReplication, file: registry.DevClientFile}
+)
 
 func (c *adminConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:9090", "gRPC address of hnsec")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "data directory holding operator.json")
-	fs.StringVar(&c.CredentialsFile, "credentials-file", "", "operator credentials file (default: <data-dir>/operator.json)")
+	fs.StringVar(&c.CredentialsFile, "credentials-file", "", "credentials file (default: <data-dir>/operator.json; for pvk subscription commands the subscriber's, default <data-dir>/dev-client.json)")
 	fs.StringVar(&c.Output, "o", "text", "output format: text or json")
 }
 
-// adminSession is a connection authorised as the operator.
+// adminSession is a connection authorised as the command's actor.
 type adminSession struct {
 	conn     *grpc.ClientConn
 	ctx      context.Context
@@ -56,7 +70,7 @@ type adminSession struct {
 }
 
 func adminCommand(out io.Writer) *ffcli.Command {
-	var cfg adminConfig
+	cfg := adminConfig{as: asAdmin}
 	fs := flag.NewFlagSet("hnsec admin", flag.ContinueOnError)
 	cfg.registerFlags(fs)
 	// sub builds a subcommand whose flags are its own plus the shared admin flags.
@@ -89,15 +103,19 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			return s.printProto(m)
 		})
 	}
-	// byID builds a subcommand that takes one id argument.
-	byID := func(group, name, help string, rpc func(*adminSession, string) (proto.Message, error)) *ffcli.Command {
-		return call(name, "hnsec admin "+group+" "+name+" [flags] ID", help, nil, func(s *adminSession, args []string) (proto.Message, error) {
+	// withID builds a subcommand that takes one id argument.
+	withID := func(name, usage, help string, flags func(*flag.FlagSet), rpc func(*adminSession, string) (proto.Message, error)) *ffcli.Command {
+		return call(name, usage, help, flags, func(s *adminSession, args []string) (proto.Message, error) {
 			id, err := oneArg(args)
 			if err != nil {
 				return nil, err
 			}
 			return rpc(s, id)
 		})
+	}
+	// byID builds a subcommand that takes one id argument and no flags of its own.
+	byID := func(group, name, help string, rpc func(*adminSession, string) (proto.Message, error)) *ffcli.Command {
+		return withID(name, "hnsec admin "+group+" "+name+" [flags] ID", help, nil, rpc)
 	}
 	var pageSize int
 	var pageToken string
@@ -465,37 +483,39 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			group("grant", "access grants", grantCmds),
 			group("token", "access tokens", tokenCmds),
 			group("audit", "the registry's audit trail", auditCmds),
-			group("pvk", "PVK privacy setting definitions", pvkCmds),
+			group("pvk", "PVK privacy setting definitions and subscriptions", append(pvkCmds,
+				group("subscription", "the subscriber's subscriptions (as the client in --credentials-file)",
+					subscriptionCommands(&cfg, call, withID)))),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}
 }
 
-// openAdminSession reads the operator credential, gets an access token with the admin scope and returns a
-// context that presents it.
+// openAdminSession reads the actor's credential, gets an access token with its scope and returns a context
+// that presents it.
 func openAdminSession(ctx context.Context, cfg adminConfig, out io.Writer) (*adminSession, error) {
 	path := cfg.CredentialsFile
 	if path == "" {
-		path = filepath.Join(cfg.DataDir, registry.OperatorFile)
+		path = filepath.Join(cfg.DataDir, cfg.as.file)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("operator credentials: %w (start hnsec once, or pass --data-dir or --credentials-file)", err)
+		return nil, fmt.Errorf("credentials: %w (start hnsec once, or pass --data-dir or --credentials-file)", err)
 	}
 	var cred registry.Credentials
 	if err := json.Unmarshal(b, &cred); err != nil {
-		return nil, fmt.Errorf("operator credentials %s: %w", path, err)
+		return nil, fmt.Errorf("credentials %s: %w", path, err)
 	}
 	conn, err := grpcx.Dial(cfg.Addr, "")
 	if err != nil {
 		return nil, err
 	}
 	tok, err := stsv1.NewTokenServiceClient(conn).Token(ctx, &stsv1.TokenRequest{
-		GrantType: sts.GrantClientCredentials, ClientId: cred.ClientID, ClientSecret: cred.ClientSecret, Scope: registry.AdminScope,
+		GrantType: sts.GrantClientCredentials, ClientId: cred.ClientID, ClientSecret: cred.ClientSecret, Scope: cfg.as.scope,
 	})
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("operator token: %w", describe(err))
+		return nil, fmt.Errorf("access token: %w", describe(err))
 	}
 	return &adminSession{
 		conn:     conn,

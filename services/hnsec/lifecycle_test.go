@@ -22,7 +22,12 @@ import (
 func (s *testServer) admin(args ...string) (string, error) {
 	var out bytes.Buffer
 	full := append([]string{"admin"}, args...)
-	full = append(full[:3:3], append([]string{"--addr", s.cfg.GRPCAddr, "--data-dir", s.cfg.DataDir}, full[3:]...)...)
+	// The shared flags follow the command's name: admin GROUP CMD, or admin pvk subscription CMD.
+	at := 3
+	if len(args) > 2 && args[0] == "pvk" && args[1] == "subscription" {
+		at = 4
+	}
+	full = append(full[:at:at], append([]string{"--addr", s.cfg.GRPCAddr, "--data-dir", s.cfg.DataDir}, full[at:]...)...)
 	err := rootCommand(&out).ParseAndRun(context.Background(), full)
 	return out.String(), err
 }

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
 
+	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
+	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/services/pvk"
 )
 
@@ -171,4 +176,120 @@ func TestSubscriptionFiltersOwnershipAndWebhookURLs(t *testing.T) {
 	r = s.subCall(http.MethodGet, "", readTok, nil)
 	require.Equal(t, http.StatusForbidden, r.status)
 	require.Equal(t, "the access token lacks scope nhn:helsenorge.eksternapi/personverninnstilling_replikering", r.body["message"])
+}
+
+func TestSubscriptionUpdate(t *testing.T) {
+	s := newTestServer(t, func(c *serveConfig) {
+		c.PVK.WebhookAllowCIDRs = []string{"127.0.0.0/8"}
+		c.PVK.WebhookAllowHTTPHosts = []string{"127.0.0.1"}
+	})
+	tok := s.token()
+	r := s.subCall(http.MethodPost, "", tok, map[string]any{"filters": map[string]any{"typePis": []string{"samtykke"}, "partKoder": []string{"DEMO"}}})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	id := r.body["subscription"].(map[string]any)["subscriptionId"].(string)
+
+	// PATCH derives the mask from the body: only the fields named change.
+	tests := []struct {
+		name  string
+		body  map[string]any
+		check func(t *testing.T, sub map[string]any)
+	}{
+		{"one filter", map[string]any{"filters": map[string]any{"partKoder": []string{"ANNEN"}}}, func(t *testing.T, sub map[string]any) {
+			require.Equal(t, map[string]any{"typePis": []any{"samtykke"}, "partKoder": []any{"ANNEN"}, "definisjonGuids": []any{}}, sub["filters"])
+			require.Nil(t, sub["webhook"], "still pull")
+		}},
+		{"to a webhook", map[string]any{"webhook": map[string]any{"url": "http://127.0.0.1:9/hook"}}, func(t *testing.T, sub map[string]any) {
+			require.Equal(t, "http://127.0.0.1:9/hook", sub["webhook"].(map[string]any)["url"])
+			require.Equal(t, false, sub["webhook"].(map[string]any)["useXAuthorization"])
+		}},
+		{"X-Authorization only", map[string]any{"webhook": map[string]any{"useXAuthorization": true}}, func(t *testing.T, sub map[string]any) {
+			require.Equal(t, map[string]any{"url": "http://127.0.0.1:9/hook", "useXAuthorization": true}, sub["webhook"])
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := s.subCall(http.MethodPatch, "/"+id, tok, tt.body)
+			require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+			tt.check(t, r.body["subscription"].(map[string]any))
+			got := s.subCall(http.MethodGet, "/"+id, tok, nil)
+			require.Equal(t, r.body["subscription"], got.body["subscription"], "stored as answered")
+		})
+	}
+
+	bad := []struct {
+		name, code, msg string
+		status          int
+		req             map[string]any
+	}{
+		{"no field", "EPVK-100060", "update_mask names no field", 400, map[string]any{"subscription": map[string]any{"subscriptionId": id}}},
+		{"status through update", "EPVK-100060", `update_mask: field "status" cannot be updated`, 400,
+			map[string]any{"subscription": map[string]any{"subscriptionId": id, "status": "SUBSCRIPTION_STATUS_PAUSED"}, "updateMask": "status"}},
+		{"bad filter", "EPVK-100063", "filters.typePis must be samtykke, reservasjon or tilgangsbegrensning", 400,
+			map[string]any{"subscription": map[string]any{"subscriptionId": id, "filters": map[string]any{"typePis": []string{"lov"}}}, "updateMask": "filters.typePis"}},
+		{"metadata URL", "EPVK-100062", "webhook URL resolves to an address that may not be called: 169.254.169.254 is a cloud metadata address", 400,
+			map[string]any{"subscription": map[string]any{"subscriptionId": id, "webhook": map[string]any{"url": "https://169.254.169.254/"}}, "updateMask": "webhook.url"}},
+		{"no such subscription", "EPVK-101404", "you may not access this subscription", 403,
+			map[string]any{"subscription": map[string]any{"subscriptionId": "6f1c2d3e-0000-4000-8000-00000000dead"}, "updateMask": "filters"}},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			// Over gRPC, where the mask is the caller's own.
+			var req pvkv1.UpdateSubscriptionRequest
+			raw, _ := json.Marshal(tt.req)
+			require.NoError(t, protojson.Unmarshal(raw, &req))
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+			_, err := pvkv1.NewSubscriptionsServiceClient(s.conn).UpdateSubscription(ctx, &req)
+			e := apierr.FromGRPC(err)
+			require.Equal(t, tt.msg, e.Description)
+			require.Equal(t, tt.code, e.Code)
+			require.Equal(t, tt.status, e.Kind.HTTPStatus)
+		})
+	}
+
+	// Back to pull: an empty webhook.
+	r = s.subCall(http.MethodPatch, "/"+id, tok, map[string]any{"webhook": nil})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	require.Nil(t, r.body["subscription"].(map[string]any)["webhook"])
+}
+
+func TestSubscriptionAdminCommands(t *testing.T) {
+	s := newTestServer(t, func(c *serveConfig) { c.PVK.AckWait = time.Second })
+	run := func(args ...string) map[string]any {
+		t.Helper()
+		out, err := s.admin(append([]string{"pvk", "subscription", args[0], "-o", "json"}, args[1:]...)...)
+		require.NoError(t, err, out)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &m), out)
+		return m
+	}
+	sub := run("create", "--definisjon-guid", pvk.DemoDefinition.GUID)
+	id := sub["subscription_id"].(string)
+	require.Equal(t, s.dev.ClientID, sub["subscriber_client_id"], "acts as the dev client by default")
+	require.Len(t, run("list")["subscriptions"], 1)
+
+	tok := s.token()
+	require.Equal(t, "endret", s.pvkCall("SettInnbyggersPersonvernInnstilling", tok, setBody(validFnr(30), true)).body["instansEndret"])
+	pulled := run("pull", "--max", "10", "--wait-ms", "2000", id)
+	changes := pulled["changes"].([]any)
+	require.Len(t, changes, 1)
+	acked := run("ack", id, changes[0].(map[string]any)["ack_id"].(string))
+	require.Equal(t, float64(1), acked["acked"])
+
+	updated := run("update", "--type-pi", "samtykke", id)
+	require.Equal(t, []any{"samtykke"}, updated["filters"].(map[string]any)["type_pis"])
+	require.Equal(t, []any{pvk.DemoDefinition.GUID}, updated["filters"].(map[string]any)["definisjon_guids"], "other filters stay")
+	cleared := run("update", "--clear-filters", id)
+	require.Empty(t, cleared["filters"])
+	require.Equal(t, "SUBSCRIPTION_STATUS_PAUSED", run("pause", id)["status"])
+	require.Equal(t, "SUBSCRIPTION_STATUS_ACTIVE", run("resume", id)["status"])
+	run("replay", "--from-sekvensnummer", "1", id)
+	again := run("pull", "--wait-ms", "2000", id)
+	require.Len(t, again["changes"], 1, "the replay delivers the change again")
+	run("delete", id)
+	require.Empty(t, run("list")["subscriptions"])
+
+	_, err := s.admin("pvk", "subscription", "replay", "--from-time", "yesterday", id)
+	require.EqualError(t, err, `--from-time: want RFC 3339, got "yesterday"`)
+	_, err = s.admin("pvk", "subscription", "get", "6f1c2d3e-0000-4000-8000-00000000dead")
+	require.EqualError(t, err, "permission_denied: you may not access this subscription")
 }

@@ -150,9 +150,9 @@ type Store interface {
 	GetSubscription(ctx context.Context, id string) (Subscription, error)
 	// ListSubscriptions returns a subscriber's subscriptions (every one when subscriber is empty).
 	ListSubscriptions(ctx context.Context, subscriber string) ([]Subscription, error)
-	// SetSubscriptionStatus changes a subscription's status from one of from; ErrNotFound when there is
-	// none, and the returned error from check when its status is not one of them.
-	SetSubscriptionStatus(ctx context.Context, id string, check func(Subscription) error, to int32) (Subscription, error)
+	// UpdateSubscription applies change to a subscription in a transaction and stores its filters, webhook
+	// and status; ErrNotFound when there is none, change's error when it refuses.
+	UpdateSubscription(ctx context.Context, id string, change func(*Subscription) error) (Subscription, error)
 	// DeleteSubscription removes a subscription.
 	DeleteSubscription(ctx context.Context, id string) error
 	// GetSetting returns a citizen's setting; ErrNotFound when there is none.
@@ -328,22 +328,25 @@ func (s *sqlStore) ListSubscriptions(ctx context.Context, subscriber string) ([]
 		[]any{subscriber, subscriber}, scanSubscription)
 }
 
-func (s *sqlStore) SetSubscriptionStatus(ctx context.Context, id string, check func(Subscription) error, to int32) (Subscription, error) {
-	var out Subscription
+func (s *sqlStore) UpdateSubscription(ctx context.Context, id string, change func(*Subscription) error) (Subscription, error) {
+	var sub Subscription
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		sub, err := scanSubscription(tx.QueryRowContext(ctx, subscriptionSelect+` WHERE id = ?`, id))
+		var err error
+		if sub, err = scanSubscription(tx.QueryRowContext(ctx, subscriptionSelect+` WHERE id = ?`, id)); err != nil {
+			return err
+		}
+		if err := change(&sub); err != nil {
+			return err
+		}
+		filters, err := json.Marshal(sub.Filters)
 		if err != nil {
 			return err
 		}
-		if err := check(sub); err != nil {
-			return err
-		}
-		sub.Status = to
-		out = sub
-		_, err = tx.ExecContext(ctx, `UPDATE subscriptions SET status = ? WHERE id = ?`, to, id)
+		_, err = tx.ExecContext(ctx, `UPDATE subscriptions SET filters = ?, webhook_url = ?, x_auth = ?, status = ? WHERE id = ?`,
+			string(filters), sub.WebhookURL, sub.XAuth, sub.Status, id)
 		return err
 	})
-	return out, err
+	return sub, err
 }
 
 func (s *sqlStore) DeleteSubscription(ctx context.Context, id string) error {

@@ -13,6 +13,7 @@ import (
 
 	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/fieldmask"
 	"github.com/hnsec/hnsec/pkg/guid"
 	"github.com/hnsec/hnsec/pkg/loop"
 	"github.com/hnsec/hnsec/pkg/scope"
@@ -93,28 +94,16 @@ func (s *Subscriptions) CreateSubscription(ctx context.Context, req *pvkv1.Creat
 	if err != nil {
 		return nil, err
 	}
-	f := req.GetFilters()
-	for _, g := range f.GetDefinisjonGuids() {
-		if !guid.Valid(g) {
-			return nil, invalid(codeSubscriptionFilter, "filters.definisjonGuids must be GUIDs")
-		}
+	filters, err := checkFilters(req.GetFilters())
+	if err != nil {
+		return nil, err
 	}
-	for _, t := range f.GetTypePis() {
-		if !slices.Contains(TypesPi, t) {
-			return nil, invalid(codeSubscriptionFilter, "filters.typePis must be samtykke, reservasjon or tilgangsbegrensning")
-		}
-	}
-	if len(f.GetDefinisjonGuids())+len(f.GetTypePis())+len(f.GetPartKoder()) > 100 {
-		return nil, invalid(codeSubscriptionFilter, "filters may name at most 100 values")
-	}
-	if u := req.GetWebhook().GetUrl(); u != "" {
-		if err := s.policy.CheckURL(ctx, u); err != nil {
-			return nil, invalid(codeWebhookURL, "%v", err)
-		}
+	if err := s.checkWebhook(ctx, req.GetWebhook()); err != nil {
+		return nil, err
 	}
 	sub := Subscription{ID: guid.New(), Subscriber: caller, WebhookURL: req.GetWebhook().GetUrl(), XAuth: req.GetWebhook().GetUseXAuthorization(),
 		Status: int32(pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE), CreateTime: time.Now().UTC().Truncate(time.Millisecond),
-		Filters: Filters{DefinitionGUIDs: f.GetDefinisjonGuids(), TypesPi: f.GetTypePis(), PartKoder: f.GetPartKoder()}}
+		Filters: filters}
 	if err := s.consumer(ctx, sub.ID, jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}); err != nil {
 		return nil, err
 	}
@@ -123,6 +112,82 @@ func (s *Subscriptions) CreateSubscription(ctx context.Context, req *pvkv1.Creat
 	}
 	s.pvk.log.Info("subscription created", "subscription_id", sub.ID, "subscriber", caller)
 	return &pvkv1.CreateSubscriptionResponse{Subscription: subscriptionProto(sub)}, nil
+}
+
+// checkFilters validates filters and returns them in storage form.
+func checkFilters(f *pvkv1.Filters) (Filters, error) {
+	for _, g := range f.GetDefinisjonGuids() {
+		if !guid.Valid(g) {
+			return Filters{}, invalid(codeSubscriptionFilter, "filters.definisjonGuids must be GUIDs")
+		}
+	}
+	for _, t := range f.GetTypePis() {
+		if !slices.Contains(TypesPi, t) {
+			return Filters{}, invalid(codeSubscriptionFilter, "filters.typePis must be samtykke, reservasjon or tilgangsbegrensning")
+		}
+	}
+	if len(f.GetDefinisjonGuids())+len(f.GetTypePis())+len(f.GetPartKoder()) > 100 {
+		return Filters{}, invalid(codeSubscriptionFilter, "filters may name at most 100 values")
+	}
+	return Filters{DefinitionGUIDs: f.GetDefinisjonGuids(), TypesPi: f.GetTypePis(), PartKoder: f.GetPartKoder()}, nil
+}
+
+// checkWebhook checks that the deployment may call a webhook's URL; no webhook means pull delivery.
+func (s *Subscriptions) checkWebhook(ctx context.Context, w *pvkv1.Webhook) error {
+	if w.GetUrl() == "" {
+		return nil
+	}
+	if err := s.policy.CheckURL(ctx, w.GetUrl()); err != nil {
+		return invalid(codeWebhookURL, "%v", err)
+	}
+	return nil
+}
+
+// UpdateSubscription implements SubscriptionsService.
+func (s *Subscriptions) UpdateSubscription(ctx context.Context, req *pvkv1.UpdateSubscriptionRequest) (*pvkv1.UpdateSubscriptionResponse, error) {
+	in := req.GetSubscription()
+	if _, err := s.own(ctx, in.GetSubscriptionId()); err != nil {
+		return nil, err
+	}
+	paths, err := fieldmask.Paths(req.GetUpdateMask(), "filters", "filters.definisjon_guids", "filters.type_pis", "filters.part_koder",
+		"webhook", "webhook.url", "webhook.use_x_authorization")
+	if err != nil {
+		return nil, invalid(codeSubscription, "%v", err)
+	}
+	filters, err := checkFilters(in.GetFilters())
+	if err != nil {
+		return nil, err
+	}
+	if slices.ContainsFunc(paths, func(p string) bool { return p == "webhook" || p == "webhook.url" }) {
+		if err := s.checkWebhook(ctx, in.GetWebhook()); err != nil {
+			return nil, err
+		}
+	}
+	sub, err := s.pvk.store.UpdateSubscription(ctx, in.GetSubscriptionId(), func(sub *Subscription) error {
+		for _, p := range paths {
+			switch p {
+			case "filters":
+				sub.Filters = filters
+			case "filters.definisjon_guids":
+				sub.Filters.DefinitionGUIDs = filters.DefinitionGUIDs
+			case "filters.type_pis":
+				sub.Filters.TypesPi = filters.TypesPi
+			case "filters.part_koder":
+				sub.Filters.PartKoder = filters.PartKoder
+			case "webhook":
+				sub.WebhookURL, sub.XAuth = in.GetWebhook().GetUrl(), in.GetWebhook().GetUseXAuthorization()
+			case "webhook.url":
+				sub.WebhookURL = in.GetWebhook().GetUrl()
+			case "webhook.use_x_authorization":
+				sub.XAuth = in.GetWebhook().GetUseXAuthorization()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pvkv1.UpdateSubscriptionResponse{Subscription: subscriptionProto(sub)}, nil
 }
 
 // consumer (re)creates a subscription's durable consumer starting as cfg says.
@@ -187,13 +252,14 @@ func (s *Subscriptions) setStatus(ctx context.Context, id string, from, to pvkv1
 		return Subscription{}, err
 	}
 	allowed := append([]pvkv1.SubscriptionStatus{from}, alsoFrom...)
-	return s.pvk.store.SetSubscriptionStatus(ctx, id, func(sub Subscription) error {
+	return s.pvk.store.UpdateSubscription(ctx, id, func(sub *Subscription) error {
 		if !slices.Contains(allowed, pvkv1.SubscriptionStatus(sub.Status)) {
 			return apierr.WithCode(apierr.FailedPrecondition, codeSubscriptionState, "the subscription is %s",
 				pvkv1.SubscriptionStatus(sub.Status).String())
 		}
+		sub.Status = int32(to)
 		return nil
-	}, int32(to))
+	})
 }
 
 // DeleteSubscription implements SubscriptionsService.
@@ -309,18 +375,13 @@ func (s *Subscriptions) PullSubscription(ctx context.Context, req *pvkv1.PullSub
 	if err != nil {
 		return nil, err
 	}
-	var batch jetstream.MessageBatch
-	if req.GetWaitMs() > 0 {
-		batch, err = cons.Fetch(max, jetstream.FetchMaxWait(time.Duration(req.GetWaitMs())*time.Millisecond))
-	} else {
-		batch, err = cons.FetchNoWait(max)
-	}
+	msgs, err := fetch(cons, max, time.Duration(req.GetWaitMs())*time.Millisecond)
 	if err != nil {
 		return nil, err
 	}
 	resp := &pvkv1.PullSubscriptionResponse{Changes: []*pvkv1.PulledChange{}}
 	expires := time.Now().Add(s.pvk.cfg.AckWait)
-	for m := range batch.Messages() {
+	for _, m := range msgs {
 		if !sub.Filters.Matches(m.Data()) {
 			_ = m.Ack() // not for this subscriber
 			continue
@@ -331,10 +392,38 @@ func (s *Subscriptions) PullSubscription(ctx context.Context, req *pvkv1.PullSub
 		s.mu.Unlock()
 		resp.Changes = append(resp.Changes, &pvkv1.PulledChange{AckId: ackID, Event: string(m.Data())})
 	}
-	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+	return resp, nil
+}
+
+// fetch returns up to max messages: those waiting, or else the first to arrive within wait and those
+// waiting behind it. It never holds a message it has until the wait ends, so a wait longer than the ack
+// wait cannot hand out a message twice.
+func fetch(cons jetstream.Consumer, max int, wait time.Duration) ([]jetstream.Msg, error) {
+	msgs, err := collect(cons.FetchNoWait(max))
+	if err != nil || len(msgs) > 0 || wait == 0 {
+		return msgs, err
+	}
+	first, err := collect(cons.Fetch(1, jetstream.FetchMaxWait(wait)))
+	if err != nil || len(first) == 0 || max == 1 {
+		return first, err
+	}
+	rest, err := collect(cons.FetchNoWait(max - 1))
+	return append(first, rest...), err
+}
+
+// collect reads a fetched batch; no messages is not an error.
+func collect(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+	if err != nil {
 		return nil, err
 	}
-	return resp, nil
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+		return msgs, err
+	}
+	return msgs, nil
 }
 
 // AckSubscription implements SubscriptionsService.

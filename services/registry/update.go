@@ -8,19 +8,16 @@ import (
 
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/fieldmask"
 )
 
 // maskPaths returns the paths of an update mask after checking each is one of allowed.
 func maskPaths(mask *fieldmaskpb.FieldMask, allowed ...string) ([]string, error) {
-	if len(mask.GetPaths()) == 0 {
-		return nil, apierr.New(apierr.InvalidRequest, "update_mask names no field")
+	paths, err := fieldmask.Paths(mask, allowed...)
+	if err != nil {
+		return nil, apierr.New(apierr.InvalidRequest, "%v", err)
 	}
-	for _, p := range mask.GetPaths() {
-		if !slices.Contains(allowed, p) {
-			return nil, apierr.New(apierr.InvalidRequest, "update_mask: field %q cannot be updated", p)
-		}
-	}
-	return mask.GetPaths(), nil
+	return paths, nil
 }
 
 // ListClients implements ClientRegistryService.

@@ -9,6 +9,7 @@ package pvkv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -620,6 +621,108 @@ func (x *ListSubscriptionsResponse) GetSubscriptions() []*Subscription {
 	return nil
 }
 
+// UpdateSubscriptionRequest holds the new values.
+type UpdateSubscriptionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subscription holds subscription_id and the new values.
+	Subscription *Subscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// update_mask names the fields to change: filters (or filters.definisjon_guids, filters.type_pis,
+	// filters.part_koder), webhook (or webhook.url, webhook.use_x_authorization).
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSubscriptionRequest) Reset() {
+	*x = UpdateSubscriptionRequest{}
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSubscriptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSubscriptionRequest) ProtoMessage() {}
+
+func (x *UpdateSubscriptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSubscriptionRequest.ProtoReflect.Descriptor instead.
+func (*UpdateSubscriptionRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *UpdateSubscriptionRequest) GetSubscription() *Subscription {
+	if x != nil {
+		return x.Subscription
+	}
+	return nil
+}
+
+func (x *UpdateSubscriptionRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateSubscriptionResponse holds the subscription after the change.
+type UpdateSubscriptionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subscription as stored.
+	Subscription  *Subscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSubscriptionResponse) Reset() {
+	*x = UpdateSubscriptionResponse{}
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSubscriptionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSubscriptionResponse) ProtoMessage() {}
+
+func (x *UpdateSubscriptionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSubscriptionResponse.ProtoReflect.Descriptor instead.
+func (*UpdateSubscriptionResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *UpdateSubscriptionResponse) GetSubscription() *Subscription {
+	if x != nil {
+		return x.Subscription
+	}
+	return nil
+}
+
 // PauseSubscriptionRequest names a subscription.
 type PauseSubscriptionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -631,7 +734,7 @@ type PauseSubscriptionRequest struct {
 
 func (x *PauseSubscriptionRequest) Reset() {
 	*x = PauseSubscriptionRequest{}
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[10]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +746,7 @@ func (x *PauseSubscriptionRequest) String() string {
 func (*PauseSubscriptionRequest) ProtoMessage() {}
 
 func (x *PauseSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[10]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +759,7 @@ func (x *PauseSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*PauseSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{10}
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PauseSubscriptionRequest) GetSubscriptionId() string {
@@ -677,7 +780,7 @@ type PauseSubscriptionResponse struct {
 
 func (x *PauseSubscriptionResponse) Reset() {
 	*x = PauseSubscriptionResponse{}
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[11]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +792,7 @@ func (x *PauseSubscriptionResponse) String() string {
 func (*PauseSubscriptionResponse) ProtoMessage() {}
 
 func (x *PauseSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[11]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +805,7 @@ func (x *PauseSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*PauseSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{11}
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PauseSubscriptionResponse) GetSubscription() *Subscription {
@@ -723,7 +826,7 @@ type ResumeSubscriptionRequest struct {
 
 func (x *ResumeSubscriptionRequest) Reset() {
 	*x = ResumeSubscriptionRequest{}
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[12]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +838,7 @@ func (x *ResumeSubscriptionRequest) String() string {
 func (*ResumeSubscriptionRequest) ProtoMessage() {}
 
 func (x *ResumeSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[12]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +851,7 @@ func (x *ResumeSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*ResumeSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{12}
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ResumeSubscriptionRequest) GetSubscriptionId() string {
@@ -769,7 +872,7 @@ type ResumeSubscriptionResponse struct {
 
 func (x *ResumeSubscriptionResponse) Reset() {
 	*x = ResumeSubscriptionResponse{}
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[13]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +884,7 @@ func (x *ResumeSubscriptionResponse) String() string {
 func (*ResumeSubscriptionResponse) ProtoMessage() {}
 
 func (x *ResumeSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[13]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +897,7 @@ func (x *ResumeSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*ResumeSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{13}
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResumeSubscriptionResponse) GetSubscription() *Subscription {
@@ -815,7 +918,7 @@ type DeleteSubscriptionRequest struct {
 
 func (x *DeleteSubscriptionRequest) Reset() {
 	*x = DeleteSubscriptionRequest{}
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[14]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +930,7 @@ func (x *DeleteSubscriptionRequest) String() string {
 func (*DeleteSubscriptionRequest) ProtoMessage() {}
 
 func (x *DeleteSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[14]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +943,7 @@ func (x *DeleteSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{14}
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteSubscriptionRequest) GetSubscriptionId() string {
@@ -859,7 +962,7 @@ type DeleteSubscriptionResponse struct {
 
 func (x *DeleteSubscriptionResponse) Reset() {
 	*x = DeleteSubscriptionResponse{}
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[15]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +974,7 @@ func (x *DeleteSubscriptionResponse) String() string {
 func (*DeleteSubscriptionResponse) ProtoMessage() {}
 
 func (x *DeleteSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[15]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +987,7 @@ func (x *DeleteSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{15}
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{17}
 }
 
 // ReplaySubscriptionRequest says from where to deliver again.
@@ -902,7 +1005,7 @@ type ReplaySubscriptionRequest struct {
 
 func (x *ReplaySubscriptionRequest) Reset() {
 	*x = ReplaySubscriptionRequest{}
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[16]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1017,7 @@ func (x *ReplaySubscriptionRequest) String() string {
 func (*ReplaySubscriptionRequest) ProtoMessage() {}
 
 func (x *ReplaySubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[16]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1030,7 @@ func (x *ReplaySubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaySubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*ReplaySubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{16}
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReplaySubscriptionRequest) GetSubscriptionId() string {
@@ -960,7 +1063,7 @@ type ReplaySubscriptionResponse struct {
 
 func (x *ReplaySubscriptionResponse) Reset() {
 	*x = ReplaySubscriptionResponse{}
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[17]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1075,7 @@ func (x *ReplaySubscriptionResponse) String() string {
 func (*ReplaySubscriptionResponse) ProtoMessage() {}
 
 func (x *ReplaySubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[17]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1088,7 @@ func (x *ReplaySubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaySubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*ReplaySubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{17}
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{19}
 }
 
 // PullSubscriptionRequest asks for changes.
@@ -1003,7 +1106,7 @@ type PullSubscriptionRequest struct {
 
 func (x *PullSubscriptionRequest) Reset() {
 	*x = PullSubscriptionRequest{}
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[18]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1118,7 @@ func (x *PullSubscriptionRequest) String() string {
 func (*PullSubscriptionRequest) ProtoMessage() {}
 
 func (x *PullSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[18]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1131,7 @@ func (x *PullSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*PullSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{18}
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PullSubscriptionRequest) GetSubscriptionId() string {
@@ -1063,7 +1166,7 @@ type PullSubscriptionResponse struct {
 
 func (x *PullSubscriptionResponse) Reset() {
 	*x = PullSubscriptionResponse{}
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[19]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1178,7 @@ func (x *PullSubscriptionResponse) String() string {
 func (*PullSubscriptionResponse) ProtoMessage() {}
 
 func (x *PullSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[19]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1191,7 @@ func (x *PullSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*PullSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{19}
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PullSubscriptionResponse) GetChanges() []*PulledChange {
@@ -1111,7 +1214,7 @@ type AckSubscriptionRequest struct {
 
 func (x *AckSubscriptionRequest) Reset() {
 	*x = AckSubscriptionRequest{}
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[20]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1226,7 @@ func (x *AckSubscriptionRequest) String() string {
 func (*AckSubscriptionRequest) ProtoMessage() {}
 
 func (x *AckSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[20]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1239,7 @@ func (x *AckSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*AckSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{20}
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AckSubscriptionRequest) GetSubscriptionId() string {
@@ -1166,7 +1269,7 @@ type AckSubscriptionResponse struct {
 
 func (x *AckSubscriptionResponse) Reset() {
 	*x = AckSubscriptionResponse{}
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[21]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1281,7 @@ func (x *AckSubscriptionResponse) String() string {
 func (*AckSubscriptionResponse) ProtoMessage() {}
 
 func (x *AckSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[21]
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1294,7 @@ func (x *AckSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*AckSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{21}
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AckSubscriptionResponse) GetAcked() int32 {
@@ -1212,7 +1315,7 @@ var File_hnsec_pvk_v1_subscriptions_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
 	"\n" +
-	"(hnsec/pvk/v1/subscriptions_service.proto\x12\fhnsec.pvk.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"n\n" +
+	"(hnsec/pvk/v1/subscriptions_service.proto\x12\fhnsec.pvk.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"n\n" +
 	"\aFilters\x12)\n" +
 	"\x10definisjon_guids\x18\x01 \x03(\tR\x0fdefinisjonGuids\x12\x19\n" +
 	"\btype_pis\x18\x02 \x03(\tR\atypePis\x12\x1d\n" +
@@ -1243,7 +1346,13 @@ const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
 	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription\"\x1a\n" +
 	"\x18ListSubscriptionsRequest\"]\n" +
 	"\x19ListSubscriptionsResponse\x12@\n" +
-	"\rsubscriptions\x18\x01 \x03(\v2\x1a.hnsec.pvk.v1.SubscriptionR\rsubscriptions\"C\n" +
+	"\rsubscriptions\x18\x01 \x03(\v2\x1a.hnsec.pvk.v1.SubscriptionR\rsubscriptions\"\x98\x01\n" +
+	"\x19UpdateSubscriptionRequest\x12>\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"\\\n" +
+	"\x1aUpdateSubscriptionResponse\x12>\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription\"C\n" +
 	"\x18PauseSubscriptionRequest\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\"[\n" +
 	"\x19PauseSubscriptionResponse\x12>\n" +
@@ -1276,11 +1385,12 @@ const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
 	"\x1fSUBSCRIPTION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aSUBSCRIPTION_STATUS_ACTIVE\x10\x01\x12\x1e\n" +
 	"\x1aSUBSCRIPTION_STATUS_PAUSED\x10\x02\x12 \n" +
-	"\x1cSUBSCRIPTION_STATUS_DISABLED\x10\x032\xa9\a\n" +
+	"\x1cSUBSCRIPTION_STATUS_DISABLED\x10\x032\x92\b\n" +
 	"\x14SubscriptionsService\x12g\n" +
 	"\x12CreateSubscription\x12'.hnsec.pvk.v1.CreateSubscriptionRequest\x1a(.hnsec.pvk.v1.CreateSubscriptionResponse\x12^\n" +
 	"\x0fGetSubscription\x12$.hnsec.pvk.v1.GetSubscriptionRequest\x1a%.hnsec.pvk.v1.GetSubscriptionResponse\x12d\n" +
-	"\x11ListSubscriptions\x12&.hnsec.pvk.v1.ListSubscriptionsRequest\x1a'.hnsec.pvk.v1.ListSubscriptionsResponse\x12d\n" +
+	"\x11ListSubscriptions\x12&.hnsec.pvk.v1.ListSubscriptionsRequest\x1a'.hnsec.pvk.v1.ListSubscriptionsResponse\x12g\n" +
+	"\x12UpdateSubscription\x12'.hnsec.pvk.v1.UpdateSubscriptionRequest\x1a(.hnsec.pvk.v1.UpdateSubscriptionResponse\x12d\n" +
 	"\x11PauseSubscription\x12&.hnsec.pvk.v1.PauseSubscriptionRequest\x1a'.hnsec.pvk.v1.PauseSubscriptionResponse\x12g\n" +
 	"\x12ResumeSubscription\x12'.hnsec.pvk.v1.ResumeSubscriptionRequest\x1a(.hnsec.pvk.v1.ResumeSubscriptionResponse\x12g\n" +
 	"\x12DeleteSubscription\x12'.hnsec.pvk.v1.DeleteSubscriptionRequest\x1a(.hnsec.pvk.v1.DeleteSubscriptionResponse\x12g\n" +
@@ -1301,7 +1411,7 @@ func file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP() []byte {
 }
 
 var file_hnsec_pvk_v1_subscriptions_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_hnsec_pvk_v1_subscriptions_service_proto_goTypes = []any{
 	(SubscriptionStatus)(0),            // 0: hnsec.pvk.v1.SubscriptionStatus
 	(*Filters)(nil),                    // 1: hnsec.pvk.v1.Filters
@@ -1314,57 +1424,65 @@ var file_hnsec_pvk_v1_subscriptions_service_proto_goTypes = []any{
 	(*GetSubscriptionResponse)(nil),    // 8: hnsec.pvk.v1.GetSubscriptionResponse
 	(*ListSubscriptionsRequest)(nil),   // 9: hnsec.pvk.v1.ListSubscriptionsRequest
 	(*ListSubscriptionsResponse)(nil),  // 10: hnsec.pvk.v1.ListSubscriptionsResponse
-	(*PauseSubscriptionRequest)(nil),   // 11: hnsec.pvk.v1.PauseSubscriptionRequest
-	(*PauseSubscriptionResponse)(nil),  // 12: hnsec.pvk.v1.PauseSubscriptionResponse
-	(*ResumeSubscriptionRequest)(nil),  // 13: hnsec.pvk.v1.ResumeSubscriptionRequest
-	(*ResumeSubscriptionResponse)(nil), // 14: hnsec.pvk.v1.ResumeSubscriptionResponse
-	(*DeleteSubscriptionRequest)(nil),  // 15: hnsec.pvk.v1.DeleteSubscriptionRequest
-	(*DeleteSubscriptionResponse)(nil), // 16: hnsec.pvk.v1.DeleteSubscriptionResponse
-	(*ReplaySubscriptionRequest)(nil),  // 17: hnsec.pvk.v1.ReplaySubscriptionRequest
-	(*ReplaySubscriptionResponse)(nil), // 18: hnsec.pvk.v1.ReplaySubscriptionResponse
-	(*PullSubscriptionRequest)(nil),    // 19: hnsec.pvk.v1.PullSubscriptionRequest
-	(*PullSubscriptionResponse)(nil),   // 20: hnsec.pvk.v1.PullSubscriptionResponse
-	(*AckSubscriptionRequest)(nil),     // 21: hnsec.pvk.v1.AckSubscriptionRequest
-	(*AckSubscriptionResponse)(nil),    // 22: hnsec.pvk.v1.AckSubscriptionResponse
-	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
+	(*UpdateSubscriptionRequest)(nil),  // 11: hnsec.pvk.v1.UpdateSubscriptionRequest
+	(*UpdateSubscriptionResponse)(nil), // 12: hnsec.pvk.v1.UpdateSubscriptionResponse
+	(*PauseSubscriptionRequest)(nil),   // 13: hnsec.pvk.v1.PauseSubscriptionRequest
+	(*PauseSubscriptionResponse)(nil),  // 14: hnsec.pvk.v1.PauseSubscriptionResponse
+	(*ResumeSubscriptionRequest)(nil),  // 15: hnsec.pvk.v1.ResumeSubscriptionRequest
+	(*ResumeSubscriptionResponse)(nil), // 16: hnsec.pvk.v1.ResumeSubscriptionResponse
+	(*DeleteSubscriptionRequest)(nil),  // 17: hnsec.pvk.v1.DeleteSubscriptionRequest
+	(*DeleteSubscriptionResponse)(nil), // 18: hnsec.pvk.v1.DeleteSubscriptionResponse
+	(*ReplaySubscriptionRequest)(nil),  // 19: hnsec.pvk.v1.ReplaySubscriptionRequest
+	(*ReplaySubscriptionResponse)(nil), // 20: hnsec.pvk.v1.ReplaySubscriptionResponse
+	(*PullSubscriptionRequest)(nil),    // 21: hnsec.pvk.v1.PullSubscriptionRequest
+	(*PullSubscriptionResponse)(nil),   // 22: hnsec.pvk.v1.PullSubscriptionResponse
+	(*AckSubscriptionRequest)(nil),     // 23: hnsec.pvk.v1.AckSubscriptionRequest
+	(*AckSubscriptionResponse)(nil),    // 24: hnsec.pvk.v1.AckSubscriptionResponse
+	(*timestamppb.Timestamp)(nil),      // 25: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),      // 26: google.protobuf.FieldMask
 }
 var file_hnsec_pvk_v1_subscriptions_service_proto_depIdxs = []int32{
 	1,  // 0: hnsec.pvk.v1.Subscription.filters:type_name -> hnsec.pvk.v1.Filters
 	2,  // 1: hnsec.pvk.v1.Subscription.webhook:type_name -> hnsec.pvk.v1.Webhook
 	0,  // 2: hnsec.pvk.v1.Subscription.status:type_name -> hnsec.pvk.v1.SubscriptionStatus
-	23, // 3: hnsec.pvk.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	25, // 3: hnsec.pvk.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 4: hnsec.pvk.v1.CreateSubscriptionRequest.filters:type_name -> hnsec.pvk.v1.Filters
 	2,  // 5: hnsec.pvk.v1.CreateSubscriptionRequest.webhook:type_name -> hnsec.pvk.v1.Webhook
 	3,  // 6: hnsec.pvk.v1.CreateSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
 	3,  // 7: hnsec.pvk.v1.GetSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
 	3,  // 8: hnsec.pvk.v1.ListSubscriptionsResponse.subscriptions:type_name -> hnsec.pvk.v1.Subscription
-	3,  // 9: hnsec.pvk.v1.PauseSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
-	3,  // 10: hnsec.pvk.v1.ResumeSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
-	23, // 11: hnsec.pvk.v1.ReplaySubscriptionRequest.from_time:type_name -> google.protobuf.Timestamp
-	4,  // 12: hnsec.pvk.v1.PullSubscriptionResponse.changes:type_name -> hnsec.pvk.v1.PulledChange
-	5,  // 13: hnsec.pvk.v1.SubscriptionsService.CreateSubscription:input_type -> hnsec.pvk.v1.CreateSubscriptionRequest
-	7,  // 14: hnsec.pvk.v1.SubscriptionsService.GetSubscription:input_type -> hnsec.pvk.v1.GetSubscriptionRequest
-	9,  // 15: hnsec.pvk.v1.SubscriptionsService.ListSubscriptions:input_type -> hnsec.pvk.v1.ListSubscriptionsRequest
-	11, // 16: hnsec.pvk.v1.SubscriptionsService.PauseSubscription:input_type -> hnsec.pvk.v1.PauseSubscriptionRequest
-	13, // 17: hnsec.pvk.v1.SubscriptionsService.ResumeSubscription:input_type -> hnsec.pvk.v1.ResumeSubscriptionRequest
-	15, // 18: hnsec.pvk.v1.SubscriptionsService.DeleteSubscription:input_type -> hnsec.pvk.v1.DeleteSubscriptionRequest
-	17, // 19: hnsec.pvk.v1.SubscriptionsService.ReplaySubscription:input_type -> hnsec.pvk.v1.ReplaySubscriptionRequest
-	19, // 20: hnsec.pvk.v1.SubscriptionsService.PullSubscription:input_type -> hnsec.pvk.v1.PullSubscriptionRequest
-	21, // 21: hnsec.pvk.v1.SubscriptionsService.AckSubscription:input_type -> hnsec.pvk.v1.AckSubscriptionRequest
-	6,  // 22: hnsec.pvk.v1.SubscriptionsService.CreateSubscription:output_type -> hnsec.pvk.v1.CreateSubscriptionResponse
-	8,  // 23: hnsec.pvk.v1.SubscriptionsService.GetSubscription:output_type -> hnsec.pvk.v1.GetSubscriptionResponse
-	10, // 24: hnsec.pvk.v1.SubscriptionsService.ListSubscriptions:output_type -> hnsec.pvk.v1.ListSubscriptionsResponse
-	12, // 25: hnsec.pvk.v1.SubscriptionsService.PauseSubscription:output_type -> hnsec.pvk.v1.PauseSubscriptionResponse
-	14, // 26: hnsec.pvk.v1.SubscriptionsService.ResumeSubscription:output_type -> hnsec.pvk.v1.ResumeSubscriptionResponse
-	16, // 27: hnsec.pvk.v1.SubscriptionsService.DeleteSubscription:output_type -> hnsec.pvk.v1.DeleteSubscriptionResponse
-	18, // 28: hnsec.pvk.v1.SubscriptionsService.ReplaySubscription:output_type -> hnsec.pvk.v1.ReplaySubscriptionResponse
-	20, // 29: hnsec.pvk.v1.SubscriptionsService.PullSubscription:output_type -> hnsec.pvk.v1.PullSubscriptionResponse
-	22, // 30: hnsec.pvk.v1.SubscriptionsService.AckSubscription:output_type -> hnsec.pvk.v1.AckSubscriptionResponse
-	22, // [22:31] is the sub-list for method output_type
-	13, // [13:22] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	3,  // 9: hnsec.pvk.v1.UpdateSubscriptionRequest.subscription:type_name -> hnsec.pvk.v1.Subscription
+	26, // 10: hnsec.pvk.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,  // 11: hnsec.pvk.v1.UpdateSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
+	3,  // 12: hnsec.pvk.v1.PauseSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
+	3,  // 13: hnsec.pvk.v1.ResumeSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
+	25, // 14: hnsec.pvk.v1.ReplaySubscriptionRequest.from_time:type_name -> google.protobuf.Timestamp
+	4,  // 15: hnsec.pvk.v1.PullSubscriptionResponse.changes:type_name -> hnsec.pvk.v1.PulledChange
+	5,  // 16: hnsec.pvk.v1.SubscriptionsService.CreateSubscription:input_type -> hnsec.pvk.v1.CreateSubscriptionRequest
+	7,  // 17: hnsec.pvk.v1.SubscriptionsService.GetSubscription:input_type -> hnsec.pvk.v1.GetSubscriptionRequest
+	9,  // 18: hnsec.pvk.v1.SubscriptionsService.ListSubscriptions:input_type -> hnsec.pvk.v1.ListSubscriptionsRequest
+	11, // 19: hnsec.pvk.v1.SubscriptionsService.UpdateSubscription:input_type -> hnsec.pvk.v1.UpdateSubscriptionRequest
+	13, // 20: hnsec.pvk.v1.SubscriptionsService.PauseSubscription:input_type -> hnsec.pvk.v1.PauseSubscriptionRequest
+	15, // 21: hnsec.pvk.v1.SubscriptionsService.ResumeSubscription:input_type -> hnsec.pvk.v1.ResumeSubscriptionRequest
+	17, // 22: hnsec.pvk.v1.SubscriptionsService.DeleteSubscription:input_type -> hnsec.pvk.v1.DeleteSubscriptionRequest
+	19, // 23: hnsec.pvk.v1.SubscriptionsService.ReplaySubscription:input_type -> hnsec.pvk.v1.ReplaySubscriptionRequest
+	21, // 24: hnsec.pvk.v1.SubscriptionsService.PullSubscription:input_type -> hnsec.pvk.v1.PullSubscriptionRequest
+	23, // 25: hnsec.pvk.v1.SubscriptionsService.AckSubscription:input_type -> hnsec.pvk.v1.AckSubscriptionRequest
+	6,  // 26: hnsec.pvk.v1.SubscriptionsService.CreateSubscription:output_type -> hnsec.pvk.v1.CreateSubscriptionResponse
+	8,  // 27: hnsec.pvk.v1.SubscriptionsService.GetSubscription:output_type -> hnsec.pvk.v1.GetSubscriptionResponse
+	10, // 28: hnsec.pvk.v1.SubscriptionsService.ListSubscriptions:output_type -> hnsec.pvk.v1.ListSubscriptionsResponse
+	12, // 29: hnsec.pvk.v1.SubscriptionsService.UpdateSubscription:output_type -> hnsec.pvk.v1.UpdateSubscriptionResponse
+	14, // 30: hnsec.pvk.v1.SubscriptionsService.PauseSubscription:output_type -> hnsec.pvk.v1.PauseSubscriptionResponse
+	16, // 31: hnsec.pvk.v1.SubscriptionsService.ResumeSubscription:output_type -> hnsec.pvk.v1.ResumeSubscriptionResponse
+	18, // 32: hnsec.pvk.v1.SubscriptionsService.DeleteSubscription:output_type -> hnsec.pvk.v1.DeleteSubscriptionResponse
+	20, // 33: hnsec.pvk.v1.SubscriptionsService.ReplaySubscription:output_type -> hnsec.pvk.v1.ReplaySubscriptionResponse
+	22, // 34: hnsec.pvk.v1.SubscriptionsService.PullSubscription:output_type -> hnsec.pvk.v1.PullSubscriptionResponse
+	24, // 35: hnsec.pvk.v1.SubscriptionsService.AckSubscription:output_type -> hnsec.pvk.v1.AckSubscriptionResponse
+	26, // [26:36] is the sub-list for method output_type
+	16, // [16:26] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_pvk_v1_subscriptions_service_proto_init() }
@@ -1378,7 +1496,7 @@ func file_hnsec_pvk_v1_subscriptions_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc), len(file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	SubscriptionsService_CreateSubscription_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/CreateSubscription"
 	SubscriptionsService_GetSubscription_FullMethodName    = "/hnsec.pvk.v1.SubscriptionsService/GetSubscription"
 	SubscriptionsService_ListSubscriptions_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/ListSubscriptions"
+	SubscriptionsService_UpdateSubscription_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/UpdateSubscription"
 	SubscriptionsService_PauseSubscription_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/PauseSubscription"
 	SubscriptionsService_ResumeSubscription_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/ResumeSubscription"
 	SubscriptionsService_DeleteSubscription_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/DeleteSubscription"
@@ -47,6 +48,11 @@ type SubscriptionsServiceClient interface {
 	GetSubscription(ctx context.Context, in *GetSubscriptionRequest, opts ...grpc.CallOption) (*GetSubscriptionResponse, error)
 	// ListSubscriptions lists the caller's subscriptions. Errors: Unauthenticated, PermissionDenied.
 	ListSubscriptions(ctx context.Context, in *ListSubscriptionsRequest, opts ...grpc.CallOption) (*ListSubscriptionsResponse, error)
+	// UpdateSubscription changes the filters or the webhook (url, use_x_authorization) of one of the caller's
+	// subscriptions, as update_mask names them; an empty webhook makes it a pull subscription, and the
+	// subscription goes on from where it was either way. Errors: InvalidArgument (mask, filters, URL),
+	// PermissionDenied.
+	UpdateSubscription(ctx context.Context, in *UpdateSubscriptionRequest, opts ...grpc.CallOption) (*UpdateSubscriptionResponse, error)
 	// PauseSubscription stops delivery until resumed; changes wait in the stream.
 	// Errors: InvalidArgument, PermissionDenied, FailedPrecondition (not active).
 	PauseSubscription(ctx context.Context, in *PauseSubscriptionRequest, opts ...grpc.CallOption) (*PauseSubscriptionResponse, error)
@@ -99,6 +105,16 @@ func (c *subscriptionsServiceClient) ListSubscriptions(ctx context.Context, in *
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListSubscriptionsResponse)
 	err := c.cc.Invoke(ctx, SubscriptionsService_ListSubscriptions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *subscriptionsServiceClient) UpdateSubscription(ctx context.Context, in *UpdateSubscriptionRequest, opts ...grpc.CallOption) (*UpdateSubscriptionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateSubscriptionResponse)
+	err := c.cc.Invoke(ctx, SubscriptionsService_UpdateSubscription_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +198,11 @@ type SubscriptionsServiceServer interface {
 	GetSubscription(context.Context, *GetSubscriptionRequest) (*GetSubscriptionResponse, error)
 	// ListSubscriptions lists the caller's subscriptions. Errors: Unauthenticated, PermissionDenied.
 	ListSubscriptions(context.Context, *ListSubscriptionsRequest) (*ListSubscriptionsResponse, error)
+	// UpdateSubscription changes the filters or the webhook (url, use_x_authorization) of one of the caller's
+	// subscriptions, as update_mask names them; an empty webhook makes it a pull subscription, and the
+	// subscription goes on from where it was either way. Errors: InvalidArgument (mask, filters, URL),
+	// PermissionDenied.
+	UpdateSubscription(context.Context, *UpdateSubscriptionRequest) (*UpdateSubscriptionResponse, error)
 	// PauseSubscription stops delivery until resumed; changes wait in the stream.
 	// Errors: InvalidArgument, PermissionDenied, FailedPrecondition (not active).
 	PauseSubscription(context.Context, *PauseSubscriptionRequest) (*PauseSubscriptionResponse, error)
@@ -218,6 +239,9 @@ func (UnimplementedSubscriptionsServiceServer) GetSubscription(context.Context, 
 }
 func (UnimplementedSubscriptionsServiceServer) ListSubscriptions(context.Context, *ListSubscriptionsRequest) (*ListSubscriptionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSubscriptions not implemented")
+}
+func (UnimplementedSubscriptionsServiceServer) UpdateSubscription(context.Context, *UpdateSubscriptionRequest) (*UpdateSubscriptionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateSubscription not implemented")
 }
 func (UnimplementedSubscriptionsServiceServer) PauseSubscription(context.Context, *PauseSubscriptionRequest) (*PauseSubscriptionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PauseSubscription not implemented")
@@ -308,6 +332,24 @@ func _SubscriptionsService_ListSubscriptions_Handler(srv interface{}, ctx contex
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SubscriptionsServiceServer).ListSubscriptions(ctx, req.(*ListSubscriptionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SubscriptionsService_UpdateSubscription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateSubscriptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SubscriptionsServiceServer).UpdateSubscription(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SubscriptionsService_UpdateSubscription_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SubscriptionsServiceServer).UpdateSubscription(ctx, req.(*UpdateSubscriptionRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -438,6 +480,10 @@ var SubscriptionsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSubscriptions",
 			Handler:    _SubscriptionsService_ListSubscriptions_Handler,
+		},
+		{
+			MethodName: "UpdateSubscription",
+			Handler:    _SubscriptionsService_UpdateSubscription_Handler,
 		},
 		{
 			MethodName: "PauseSubscription",
