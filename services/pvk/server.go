@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
@@ -35,10 +36,12 @@ const EventType = "no.helsenorge.pvk.personverninnstilling.endret"
 // Server implements PrivacySettingsService.
 type Server struct {
 	pvkv1.UnimplementedPrivacySettingsServiceServer
-	cfg           Config
-	store         Store
-	writes        *store.Batcher[*Write]
-	relay         *relay
+	cfg    Config
+	store  Store
+	writes *store.Batcher[*Write]
+	relay  *relay
+	// definitions caches definitions by guid: they never change once created.
+	definitions   sync.Map
 	partitionKey  []byte
 	introspection introspectionv1.IntrospectionServiceClient
 	sts           stsv1.TokenServiceClient
@@ -245,9 +248,15 @@ func (s *Server) definition(ctx context.Context, id string) (Definition, error) 
 	if err := checkGUID(id); err != nil {
 		return Definition{}, err
 	}
+	if def, ok := s.definitions.Load(id); ok {
+		return def.(Definition), nil
+	}
 	def, err := s.store.GetDefinition(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return Definition{}, apierr.WithCode(apierr.NotFound, codeNoDefinition, "no definition with this definisjonGuid")
+	}
+	if err == nil {
+		s.definitions.Store(id, def)
 	}
 	return def, err
 }
