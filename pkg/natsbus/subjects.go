@@ -12,4 +12,7 @@ const (
 	SubjectTokenRevoked = "hnsec.sts.token.revoked"
 	// SubjectClientTokensRevoked carries a client_id (plain text) whose every outstanding token was revoked.
 	SubjectClientTokensRevoked = "hnsec.sts.client.tokens_revoked"
+	// SubjectSubscriptionChanged carries a PVK subscription id (plain text) whenever the subscription is
+	// created, changed or deleted; the dispatcher reloads its webhook targets.
+	SubjectSubscriptionChanged = "hnsec.pvk.subscription.changed"
 )

@@ -377,6 +377,7 @@ func (a *app) initPVK(ctx context.Context) error {
 		return err
 	}
 	pvkv1.RegisterSubscriptionsServiceServer(a.register, subs)
+	a.internal.Reserve(pvk.InternalMethods...)
 	a.addLoop(ctx, srv.Run)
 	a.addLoop(ctx, subs.Run)
 	return srv.Bootstrap(ctx, a.cfg.Dev)

@@ -30,6 +30,12 @@ import (
 // the same one, so consumers keep per-citizen order while working in parallel.
 const Partitions = 64
 
+// InternalMethods are the RPCs only other services (the dispatcher) may call.
+var InternalMethods = []string{
+	pvkv1.SubscriptionsService_ListWebhookTargets_FullMethodName,
+	pvkv1.SubscriptionsService_DisableSubscription_FullMethodName,
+}
+
 // EventType is the CloudEvents type of a changed setting.
 const EventType = "no.helsenorge.pvk.personverninnstilling.endret"
 

@@ -60,6 +60,11 @@ CREATE TABLE subscriptions (
 	create_time_ms INTEGER NOT NULL
 );
 CREATE INDEX subscriptions_subscriber ON subscriptions(subscriber);
+`, `
+ALTER TABLE subscriptions ADD COLUMN secret TEXT NOT NULL DEFAULT '';
+ALTER TABLE subscriptions ADD COLUMN previous_secret TEXT NOT NULL DEFAULT '';
+ALTER TABLE subscriptions ADD COLUMN previous_expire_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE subscriptions ADD COLUMN status_reason TEXT NOT NULL DEFAULT '';
 `}
 
 // Definition is a privacy setting definition.
@@ -99,6 +104,11 @@ type Subscription struct {
 	XAuth      bool
 	Status     int32 // pvkv1.SubscriptionStatus
 	CreateTime time.Time
+	// StatusReason says why the service disabled the subscription.
+	StatusReason string
+	// Secret signs webhook calls; PreviousSecret signs beside it until PreviousExpire after a rotation.
+	Secret, PreviousSecret string
+	PreviousExpire         time.Time
 }
 
 // Filters select changes; an empty list matches everything.
@@ -150,8 +160,8 @@ type Store interface {
 	GetSubscription(ctx context.Context, id string) (Subscription, error)
 	// ListSubscriptions returns a subscriber's subscriptions (every one when subscriber is empty).
 	ListSubscriptions(ctx context.Context, subscriber string) ([]Subscription, error)
-	// UpdateSubscription applies change to a subscription in a transaction and stores its filters, webhook
-	// and status; ErrNotFound when there is none, change's error when it refuses.
+	// UpdateSubscription applies change to a subscription in a transaction and stores its filters, webhook,
+	// status and secrets; ErrNotFound when there is none, change's error when it refuses.
 	UpdateSubscription(ctx context.Context, id string, change func(*Subscription) error) (Subscription, error)
 	// DeleteSubscription removes a subscription.
 	DeleteSubscription(ctx context.Context, id string) error
@@ -335,24 +345,28 @@ func (s *sqlStore) CreateSubscription(ctx context.Context, sub Subscription) err
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Write.ExecContext(ctx, `INSERT INTO subscriptions (id, subscriber, filters, webhook_url, x_auth, status, create_time_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, sub.ID, sub.Subscriber, string(filters), sub.WebhookURL, sub.XAuth, sub.Status, sub.CreateTime.UnixMilli())
+	_, err = s.db.Write.ExecContext(ctx, `INSERT INTO subscriptions (id, subscriber, filters, webhook_url, x_auth, status, create_time_ms,
+		status_reason, secret, previous_secret, previous_expire_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		sub.ID, sub.Subscriber, string(filters), sub.WebhookURL, sub.XAuth, sub.Status, sub.CreateTime.UnixMilli(), sub.StatusReason,
+		sub.Secret, sub.PreviousSecret, sub.PreviousExpire.UnixMilli())
 	return err
 }
 
-const subscriptionSelect = `SELECT id, subscriber, filters, webhook_url, x_auth, status, create_time_ms FROM subscriptions`
+const subscriptionSelect = `SELECT id, subscriber, filters, webhook_url, x_auth, status, create_time_ms, status_reason, secret,
+	previous_secret, previous_expire_ms FROM subscriptions`
 
 func scanSubscription(sc store.Scanner) (Subscription, error) {
 	var sub Subscription
 	var filters string
-	var created int64
-	if err := sc.Scan(&sub.ID, &sub.Subscriber, &filters, &sub.WebhookURL, &sub.XAuth, &sub.Status, &created); err != nil {
+	var created, previousExpire int64
+	if err := sc.Scan(&sub.ID, &sub.Subscriber, &filters, &sub.WebhookURL, &sub.XAuth, &sub.Status, &created, &sub.StatusReason,
+		&sub.Secret, &sub.PreviousSecret, &previousExpire); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Subscription{}, store.ErrNotFound
 		}
 		return Subscription{}, err
 	}
-	sub.CreateTime = time.UnixMilli(created).UTC()
+	sub.CreateTime, sub.PreviousExpire = time.UnixMilli(created).UTC(), time.UnixMilli(previousExpire).UTC()
 	return sub, json.Unmarshal([]byte(filters), &sub.Filters)
 }
 
@@ -379,8 +393,10 @@ func (s *sqlStore) UpdateSubscription(ctx context.Context, id string, change fun
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE subscriptions SET filters = ?, webhook_url = ?, x_auth = ?, status = ? WHERE id = ?`,
-			string(filters), sub.WebhookURL, sub.XAuth, sub.Status, id)
+		_, err = tx.ExecContext(ctx, `UPDATE subscriptions SET filters = ?, webhook_url = ?, x_auth = ?, status = ?, status_reason = ?,
+			secret = ?, previous_secret = ?, previous_expire_ms = ? WHERE id = ?`,
+			string(filters), sub.WebhookURL, sub.XAuth, sub.Status, sub.StatusReason, sub.Secret, sub.PreviousSecret,
+			sub.PreviousExpire.UnixMilli(), id)
 		return err
 	})
 	return sub, err

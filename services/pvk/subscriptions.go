@@ -2,6 +2,7 @@ package pvk
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/hnsec/hnsec/pkg/fieldmask"
 	"github.com/hnsec/hnsec/pkg/guid"
 	"github.com/hnsec/hnsec/pkg/loop"
+	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/scope"
 	"github.com/hnsec/hnsec/pkg/secrets"
 	"github.com/hnsec/hnsec/pkg/ssrf"
@@ -104,14 +106,36 @@ func (s *Subscriptions) CreateSubscription(ctx context.Context, req *pvkv1.Creat
 	sub := Subscription{ID: guid.New(), Subscriber: caller, WebhookURL: req.GetWebhook().GetUrl(), XAuth: req.GetWebhook().GetUseXAuthorization(),
 		Status: int32(pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE), CreateTime: time.Now().UTC().Truncate(time.Millisecond),
 		Filters: filters}
+	if sub.WebhookURL != "" {
+		sub.Secret = newWebhookSecret()
+	}
 	if err := s.consumer(ctx, sub.ID, jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}); err != nil {
 		return nil, err
 	}
 	if err := s.pvk.store.CreateSubscription(ctx, sub); err != nil {
 		return nil, err
 	}
+	s.changed(sub.ID)
 	s.pvk.log.Info("subscription created", "subscription_id", sub.ID, "subscriber", caller)
-	return &pvkv1.CreateSubscriptionResponse{Subscription: subscriptionProto(sub)}, nil
+	return &pvkv1.CreateSubscriptionResponse{Subscription: subscriptionProto(sub), WebhookSecret: sub.Secret}, nil
+}
+
+// WebhookSecretPrefix starts every webhook signing secret (Standard Webhooks).
+const WebhookSecretPrefix = "whsec_"
+
+// PreviousSecretLifetime is how long a rotated-out webhook secret goes on signing beside the new one.
+const PreviousSecretLifetime = 24 * time.Hour
+
+// newWebhookSecret returns a Standard Webhooks signing secret: whsec_ and 32 random bytes in base64.
+func newWebhookSecret() string {
+	return WebhookSecretPrefix + base64.StdEncoding.EncodeToString(secrets.NewKey())
+}
+
+// changed tells the dispatcher that a subscription changed.
+func (s *Subscriptions) changed(id string) {
+	if err := s.pvk.relay.js.Conn().Publish(natsbus.SubjectSubscriptionChanged, []byte(id)); err != nil {
+		s.pvk.log.Error("publish subscription change", "subscription_id", id, "err", err)
+	}
 }
 
 // checkFilters validates filters and returns them in storage form.
@@ -163,7 +187,14 @@ func (s *Subscriptions) UpdateSubscription(ctx context.Context, req *pvkv1.Updat
 			return nil, err
 		}
 	}
+	var secret string
 	sub, err := s.pvk.store.UpdateSubscription(ctx, in.GetSubscriptionId(), func(sub *Subscription) error {
+		defer func() {
+			if sub.WebhookURL != "" && sub.Secret == "" {
+				sub.Secret = newWebhookSecret()
+				secret = sub.Secret
+			}
+		}()
 		for _, p := range paths {
 			switch p {
 			case "filters":
@@ -187,7 +218,8 @@ func (s *Subscriptions) UpdateSubscription(ctx context.Context, req *pvkv1.Updat
 	if err != nil {
 		return nil, err
 	}
-	return &pvkv1.UpdateSubscriptionResponse{Subscription: subscriptionProto(sub)}, nil
+	s.changed(sub.ID)
+	return &pvkv1.UpdateSubscriptionResponse{Subscription: subscriptionProto(sub), WebhookSecret: secret}, nil
 }
 
 // consumer (re)creates a subscription's durable consumer starting as cfg says.
@@ -252,14 +284,18 @@ func (s *Subscriptions) setStatus(ctx context.Context, id string, from, to pvkv1
 		return Subscription{}, err
 	}
 	allowed := append([]pvkv1.SubscriptionStatus{from}, alsoFrom...)
-	return s.pvk.store.UpdateSubscription(ctx, id, func(sub *Subscription) error {
+	sub, err := s.pvk.store.UpdateSubscription(ctx, id, func(sub *Subscription) error {
 		if !slices.Contains(allowed, pvkv1.SubscriptionStatus(sub.Status)) {
 			return apierr.WithCode(apierr.FailedPrecondition, codeSubscriptionState, "the subscription is %s",
 				pvkv1.SubscriptionStatus(sub.Status).String())
 		}
-		sub.Status = int32(to)
+		sub.Status, sub.StatusReason = int32(to), ""
 		return nil
 	})
+	if err == nil {
+		s.changed(id)
+	}
+	return sub, err
 }
 
 // DeleteSubscription implements SubscriptionsService.
@@ -272,6 +308,7 @@ func (s *Subscriptions) DeleteSubscription(ctx context.Context, req *pvkv1.Delet
 		return nil, err
 	}
 	_ = s.pvk.relay.js.DeleteConsumer(ctx, StreamName, consumerName(sub.ID))
+	s.changed(sub.ID)
 	return &pvkv1.DeleteSubscriptionResponse{}, nil
 }
 
@@ -298,6 +335,7 @@ func (s *Subscriptions) ReplaySubscription(ctx context.Context, req *pvkv1.Repla
 	if err := s.consumer(ctx, sub.ID, cfg); err != nil {
 		return nil, err
 	}
+	s.changed(sub.ID) // the dispatcher attaches to the new consumer
 	return &pvkv1.ReplaySubscriptionResponse{}, nil
 }
 
@@ -453,6 +491,67 @@ func (s *Subscriptions) AckSubscription(ctx context.Context, req *pvkv1.AckSubsc
 	return resp, nil
 }
 
+// RotateWebhookSecret implements SubscriptionsService.
+func (s *Subscriptions) RotateWebhookSecret(ctx context.Context, req *pvkv1.RotateWebhookSecretRequest) (*pvkv1.RotateWebhookSecretResponse, error) {
+	if _, err := s.own(ctx, req.GetSubscriptionId()); err != nil {
+		return nil, err
+	}
+	secret, expires := newWebhookSecret(), time.Now().Add(PreviousSecretLifetime).UTC().Truncate(time.Millisecond)
+	_, err := s.pvk.store.UpdateSubscription(ctx, req.GetSubscriptionId(), func(sub *Subscription) error {
+		if sub.WebhookURL == "" {
+			return apierr.WithCode(apierr.FailedPrecondition, codeSubscriptionState, "a pull subscription has no webhook secret")
+		}
+		sub.Secret, sub.PreviousSecret, sub.PreviousExpire = secret, sub.Secret, expires
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.changed(req.GetSubscriptionId())
+	return &pvkv1.RotateWebhookSecretResponse{WebhookSecret: secret, PreviousExpireTime: timestamppb.New(expires)}, nil
+}
+
+// ListWebhookTargets implements SubscriptionsService for the dispatcher (internal callers only).
+func (s *Subscriptions) ListWebhookTargets(ctx context.Context, _ *pvkv1.ListWebhookTargetsRequest) (*pvkv1.ListWebhookTargetsResponse, error) {
+	subs, err := s.pvk.store.ListSubscriptions(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	resp := &pvkv1.ListWebhookTargetsResponse{Targets: []*pvkv1.WebhookTarget{}}
+	now := time.Now()
+	for _, sub := range subs {
+		if sub.WebhookURL == "" {
+			continue
+		}
+		t := &pvkv1.WebhookTarget{Subscription: subscriptionProto(sub), Secrets: []string{sub.Secret}}
+		if sub.PreviousSecret != "" && now.Before(sub.PreviousExpire) {
+			t.Secrets = append(t.Secrets, sub.PreviousSecret)
+		}
+		resp.Targets = append(resp.Targets, t)
+	}
+	return resp, nil
+}
+
+// DisableSubscription implements SubscriptionsService for the dispatcher (internal callers only).
+func (s *Subscriptions) DisableSubscription(ctx context.Context, req *pvkv1.DisableSubscriptionRequest) (*pvkv1.DisableSubscriptionResponse, error) {
+	if !guid.Valid(req.GetSubscriptionId()) {
+		return nil, invalid(codeSubscription, "subscription_id must be a GUID")
+	}
+	sub, err := s.pvk.store.UpdateSubscription(ctx, req.GetSubscriptionId(), func(sub *Subscription) error {
+		sub.Status, sub.StatusReason = int32(pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_DISABLED), req.GetReason()
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, apierr.WithCode(apierr.NotFound, codeNoSubscription, "no such subscription")
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.changed(sub.ID)
+	s.pvk.log.Warn("subscription disabled", "subscription_id", sub.ID, "subscriber", sub.Subscriber, "reason", req.GetReason())
+	return &pvkv1.DisableSubscriptionResponse{Subscription: subscriptionProto(sub)}, nil
+}
+
 // Run forgets expired pulled changes until ctx ends.
 func (s *Subscriptions) Run(ctx context.Context) error {
 	loop.Every(ctx, s.pvk.cfg.AckWait, s.sweep)
@@ -472,7 +571,8 @@ func (s *Subscriptions) sweep(now time.Time) {
 
 func subscriptionProto(sub Subscription) *pvkv1.Subscription {
 	out := &pvkv1.Subscription{SubscriptionId: sub.ID, SubscriberClientId: sub.Subscriber, Status: pvkv1.SubscriptionStatus(sub.Status),
-		CreateTime: timestamppb.New(sub.CreateTime), Filters: &pvkv1.Filters{DefinisjonGuids: sub.Filters.DefinitionGUIDs,
+		StatusReason: sub.StatusReason,
+		CreateTime:   timestamppb.New(sub.CreateTime), Filters: &pvkv1.Filters{DefinisjonGuids: sub.Filters.DefinitionGUIDs,
 			TypePis: sub.Filters.TypesPi, PartKoder: sub.Filters.PartKoder}}
 	if sub.WebhookURL != "" {
 		out.Webhook = &pvkv1.Webhook{Url: sub.WebhookURL, UseXAuthorization: sub.XAuth}

@@ -213,7 +213,9 @@ type Subscription struct {
 	// status of the subscription.
 	Status SubscriptionStatus `protobuf:"varint,5,opt,name=status,proto3,enum=hnsec.pvk.v1.SubscriptionStatus" json:"status,omitempty"`
 	// create_time is when it was created.
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// status_reason says why the service disabled it.
+	StatusReason  string `protobuf:"bytes,7,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -288,6 +290,13 @@ func (x *Subscription) GetCreateTime() *timestamppb.Timestamp {
 		return x.CreateTime
 	}
 	return nil
+}
+
+func (x *Subscription) GetStatusReason() string {
+	if x != nil {
+		return x.StatusReason
+	}
+	return ""
 }
 
 // PulledChange is one change handed out by PullSubscription.
@@ -404,7 +413,9 @@ func (x *CreateSubscriptionRequest) GetWebhook() *Webhook {
 type CreateSubscriptionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// subscription as stored.
-	Subscription  *Subscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	Subscription *Subscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// webhook_secret signs every webhook call (Standard Webhooks, "whsec_" and base64); shown only here.
+	WebhookSecret string `protobuf:"bytes,2,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -444,6 +455,13 @@ func (x *CreateSubscriptionResponse) GetSubscription() *Subscription {
 		return x.Subscription
 	}
 	return nil
+}
+
+func (x *CreateSubscriptionResponse) GetWebhookSecret() string {
+	if x != nil {
+		return x.WebhookSecret
+	}
+	return ""
 }
 
 // GetSubscriptionRequest names a subscription.
@@ -681,7 +699,9 @@ func (x *UpdateSubscriptionRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
 type UpdateSubscriptionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// subscription as stored.
-	Subscription  *Subscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	Subscription *Subscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// webhook_secret is set when a pull subscription became a webhook one: its signing secret, shown only here.
+	WebhookSecret string `protobuf:"bytes,2,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -721,6 +741,13 @@ func (x *UpdateSubscriptionResponse) GetSubscription() *Subscription {
 		return x.Subscription
 	}
 	return nil
+}
+
+func (x *UpdateSubscriptionResponse) GetWebhookSecret() string {
+	if x != nil {
+		return x.WebhookSecret
+	}
+	return ""
 }
 
 // PauseSubscriptionRequest names a subscription.
@@ -1311,6 +1338,346 @@ func (x *AckSubscriptionResponse) GetUnknown() []string {
 	return nil
 }
 
+// RotateWebhookSecretRequest names a webhook subscription.
+type RotateWebhookSecretRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subscription_id of it.
+	SubscriptionId string `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RotateWebhookSecretRequest) Reset() {
+	*x = RotateWebhookSecretRequest{}
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateWebhookSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateWebhookSecretRequest) ProtoMessage() {}
+
+func (x *RotateWebhookSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateWebhookSecretRequest.ProtoReflect.Descriptor instead.
+func (*RotateWebhookSecretRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RotateWebhookSecretRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+// RotateWebhookSecretResponse holds the new secret.
+type RotateWebhookSecretResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// webhook_secret is the new signing secret, shown only here.
+	WebhookSecret string `protobuf:"bytes,1,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
+	// previous_expire_time is when the previous secret stops signing.
+	PreviousExpireTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=previous_expire_time,json=previousExpireTime,proto3" json:"previous_expire_time,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *RotateWebhookSecretResponse) Reset() {
+	*x = RotateWebhookSecretResponse{}
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateWebhookSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateWebhookSecretResponse) ProtoMessage() {}
+
+func (x *RotateWebhookSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateWebhookSecretResponse.ProtoReflect.Descriptor instead.
+func (*RotateWebhookSecretResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RotateWebhookSecretResponse) GetWebhookSecret() string {
+	if x != nil {
+		return x.WebhookSecret
+	}
+	return ""
+}
+
+func (x *RotateWebhookSecretResponse) GetPreviousExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PreviousExpireTime
+	}
+	return nil
+}
+
+// ListWebhookTargetsRequest is empty.
+type ListWebhookTargetsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookTargetsRequest) Reset() {
+	*x = ListWebhookTargetsRequest{}
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookTargetsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookTargetsRequest) ProtoMessage() {}
+
+func (x *ListWebhookTargetsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookTargetsRequest.ProtoReflect.Descriptor instead.
+func (*ListWebhookTargetsRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{26}
+}
+
+// WebhookTarget is a webhook subscription as the dispatcher needs it.
+type WebhookTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subscription as stored.
+	Subscription *Subscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// secrets sign each call: the current one first, then the previous one while it still signs.
+	Secrets       []string `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookTarget) Reset() {
+	*x = WebhookTarget{}
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookTarget) ProtoMessage() {}
+
+func (x *WebhookTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookTarget.ProtoReflect.Descriptor instead.
+func (*WebhookTarget) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *WebhookTarget) GetSubscription() *Subscription {
+	if x != nil {
+		return x.Subscription
+	}
+	return nil
+}
+
+func (x *WebhookTarget) GetSecrets() []string {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+// ListWebhookTargetsResponse holds every webhook subscription.
+type ListWebhookTargetsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// targets in creation order.
+	Targets       []*WebhookTarget `protobuf:"bytes,1,rep,name=targets,proto3" json:"targets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookTargetsResponse) Reset() {
+	*x = ListWebhookTargetsResponse{}
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookTargetsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookTargetsResponse) ProtoMessage() {}
+
+func (x *ListWebhookTargetsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookTargetsResponse.ProtoReflect.Descriptor instead.
+func (*ListWebhookTargetsResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListWebhookTargetsResponse) GetTargets() []*WebhookTarget {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+// DisableSubscriptionRequest names a subscription and says why.
+type DisableSubscriptionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subscription_id of it.
+	SubscriptionId string `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	// reason is shown to the subscriber (status_reason).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableSubscriptionRequest) Reset() {
+	*x = DisableSubscriptionRequest{}
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableSubscriptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableSubscriptionRequest) ProtoMessage() {}
+
+func (x *DisableSubscriptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableSubscriptionRequest.ProtoReflect.Descriptor instead.
+func (*DisableSubscriptionRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DisableSubscriptionRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *DisableSubscriptionRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// DisableSubscriptionResponse holds it after the change.
+type DisableSubscriptionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subscription as stored.
+	Subscription  *Subscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableSubscriptionResponse) Reset() {
+	*x = DisableSubscriptionResponse{}
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableSubscriptionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableSubscriptionResponse) ProtoMessage() {}
+
+func (x *DisableSubscriptionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableSubscriptionResponse.ProtoReflect.Descriptor instead.
+func (*DisableSubscriptionResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DisableSubscriptionResponse) GetSubscription() *Subscription {
+	if x != nil {
+		return x.Subscription
+	}
+	return nil
+}
+
 var File_hnsec_pvk_v1_subscriptions_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
@@ -1323,7 +1690,7 @@ const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
 	"part_koder\x18\x03 \x03(\tR\tpartKoder\"K\n" +
 	"\aWebhook\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12.\n" +
-	"\x13use_x_authorization\x18\x02 \x01(\bR\x11useXAuthorization\"\xc2\x02\n" +
+	"\x13use_x_authorization\x18\x02 \x01(\bR\x11useXAuthorization\"\xe7\x02\n" +
 	"\fSubscription\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x120\n" +
 	"\x14subscriber_client_id\x18\x02 \x01(\tR\x12subscriberClientId\x12/\n" +
@@ -1331,15 +1698,17 @@ const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
 	"\awebhook\x18\x04 \x01(\v2\x15.hnsec.pvk.v1.WebhookR\awebhook\x128\n" +
 	"\x06status\x18\x05 \x01(\x0e2 .hnsec.pvk.v1.SubscriptionStatusR\x06status\x12;\n" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\";\n" +
+	"createTime\x12#\n" +
+	"\rstatus_reason\x18\a \x01(\tR\fstatusReason\";\n" +
 	"\fPulledChange\x12\x15\n" +
 	"\x06ack_id\x18\x01 \x01(\tR\x05ackId\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\tR\x05event\"}\n" +
 	"\x19CreateSubscriptionRequest\x12/\n" +
 	"\afilters\x18\x01 \x01(\v2\x15.hnsec.pvk.v1.FiltersR\afilters\x12/\n" +
-	"\awebhook\x18\x02 \x01(\v2\x15.hnsec.pvk.v1.WebhookR\awebhook\"\\\n" +
+	"\awebhook\x18\x02 \x01(\v2\x15.hnsec.pvk.v1.WebhookR\awebhook\"\x83\x01\n" +
 	"\x1aCreateSubscriptionResponse\x12>\n" +
-	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription\"A\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription\x12%\n" +
+	"\x0ewebhook_secret\x18\x02 \x01(\tR\rwebhookSecret\"A\n" +
 	"\x16GetSubscriptionRequest\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\"Y\n" +
 	"\x17GetSubscriptionResponse\x12>\n" +
@@ -1350,9 +1719,10 @@ const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
 	"\x19UpdateSubscriptionRequest\x12>\n" +
 	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\"\\\n" +
+	"updateMask\"\x83\x01\n" +
 	"\x1aUpdateSubscriptionResponse\x12>\n" +
-	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription\"C\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription\x12%\n" +
+	"\x0ewebhook_secret\x18\x02 \x01(\tR\rwebhookSecret\"C\n" +
 	"\x18PauseSubscriptionRequest\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\"[\n" +
 	"\x19PauseSubscriptionResponse\x12>\n" +
@@ -1380,12 +1750,29 @@ const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
 	"\aack_ids\x18\x02 \x03(\tR\x06ackIds\"I\n" +
 	"\x17AckSubscriptionResponse\x12\x14\n" +
 	"\x05acked\x18\x01 \x01(\x05R\x05acked\x12\x18\n" +
-	"\aunknown\x18\x02 \x03(\tR\aunknown*\x9b\x01\n" +
+	"\aunknown\x18\x02 \x03(\tR\aunknown\"E\n" +
+	"\x1aRotateWebhookSecretRequest\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\"\x92\x01\n" +
+	"\x1bRotateWebhookSecretResponse\x12%\n" +
+	"\x0ewebhook_secret\x18\x01 \x01(\tR\rwebhookSecret\x12L\n" +
+	"\x14previous_expire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x12previousExpireTime\"\x1b\n" +
+	"\x19ListWebhookTargetsRequest\"i\n" +
+	"\rWebhookTarget\x12>\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription\x12\x18\n" +
+	"\asecrets\x18\x02 \x03(\tR\asecrets\"S\n" +
+	"\x1aListWebhookTargetsResponse\x125\n" +
+	"\atargets\x18\x01 \x03(\v2\x1b.hnsec.pvk.v1.WebhookTargetR\atargets\"]\n" +
+	"\x1aDisableSubscriptionRequest\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"]\n" +
+	"\x1bDisableSubscriptionResponse\x12>\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription*\x9b\x01\n" +
 	"\x12SubscriptionStatus\x12#\n" +
 	"\x1fSUBSCRIPTION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aSUBSCRIPTION_STATUS_ACTIVE\x10\x01\x12\x1e\n" +
 	"\x1aSUBSCRIPTION_STATUS_PAUSED\x10\x02\x12 \n" +
-	"\x1cSUBSCRIPTION_STATUS_DISABLED\x10\x032\x92\b\n" +
+	"\x1cSUBSCRIPTION_STATUS_DISABLED\x10\x032\xd3\n" +
+	"\n" +
 	"\x14SubscriptionsService\x12g\n" +
 	"\x12CreateSubscription\x12'.hnsec.pvk.v1.CreateSubscriptionRequest\x1a(.hnsec.pvk.v1.CreateSubscriptionResponse\x12^\n" +
 	"\x0fGetSubscription\x12$.hnsec.pvk.v1.GetSubscriptionRequest\x1a%.hnsec.pvk.v1.GetSubscriptionResponse\x12d\n" +
@@ -1396,7 +1783,10 @@ const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
 	"\x12DeleteSubscription\x12'.hnsec.pvk.v1.DeleteSubscriptionRequest\x1a(.hnsec.pvk.v1.DeleteSubscriptionResponse\x12g\n" +
 	"\x12ReplaySubscription\x12'.hnsec.pvk.v1.ReplaySubscriptionRequest\x1a(.hnsec.pvk.v1.ReplaySubscriptionResponse\x12a\n" +
 	"\x10PullSubscription\x12%.hnsec.pvk.v1.PullSubscriptionRequest\x1a&.hnsec.pvk.v1.PullSubscriptionResponse\x12^\n" +
-	"\x0fAckSubscription\x12$.hnsec.pvk.v1.AckSubscriptionRequest\x1a%.hnsec.pvk.v1.AckSubscriptionResponseB/Z-github.com/hnsec/hnsec/gen/hnsec/pvk/v1;pvkv1b\x06proto3"
+	"\x0fAckSubscription\x12$.hnsec.pvk.v1.AckSubscriptionRequest\x1a%.hnsec.pvk.v1.AckSubscriptionResponse\x12j\n" +
+	"\x13RotateWebhookSecret\x12(.hnsec.pvk.v1.RotateWebhookSecretRequest\x1a).hnsec.pvk.v1.RotateWebhookSecretResponse\x12g\n" +
+	"\x12ListWebhookTargets\x12'.hnsec.pvk.v1.ListWebhookTargetsRequest\x1a(.hnsec.pvk.v1.ListWebhookTargetsResponse\x12j\n" +
+	"\x13DisableSubscription\x12(.hnsec.pvk.v1.DisableSubscriptionRequest\x1a).hnsec.pvk.v1.DisableSubscriptionResponseB/Z-github.com/hnsec/hnsec/gen/hnsec/pvk/v1;pvkv1b\x06proto3"
 
 var (
 	file_hnsec_pvk_v1_subscriptions_service_proto_rawDescOnce sync.Once
@@ -1411,78 +1801,95 @@ func file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP() []byte {
 }
 
 var file_hnsec_pvk_v1_subscriptions_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_hnsec_pvk_v1_subscriptions_service_proto_goTypes = []any{
-	(SubscriptionStatus)(0),            // 0: hnsec.pvk.v1.SubscriptionStatus
-	(*Filters)(nil),                    // 1: hnsec.pvk.v1.Filters
-	(*Webhook)(nil),                    // 2: hnsec.pvk.v1.Webhook
-	(*Subscription)(nil),               // 3: hnsec.pvk.v1.Subscription
-	(*PulledChange)(nil),               // 4: hnsec.pvk.v1.PulledChange
-	(*CreateSubscriptionRequest)(nil),  // 5: hnsec.pvk.v1.CreateSubscriptionRequest
-	(*CreateSubscriptionResponse)(nil), // 6: hnsec.pvk.v1.CreateSubscriptionResponse
-	(*GetSubscriptionRequest)(nil),     // 7: hnsec.pvk.v1.GetSubscriptionRequest
-	(*GetSubscriptionResponse)(nil),    // 8: hnsec.pvk.v1.GetSubscriptionResponse
-	(*ListSubscriptionsRequest)(nil),   // 9: hnsec.pvk.v1.ListSubscriptionsRequest
-	(*ListSubscriptionsResponse)(nil),  // 10: hnsec.pvk.v1.ListSubscriptionsResponse
-	(*UpdateSubscriptionRequest)(nil),  // 11: hnsec.pvk.v1.UpdateSubscriptionRequest
-	(*UpdateSubscriptionResponse)(nil), // 12: hnsec.pvk.v1.UpdateSubscriptionResponse
-	(*PauseSubscriptionRequest)(nil),   // 13: hnsec.pvk.v1.PauseSubscriptionRequest
-	(*PauseSubscriptionResponse)(nil),  // 14: hnsec.pvk.v1.PauseSubscriptionResponse
-	(*ResumeSubscriptionRequest)(nil),  // 15: hnsec.pvk.v1.ResumeSubscriptionRequest
-	(*ResumeSubscriptionResponse)(nil), // 16: hnsec.pvk.v1.ResumeSubscriptionResponse
-	(*DeleteSubscriptionRequest)(nil),  // 17: hnsec.pvk.v1.DeleteSubscriptionRequest
-	(*DeleteSubscriptionResponse)(nil), // 18: hnsec.pvk.v1.DeleteSubscriptionResponse
-	(*ReplaySubscriptionRequest)(nil),  // 19: hnsec.pvk.v1.ReplaySubscriptionRequest
-	(*ReplaySubscriptionResponse)(nil), // 20: hnsec.pvk.v1.ReplaySubscriptionResponse
-	(*PullSubscriptionRequest)(nil),    // 21: hnsec.pvk.v1.PullSubscriptionRequest
-	(*PullSubscriptionResponse)(nil),   // 22: hnsec.pvk.v1.PullSubscriptionResponse
-	(*AckSubscriptionRequest)(nil),     // 23: hnsec.pvk.v1.AckSubscriptionRequest
-	(*AckSubscriptionResponse)(nil),    // 24: hnsec.pvk.v1.AckSubscriptionResponse
-	(*timestamppb.Timestamp)(nil),      // 25: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),      // 26: google.protobuf.FieldMask
+	(SubscriptionStatus)(0),             // 0: hnsec.pvk.v1.SubscriptionStatus
+	(*Filters)(nil),                     // 1: hnsec.pvk.v1.Filters
+	(*Webhook)(nil),                     // 2: hnsec.pvk.v1.Webhook
+	(*Subscription)(nil),                // 3: hnsec.pvk.v1.Subscription
+	(*PulledChange)(nil),                // 4: hnsec.pvk.v1.PulledChange
+	(*CreateSubscriptionRequest)(nil),   // 5: hnsec.pvk.v1.CreateSubscriptionRequest
+	(*CreateSubscriptionResponse)(nil),  // 6: hnsec.pvk.v1.CreateSubscriptionResponse
+	(*GetSubscriptionRequest)(nil),      // 7: hnsec.pvk.v1.GetSubscriptionRequest
+	(*GetSubscriptionResponse)(nil),     // 8: hnsec.pvk.v1.GetSubscriptionResponse
+	(*ListSubscriptionsRequest)(nil),    // 9: hnsec.pvk.v1.ListSubscriptionsRequest
+	(*ListSubscriptionsResponse)(nil),   // 10: hnsec.pvk.v1.ListSubscriptionsResponse
+	(*UpdateSubscriptionRequest)(nil),   // 11: hnsec.pvk.v1.UpdateSubscriptionRequest
+	(*UpdateSubscriptionResponse)(nil),  // 12: hnsec.pvk.v1.UpdateSubscriptionResponse
+	(*PauseSubscriptionRequest)(nil),    // 13: hnsec.pvk.v1.PauseSubscriptionRequest
+	(*PauseSubscriptionResponse)(nil),   // 14: hnsec.pvk.v1.PauseSubscriptionResponse
+	(*ResumeSubscriptionRequest)(nil),   // 15: hnsec.pvk.v1.ResumeSubscriptionRequest
+	(*ResumeSubscriptionResponse)(nil),  // 16: hnsec.pvk.v1.ResumeSubscriptionResponse
+	(*DeleteSubscriptionRequest)(nil),   // 17: hnsec.pvk.v1.DeleteSubscriptionRequest
+	(*DeleteSubscriptionResponse)(nil),  // 18: hnsec.pvk.v1.DeleteSubscriptionResponse
+	(*ReplaySubscriptionRequest)(nil),   // 19: hnsec.pvk.v1.ReplaySubscriptionRequest
+	(*ReplaySubscriptionResponse)(nil),  // 20: hnsec.pvk.v1.ReplaySubscriptionResponse
+	(*PullSubscriptionRequest)(nil),     // 21: hnsec.pvk.v1.PullSubscriptionRequest
+	(*PullSubscriptionResponse)(nil),    // 22: hnsec.pvk.v1.PullSubscriptionResponse
+	(*AckSubscriptionRequest)(nil),      // 23: hnsec.pvk.v1.AckSubscriptionRequest
+	(*AckSubscriptionResponse)(nil),     // 24: hnsec.pvk.v1.AckSubscriptionResponse
+	(*RotateWebhookSecretRequest)(nil),  // 25: hnsec.pvk.v1.RotateWebhookSecretRequest
+	(*RotateWebhookSecretResponse)(nil), // 26: hnsec.pvk.v1.RotateWebhookSecretResponse
+	(*ListWebhookTargetsRequest)(nil),   // 27: hnsec.pvk.v1.ListWebhookTargetsRequest
+	(*WebhookTarget)(nil),               // 28: hnsec.pvk.v1.WebhookTarget
+	(*ListWebhookTargetsResponse)(nil),  // 29: hnsec.pvk.v1.ListWebhookTargetsResponse
+	(*DisableSubscriptionRequest)(nil),  // 30: hnsec.pvk.v1.DisableSubscriptionRequest
+	(*DisableSubscriptionResponse)(nil), // 31: hnsec.pvk.v1.DisableSubscriptionResponse
+	(*timestamppb.Timestamp)(nil),       // 32: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),       // 33: google.protobuf.FieldMask
 }
 var file_hnsec_pvk_v1_subscriptions_service_proto_depIdxs = []int32{
 	1,  // 0: hnsec.pvk.v1.Subscription.filters:type_name -> hnsec.pvk.v1.Filters
 	2,  // 1: hnsec.pvk.v1.Subscription.webhook:type_name -> hnsec.pvk.v1.Webhook
 	0,  // 2: hnsec.pvk.v1.Subscription.status:type_name -> hnsec.pvk.v1.SubscriptionStatus
-	25, // 3: hnsec.pvk.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	32, // 3: hnsec.pvk.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 4: hnsec.pvk.v1.CreateSubscriptionRequest.filters:type_name -> hnsec.pvk.v1.Filters
 	2,  // 5: hnsec.pvk.v1.CreateSubscriptionRequest.webhook:type_name -> hnsec.pvk.v1.Webhook
 	3,  // 6: hnsec.pvk.v1.CreateSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
 	3,  // 7: hnsec.pvk.v1.GetSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
 	3,  // 8: hnsec.pvk.v1.ListSubscriptionsResponse.subscriptions:type_name -> hnsec.pvk.v1.Subscription
 	3,  // 9: hnsec.pvk.v1.UpdateSubscriptionRequest.subscription:type_name -> hnsec.pvk.v1.Subscription
-	26, // 10: hnsec.pvk.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	33, // 10: hnsec.pvk.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
 	3,  // 11: hnsec.pvk.v1.UpdateSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
 	3,  // 12: hnsec.pvk.v1.PauseSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
 	3,  // 13: hnsec.pvk.v1.ResumeSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
-	25, // 14: hnsec.pvk.v1.ReplaySubscriptionRequest.from_time:type_name -> google.protobuf.Timestamp
+	32, // 14: hnsec.pvk.v1.ReplaySubscriptionRequest.from_time:type_name -> google.protobuf.Timestamp
 	4,  // 15: hnsec.pvk.v1.PullSubscriptionResponse.changes:type_name -> hnsec.pvk.v1.PulledChange
-	5,  // 16: hnsec.pvk.v1.SubscriptionsService.CreateSubscription:input_type -> hnsec.pvk.v1.CreateSubscriptionRequest
-	7,  // 17: hnsec.pvk.v1.SubscriptionsService.GetSubscription:input_type -> hnsec.pvk.v1.GetSubscriptionRequest
-	9,  // 18: hnsec.pvk.v1.SubscriptionsService.ListSubscriptions:input_type -> hnsec.pvk.v1.ListSubscriptionsRequest
-	11, // 19: hnsec.pvk.v1.SubscriptionsService.UpdateSubscription:input_type -> hnsec.pvk.v1.UpdateSubscriptionRequest
-	13, // 20: hnsec.pvk.v1.SubscriptionsService.PauseSubscription:input_type -> hnsec.pvk.v1.PauseSubscriptionRequest
-	15, // 21: hnsec.pvk.v1.SubscriptionsService.ResumeSubscription:input_type -> hnsec.pvk.v1.ResumeSubscriptionRequest
-	17, // 22: hnsec.pvk.v1.SubscriptionsService.DeleteSubscription:input_type -> hnsec.pvk.v1.DeleteSubscriptionRequest
-	19, // 23: hnsec.pvk.v1.SubscriptionsService.ReplaySubscription:input_type -> hnsec.pvk.v1.ReplaySubscriptionRequest
-	21, // 24: hnsec.pvk.v1.SubscriptionsService.PullSubscription:input_type -> hnsec.pvk.v1.PullSubscriptionRequest
-	23, // 25: hnsec.pvk.v1.SubscriptionsService.AckSubscription:input_type -> hnsec.pvk.v1.AckSubscriptionRequest
-	6,  // 26: hnsec.pvk.v1.SubscriptionsService.CreateSubscription:output_type -> hnsec.pvk.v1.CreateSubscriptionResponse
-	8,  // 27: hnsec.pvk.v1.SubscriptionsService.GetSubscription:output_type -> hnsec.pvk.v1.GetSubscriptionResponse
-	10, // 28: hnsec.pvk.v1.SubscriptionsService.ListSubscriptions:output_type -> hnsec.pvk.v1.ListSubscriptionsResponse
-	12, // 29: hnsec.pvk.v1.SubscriptionsService.UpdateSubscription:output_type -> hnsec.pvk.v1.UpdateSubscriptionResponse
-	14, // 30: hnsec.pvk.v1.SubscriptionsService.PauseSubscription:output_type -> hnsec.pvk.v1.PauseSubscriptionResponse
-	16, // 31: hnsec.pvk.v1.SubscriptionsService.ResumeSubscription:output_type -> hnsec.pvk.v1.ResumeSubscriptionResponse
-	18, // 32: hnsec.pvk.v1.SubscriptionsService.DeleteSubscription:output_type -> hnsec.pvk.v1.DeleteSubscriptionResponse
-	20, // 33: hnsec.pvk.v1.SubscriptionsService.ReplaySubscription:output_type -> hnsec.pvk.v1.ReplaySubscriptionResponse
-	22, // 34: hnsec.pvk.v1.SubscriptionsService.PullSubscription:output_type -> hnsec.pvk.v1.PullSubscriptionResponse
-	24, // 35: hnsec.pvk.v1.SubscriptionsService.AckSubscription:output_type -> hnsec.pvk.v1.AckSubscriptionResponse
-	26, // [26:36] is the sub-list for method output_type
-	16, // [16:26] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	32, // 16: hnsec.pvk.v1.RotateWebhookSecretResponse.previous_expire_time:type_name -> google.protobuf.Timestamp
+	3,  // 17: hnsec.pvk.v1.WebhookTarget.subscription:type_name -> hnsec.pvk.v1.Subscription
+	28, // 18: hnsec.pvk.v1.ListWebhookTargetsResponse.targets:type_name -> hnsec.pvk.v1.WebhookTarget
+	3,  // 19: hnsec.pvk.v1.DisableSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
+	5,  // 20: hnsec.pvk.v1.SubscriptionsService.CreateSubscription:input_type -> hnsec.pvk.v1.CreateSubscriptionRequest
+	7,  // 21: hnsec.pvk.v1.SubscriptionsService.GetSubscription:input_type -> hnsec.pvk.v1.GetSubscriptionRequest
+	9,  // 22: hnsec.pvk.v1.SubscriptionsService.ListSubscriptions:input_type -> hnsec.pvk.v1.ListSubscriptionsRequest
+	11, // 23: hnsec.pvk.v1.SubscriptionsService.UpdateSubscription:input_type -> hnsec.pvk.v1.UpdateSubscriptionRequest
+	13, // 24: hnsec.pvk.v1.SubscriptionsService.PauseSubscription:input_type -> hnsec.pvk.v1.PauseSubscriptionRequest
+	15, // 25: hnsec.pvk.v1.SubscriptionsService.ResumeSubscription:input_type -> hnsec.pvk.v1.ResumeSubscriptionRequest
+	17, // 26: hnsec.pvk.v1.SubscriptionsService.DeleteSubscription:input_type -> hnsec.pvk.v1.DeleteSubscriptionRequest
+	19, // 27: hnsec.pvk.v1.SubscriptionsService.ReplaySubscription:input_type -> hnsec.pvk.v1.ReplaySubscriptionRequest
+	21, // 28: hnsec.pvk.v1.SubscriptionsService.PullSubscription:input_type -> hnsec.pvk.v1.PullSubscriptionRequest
+	23, // 29: hnsec.pvk.v1.SubscriptionsService.AckSubscription:input_type -> hnsec.pvk.v1.AckSubscriptionRequest
+	25, // 30: hnsec.pvk.v1.SubscriptionsService.RotateWebhookSecret:input_type -> hnsec.pvk.v1.RotateWebhookSecretRequest
+	27, // 31: hnsec.pvk.v1.SubscriptionsService.ListWebhookTargets:input_type -> hnsec.pvk.v1.ListWebhookTargetsRequest
+	30, // 32: hnsec.pvk.v1.SubscriptionsService.DisableSubscription:input_type -> hnsec.pvk.v1.DisableSubscriptionRequest
+	6,  // 33: hnsec.pvk.v1.SubscriptionsService.CreateSubscription:output_type -> hnsec.pvk.v1.CreateSubscriptionResponse
+	8,  // 34: hnsec.pvk.v1.SubscriptionsService.GetSubscription:output_type -> hnsec.pvk.v1.GetSubscriptionResponse
+	10, // 35: hnsec.pvk.v1.SubscriptionsService.ListSubscriptions:output_type -> hnsec.pvk.v1.ListSubscriptionsResponse
+	12, // 36: hnsec.pvk.v1.SubscriptionsService.UpdateSubscription:output_type -> hnsec.pvk.v1.UpdateSubscriptionResponse
+	14, // 37: hnsec.pvk.v1.SubscriptionsService.PauseSubscription:output_type -> hnsec.pvk.v1.PauseSubscriptionResponse
+	16, // 38: hnsec.pvk.v1.SubscriptionsService.ResumeSubscription:output_type -> hnsec.pvk.v1.ResumeSubscriptionResponse
+	18, // 39: hnsec.pvk.v1.SubscriptionsService.DeleteSubscription:output_type -> hnsec.pvk.v1.DeleteSubscriptionResponse
+	20, // 40: hnsec.pvk.v1.SubscriptionsService.ReplaySubscription:output_type -> hnsec.pvk.v1.ReplaySubscriptionResponse
+	22, // 41: hnsec.pvk.v1.SubscriptionsService.PullSubscription:output_type -> hnsec.pvk.v1.PullSubscriptionResponse
+	24, // 42: hnsec.pvk.v1.SubscriptionsService.AckSubscription:output_type -> hnsec.pvk.v1.AckSubscriptionResponse
+	26, // 43: hnsec.pvk.v1.SubscriptionsService.RotateWebhookSecret:output_type -> hnsec.pvk.v1.RotateWebhookSecretResponse
+	29, // 44: hnsec.pvk.v1.SubscriptionsService.ListWebhookTargets:output_type -> hnsec.pvk.v1.ListWebhookTargetsResponse
+	31, // 45: hnsec.pvk.v1.SubscriptionsService.DisableSubscription:output_type -> hnsec.pvk.v1.DisableSubscriptionResponse
+	33, // [33:46] is the sub-list for method output_type
+	20, // [20:33] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_pvk_v1_subscriptions_service_proto_init() }
@@ -1496,7 +1903,7 @@ func file_hnsec_pvk_v1_subscriptions_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc), len(file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,16 +19,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SubscriptionsService_CreateSubscription_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/CreateSubscription"
-	SubscriptionsService_GetSubscription_FullMethodName    = "/hnsec.pvk.v1.SubscriptionsService/GetSubscription"
-	SubscriptionsService_ListSubscriptions_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/ListSubscriptions"
-	SubscriptionsService_UpdateSubscription_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/UpdateSubscription"
-	SubscriptionsService_PauseSubscription_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/PauseSubscription"
-	SubscriptionsService_ResumeSubscription_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/ResumeSubscription"
-	SubscriptionsService_DeleteSubscription_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/DeleteSubscription"
-	SubscriptionsService_ReplaySubscription_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/ReplaySubscription"
-	SubscriptionsService_PullSubscription_FullMethodName   = "/hnsec.pvk.v1.SubscriptionsService/PullSubscription"
-	SubscriptionsService_AckSubscription_FullMethodName    = "/hnsec.pvk.v1.SubscriptionsService/AckSubscription"
+	SubscriptionsService_CreateSubscription_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/CreateSubscription"
+	SubscriptionsService_GetSubscription_FullMethodName     = "/hnsec.pvk.v1.SubscriptionsService/GetSubscription"
+	SubscriptionsService_ListSubscriptions_FullMethodName   = "/hnsec.pvk.v1.SubscriptionsService/ListSubscriptions"
+	SubscriptionsService_UpdateSubscription_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/UpdateSubscription"
+	SubscriptionsService_PauseSubscription_FullMethodName   = "/hnsec.pvk.v1.SubscriptionsService/PauseSubscription"
+	SubscriptionsService_ResumeSubscription_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/ResumeSubscription"
+	SubscriptionsService_DeleteSubscription_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/DeleteSubscription"
+	SubscriptionsService_ReplaySubscription_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/ReplaySubscription"
+	SubscriptionsService_PullSubscription_FullMethodName    = "/hnsec.pvk.v1.SubscriptionsService/PullSubscription"
+	SubscriptionsService_AckSubscription_FullMethodName     = "/hnsec.pvk.v1.SubscriptionsService/AckSubscription"
+	SubscriptionsService_RotateWebhookSecret_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/RotateWebhookSecret"
+	SubscriptionsService_ListWebhookTargets_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/ListWebhookTargets"
+	SubscriptionsService_DisableSubscription_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/DisableSubscription"
 )
 
 // SubscriptionsServiceClient is the client API for SubscriptionsService service.
@@ -71,6 +74,16 @@ type SubscriptionsServiceClient interface {
 	// AckSubscription acknowledges pulled changes. Unknown or expired ack ids are reported, not an error.
 	// Errors: InvalidArgument, PermissionDenied.
 	AckSubscription(ctx context.Context, in *AckSubscriptionRequest, opts ...grpc.CallOption) (*AckSubscriptionResponse, error)
+	// RotateWebhookSecret gives a webhook subscription a new signing secret (shown once); the old one goes on
+	// signing beside it for 24 hours, so receivers can switch without losing a call. Errors: InvalidArgument,
+	// PermissionDenied, FailedPrecondition (a pull subscription).
+	RotateWebhookSecret(ctx context.Context, in *RotateWebhookSecretRequest, opts ...grpc.CallOption) (*RotateWebhookSecretResponse, error)
+	// ListWebhookTargets returns every webhook subscription with its signing secrets, for the dispatcher.
+	// Internal callers only.
+	ListWebhookTargets(ctx context.Context, in *ListWebhookTargetsRequest, opts ...grpc.CallOption) (*ListWebhookTargetsResponse, error)
+	// DisableSubscription stops a subscription on the service's side (a receiver that kept failing or answered
+	// 410 Gone); ResumeSubscription re-enables it. Internal callers only. Errors: InvalidArgument, NotFound.
+	DisableSubscription(ctx context.Context, in *DisableSubscriptionRequest, opts ...grpc.CallOption) (*DisableSubscriptionResponse, error)
 }
 
 type subscriptionsServiceClient struct {
@@ -181,6 +194,36 @@ func (c *subscriptionsServiceClient) AckSubscription(ctx context.Context, in *Ac
 	return out, nil
 }
 
+func (c *subscriptionsServiceClient) RotateWebhookSecret(ctx context.Context, in *RotateWebhookSecretRequest, opts ...grpc.CallOption) (*RotateWebhookSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateWebhookSecretResponse)
+	err := c.cc.Invoke(ctx, SubscriptionsService_RotateWebhookSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *subscriptionsServiceClient) ListWebhookTargets(ctx context.Context, in *ListWebhookTargetsRequest, opts ...grpc.CallOption) (*ListWebhookTargetsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWebhookTargetsResponse)
+	err := c.cc.Invoke(ctx, SubscriptionsService_ListWebhookTargets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *subscriptionsServiceClient) DisableSubscription(ctx context.Context, in *DisableSubscriptionRequest, opts ...grpc.CallOption) (*DisableSubscriptionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisableSubscriptionResponse)
+	err := c.cc.Invoke(ctx, SubscriptionsService_DisableSubscription_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SubscriptionsServiceServer is the server API for SubscriptionsService service.
 // All implementations must embed UnimplementedSubscriptionsServiceServer
 // for forward compatibility.
@@ -221,6 +264,16 @@ type SubscriptionsServiceServer interface {
 	// AckSubscription acknowledges pulled changes. Unknown or expired ack ids are reported, not an error.
 	// Errors: InvalidArgument, PermissionDenied.
 	AckSubscription(context.Context, *AckSubscriptionRequest) (*AckSubscriptionResponse, error)
+	// RotateWebhookSecret gives a webhook subscription a new signing secret (shown once); the old one goes on
+	// signing beside it for 24 hours, so receivers can switch without losing a call. Errors: InvalidArgument,
+	// PermissionDenied, FailedPrecondition (a pull subscription).
+	RotateWebhookSecret(context.Context, *RotateWebhookSecretRequest) (*RotateWebhookSecretResponse, error)
+	// ListWebhookTargets returns every webhook subscription with its signing secrets, for the dispatcher.
+	// Internal callers only.
+	ListWebhookTargets(context.Context, *ListWebhookTargetsRequest) (*ListWebhookTargetsResponse, error)
+	// DisableSubscription stops a subscription on the service's side (a receiver that kept failing or answered
+	// 410 Gone); ResumeSubscription re-enables it. Internal callers only. Errors: InvalidArgument, NotFound.
+	DisableSubscription(context.Context, *DisableSubscriptionRequest) (*DisableSubscriptionResponse, error)
 	mustEmbedUnimplementedSubscriptionsServiceServer()
 }
 
@@ -260,6 +313,15 @@ func (UnimplementedSubscriptionsServiceServer) PullSubscription(context.Context,
 }
 func (UnimplementedSubscriptionsServiceServer) AckSubscription(context.Context, *AckSubscriptionRequest) (*AckSubscriptionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AckSubscription not implemented")
+}
+func (UnimplementedSubscriptionsServiceServer) RotateWebhookSecret(context.Context, *RotateWebhookSecretRequest) (*RotateWebhookSecretResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateWebhookSecret not implemented")
+}
+func (UnimplementedSubscriptionsServiceServer) ListWebhookTargets(context.Context, *ListWebhookTargetsRequest) (*ListWebhookTargetsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListWebhookTargets not implemented")
+}
+func (UnimplementedSubscriptionsServiceServer) DisableSubscription(context.Context, *DisableSubscriptionRequest) (*DisableSubscriptionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisableSubscription not implemented")
 }
 func (UnimplementedSubscriptionsServiceServer) mustEmbedUnimplementedSubscriptionsServiceServer() {}
 func (UnimplementedSubscriptionsServiceServer) testEmbeddedByValue()                              {}
@@ -462,6 +524,60 @@ func _SubscriptionsService_AckSubscription_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SubscriptionsService_RotateWebhookSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateWebhookSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SubscriptionsServiceServer).RotateWebhookSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SubscriptionsService_RotateWebhookSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SubscriptionsServiceServer).RotateWebhookSecret(ctx, req.(*RotateWebhookSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SubscriptionsService_ListWebhookTargets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWebhookTargetsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SubscriptionsServiceServer).ListWebhookTargets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SubscriptionsService_ListWebhookTargets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SubscriptionsServiceServer).ListWebhookTargets(ctx, req.(*ListWebhookTargetsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SubscriptionsService_DisableSubscription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisableSubscriptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SubscriptionsServiceServer).DisableSubscription(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SubscriptionsService_DisableSubscription_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SubscriptionsServiceServer).DisableSubscription(ctx, req.(*DisableSubscriptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SubscriptionsService_ServiceDesc is the grpc.ServiceDesc for SubscriptionsService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -508,6 +624,18 @@ var SubscriptionsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AckSubscription",
 			Handler:    _SubscriptionsService_AckSubscription_Handler,
+		},
+		{
+			MethodName: "RotateWebhookSecret",
+			Handler:    _SubscriptionsService_RotateWebhookSecret_Handler,
+		},
+		{
+			MethodName: "ListWebhookTargets",
+			Handler:    _SubscriptionsService_ListWebhookTargets_Handler,
+		},
+		{
+			MethodName: "DisableSubscription",
+			Handler:    _SubscriptionsService_DisableSubscription_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
