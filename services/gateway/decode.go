@@ -59,10 +59,17 @@ func (m jsonMarshaler) Marshal(v any) ([]byte, error) {
 			TokenType: t.GetTokenType(),
 		})
 	}
-	if msg, ok := v.(proto.Message); ok && strings.HasPrefix(string(msg.ProtoReflect().Descriptor().FullName()), "hnsec.pvk.") {
+	if msg, ok := v.(proto.Message); ok && isPVKMessage(msg) {
 		return pvkJSON(msg)
 	}
 	return m.JSONPb.Marshal(v)
+}
+
+// isPVKMessage reports whether a message belongs to PVK's face: PVK's own, and the dispatcher's deliveries
+// API under /pvk/v1/subscriptions.
+func isPVKMessage(msg proto.Message) bool {
+	name := string(msg.ProtoReflect().Descriptor().FullName())
+	return strings.HasPrefix(name, "hnsec.pvk.") || strings.HasPrefix(name, "hnsec.dispatcher.")
 }
 
 // pvkJSON writes a PVK message as PVK does: camelCase names, every field present, and 64-bit integers

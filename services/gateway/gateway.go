@@ -18,6 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
 
+	dispatcherv1 "github.com/hnsec/hnsec/gen/hnsec/dispatcher/v1"
 	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
 	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
@@ -66,6 +67,9 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 		return nil, err
 	}
 	if err := pvkv1.RegisterSubscriptionsServiceHandlerClient(ctx, mux, pvkv1.NewSubscriptionsServiceClient(conn)); err != nil {
+		return nil, err
+	}
+	if err := dispatcherv1.RegisterDeliveriesServiceHandlerClient(ctx, mux, dispatcherv1.NewDeliveriesServiceClient(conn)); err != nil {
 		return nil, err
 	}
 	if err := registryv1.RegisterClientRegistryServiceHandlerClient(ctx, mux, registryv1.NewClientRegistryServiceClient(conn)); err != nil {

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	dispatcherv1 "github.com/hnsec/hnsec/gen/hnsec/dispatcher/v1"
 	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
 	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
@@ -35,6 +36,7 @@ import (
 	"github.com/hnsec/hnsec/pkg/seal"
 	"github.com/hnsec/hnsec/pkg/secrets"
 	"github.com/hnsec/hnsec/pkg/store"
+	"github.com/hnsec/hnsec/services/dispatcher"
 	"github.com/hnsec/hnsec/services/gateway"
 	"github.com/hnsec/hnsec/services/introspection"
 	"github.com/hnsec/hnsec/services/pvk"
@@ -62,6 +64,7 @@ type serveConfig struct {
 	ClientAuth             clientauth.Config
 	Registry               registry.Config
 	PVK                    pvk.Config
+	Dispatcher             dispatcher.Config
 	STS                    sts.Config
 }
 
@@ -85,6 +88,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	c.ClientAuth.RegisterFlags(fs)
 	c.Registry.RegisterFlags(fs)
 	c.PVK.RegisterFlags(fs)
+	c.Dispatcher.RegisterFlags(fs)
 	c.STS.RegisterFlags(fs)
 }
 
@@ -116,7 +120,7 @@ func serveCommand(out io.Writer) *ffcli.Command {
 }
 
 // serviceNames are the services --services may name.
-var serviceNames = []string{"sts", "registry", "introspection", "pvk", "gateway"}
+var serviceNames = []string{"sts", "registry", "introspection", "pvk", "dispatcher", "gateway"}
 
 // module is one node of the service graph: what it needs started before it, and how it starts.
 type module struct {
@@ -134,6 +138,7 @@ var graph = map[string]module{
 	"sts":           {deps: []string{"nats", "grpc", "clientauth"}, init: (*app).initSTS},
 	"introspection": {deps: []string{"nats", "grpc", "clientauth"}, init: (*app).initIntrospection},
 	"pvk":           {deps: []string{"nats", "grpc"}, init: (*app).initPVK},
+	"dispatcher":    {deps: []string{"nats", "grpc"}, init: (*app).initDispatcher},
 	"gateway":       {deps: []string{"grpc"}, init: (*app).initGateway},
 }
 
@@ -356,6 +361,20 @@ func (a *app) initIntrospection(ctx context.Context) error {
 	srv := introspection.New(a.clients, stsv1.NewTokenServiceClient(a.conn), registryv1.NewClientRegistryServiceClient(a.conn),
 		a.bus.Conn, a.internal.IsInternal, a.cfg.IntrospectionCacheAge, a.metrics, a.log.With("service", "introspection"))
 	introspectionv1.RegisterIntrospectionServiceServer(a.register, srv)
+	a.addLoop(ctx, srv.Run)
+	return nil
+}
+
+func (a *app) initDispatcher(ctx context.Context) error {
+	cfg := a.cfg.Dispatcher
+	cfg.AllowCIDRs, cfg.AllowHTTPHosts = a.cfg.PVK.WebhookAllowCIDRs, a.cfg.PVK.WebhookAllowHTTPHosts
+	srv, db, err := dispatcher.Open(ctx, cfg, a.storeConfig(), a.bus.Conn, pvkv1.NewSubscriptionsServiceClient(a.conn),
+		stsv1.NewTokenServiceClient(a.conn), a.metrics, a.log.With("service", "dispatcher"))
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, db.Close)
+	dispatcherv1.RegisterDeliveriesServiceServer(a.register, srv)
 	a.addLoop(ctx, srv.Run)
 	return nil
 }

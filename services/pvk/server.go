@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -120,29 +119,8 @@ func (s *Server) requireScope(ctx context.Context, need string) error {
 // introspect returns the introspection answer for the caller's access token when it is active and
 // carries the scope need, or one of the alternatives.
 func (s *Server) introspect(ctx context.Context, need string, alternatives ...string) (*introspectionv1.IntrospectResponse, error) {
-	tok := authz.BearerToken(ctx)
-	if tok == "" {
-		return nil, apierr.WithCode(apierr.InvalidToken, codeUnauthenticated, "a bearer access token is required")
-	}
-	resp, err := s.introspection.Introspect(ctx, &introspectionv1.IntrospectRequest{Token: tok})
-	if err != nil {
-		return nil, err
-	}
-	if !resp.GetActive() {
-		return nil, apierr.WithCode(apierr.InvalidToken, codeUnauthenticated, "the access token is not active")
-	}
-	held := splitScope(resp.GetScope())
-	for _, sc := range append([]string{need}, alternatives...) {
-		if slices.Contains(held, sc) {
-			return resp, nil
-		}
-	}
-	return nil, apierr.WithCode(apierr.PermissionDenied, codeForbidden, "the access token lacks scope %s", need)
-}
-
-func splitScope(s string) []string {
-	out, _ := scope.Parse(s)
-	return out
+	return authz.Introspector{Client: s.introspection, UnauthenticatedCode: codeUnauthenticated, ForbiddenCode: codeForbidden}.
+		Require(ctx, need, alternatives...)
 }
 
 // CreateDefinition implements PrivacySettingsService.

@@ -523,7 +523,8 @@ func (s *Subscriptions) ListWebhookTargets(ctx context.Context, _ *pvkv1.ListWeb
 		if sub.WebhookURL == "" {
 			continue
 		}
-		t := &pvkv1.WebhookTarget{Subscription: subscriptionProto(sub), Secrets: []string{sub.Secret}}
+		t := &pvkv1.WebhookTarget{Subscription: subscriptionProto(sub), Secrets: []string{sub.Secret}, Stream: StreamName,
+			Consumer: consumerName(sub.ID)}
 		if sub.PreviousSecret != "" && now.Before(sub.PreviousExpire) {
 			t.Secrets = append(t.Secrets, sub.PreviousSecret)
 		}

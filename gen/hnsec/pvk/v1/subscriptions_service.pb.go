@@ -1482,7 +1482,11 @@ type WebhookTarget struct {
 	// subscription as stored.
 	Subscription *Subscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
 	// secrets sign each call: the current one first, then the previous one while it still signs.
-	Secrets       []string `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	Secrets []string `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	// stream is the JetStream stream of the changes.
+	Stream string `protobuf:"bytes,3,opt,name=stream,proto3" json:"stream,omitempty"`
+	// consumer is the subscription's durable consumer on it.
+	Consumer      string `protobuf:"bytes,4,opt,name=consumer,proto3" json:"consumer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1529,6 +1533,20 @@ func (x *WebhookTarget) GetSecrets() []string {
 		return x.Secrets
 	}
 	return nil
+}
+
+func (x *WebhookTarget) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *WebhookTarget) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
 }
 
 // ListWebhookTargetsResponse holds every webhook subscription.
@@ -1756,10 +1774,12 @@ const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
 	"\x1bRotateWebhookSecretResponse\x12%\n" +
 	"\x0ewebhook_secret\x18\x01 \x01(\tR\rwebhookSecret\x12L\n" +
 	"\x14previous_expire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x12previousExpireTime\"\x1b\n" +
-	"\x19ListWebhookTargetsRequest\"i\n" +
+	"\x19ListWebhookTargetsRequest\"\x9d\x01\n" +
 	"\rWebhookTarget\x12>\n" +
 	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription\x12\x18\n" +
-	"\asecrets\x18\x02 \x03(\tR\asecrets\"S\n" +
+	"\asecrets\x18\x02 \x03(\tR\asecrets\x12\x16\n" +
+	"\x06stream\x18\x03 \x01(\tR\x06stream\x12\x1a\n" +
+	"\bconsumer\x18\x04 \x01(\tR\bconsumer\"S\n" +
 	"\x1aListWebhookTargetsResponse\x125\n" +
 	"\atargets\x18\x01 \x03(\v2\x1b.hnsec.pvk.v1.WebhookTargetR\atargets\"]\n" +
 	"\x1aDisableSubscriptionRequest\x12'\n" +

@@ -1,0 +1,232 @@
+package dispatcher
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	dispatcherv1 "github.com/hnsec/hnsec/gen/hnsec/dispatcher/v1"
+	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
+	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/pkg/loop"
+	"github.com/hnsec/hnsec/pkg/natsbus"
+	"github.com/hnsec/hnsec/pkg/ssrf"
+	"github.com/hnsec/hnsec/pkg/store"
+)
+
+// syncEvery is how often the dispatcher reloads the webhook subscriptions without a change event.
+const syncEvery = 5 * time.Second
+
+// Server is the dispatcher: a worker per active webhook subscription, and the DeliveriesService.
+type Server struct {
+	dispatcherv1.UnimplementedDeliveriesServiceServer
+	cfg        Config
+	store      *sqlStore
+	js         jetstream.JetStream
+	pvk        pvkv1.SubscriptionsServiceClient
+	tokens     *tokenCache
+	sender     *sender
+	metrics    *metrics
+	attemptLog *store.Batcher[attempt]
+	log        *slog.Logger
+	wake       chan struct{}
+
+	mu sync.Mutex
+	// stream is the change stream PVK names for its webhook targets.
+	stream  string
+	workers map[string]*worker
+}
+
+var _ dispatcherv1.DeliveriesServiceServer = (*Server)(nil)
+
+// Open migrates the dispatcher's database and returns the server; Run delivers. pvk must present the
+// internal credential (ListWebhookTargets and DisableSubscription are internal), sts too (IssueSystemToken).
+func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn, pvk pvkv1.SubscriptionsServiceClient,
+	sts stsv1.TokenServiceClient, reg prometheus.Registerer, log *slog.Logger) (*Server, *store.DB, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	nets, err := ssrf.ParseCIDRs(cfg.AllowCIDRs)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := store.Open(ctx, storeCfg, "dispatcher", migrations)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &Server{cfg: cfg, store: &sqlStore{db: db}, js: js, pvk: pvk, tokens: newTokenCache(sts),
+		sender:  newSender(ssrf.Policy{AllowNetworks: nets, AllowHTTPHosts: cfg.AllowHTTPHosts}, cfg.Timeout),
+		metrics: newMetrics(reg), log: log, wake: make(chan struct{}, 1), workers: map[string]*worker{}}
+	s.attemptLog = store.NewBatcher(256, 0, s.store.logAttempts)
+	return s, db, nil
+}
+
+// Run delivers until ctx ends: it follows PVK's webhook subscriptions (on each change event, and every few
+// seconds), runs a worker for each active one, and keeps the delivery log.
+func (s *Server) Run(ctx context.Context) error {
+	sub, err := s.js.Conn().Subscribe(natsbus.SubjectSubscriptionChanged, func(*nats.Msg) {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	logDone := make(chan error, 1)
+	go func() { logDone <- s.attemptLog.Run(ctx) }()
+	go loop.Every(ctx, time.Hour, func(now time.Time) {
+		if err := s.store.pruneAttempts(ctx, now.Add(-s.cfg.LogRetention)); err != nil && ctx.Err() == nil {
+			s.log.Error("prune delivery log", "err", err)
+		}
+	})
+	t := time.NewTicker(syncEvery)
+	defer t.Stop()
+	for {
+		if err := s.sync(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("webhook subscriptions", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			s.stopAll()
+			return <-logDone
+		case <-s.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// sync starts a worker for each active webhook subscription, updates the running ones and stops the rest.
+func (s *Server) sync(ctx context.Context) error {
+	resp, err := s.pvk.ListWebhookTargets(ctx, &pvkv1.ListWebhookTargetsRequest{})
+	if err != nil {
+		return err
+	}
+	active := map[string]bool{}
+	for _, wt := range resp.GetTargets() {
+		sub := wt.GetSubscription()
+		if sub.GetStatus() != pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE {
+			continue
+		}
+		t, err := targetOf(wt)
+		if err != nil {
+			s.log.Error("webhook subscription", "subscription_id", sub.GetSubscriptionId(), "err", err)
+			continue
+		}
+		active[t.ID] = true
+		s.mu.Lock()
+		s.stream = wt.GetStream()
+		w := s.workers[t.ID]
+		if w != nil && (w.consumer != wt.GetConsumer() || w.stopping.Load()) {
+			s.mu.Unlock()
+			w.stop()
+			s.mu.Lock()
+			w = nil
+		}
+		if w == nil {
+			w = newWorker(s, t, wt.GetConsumer())
+			s.workers[t.ID] = w
+			w.start(ctx)
+		} else {
+			w.target.Store(t)
+		}
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	var stopped []*worker
+	for id, w := range s.workers {
+		if !active[id] {
+			stopped = append(stopped, w)
+			delete(s.workers, id)
+			s.metrics.lag.DeleteLabelValues(id)
+		}
+	}
+	s.mu.Unlock()
+	for _, w := range stopped {
+		w.stop()
+	}
+	s.updateLag(ctx)
+	return nil
+}
+
+// targetOf reads a webhook target, with a signer for each of its secrets.
+func targetOf(wt *pvkv1.WebhookTarget) (*target, error) {
+	sub := wt.GetSubscription()
+	t := &target{ID: sub.GetSubscriptionId(), Subscriber: sub.GetSubscriberClientId(), URL: sub.GetWebhook().GetUrl(),
+		XAuth: sub.GetWebhook().GetUseXAuthorization(), Filters: filtersOf(sub.GetFilters())}
+	for _, secret := range wt.GetSecrets() {
+		sg, err := standardwebhooks.NewWebhook(secret)
+		if err != nil {
+			return nil, err
+		}
+		t.signers = append(t.signers, sg)
+	}
+	return t, nil
+}
+
+// updateLag sets each subscription's lag: messages waiting in or handed out by its consumer, and parked.
+func (s *Server) updateLag(ctx context.Context) {
+	s.mu.Lock()
+	workers := make([]*worker, 0, len(s.workers))
+	for _, w := range s.workers {
+		workers = append(workers, w)
+	}
+	stream := s.stream
+	s.mu.Unlock()
+	for _, w := range workers {
+		info, err := s.js.Consumer(ctx, stream, w.consumer)
+		if err != nil {
+			continue
+		}
+		ci := info.CachedInfo()
+		waiting, err := s.store.waitingCount(ctx, w.id)
+		if err != nil {
+			continue
+		}
+		s.metrics.lag.WithLabelValues(w.id).Set(float64(ci.NumPending) + float64(ci.NumAckPending) + float64(waiting))
+	}
+}
+
+// stopAll stops every worker.
+func (s *Server) stopAll() {
+	s.mu.Lock()
+	workers := s.workers
+	s.workers = map[string]*worker{}
+	s.mu.Unlock()
+	for _, w := range workers {
+		w.stop()
+	}
+}
+
+// worker returns the running worker of a subscription, or nil.
+func (s *Server) worker(id string) *worker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.workers[id]
+}
+
+// logAttempt appends an attempt to the delivery log without holding up the delivery.
+func (s *Server) logAttempt(a attempt) {
+	go func() {
+		if err := s.attemptLog.Submit(context.Background(), a); err != nil && err != store.ErrClosed {
+			s.log.Error("delivery log", "subscription_id", a.SubscriptionID, "err", err)
+		}
+	}()
+}
+
+// disable has PVK disable a subscription.
+func (s *Server) disable(ctx context.Context, id, reason string) error {
+	_, err := s.pvk.DisableSubscription(context.WithoutCancel(ctx), &pvkv1.DisableSubscriptionRequest{SubscriptionId: id, Reason: reason})
+	return err
+}

@@ -1,0 +1,415 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hnsec/hnsec/pkg/store"
+)
+
+// worker delivers one webhook subscription's changes. Changes come from the subscription's durable
+// consumer in stream order and go into a lane per citizen: a lane delivers one change at a time, lanes run
+// in parallel up to the concurrency limit, so a slow citizen holds up only its own changes.
+//
+// A change whose first attempt fails is parked in the database, and only then is its message
+// acknowledged; while a citizen has parked changes, its newer ones are parked behind them. The retry loop
+// delivers each citizen's parked changes in sekvensnummer order on the backoff schedule.
+type worker struct {
+	s        *Server
+	id       string
+	consumer string
+	target   atomic.Pointer[target]
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	sem      chan struct{}
+	breaker  breaker
+	stopping atomic.Bool
+
+	mu sync.Mutex
+	// lanes hold the changes in memory per citizen key, while there are any.
+	lanes map[string][]laneItem
+	// held is the latest delivery of each message being handled, by stream sequence: JetStream may hand a
+	// message out again while it waits in a lane, and the newest delivery is the one to acknowledge.
+	held map[uint64]jetstream.Msg
+	// parked are the citizens with changes waiting in the database. The set and the database change
+	// together under mu.
+	parked map[string]bool
+}
+
+// laneItem is a change waiting in a citizen's lane.
+type laneItem struct {
+	seq uint64
+	c   change
+}
+
+func newWorker(s *Server, t *target, consumer string) *worker {
+	w := &worker{s: s, id: t.ID, consumer: consumer, sem: make(chan struct{}, s.cfg.Concurrency), lanes: map[string][]laneItem{},
+		held: map[uint64]jetstream.Msg{}, parked: map[string]bool{}}
+	w.target.Store(t)
+	return w
+}
+
+// start runs the worker until stop.
+func (w *worker) start(ctx context.Context) {
+	ctx, w.cancel = context.WithCancel(ctx)
+	w.wg.Add(2)
+	go func() {
+		defer w.wg.Done()
+		w.consume(ctx)
+	}()
+	go func() {
+		defer w.wg.Done()
+		w.retryLoop(ctx)
+	}()
+}
+
+// stop ends the worker and hands the messages it still holds back to JetStream for redelivery.
+func (w *worker) stop() {
+	w.cancel()
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for seq, m := range w.held {
+		_ = m.Nak()
+		delete(w.held, seq)
+	}
+}
+
+// consume reads the consumer until ctx ends, attaching again after errors (a replay recreates it).
+func (w *worker) consume(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := w.consumeOnce(ctx); err != nil && ctx.Err() == nil {
+			w.s.log.Warn("webhook consumer", "subscription_id", w.id, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+func (w *worker) consumeOnce(ctx context.Context) error {
+	citizens, err := w.s.store.parkedCitizens(ctx, w.id)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	for _, c := range citizens {
+		w.parked[c] = true
+	}
+	w.mu.Unlock()
+	cons, err := w.s.js.Consumer(ctx, w.s.stream, w.consumer)
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			return err
+		}
+		w.handle(ctx, msg)
+	}
+}
+
+// handle puts a message in its citizen's lane, starting the lane when it was idle.
+func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		_ = msg.Nak()
+		return
+	}
+	seq := meta.Sequence.Stream
+	w.mu.Lock()
+	if _, ok := w.held[seq]; ok {
+		w.held[seq] = msg
+		w.mu.Unlock()
+		return
+	}
+	w.mu.Unlock()
+	c, ev, err := parseChange(msg.Data())
+	if err != nil {
+		w.s.log.Error("webhook consumer: not a change event", "subscription_id", w.id, "stream_seq", seq)
+		_ = msg.Term()
+		return
+	}
+	if !w.target.Load().Filters.matches(ev) {
+		_ = msg.Ack()
+		return
+	}
+	w.mu.Lock()
+	w.held[seq] = msg
+	queue, busy := w.lanes[c.CitizenKey]
+	w.lanes[c.CitizenKey] = append(queue, laneItem{seq: seq, c: c})
+	w.mu.Unlock()
+	if !busy {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.runLane(ctx, c.CitizenKey)
+		}()
+	}
+}
+
+// runLane delivers a citizen's changes one at a time until its lane is empty.
+func (w *worker) runLane(ctx context.Context, key string) {
+	for {
+		w.mu.Lock()
+		queue := w.lanes[key]
+		if len(queue) == 0 || ctx.Err() != nil {
+			delete(w.lanes, key)
+			w.mu.Unlock()
+			return
+		}
+		it := queue[0]
+		w.lanes[key] = queue[1:]
+		parked := w.parked[key]
+		w.mu.Unlock()
+		if parked {
+			w.park(ctx, it, parkedChange{change: it.c})
+			continue
+		}
+		w.sem <- struct{}{}
+		r := w.attempt(ctx, it.c, 1)
+		<-w.sem
+		switch {
+		case ctx.Err() != nil:
+			return
+		case r.Class == "":
+			w.s.metrics.deliveries.WithLabelValues("delivered").Inc()
+			w.ack(it.seq)
+		case r.Class == classGone:
+			w.disable(ctx, "gone", "the receiver answered 410 Gone")
+			return
+		default:
+			w.s.metrics.deliveries.WithLabelValues("parked").Inc()
+			w.park(ctx, it, parkedChange{change: it.c, Attempts: 1, NextAttempt: time.Now().Add(w.delay(1, r)),
+				LastErrorClass: r.Class, LastStatusCode: r.StatusCode})
+		}
+	}
+}
+
+// park stores a change for the retry loop, then acknowledges its message. A database failure is retried:
+// the lane must not move past a change that is neither delivered nor parked.
+func (w *worker) park(ctx context.Context, it laneItem, p parkedChange) {
+	for {
+		w.mu.Lock()
+		err := w.s.store.park(ctx, w.id, p)
+		if err == nil {
+			w.parked[it.c.CitizenKey] = true
+		}
+		w.mu.Unlock()
+		if err == nil {
+			w.ack(it.seq)
+			return
+		}
+		w.s.log.Error("park change", "subscription_id", w.id, "change_id", it.c.ChangeID, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// ack acknowledges the latest delivery of a message and forgets it.
+func (w *worker) ack(seq uint64) {
+	w.mu.Lock()
+	m := w.held[seq]
+	delete(w.held, seq)
+	w.mu.Unlock()
+	if m != nil {
+		if err := m.Ack(); err != nil {
+			w.s.log.Warn("ack change", "subscription_id", w.id, "stream_seq", seq, "err", err)
+		}
+	}
+}
+
+// attempt makes one call, logs it and feeds the circuit breaker.
+func (w *worker) attempt(ctx context.Context, c change, n int) result {
+	t := w.target.Load()
+	tok, err := w.s.tokens.get(ctx, t.Subscriber)
+	if err != nil {
+		w.s.log.Error("system token", "subscription_id", w.id, "err", err)
+		return result{Class: classSystemToken}
+	}
+	actx, cancel := context.WithTimeout(ctx, w.s.cfg.Timeout)
+	start := time.Now()
+	r := w.s.sender.send(actx, t, c, tok)
+	cancel()
+	if ctx.Err() != nil {
+		return r
+	}
+	w.s.logAttempt(attempt{SubscriptionID: w.id, ChangeID: c.ChangeID, Sekvensnummer: c.Sekvensnummer, Attempt: n, Time: start,
+		StatusCode: r.StatusCode, Latency: r.Latency, ErrorClass: r.Class})
+	label := r.Class
+	if label == "" {
+		label = "ok"
+		if !c.EventTime.IsZero() {
+			w.s.metrics.latency.Observe(time.Since(c.EventTime).Seconds())
+		}
+	}
+	w.s.metrics.attempts.WithLabelValues(label).Inc()
+	if w.breaker.record(r.Class == "", time.Now(), w.s.cfg.BreakerFailures, w.s.cfg.BreakerPeriod) {
+		w.disable(ctx, "breaker", fmt.Sprintf("%d consecutive failed calls over %s", w.s.cfg.BreakerFailures, w.s.cfg.BreakerPeriod))
+	}
+	return r
+}
+
+// classSystemToken marks an attempt that could not be made for want of a SystemToken.
+const classSystemToken = "system_token"
+
+// delay is the wait before attempt n+1 after attempt n failed: the schedule's wait with ±20 % jitter, or the
+// receiver's Retry-After (up to the schedule's longest wait).
+func (w *worker) delay(n int, r result) time.Duration {
+	sched := w.s.cfg.Schedule
+	if r.RetryAfter > 0 {
+		return min(r.RetryAfter, sched[len(sched)-1])
+	}
+	d := sched[min(n, len(sched))-1]
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// disable has PVK disable the subscription and stops delivering; the dispatcher's next sync sees the new
+// status. Re-enabled (ResumeSubscription), it resumes where it stopped: unacknowledged messages come back.
+func (w *worker) disable(ctx context.Context, reason, text string) {
+	if !w.stopping.CompareAndSwap(false, true) {
+		return
+	}
+	w.s.metrics.disabled.WithLabelValues(reason).Inc()
+	w.s.log.Warn("webhook subscription disabled", "subscription_id", w.id, "reason", text)
+	if err := w.s.disable(ctx, w.id, text); err != nil {
+		w.s.log.Error("disable subscription", "subscription_id", w.id, "err", err)
+	}
+	w.cancel()
+}
+
+// retryLoop works through the parked changes that are due, until ctx ends.
+func (w *worker) retryLoop(ctx context.Context) {
+	t := time.NewTicker(w.s.cfg.RetryTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		heads, err := w.s.store.dueHeads(ctx, w.id, time.Now(), 256)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.s.log.Error("parked changes", "subscription_id", w.id, "err", err)
+			}
+			continue
+		}
+		var wg sync.WaitGroup
+		for _, h := range heads {
+			wg.Add(1)
+			w.sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-w.sem }()
+				w.retryCitizen(ctx, h)
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+// retryCitizen attempts a citizen's first parked change and, while attempts succeed (or changes die), the
+// ones behind it.
+func (w *worker) retryCitizen(ctx context.Context, p parkedChange) {
+	sched := w.s.cfg.Schedule
+	for {
+		n := p.Attempts + 1
+		r := w.attempt(ctx, p.change, n)
+		now := time.Now()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case r.Class == "":
+			if err := w.s.store.delivered(ctx, w.id, p.ChangeID); err != nil {
+				w.s.log.Error("parked change delivered", "subscription_id", w.id, "change_id", p.ChangeID, "err", err)
+				return
+			}
+			w.s.metrics.deliveries.WithLabelValues("delivered").Inc()
+		case r.Class == classGone:
+			w.disable(ctx, "gone", "the receiver answered 410 Gone")
+			return
+		default:
+			p.Attempts, p.LastErrorClass, p.LastStatusCode = n, r.Class, r.StatusCode
+			if n > len(sched) {
+				p.Dead, p.DeadTime = true, now
+				w.s.metrics.deliveries.WithLabelValues("dead_lettered").Inc()
+			} else {
+				p.NextAttempt = now.Add(w.delay(n, r))
+			}
+			if err := w.s.store.failed(ctx, w.id, p); err != nil {
+				w.s.log.Error("parked change failed", "subscription_id", w.id, "change_id", p.ChangeID, "err", err)
+			}
+			if !p.Dead {
+				return
+			}
+		}
+		// The next change of this citizen, if any; none left means the lane may deliver directly again.
+		w.mu.Lock()
+		next, err := w.s.store.head(ctx, w.id, p.CitizenKey)
+		if errors.Is(err, store.ErrNotFound) {
+			delete(w.parked, p.CitizenKey)
+		}
+		w.mu.Unlock()
+		if err != nil || next.NextAttempt.After(now) {
+			return
+		}
+		p = next
+	}
+}
+
+// refreshParked marks citizens with waiting changes after dead letters were replayed.
+func (w *worker) refreshParked(ctx context.Context) error {
+	citizens, err := w.s.store.parkedCitizens(ctx, w.id)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range citizens {
+		w.parked[c] = true
+	}
+	return nil
+}
+
+// breaker counts consecutive failed calls of a subscription.
+type breaker struct {
+	mu       sync.Mutex
+	failures int
+	since    time.Time
+}
+
+// record counts a call and reports whether the breaker trips: at least n consecutive failures spanning at
+// least period.
+func (b *breaker) record(ok bool, now time.Time, n int, period time.Duration) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if ok {
+		b.failures = 0
+		return false
+	}
+	if b.failures == 0 {
+		b.since = now
+	}
+	b.failures++
+	return b.failures >= n && now.Sub(b.since) >= period
+}
