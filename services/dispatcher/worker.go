@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +43,9 @@ type worker struct {
 	// parked are the citizens with changes waiting in the database. The set and the database change
 	// together under mu.
 	parked map[string]bool
+	// recovered are the messages read back from the stream when the worker attached (see recover), by
+	// stream sequence; JetStream hands them out again later, and those deliveries are only acknowledged.
+	recovered map[uint64]bool
 }
 
 // laneItem is a change waiting in a citizen's lane.
@@ -51,7 +56,7 @@ type laneItem struct {
 
 func newWorker(s *Server, t *target, consumer string) *worker {
 	w := &worker{s: s, id: t.ID, consumer: consumer, sem: make(chan struct{}, s.cfg.Concurrency), lanes: map[string][]laneItem{},
-		held: map[uint64]jetstream.Msg{}, parked: map[string]bool{}}
+		held: map[uint64]jetstream.Msg{}, parked: map[string]bool{}, recovered: map[uint64]bool{}}
 	w.target.Store(t)
 	return w
 }
@@ -70,14 +75,17 @@ func (w *worker) start(ctx context.Context) {
 	}()
 }
 
-// stop ends the worker and hands the messages it still holds back to JetStream for redelivery.
+// stop ends the worker and hands the messages it still holds back to JetStream, in stream order.
 func (w *worker) stop() {
 	w.cancel()
 	w.wg.Wait()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for seq, m := range w.held {
-		_ = m.Nak()
+	seqs := slices.Sorted(maps.Keys(w.held))
+	for _, seq := range seqs {
+		if m := w.held[seq]; m != nil {
+			_ = m.Nak()
+		}
 		delete(w.held, seq)
 	}
 }
@@ -109,6 +117,9 @@ func (w *worker) consumeOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := w.recover(ctx, cons.CachedInfo()); err != nil {
+		return err
+	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(256))
 	if err != nil {
 		return err
@@ -125,7 +136,36 @@ func (w *worker) consumeOnce(ctx context.Context) error {
 	}
 }
 
-// handle puts a message in its citizen's lane, starting the lane when it was idle.
+// recover puts the messages the consumer handed out but that were not acknowledged (a previous worker
+// was stopped or killed while it held them) into their lanes first, read from the stream in order. Left
+// to JetStream they would come back only after the ack wait, behind newer changes of the same citizens.
+func (w *worker) recover(ctx context.Context, info *jetstream.ConsumerInfo) error {
+	from, to := info.AckFloor.Stream+1, info.Delivered.Stream
+	if from > to {
+		return nil
+	}
+	stream, err := w.s.js.Stream(ctx, w.s.stream)
+	if err != nil {
+		return err
+	}
+	for seq := from; seq <= to; seq++ {
+		raw, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		w.mu.Lock()
+		w.recovered[seq] = true
+		w.mu.Unlock()
+		w.enqueue(ctx, seq, nil, raw.Data)
+	}
+	return nil
+}
+
+// handle puts a message in its citizen's lane. A delivery of a message being handled (JetStream hands it
+// out again after the ack wait) or recovered replaces the one held.
 func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -139,15 +179,31 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
 		w.mu.Unlock()
 		return
 	}
+	if w.recovered[seq] {
+		delete(w.recovered, seq)
+		w.mu.Unlock()
+		_ = msg.Ack()
+		return
+	}
 	w.mu.Unlock()
-	c, ev, err := parseChange(msg.Data())
+	w.enqueue(ctx, seq, msg, msg.Data())
+}
+
+// enqueue adds a change to its citizen's lane, starting the lane when it was idle; msg is nil for a
+// recovered change.
+func (w *worker) enqueue(ctx context.Context, seq uint64, msg jetstream.Msg, data []byte) {
+	c, ev, err := parseChange(data)
 	if err != nil {
 		w.s.log.Error("webhook consumer: not a change event", "subscription_id", w.id, "stream_seq", seq)
-		_ = msg.Term()
+		if msg != nil {
+			_ = msg.Term()
+		}
 		return
 	}
 	if !w.target.Load().Filters.matches(ev) {
-		_ = msg.Ack()
+		if msg != nil {
+			_ = msg.Ack()
+		}
 		return
 	}
 	w.mu.Lock()
@@ -225,11 +281,15 @@ func (w *worker) park(ctx context.Context, it laneItem, p parkedChange) {
 	}
 }
 
-// ack acknowledges the latest delivery of a message and forgets it.
+// ack acknowledges the latest delivery of a message and forgets it; a recovered change without one is
+// acknowledged when JetStream hands it out again.
 func (w *worker) ack(seq uint64) {
 	w.mu.Lock()
 	m := w.held[seq]
 	delete(w.held, seq)
+	if m != nil {
+		delete(w.recovered, seq)
+	}
 	w.mu.Unlock()
 	if m != nil {
 		if err := m.Ack(); err != nil {
@@ -272,12 +332,15 @@ func (w *worker) attempt(ctx context.Context, c change, n int) result {
 // classSystemToken marks an attempt that could not be made for want of a SystemToken.
 const classSystemToken = "system_token"
 
+// maxRetryAfter bounds how long a receiver's Retry-After may hold a change back.
+const maxRetryAfter = 24 * time.Hour
+
 // delay is the wait before attempt n+1 after attempt n failed: the schedule's wait with ±20 % jitter, or the
-// receiver's Retry-After (up to the schedule's longest wait).
+// receiver's Retry-After (up to a day).
 func (w *worker) delay(n int, r result) time.Duration {
 	sched := w.s.cfg.Schedule
 	if r.RetryAfter > 0 {
-		return min(r.RetryAfter, sched[len(sched)-1])
+		return min(r.RetryAfter, maxRetryAfter)
 	}
 	d := sched[min(n, len(sched))-1]
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))

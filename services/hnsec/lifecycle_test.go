@@ -144,6 +144,17 @@ func TestRegistryRESTNeedsAnOperatorToken(t *testing.T) {
 	require.Equal(t, "not_found", r.body["error"])
 }
 
+// metricsText returns the server's /metrics page.
+func (s *testServer) metricsText() string {
+	s.t.Helper()
+	resp, err := http.Get(s.base + "/metrics")
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return b.String()
+}
+
 func TestHealthMetricsAndLogHygiene(t *testing.T) {
 	s := newTestServer(t)
 	require.Equal(t, http.StatusOK, s.do(http.MethodGet, "/healthz", "", nil, nil).status)
@@ -154,14 +165,10 @@ func TestHealthMetricsAndLogHygiene(t *testing.T) {
 	s.tokenForm(s.dev.ClientID, "not-the-secret-but-still-secret")
 	s.do(http.MethodPost, "/sts/Token", form, []byte("grant_type=client_credentials"), basicHeader(s.dev.ClientID, s.dev.ClientSecret+"x"))
 
-	resp, err := http.Get(s.base + "/metrics")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	require.Contains(t, b.String(), `hnsec_sts_token_requests_total{outcome="issued"} 1`)
-	require.Contains(t, b.String(), `hnsec_sts_token_requests_total{outcome="invalid_client"} 2`)
-	require.Contains(t, b.String(), `hnsec_sts_token_duration_seconds_bucket`)
+	metrics := s.metricsText()
+	require.Contains(t, metrics, `hnsec_sts_token_requests_total{outcome="issued"} 1`)
+	require.Contains(t, metrics, `hnsec_sts_token_requests_total{outcome="invalid_client"} 2`)
+	require.Contains(t, metrics, `hnsec_sts_token_duration_seconds_bucket`)
 
 	openapi := s.do(http.MethodGet, "/openapi.json", "", nil, nil)
 	require.Equal(t, http.StatusOK, openapi.status)
