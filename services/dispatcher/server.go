@@ -67,7 +67,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 	s := &Server{cfg: cfg, store: &sqlStore{db: db}, js: js, pvk: pvk, tokens: newTokenCache(sts),
 		sender:  newSender(ssrf.Policy{AllowNetworks: nets, AllowHTTPHosts: cfg.AllowHTTPHosts}, cfg.Timeout),
 		metrics: newMetrics(reg), log: log, wake: make(chan struct{}, 1), workers: map[string]*worker{}}
-	s.attemptLog = store.NewBatcher(256, 0, s.store.logAttempts)
+	s.attemptLog = store.NewBatcher(1024, 10*time.Millisecond, s.store.logAttempts) // the log may wait: fewer, larger commits
 	return s, db, nil
 }
 
