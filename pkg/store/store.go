@@ -140,3 +140,19 @@ func Query[T any](ctx context.Context, db *DB, query string, args []any, scan fu
 	}
 	return out, rows.Err()
 }
+
+// Setting returns the named value of the service's settings_kv table (name TEXT PRIMARY KEY, value BLOB),
+// storing create's value first when there is none.
+func (db *DB) Setting(ctx context.Context, name string, create func() []byte) ([]byte, error) {
+	var v []byte
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT value FROM settings_kv WHERE name = ?`, name).Scan(&v)
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		v = create()
+		_, err = tx.ExecContext(ctx, `INSERT INTO settings_kv (name, value) VALUES (?, ?)`, name, v)
+		return err
+	})
+	return v, err
+}

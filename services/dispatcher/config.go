@@ -24,6 +24,11 @@ type Config struct {
 	RetryTick time.Duration
 	// LogRetention is how long the delivery log keeps attempts.
 	LogRetention time.Duration
+	// LeaseTTL is how long a replica's lease on a subscription lasts unless renewed: a dead replica's
+	// subscriptions move to the others after it.
+	LeaseTTL time.Duration
+	// Replicas is the JetStream replica count of the lease bucket (PVK's stream replicas).
+	Replicas int
 	// AllowCIDRs and AllowHTTPHosts are PVK's webhook address rules (--webhook-allow-cidr,
 	// --webhook-allow-http-host), checked again when dialling.
 	AllowCIDRs, AllowHTTPHosts []string
@@ -68,14 +73,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BreakerFailures, "webhook-breaker-failures", 50, "consecutive failed calls that, spanning --webhook-breaker-period, disable a subscription")
 	fs.DurationVar(&c.BreakerPeriod, "webhook-breaker-period", 10*time.Minute, "see --webhook-breaker-failures")
 	fs.DurationVar(&c.RetryTick, "webhook-retry-tick", time.Second, "how often parked webhook changes are looked at")
+	fs.DurationVar(&c.LeaseTTL, "dispatcher-lease-ttl", 15*time.Second, "how long a dispatcher replica's lease on a subscription lasts unless renewed (a dead replica's work moves after it)")
 	fs.DurationVar(&c.LogRetention, "webhook-log-retention", 7*24*time.Hour, "how long the delivery log keeps attempts")
 }
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
 	if len(c.Schedule) == 0 || c.Timeout <= 0 || c.Concurrency < 1 || c.BreakerFailures < 1 || c.BreakerPeriod < 0 || c.RetryTick <= 0 ||
-		c.LogRetention <= 0 {
-		return errors.New("--webhook-retry-schedule needs a wait; --webhook-timeout, --webhook-retry-tick and --webhook-log-retention must be positive, --webhook-concurrency and --webhook-breaker-failures at least 1")
+		c.LogRetention <= 0 || c.LeaseTTL < time.Second {
+		return errors.New("--webhook-retry-schedule needs a wait; --webhook-timeout, --webhook-retry-tick and --webhook-log-retention must be positive, --webhook-concurrency and --webhook-breaker-failures at least 1, --dispatcher-lease-ttl at least 1s")
 	}
 	return nil
 }

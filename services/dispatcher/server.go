@@ -14,13 +14,15 @@ import (
 	dispatcherv1 "github.com/hnsec/hnsec/gen/hnsec/dispatcher/v1"
 	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/pkg/guid"
 	"github.com/hnsec/hnsec/pkg/loop"
 	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/ssrf"
 	"github.com/hnsec/hnsec/pkg/store"
 )
 
-// syncEvery is how often the dispatcher reloads the webhook subscriptions without a change event.
+// syncEvery is how often the dispatcher reloads the webhook subscriptions without a change event (and
+// renews its leases: at least three times a lease TTL).
 const syncEvery = 5 * time.Second
 
 // Server is the dispatcher: a worker per active webhook subscription, and the DeliveriesService.
@@ -36,6 +38,7 @@ type Server struct {
 	attemptLog *store.Batcher[attempt]
 	log        *slog.Logger
 	wake       chan struct{}
+	leases     *leases
 
 	mu sync.Mutex
 	// stream is the change stream PVK names for its webhook targets.
@@ -67,6 +70,14 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 	s := &Server{cfg: cfg, store: &sqlStore{db: db}, js: js, pvk: pvk, tokens: newTokenCache(sts),
 		sender:  newSender(ssrf.Policy{AllowNetworks: nets, AllowHTTPHosts: cfg.AllowHTTPHosts}, cfg.Timeout),
 		metrics: newMetrics(reg), log: log, wake: make(chan struct{}, 1), workers: map[string]*worker{}}
+	me, err := db.Setting(ctx, "replica_id", func() []byte { return []byte(guid.New()) })
+	if err == nil {
+		s.leases, err = openLeases(ctx, js, cfg.LeaseTTL, max(1, cfg.Replicas), string(me))
+	}
+	if err != nil {
+		_ = db.Close()
+		return nil, nil, err
+	}
 	s.attemptLog = store.NewBatcher(1024, 10*time.Millisecond, s.store.logAttempts) // the log may wait: fewer, larger commits
 	return s, db, nil
 }
@@ -91,7 +102,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.log.Error("prune delivery log", "err", err)
 		}
 	})
-	t := time.NewTicker(syncEvery)
+	t := time.NewTicker(min(syncEvery, s.cfg.LeaseTTL/3))
 	defer t.Stop()
 	for {
 		if err := s.sync(ctx); err != nil && ctx.Err() == nil {
@@ -99,7 +110,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			s.stopAll()
+			held := s.stopAll()
+			s.leases.release(context.WithoutCancel(ctx), held)
 			return <-logDone
 		case <-s.wake:
 		case <-t.C:
@@ -107,16 +119,27 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// sync starts a worker for each active webhook subscription, updates the running ones and stops the rest.
+// sync starts a worker for each active webhook subscription this replica holds the lease of, updates the
+// running ones and stops the rest.
 func (s *Server) sync(ctx context.Context) error {
 	resp, err := s.pvk.ListWebhookTargets(ctx, &pvkv1.ListWebhookTargetsRequest{})
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, wt := range resp.GetTargets() {
+		if wt.GetSubscription().GetStatus() == pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE {
+			ids = append(ids, wt.GetSubscription().GetSubscriptionId())
+		}
+	}
+	held, err := s.leases.claim(ctx, ids)
 	if err != nil {
 		return err
 	}
 	active := map[string]bool{}
 	for _, wt := range resp.GetTargets() {
 		sub := wt.GetSubscription()
-		if sub.GetStatus() != pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE {
+		if !held[sub.GetSubscriptionId()] || sub.GetStatus() != pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE {
 			continue
 		}
 		t, err := targetOf(wt)
@@ -198,15 +221,18 @@ func (s *Server) updateLag(ctx context.Context) {
 	}
 }
 
-// stopAll stops every worker.
-func (s *Server) stopAll() {
+// stopAll stops every worker and returns their subscriptions.
+func (s *Server) stopAll() []string {
 	s.mu.Lock()
 	workers := s.workers
 	s.workers = map[string]*worker{}
 	s.mu.Unlock()
-	for _, w := range workers {
+	var ids []string
+	for id, w := range workers {
 		w.stop()
+		ids = append(ids, id)
 	}
+	return ids
 }
 
 // worker returns the running worker of a subscription, or nil.

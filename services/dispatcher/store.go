@@ -39,6 +39,11 @@ CREATE TABLE attempts (
 );
 CREATE INDEX attempts_subscription ON attempts(subscription_id, id);
 CREATE INDEX attempts_time ON attempts(time_ms);
+`, `
+CREATE TABLE settings_kv (
+	name  TEXT PRIMARY KEY,
+	value BLOB NOT NULL
+);
 `}
 
 // change is one change on its way to one subscription.

@@ -367,7 +367,7 @@ func (a *app) initIntrospection(ctx context.Context) error {
 
 func (a *app) initDispatcher(ctx context.Context) error {
 	cfg := a.cfg.Dispatcher
-	cfg.AllowCIDRs, cfg.AllowHTTPHosts = a.cfg.PVK.WebhookAllowCIDRs, a.cfg.PVK.WebhookAllowHTTPHosts
+	cfg.AllowCIDRs, cfg.AllowHTTPHosts, cfg.Replicas = a.cfg.PVK.WebhookAllowCIDRs, a.cfg.PVK.WebhookAllowHTTPHosts, a.cfg.PVK.StreamReplicas
 	srv, db, err := dispatcher.Open(ctx, cfg, a.storeConfig(), a.bus.Conn, pvkv1.NewSubscriptionsServiceClient(a.conn),
 		stsv1.NewTokenServiceClient(a.conn), a.metrics, a.log.With("service", "dispatcher"))
 	if err != nil {

@@ -179,17 +179,7 @@ type sqlStore struct{ db *store.DB }
 var _ Store = (*sqlStore)(nil)
 
 func (s *sqlStore) Key(ctx context.Context, name string, create func() []byte) ([]byte, error) {
-	var v []byte
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `SELECT value FROM settings_kv WHERE name = ?`, name).Scan(&v)
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		v = create()
-		_, err = tx.ExecContext(ctx, `INSERT INTO settings_kv (name, value) VALUES (?, ?)`, name, v)
-		return err
-	})
-	return v, err
+	return s.db.Setting(ctx, name, create)
 }
 
 func (s *sqlStore) CreateDefinition(ctx context.Context, d Definition) error {

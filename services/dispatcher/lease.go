@@ -1,0 +1,89 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// leaseBucket is the NATS key-value bucket in which dispatcher replicas announce themselves and lease
+// subscriptions. Every entry expires after the lease TTL unless renewed, so a dead replica's subscriptions
+// go to the others once its leases lapse.
+const leaseBucket = "hnsec_dispatcher_leases"
+
+// leases decides which subscriptions this replica delivers: an equal share of them, each leased in the
+// bucket so no two replicas deliver the same subscription (while their leases hold).
+type leases struct {
+	kv jetstream.KeyValue
+	me string
+}
+
+// openLeases opens the bucket for the replica me. A replica keeps its id across restarts (it is stored in
+// its database), so after a crash it takes its leases back at once instead of waiting for them to lapse.
+func openLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int, me string) (*leases, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: leaseBucket, TTL: ttl, Replicas: replicas,
+		Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, fmt.Errorf("dispatcher lease bucket: %w", err)
+	}
+	return &leases{kv: kv, me: me}, nil
+}
+
+func replicaKey(id string) string { return "replica." + id }
+func leaseKey(id string) string   { return "lease." + id }
+
+// claim renews this replica's presence and leases and returns the subscriptions, of those given, that it
+// holds now: the ones it held, and free ones while it holds fewer than its share (the subscriptions divided
+// by the replicas present). Over its share (a replica joined) it lets the surplus go.
+func (l *leases) claim(ctx context.Context, ids []string) (map[string]bool, error) {
+	if _, err := l.kv.Put(ctx, replicaKey(l.me), []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		return nil, err
+	}
+	keys, err := l.kv.Keys(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, err
+	}
+	replicas := max(1, len(slices.DeleteFunc(keys, func(k string) bool { return !strings.HasPrefix(k, "replica.") })))
+	share := (len(ids) + replicas - 1) / replicas
+	held := map[string]bool{}
+	var free []string
+	for _, id := range ids {
+		e, err := l.kv.Get(ctx, leaseKey(id))
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			free = append(free, id)
+		case err != nil:
+			return nil, err
+		case string(e.Value()) == l.me && len(held) < share:
+			if _, err := l.kv.Update(ctx, leaseKey(id), []byte(l.me), e.Revision()); err == nil {
+				held[id] = true
+			}
+		case string(e.Value()) == l.me:
+			_ = l.kv.Delete(ctx, leaseKey(id), jetstream.LastRevision(e.Revision()))
+		}
+	}
+	for _, id := range free {
+		if len(held) >= share {
+			break
+		}
+		if _, err := l.kv.Create(ctx, leaseKey(id), []byte(l.me)); err == nil {
+			held[id] = true
+		}
+	}
+	return held, nil
+}
+
+// release gives up this replica's presence and the leases of ids, so the others take over at once.
+func (l *leases) release(ctx context.Context, ids []string) {
+	for _, id := range ids {
+		if e, err := l.kv.Get(ctx, leaseKey(id)); err == nil && string(e.Value()) == l.me {
+			_ = l.kv.Delete(ctx, leaseKey(id), jetstream.LastRevision(e.Revision()))
+		}
+	}
+	_ = l.kv.Delete(ctx, replicaKey(l.me))
+}
