@@ -2,15 +2,21 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 )
 
@@ -128,4 +134,95 @@ func TestWebhookDeliveryOutlivesCrashAndRestart(t *testing.T) {
 			rcv.mu.Unlock()
 		})
 	}
+}
+
+// Two dispatcher replicas (the second a process of its own on the first's NATS and gRPC) share the
+// subscriptions; killed, the second's share moves to the first once its leases lapse, and every change
+// still reaches every receiver, in each citizen's order.
+func TestWebhookReplicasShareTheWorkAndTakeOverFromADeadOne(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	natsAddr := l.Addr().String()
+	require.NoError(t, l.Close())
+	lease := []string{"--dispatcher-lease-ttl", "1s"}
+	dir := t.TempDir()
+	first, _ := childServer(t, dir, slices.Concat([]string{"--nats-listen", natsAddr}, webhookChildArgs, lease)...)
+	_, second := childServer(t, t.TempDir(), slices.Concat([]string{"--services", "dispatcher", "--nats-url", "nats://" + natsAddr,
+		"--peer-addr", first.grpcAddr, "--internal-credential-file", filepath.Join(dir, "internal-credential")}, webhookChildArgs, lease)...)
+	tok := first.token(t)
+
+	rcvs := make([]*receiver, 6)
+	ids := make([]string, len(rcvs))
+	for i := range rcvs {
+		rcvs[i] = newReceiver(t)
+		status, created := first.postJSON(t, "/pvk/v1/subscriptions", tok, map[string]any{"webhook": map[string]any{"url": rcvs[i].srv.URL + "/pvk"}})
+		require.Equal(t, http.StatusOK, status, "%v", created)
+		rcvs[i].expect(first.base, "sikkerhet.helsenorge.no", first.dev.ClientID, created["webhookSecret"].(string), false)
+		ids[i] = created["subscription"].(map[string]any)["subscriptionId"].(string)
+	}
+	nc, err := nats.Connect("nats://" + natsAddr)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	owners := func() map[string]int {
+		kv, err := js.KeyValue(context.Background(), "hnsec_dispatcher_leases")
+		if err != nil {
+			return nil
+		}
+		out := map[string]int{}
+		for _, id := range ids {
+			if e, err := kv.Get(context.Background(), "lease."+id); err == nil {
+				out[string(e.Value())]++
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool {
+		o := owners()
+		return len(o) == 2 && sum(o) == len(ids)
+	}, 10*time.Second, 50*time.Millisecond, "both replicas hold leases: %v", owners())
+	require.Equal(t, map[int]int{3: 2}, shares(owners()), "an equal share each")
+
+	write := func(d time.Duration) {
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			first.writeUntil(t, tok, 700, stop)
+		}()
+		time.Sleep(d)
+		close(stop)
+		<-done
+	}
+	write(500 * time.Millisecond)
+	require.NoError(t, second.Process.Signal(syscall.SIGKILL))
+	_ = second.Wait()
+	write(1500 * time.Millisecond)
+	committed, _ := pvkCounts(t, dir)
+	for i, rcv := range rcvs {
+		got := rcv.waitFor(int(committed), 30*time.Second)
+		requireCitizenOrder(t, got)
+		rcv.mu.Lock()
+		require.Empty(t, rcv.rejected, "receiver %d", i)
+		rcv.mu.Unlock()
+	}
+	require.Eventually(t, func() bool { return len(owners()) == 1 }, 5*time.Second, 50*time.Millisecond, "the survivor holds every lease")
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// shares counts the replicas by how many leases each holds.
+func shares(m map[string]int) map[int]int {
+	out := map[int]int{}
+	for _, v := range m {
+		out[v]++
+	}
+	return out
 }
