@@ -36,6 +36,7 @@ type receiver struct {
 	calls    []delivery // every checked call, in arrival order
 	got      []delivery // the calls answered 2xx, in arrival order
 	rejected []string   // why calls were refused
+	tokens   map[string]bool // the SystemTokens seen
 	last     *http.Request
 	lastBody []byte
 }
@@ -50,7 +51,7 @@ type delivery struct {
 }
 
 func newReceiver(t testing.TB) *receiver {
-	r := &receiver{t: t, respond: func(int, delivery) (int, http.Header) { return http.StatusNoContent, nil }}
+	r := &receiver{t: t, respond: func(int, delivery) (int, http.Header) { return http.StatusNoContent, nil }, tokens: map[string]bool{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
 	return r
@@ -117,7 +118,11 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	d := delivery{ID: req.Header.Get("webhook-id"), EventID: ev.ID, Fnr: ev.Data.Fnr, Seq: ev.Data.Seq, At: time.Now()}
 	r.mu.Lock()
 	r.calls = append(r.calls, d)
-	status, extra := respond(len(r.calls), d)
+	r.tokens[tok] = true
+	call := len(r.calls)
+	r.mu.Unlock()
+	status, extra := respond(call, d)
+	r.mu.Lock()
 	if status/100 == 2 {
 		r.got = append(r.got, d)
 	}

@@ -75,6 +75,7 @@ func TestWebhookDeliversSignedChangesInCitizenOrder(t *testing.T) {
 			rcv.mu.Lock()
 			require.Empty(t, rcv.rejected, "every call passes the receiver's checks")
 			require.Len(t, rcv.calls, n, "each change once when the receiver takes it at once")
+			require.Len(t, rcv.tokens, 1, "one SystemToken, cached, for every call")
 			last, body := rcv.last, rcv.lastBody
 			rcv.mu.Unlock()
 			require.Empty(t, other.delivered())
@@ -115,6 +116,34 @@ func TestWebhookDeliversSignedChangesInCitizenOrder(t *testing.T) {
 			require.NotContains(t, s.logs.String(), validFnr(100), "no fnr in the logs")
 		})
 	}
+}
+
+// One citizen's calls hang for a second; the other citizens' changes arrive meanwhile, and the slow
+// citizen's still in order.
+func TestWebhookSlowCitizenHoldsUpOnlyItself(t *testing.T) {
+	s := newWebhookServer(t)
+	tok := s.token()
+	rcv := newReceiver(t)
+	slow := validFnr(600)
+	rcv.setRespond(func(_ int, d delivery) (int, http.Header) {
+		if d.Fnr == slow {
+			time.Sleep(time.Second)
+		}
+		return http.StatusOK, nil
+	})
+	s.subscribe(tok, rcv, false, nil)
+	start := time.Now()
+	n := s.writeChanges(tok, 600, 5, 3)
+	got := rcv.waitFor(n-3, 5*time.Second)
+	others := 0
+	for _, d := range got {
+		if d.Fnr != slow {
+			others++
+		}
+	}
+	require.Equal(t, n-3, others, "every other citizen's changes")
+	require.Less(t, time.Since(start), 2*time.Second, "before the slow citizen's three calls (3 s)")
+	requireCitizenOrder(t, rcv.waitFor(n, 10*time.Second))
 }
 
 func TestWebhookRetriesUntilTheReceiverRecovers(t *testing.T) {
