@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/scope"
 )
@@ -21,6 +23,8 @@ type tokenCache struct {
 	sts    stsv1.TokenServiceClient
 	mu     sync.Mutex
 	tokens map[string]cachedToken
+	// minting lets concurrent callers share one IssueSystemToken call per audience.
+	minting singleflight.Group
 }
 
 type cachedToken struct {
@@ -41,14 +45,16 @@ func (c *tokenCache) get(ctx context.Context, audience string) (string, error) {
 	if ok && t.expiry.Sub(now) > t.expiry.Sub(t.issued)/4 {
 		return t.token, nil
 	}
-	resp, err := c.sts.IssueSystemToken(ctx, &stsv1.IssueSystemTokenRequest{Audience: audience, Scopes: []string{scope.PVKReplication},
-		ClientId: senderClientID, ClientName: senderClientName})
-	if err != nil {
-		return "", err
-	}
-	t = cachedToken{token: resp.GetToken(), issued: now, expiry: resp.GetExpireTime().AsTime()}
-	c.mu.Lock()
-	c.tokens[audience] = t
-	c.mu.Unlock()
-	return t.token, nil
+	tok, err, _ := c.minting.Do(audience, func() (any, error) {
+		resp, err := c.sts.IssueSystemToken(ctx, &stsv1.IssueSystemTokenRequest{Audience: audience, Scopes: []string{scope.PVKReplication},
+			ClientId: senderClientID, ClientName: senderClientName})
+		if err != nil {
+			return "", err
+		}
+		c.mu.Lock()
+		c.tokens[audience] = cachedToken{token: resp.GetToken(), issued: now, expiry: resp.GetExpireTime().AsTime()}
+		c.mu.Unlock()
+		return resp.GetToken(), nil
+	})
+	return tok.(string), err
 }

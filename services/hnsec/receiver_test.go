@@ -33,9 +33,9 @@ type receiver struct {
 	webhook  *standardwebhooks.Webhook
 	xAuth    bool
 	respond  func(call int, d delivery) (status int, header http.Header)
-	calls    []delivery // every checked call, in arrival order
-	got      []delivery // the calls answered 2xx, in arrival order
-	rejected []string   // why calls were refused
+	calls    []delivery      // every checked call, in arrival order
+	got      []delivery      // the calls answered 2xx, in arrival order
+	rejected []string        // why calls were refused
 	tokens   map[string]bool // the SystemTokens seen
 	last     *http.Request
 	lastBody []byte
