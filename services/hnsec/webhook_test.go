@@ -81,7 +81,9 @@ func TestWebhookDeliversSignedChangesInCitizenOrder(t *testing.T) {
 			require.Empty(t, other.delivered())
 
 			// The Standard Webhooks library refuses a tampered body and a signature by another secret.
-			wh, err := standardwebhooks.NewWebhook(s.subCall(http.MethodPost, "/"+id+":rotateSecret", tok, map[string]any{}).body["webhookSecret"].(string))
+			rotated := s.subCall(http.MethodPost, "/"+id+":rotateSecret", tok, map[string]any{})
+			require.Equal(t, http.StatusOK, rotated.status, "%s", rotated.raw)
+			wh, err := standardwebhooks.NewWebhook(rotated.body["webhookSecret"].(string))
 			require.NoError(t, err)
 			require.Error(t, wh.Verify(body, last.Header), "a new secret did not sign the old call")
 			rcv.mu.Lock()
@@ -90,7 +92,19 @@ func TestWebhookDeliversSignedChangesInCitizenOrder(t *testing.T) {
 			require.NoError(t, rcv.webhook.Verify(body, last.Header))
 			rcv.mu.Unlock()
 
+			// After the rotation both secrets sign: receivers still on the old one and those on the new one
+			// both accept the next call.
+			time.Sleep(200 * time.Millisecond) // the dispatcher reloads the subscription on PVK's change event
+			s.writeChanges(tok, 190, 1, 1)
+			rcv.waitFor(n+1, 5*time.Second)
+			rcv.mu.Lock()
+			require.Empty(t, rcv.rejected, "the old secret still verifies")
+			require.NoError(t, wh.Verify(rcv.lastBody, rcv.last.Header), "the new secret verifies too")
+			require.Len(t, strings.Fields(rcv.last.Header.Get("webhook-signature")), 2)
+			rcv.mu.Unlock()
+
 			// The delivery log shows each attempt, without payload.
+			n++
 			r := s.subCall(http.MethodGet, "/"+id+"/deliveries?pageSize=5", tok, nil)
 			require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
 			attempts := r.body["attempts"].([]any)
