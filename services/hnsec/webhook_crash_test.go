@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -225,4 +227,55 @@ func shares(m map[string]int) map[int]int {
 		out[v]++
 	}
 	return out
+}
+
+// startNATS runs a NATS server with JetStream on port, storing in dir, in the test process: the "external"
+// NATS of a deployment.
+func startNATS(t *testing.T, dir string, port int) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{ServerName: "external", Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir,
+		NoSigs: true, NoLog: true})
+	require.NoError(t, err)
+	ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	t.Cleanup(ns.Shutdown)
+	return ns
+}
+
+// The external NATS server restarts while changes are written and delivered: the relay and the
+// dispatcher reconnect, and every change still arrives, in each citizen's order.
+func TestWebhookDeliveryOutlivesAnExternalNATSRestart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
+	natsDir := t.TempDir()
+	ns := startNATS(t, natsDir, port)
+	dir := t.TempDir()
+	srv, _ := childServer(t, dir, slices.Concat([]string{"--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", port)}, webhookChildArgs)...)
+	tok := srv.token(t)
+	rcv := newReceiver(t)
+	status, created := srv.postJSON(t, "/pvk/v1/subscriptions", tok, map[string]any{"webhook": map[string]any{"url": rcv.srv.URL + "/pvk"}})
+	require.Equal(t, http.StatusOK, status, "%v", created)
+	rcv.expect(srv.base, "sikkerhet.helsenorge.no", srv.dev.ClientID, created["webhookSecret"].(string), false)
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.writeUntil(t, tok, 800, stop)
+	}()
+	time.Sleep(500 * time.Millisecond)
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	time.Sleep(500 * time.Millisecond) // writes go on: PVK commits them to its outbox
+	startNATS(t, natsDir, port)
+	time.Sleep(700 * time.Millisecond)
+	close(stop)
+	<-done
+
+	committed, _ := pvkCounts(t, dir)
+	got := rcv.waitFor(int(committed), 30*time.Second)
+	requireCitizenOrder(t, got)
+	t.Logf("%d changes committed and delivered across the restart", committed)
 }
