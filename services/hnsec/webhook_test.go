@@ -300,6 +300,15 @@ func TestWebhookGoneAndCircuitBreakerDisable(t *testing.T) {
 			r := s.subCall(http.MethodPost, "/"+id+":resume", tok, map[string]any{})
 			require.Equal(t, "SUBSCRIPTION_STATUS_ACTIVE", r.body["subscription"].(map[string]any)["status"], "%s", r.raw)
 			requireCitizenOrder(t, rcv.waitFor(n, 10*time.Second))
+
+			// The audit trail tells who did what, and why the dispatcher disabled it.
+			events := s.subCall(http.MethodGet, "/"+id+"/events", tok, nil).body["events"].([]any)
+			var trail []string
+			for _, e := range events {
+				ev := e.(map[string]any)
+				trail = append(trail, fmt.Sprintf("%s %s %s", ev["actor"], ev["action"], ev["reason"]))
+			}
+			require.Equal(t, []string{s.dev.ClientID + " created ", "dispatcher disabled " + tt.reason, s.dev.ClientID + " resumed "}, trail)
 		})
 	}
 }

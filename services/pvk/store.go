@@ -65,6 +65,15 @@ ALTER TABLE subscriptions ADD COLUMN secret TEXT NOT NULL DEFAULT '';
 ALTER TABLE subscriptions ADD COLUMN previous_secret TEXT NOT NULL DEFAULT '';
 ALTER TABLE subscriptions ADD COLUMN previous_expire_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE subscriptions ADD COLUMN status_reason TEXT NOT NULL DEFAULT '';
+CREATE TABLE subscription_events (
+	id              INTEGER PRIMARY KEY AUTOINCREMENT,
+	subscription_id TEXT NOT NULL,
+	time_ms         INTEGER NOT NULL,
+	actor           TEXT NOT NULL,
+	action          TEXT NOT NULL,
+	reason          TEXT NOT NULL
+);
+CREATE INDEX subscription_events_subscription ON subscription_events(subscription_id, id);
 `}
 
 // Definition is a privacy setting definition.
@@ -111,6 +120,12 @@ type Subscription struct {
 	PreviousExpire         time.Time
 }
 
+// SubscriptionEvent is an entry of a subscription's audit trail.
+type SubscriptionEvent struct {
+	Time                  time.Time
+	Actor, Action, Reason string
+}
+
 // Filters select changes; an empty list matches everything.
 type Filters struct {
 	DefinitionGUIDs []string `json:"definisjonGuids,omitempty"`
@@ -154,17 +169,20 @@ type Store interface {
 	OutboxID(ctx context.Context, changeID string) (int64, error)
 	// DeleteOutbox removes published outbox events up to and including id.
 	DeleteOutbox(ctx context.Context, upTo int64) error
-	// CreateSubscription stores a subscription.
-	CreateSubscription(ctx context.Context, s Subscription) error
+	// CreateSubscription stores a subscription, with its audit event.
+	CreateSubscription(ctx context.Context, s Subscription, ev SubscriptionEvent) error
 	// GetSubscription returns a subscription; ErrNotFound when there is none.
 	GetSubscription(ctx context.Context, id string) (Subscription, error)
 	// ListSubscriptions returns a subscriber's subscriptions (every one when subscriber is empty).
 	ListSubscriptions(ctx context.Context, subscriber string) ([]Subscription, error)
 	// UpdateSubscription applies change to a subscription in a transaction and stores its filters, webhook,
 	// status and secrets; ErrNotFound when there is none, change's error when it refuses.
-	UpdateSubscription(ctx context.Context, id string, change func(*Subscription) error) (Subscription, error)
-	// DeleteSubscription removes a subscription.
-	DeleteSubscription(ctx context.Context, id string) error
+	// The audit event is stored in the same transaction.
+	UpdateSubscription(ctx context.Context, id string, ev SubscriptionEvent, change func(*Subscription) error) (Subscription, error)
+	// SubscriptionEvents returns a subscription's audit trail, oldest first.
+	SubscriptionEvents(ctx context.Context, id string) ([]SubscriptionEvent, error)
+	// DeleteSubscription removes a subscription; its audit trail stays, with the event.
+	DeleteSubscription(ctx context.Context, id string, ev SubscriptionEvent) error
 	// GetSetting returns a citizen's setting; ErrNotFound when there is none.
 	GetSetting(ctx context.Context, fnr, guid string) (Setting, error)
 	// ActiveForPart returns a citizen's active settings of definitions owned by partKode.
@@ -330,16 +348,39 @@ func (s *sqlStore) DeleteOutbox(ctx context.Context, upTo int64) error {
 	return err
 }
 
-func (s *sqlStore) CreateSubscription(ctx context.Context, sub Subscription) error {
+func (s *sqlStore) CreateSubscription(ctx context.Context, sub Subscription, ev SubscriptionEvent) error {
 	filters, err := json.Marshal(sub.Filters)
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Write.ExecContext(ctx, `INSERT INTO subscriptions (id, subscriber, filters, webhook_url, x_auth, status, create_time_ms,
-		status_reason, secret, previous_secret, previous_expire_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		sub.ID, sub.Subscriber, string(filters), sub.WebhookURL, sub.XAuth, sub.Status, sub.CreateTime.UnixMilli(), sub.StatusReason,
-		sub.Secret, sub.PreviousSecret, sub.PreviousExpire.UnixMilli())
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (id, subscriber, filters, webhook_url, x_auth, status, create_time_ms,
+			status_reason, secret, previous_secret, previous_expire_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			sub.ID, sub.Subscriber, string(filters), sub.WebhookURL, sub.XAuth, sub.Status, sub.CreateTime.UnixMilli(), sub.StatusReason,
+			sub.Secret, sub.PreviousSecret, sub.PreviousExpire.UnixMilli())
+		if err != nil {
+			return err
+		}
+		return addSubscriptionEvent(ctx, tx, sub.ID, ev)
+	})
+}
+
+// addSubscriptionEvent appends to a subscription's audit trail.
+func addSubscriptionEvent(ctx context.Context, tx *sql.Tx, id string, ev SubscriptionEvent) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO subscription_events (subscription_id, time_ms, actor, action, reason) VALUES (?, ?, ?, ?, ?)`,
+		id, ev.Time.UnixMilli(), ev.Actor, ev.Action, ev.Reason)
 	return err
+}
+
+func (s *sqlStore) SubscriptionEvents(ctx context.Context, id string) ([]SubscriptionEvent, error) {
+	return store.Query(ctx, s.db, `SELECT time_ms, actor, action, reason FROM subscription_events WHERE subscription_id = ? ORDER BY id`,
+		[]any{id}, func(sc store.Scanner) (SubscriptionEvent, error) {
+			var ev SubscriptionEvent
+			var at int64
+			err := sc.Scan(&at, &ev.Actor, &ev.Action, &ev.Reason)
+			ev.Time = time.UnixMilli(at).UTC()
+			return ev, err
+		})
 }
 
 const subscriptionSelect = `SELECT id, subscriber, filters, webhook_url, x_auth, status, create_time_ms, status_reason, secret,
@@ -369,7 +410,7 @@ func (s *sqlStore) ListSubscriptions(ctx context.Context, subscriber string) ([]
 		[]any{subscriber, subscriber}, scanSubscription)
 }
 
-func (s *sqlStore) UpdateSubscription(ctx context.Context, id string, change func(*Subscription) error) (Subscription, error) {
+func (s *sqlStore) UpdateSubscription(ctx context.Context, id string, ev SubscriptionEvent, change func(*Subscription) error) (Subscription, error) {
 	var sub Subscription
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -387,14 +428,21 @@ func (s *sqlStore) UpdateSubscription(ctx context.Context, id string, change fun
 			secret = ?, previous_secret = ?, previous_expire_ms = ? WHERE id = ?`,
 			string(filters), sub.WebhookURL, sub.XAuth, sub.Status, sub.StatusReason, sub.Secret, sub.PreviousSecret,
 			sub.PreviousExpire.UnixMilli(), id)
-		return err
+		if err != nil {
+			return err
+		}
+		return addSubscriptionEvent(ctx, tx, id, ev)
 	})
 	return sub, err
 }
 
-func (s *sqlStore) DeleteSubscription(ctx context.Context, id string) error {
-	_, err := s.db.Write.ExecContext(ctx, `DELETE FROM subscriptions WHERE id = ?`, id)
-	return err
+func (s *sqlStore) DeleteSubscription(ctx context.Context, id string, ev SubscriptionEvent) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM subscriptions WHERE id = ?`, id); err != nil {
+			return err
+		}
+		return addSubscriptionEvent(ctx, tx, id, ev)
+	})
 }
 
 const settingSelect = `SELECT s.fnr, s.definition_guid, s.aktiv, s.tidspunkt_ms, s.evidence_mime, s.sekvensnummer, s.create_time_ms,

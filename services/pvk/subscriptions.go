@@ -112,7 +112,7 @@ func (s *Subscriptions) CreateSubscription(ctx context.Context, req *pvkv1.Creat
 	if err := s.consumer(ctx, sub.ID, jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}); err != nil {
 		return nil, err
 	}
-	if err := s.pvk.store.CreateSubscription(ctx, sub); err != nil {
+	if err := s.pvk.store.CreateSubscription(ctx, sub, auditEvent(caller, "created", "")); err != nil {
 		return nil, err
 	}
 	s.changed(sub.ID)
@@ -170,7 +170,8 @@ func (s *Subscriptions) checkWebhook(ctx context.Context, w *pvkv1.Webhook) erro
 // UpdateSubscription implements SubscriptionsService.
 func (s *Subscriptions) UpdateSubscription(ctx context.Context, req *pvkv1.UpdateSubscriptionRequest) (*pvkv1.UpdateSubscriptionResponse, error) {
 	in := req.GetSubscription()
-	if _, err := s.own(ctx, in.GetSubscriptionId()); err != nil {
+	owned, err := s.own(ctx, in.GetSubscriptionId())
+	if err != nil {
 		return nil, err
 	}
 	paths, err := fieldmask.Paths(req.GetUpdateMask(), "filters", "filters.definisjon_guids", "filters.type_pis", "filters.part_koder",
@@ -188,7 +189,7 @@ func (s *Subscriptions) UpdateSubscription(ctx context.Context, req *pvkv1.Updat
 		}
 	}
 	var secret string
-	sub, err := s.pvk.store.UpdateSubscription(ctx, in.GetSubscriptionId(), func(sub *Subscription) error {
+	sub, err := s.pvk.store.UpdateSubscription(ctx, in.GetSubscriptionId(), auditEvent(owned.Subscriber, "updated", ""), func(sub *Subscription) error {
 		defer func() {
 			if sub.WebhookURL != "" && sub.Secret == "" {
 				sub.Secret = newWebhookSecret()
@@ -280,11 +281,16 @@ func (s *Subscriptions) ResumeSubscription(ctx context.Context, req *pvkv1.Resum
 
 // setStatus moves the caller's subscription from one of from to to.
 func (s *Subscriptions) setStatus(ctx context.Context, id string, from, to pvkv1.SubscriptionStatus, alsoFrom ...pvkv1.SubscriptionStatus) (Subscription, error) {
-	if _, err := s.own(ctx, id); err != nil {
+	owned, err := s.own(ctx, id)
+	if err != nil {
 		return Subscription{}, err
 	}
+	action := "resumed"
+	if to == pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_PAUSED {
+		action = "paused"
+	}
 	allowed := append([]pvkv1.SubscriptionStatus{from}, alsoFrom...)
-	sub, err := s.pvk.store.UpdateSubscription(ctx, id, func(sub *Subscription) error {
+	sub, err := s.pvk.store.UpdateSubscription(ctx, id, auditEvent(owned.Subscriber, action, ""), func(sub *Subscription) error {
 		if !slices.Contains(allowed, pvkv1.SubscriptionStatus(sub.Status)) {
 			return apierr.WithCode(apierr.FailedPrecondition, codeSubscriptionState, "the subscription is %s",
 				pvkv1.SubscriptionStatus(sub.Status).String())
@@ -304,7 +310,7 @@ func (s *Subscriptions) DeleteSubscription(ctx context.Context, req *pvkv1.Delet
 	if err != nil {
 		return nil, err
 	}
-	if err := s.pvk.store.DeleteSubscription(ctx, sub.ID); err != nil {
+	if err := s.pvk.store.DeleteSubscription(ctx, sub.ID, auditEvent(sub.Subscriber, "deleted", "")); err != nil {
 		return nil, err
 	}
 	_ = s.pvk.relay.js.DeleteConsumer(ctx, StreamName, consumerName(sub.ID))
@@ -493,11 +499,12 @@ func (s *Subscriptions) AckSubscription(ctx context.Context, req *pvkv1.AckSubsc
 
 // RotateWebhookSecret implements SubscriptionsService.
 func (s *Subscriptions) RotateWebhookSecret(ctx context.Context, req *pvkv1.RotateWebhookSecretRequest) (*pvkv1.RotateWebhookSecretResponse, error) {
-	if _, err := s.own(ctx, req.GetSubscriptionId()); err != nil {
+	owned, err := s.own(ctx, req.GetSubscriptionId())
+	if err != nil {
 		return nil, err
 	}
 	secret, expires := newWebhookSecret(), time.Now().Add(PreviousSecretLifetime).UTC().Truncate(time.Millisecond)
-	_, err := s.pvk.store.UpdateSubscription(ctx, req.GetSubscriptionId(), func(sub *Subscription) error {
+	_, err = s.pvk.store.UpdateSubscription(ctx, req.GetSubscriptionId(), auditEvent(owned.Subscriber, "secret_rotated", ""), func(sub *Subscription) error {
 		if sub.WebhookURL == "" {
 			return apierr.WithCode(apierr.FailedPrecondition, codeSubscriptionState, "a pull subscription has no webhook secret")
 		}
@@ -538,7 +545,7 @@ func (s *Subscriptions) DisableSubscription(ctx context.Context, req *pvkv1.Disa
 	if !guid.Valid(req.GetSubscriptionId()) {
 		return nil, invalid(codeSubscription, "subscription_id must be a GUID")
 	}
-	sub, err := s.pvk.store.UpdateSubscription(ctx, req.GetSubscriptionId(), func(sub *Subscription) error {
+	sub, err := s.pvk.store.UpdateSubscription(ctx, req.GetSubscriptionId(), auditEvent(DispatcherActor, "disabled", req.GetReason()), func(sub *Subscription) error {
 		sub.Status, sub.StatusReason = int32(pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_DISABLED), req.GetReason()
 		return nil
 	})
@@ -551,6 +558,31 @@ func (s *Subscriptions) DisableSubscription(ctx context.Context, req *pvkv1.Disa
 	s.changed(sub.ID)
 	s.pvk.log.Warn("subscription disabled", "subscription_id", sub.ID, "subscriber", sub.Subscriber, "reason", req.GetReason())
 	return &pvkv1.DisableSubscriptionResponse{Subscription: subscriptionProto(sub)}, nil
+}
+
+// DispatcherActor is the audit trail's actor for what the dispatcher does to a subscription.
+const DispatcherActor = "dispatcher"
+
+// auditEvent is an audit trail entry made now.
+func auditEvent(actor, action, reason string) SubscriptionEvent {
+	return SubscriptionEvent{Time: time.Now(), Actor: actor, Action: action, Reason: reason}
+}
+
+// ListSubscriptionEvents implements SubscriptionsService.
+func (s *Subscriptions) ListSubscriptionEvents(ctx context.Context, req *pvkv1.ListSubscriptionEventsRequest) (*pvkv1.ListSubscriptionEventsResponse, error) {
+	if _, err := s.own(ctx, req.GetSubscriptionId()); err != nil {
+		return nil, err
+	}
+	events, err := s.pvk.store.SubscriptionEvents(ctx, req.GetSubscriptionId())
+	if err != nil {
+		return nil, err
+	}
+	resp := &pvkv1.ListSubscriptionEventsResponse{Events: []*pvkv1.SubscriptionEvent{}}
+	for _, ev := range events {
+		resp.Events = append(resp.Events, &pvkv1.SubscriptionEvent{Time: timestamppb.New(ev.Time), Actor: ev.Actor, Action: ev.Action,
+			Reason: ev.Reason})
+	}
+	return resp, nil
 }
 
 // Run forgets expired pulled changes until ctx ends.

@@ -1696,6 +1696,171 @@ func (x *DisableSubscriptionResponse) GetSubscription() *Subscription {
 	return nil
 }
 
+// ListSubscriptionEventsRequest names a subscription.
+type ListSubscriptionEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subscription_id of it.
+	SubscriptionId string `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListSubscriptionEventsRequest) Reset() {
+	*x = ListSubscriptionEventsRequest{}
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSubscriptionEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSubscriptionEventsRequest) ProtoMessage() {}
+
+func (x *ListSubscriptionEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSubscriptionEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListSubscriptionEventsRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListSubscriptionEventsRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+// SubscriptionEvent is one entry of a subscription's audit trail.
+type SubscriptionEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// time it happened.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// actor is the subscriber's client_id, or "dispatcher".
+	Actor string `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	// action is created, updated, paused, resumed, secret_rotated or disabled.
+	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// reason says why (disabled).
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscriptionEvent) Reset() {
+	*x = SubscriptionEvent{}
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscriptionEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscriptionEvent) ProtoMessage() {}
+
+func (x *SubscriptionEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscriptionEvent.ProtoReflect.Descriptor instead.
+func (*SubscriptionEvent) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SubscriptionEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *SubscriptionEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *SubscriptionEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *SubscriptionEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ListSubscriptionEventsResponse holds the trail.
+type ListSubscriptionEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// events, oldest first.
+	Events        []*SubscriptionEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSubscriptionEventsResponse) Reset() {
+	*x = ListSubscriptionEventsResponse{}
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSubscriptionEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSubscriptionEventsResponse) ProtoMessage() {}
+
+func (x *ListSubscriptionEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSubscriptionEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListSubscriptionEventsResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListSubscriptionEventsResponse) GetEvents() []*SubscriptionEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 var File_hnsec_pvk_v1_subscriptions_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
@@ -1786,13 +1951,21 @@ const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"]\n" +
 	"\x1bDisableSubscriptionResponse\x12>\n" +
-	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription*\x9b\x01\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription\"H\n" +
+	"\x1dListSubscriptionEventsRequest\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\"\x89\x01\n" +
+	"\x11SubscriptionEvent\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"Y\n" +
+	"\x1eListSubscriptionEventsResponse\x127\n" +
+	"\x06events\x18\x01 \x03(\v2\x1f.hnsec.pvk.v1.SubscriptionEventR\x06events*\x9b\x01\n" +
 	"\x12SubscriptionStatus\x12#\n" +
 	"\x1fSUBSCRIPTION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aSUBSCRIPTION_STATUS_ACTIVE\x10\x01\x12\x1e\n" +
 	"\x1aSUBSCRIPTION_STATUS_PAUSED\x10\x02\x12 \n" +
-	"\x1cSUBSCRIPTION_STATUS_DISABLED\x10\x032\xd3\n" +
-	"\n" +
+	"\x1cSUBSCRIPTION_STATUS_DISABLED\x10\x032\xc8\v\n" +
 	"\x14SubscriptionsService\x12g\n" +
 	"\x12CreateSubscription\x12'.hnsec.pvk.v1.CreateSubscriptionRequest\x1a(.hnsec.pvk.v1.CreateSubscriptionResponse\x12^\n" +
 	"\x0fGetSubscription\x12$.hnsec.pvk.v1.GetSubscriptionRequest\x1a%.hnsec.pvk.v1.GetSubscriptionResponse\x12d\n" +
@@ -1804,7 +1977,8 @@ const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
 	"\x12ReplaySubscription\x12'.hnsec.pvk.v1.ReplaySubscriptionRequest\x1a(.hnsec.pvk.v1.ReplaySubscriptionResponse\x12a\n" +
 	"\x10PullSubscription\x12%.hnsec.pvk.v1.PullSubscriptionRequest\x1a&.hnsec.pvk.v1.PullSubscriptionResponse\x12^\n" +
 	"\x0fAckSubscription\x12$.hnsec.pvk.v1.AckSubscriptionRequest\x1a%.hnsec.pvk.v1.AckSubscriptionResponse\x12j\n" +
-	"\x13RotateWebhookSecret\x12(.hnsec.pvk.v1.RotateWebhookSecretRequest\x1a).hnsec.pvk.v1.RotateWebhookSecretResponse\x12g\n" +
+	"\x13RotateWebhookSecret\x12(.hnsec.pvk.v1.RotateWebhookSecretRequest\x1a).hnsec.pvk.v1.RotateWebhookSecretResponse\x12s\n" +
+	"\x16ListSubscriptionEvents\x12+.hnsec.pvk.v1.ListSubscriptionEventsRequest\x1a,.hnsec.pvk.v1.ListSubscriptionEventsResponse\x12g\n" +
 	"\x12ListWebhookTargets\x12'.hnsec.pvk.v1.ListWebhookTargetsRequest\x1a(.hnsec.pvk.v1.ListWebhookTargetsResponse\x12j\n" +
 	"\x13DisableSubscription\x12(.hnsec.pvk.v1.DisableSubscriptionRequest\x1a).hnsec.pvk.v1.DisableSubscriptionResponseB/Z-github.com/hnsec/hnsec/gen/hnsec/pvk/v1;pvkv1b\x06proto3"
 
@@ -1821,95 +1995,102 @@ func file_hnsec_pvk_v1_subscriptions_service_proto_rawDescGZIP() []byte {
 }
 
 var file_hnsec_pvk_v1_subscriptions_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_hnsec_pvk_v1_subscriptions_service_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_hnsec_pvk_v1_subscriptions_service_proto_goTypes = []any{
-	(SubscriptionStatus)(0),             // 0: hnsec.pvk.v1.SubscriptionStatus
-	(*Filters)(nil),                     // 1: hnsec.pvk.v1.Filters
-	(*Webhook)(nil),                     // 2: hnsec.pvk.v1.Webhook
-	(*Subscription)(nil),                // 3: hnsec.pvk.v1.Subscription
-	(*PulledChange)(nil),                // 4: hnsec.pvk.v1.PulledChange
-	(*CreateSubscriptionRequest)(nil),   // 5: hnsec.pvk.v1.CreateSubscriptionRequest
-	(*CreateSubscriptionResponse)(nil),  // 6: hnsec.pvk.v1.CreateSubscriptionResponse
-	(*GetSubscriptionRequest)(nil),      // 7: hnsec.pvk.v1.GetSubscriptionRequest
-	(*GetSubscriptionResponse)(nil),     // 8: hnsec.pvk.v1.GetSubscriptionResponse
-	(*ListSubscriptionsRequest)(nil),    // 9: hnsec.pvk.v1.ListSubscriptionsRequest
-	(*ListSubscriptionsResponse)(nil),   // 10: hnsec.pvk.v1.ListSubscriptionsResponse
-	(*UpdateSubscriptionRequest)(nil),   // 11: hnsec.pvk.v1.UpdateSubscriptionRequest
-	(*UpdateSubscriptionResponse)(nil),  // 12: hnsec.pvk.v1.UpdateSubscriptionResponse
-	(*PauseSubscriptionRequest)(nil),    // 13: hnsec.pvk.v1.PauseSubscriptionRequest
-	(*PauseSubscriptionResponse)(nil),   // 14: hnsec.pvk.v1.PauseSubscriptionResponse
-	(*ResumeSubscriptionRequest)(nil),   // 15: hnsec.pvk.v1.ResumeSubscriptionRequest
-	(*ResumeSubscriptionResponse)(nil),  // 16: hnsec.pvk.v1.ResumeSubscriptionResponse
-	(*DeleteSubscriptionRequest)(nil),   // 17: hnsec.pvk.v1.DeleteSubscriptionRequest
-	(*DeleteSubscriptionResponse)(nil),  // 18: hnsec.pvk.v1.DeleteSubscriptionResponse
-	(*ReplaySubscriptionRequest)(nil),   // 19: hnsec.pvk.v1.ReplaySubscriptionRequest
-	(*ReplaySubscriptionResponse)(nil),  // 20: hnsec.pvk.v1.ReplaySubscriptionResponse
-	(*PullSubscriptionRequest)(nil),     // 21: hnsec.pvk.v1.PullSubscriptionRequest
-	(*PullSubscriptionResponse)(nil),    // 22: hnsec.pvk.v1.PullSubscriptionResponse
-	(*AckSubscriptionRequest)(nil),      // 23: hnsec.pvk.v1.AckSubscriptionRequest
-	(*AckSubscriptionResponse)(nil),     // 24: hnsec.pvk.v1.AckSubscriptionResponse
-	(*RotateWebhookSecretRequest)(nil),  // 25: hnsec.pvk.v1.RotateWebhookSecretRequest
-	(*RotateWebhookSecretResponse)(nil), // 26: hnsec.pvk.v1.RotateWebhookSecretResponse
-	(*ListWebhookTargetsRequest)(nil),   // 27: hnsec.pvk.v1.ListWebhookTargetsRequest
-	(*WebhookTarget)(nil),               // 28: hnsec.pvk.v1.WebhookTarget
-	(*ListWebhookTargetsResponse)(nil),  // 29: hnsec.pvk.v1.ListWebhookTargetsResponse
-	(*DisableSubscriptionRequest)(nil),  // 30: hnsec.pvk.v1.DisableSubscriptionRequest
-	(*DisableSubscriptionResponse)(nil), // 31: hnsec.pvk.v1.DisableSubscriptionResponse
-	(*timestamppb.Timestamp)(nil),       // 32: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),       // 33: google.protobuf.FieldMask
+	(SubscriptionStatus)(0),                // 0: hnsec.pvk.v1.SubscriptionStatus
+	(*Filters)(nil),                        // 1: hnsec.pvk.v1.Filters
+	(*Webhook)(nil),                        // 2: hnsec.pvk.v1.Webhook
+	(*Subscription)(nil),                   // 3: hnsec.pvk.v1.Subscription
+	(*PulledChange)(nil),                   // 4: hnsec.pvk.v1.PulledChange
+	(*CreateSubscriptionRequest)(nil),      // 5: hnsec.pvk.v1.CreateSubscriptionRequest
+	(*CreateSubscriptionResponse)(nil),     // 6: hnsec.pvk.v1.CreateSubscriptionResponse
+	(*GetSubscriptionRequest)(nil),         // 7: hnsec.pvk.v1.GetSubscriptionRequest
+	(*GetSubscriptionResponse)(nil),        // 8: hnsec.pvk.v1.GetSubscriptionResponse
+	(*ListSubscriptionsRequest)(nil),       // 9: hnsec.pvk.v1.ListSubscriptionsRequest
+	(*ListSubscriptionsResponse)(nil),      // 10: hnsec.pvk.v1.ListSubscriptionsResponse
+	(*UpdateSubscriptionRequest)(nil),      // 11: hnsec.pvk.v1.UpdateSubscriptionRequest
+	(*UpdateSubscriptionResponse)(nil),     // 12: hnsec.pvk.v1.UpdateSubscriptionResponse
+	(*PauseSubscriptionRequest)(nil),       // 13: hnsec.pvk.v1.PauseSubscriptionRequest
+	(*PauseSubscriptionResponse)(nil),      // 14: hnsec.pvk.v1.PauseSubscriptionResponse
+	(*ResumeSubscriptionRequest)(nil),      // 15: hnsec.pvk.v1.ResumeSubscriptionRequest
+	(*ResumeSubscriptionResponse)(nil),     // 16: hnsec.pvk.v1.ResumeSubscriptionResponse
+	(*DeleteSubscriptionRequest)(nil),      // 17: hnsec.pvk.v1.DeleteSubscriptionRequest
+	(*DeleteSubscriptionResponse)(nil),     // 18: hnsec.pvk.v1.DeleteSubscriptionResponse
+	(*ReplaySubscriptionRequest)(nil),      // 19: hnsec.pvk.v1.ReplaySubscriptionRequest
+	(*ReplaySubscriptionResponse)(nil),     // 20: hnsec.pvk.v1.ReplaySubscriptionResponse
+	(*PullSubscriptionRequest)(nil),        // 21: hnsec.pvk.v1.PullSubscriptionRequest
+	(*PullSubscriptionResponse)(nil),       // 22: hnsec.pvk.v1.PullSubscriptionResponse
+	(*AckSubscriptionRequest)(nil),         // 23: hnsec.pvk.v1.AckSubscriptionRequest
+	(*AckSubscriptionResponse)(nil),        // 24: hnsec.pvk.v1.AckSubscriptionResponse
+	(*RotateWebhookSecretRequest)(nil),     // 25: hnsec.pvk.v1.RotateWebhookSecretRequest
+	(*RotateWebhookSecretResponse)(nil),    // 26: hnsec.pvk.v1.RotateWebhookSecretResponse
+	(*ListWebhookTargetsRequest)(nil),      // 27: hnsec.pvk.v1.ListWebhookTargetsRequest
+	(*WebhookTarget)(nil),                  // 28: hnsec.pvk.v1.WebhookTarget
+	(*ListWebhookTargetsResponse)(nil),     // 29: hnsec.pvk.v1.ListWebhookTargetsResponse
+	(*DisableSubscriptionRequest)(nil),     // 30: hnsec.pvk.v1.DisableSubscriptionRequest
+	(*DisableSubscriptionResponse)(nil),    // 31: hnsec.pvk.v1.DisableSubscriptionResponse
+	(*ListSubscriptionEventsRequest)(nil),  // 32: hnsec.pvk.v1.ListSubscriptionEventsRequest
+	(*SubscriptionEvent)(nil),              // 33: hnsec.pvk.v1.SubscriptionEvent
+	(*ListSubscriptionEventsResponse)(nil), // 34: hnsec.pvk.v1.ListSubscriptionEventsResponse
+	(*timestamppb.Timestamp)(nil),          // 35: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),          // 36: google.protobuf.FieldMask
 }
 var file_hnsec_pvk_v1_subscriptions_service_proto_depIdxs = []int32{
 	1,  // 0: hnsec.pvk.v1.Subscription.filters:type_name -> hnsec.pvk.v1.Filters
 	2,  // 1: hnsec.pvk.v1.Subscription.webhook:type_name -> hnsec.pvk.v1.Webhook
 	0,  // 2: hnsec.pvk.v1.Subscription.status:type_name -> hnsec.pvk.v1.SubscriptionStatus
-	32, // 3: hnsec.pvk.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	35, // 3: hnsec.pvk.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 4: hnsec.pvk.v1.CreateSubscriptionRequest.filters:type_name -> hnsec.pvk.v1.Filters
 	2,  // 5: hnsec.pvk.v1.CreateSubscriptionRequest.webhook:type_name -> hnsec.pvk.v1.Webhook
 	3,  // 6: hnsec.pvk.v1.CreateSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
 	3,  // 7: hnsec.pvk.v1.GetSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
 	3,  // 8: hnsec.pvk.v1.ListSubscriptionsResponse.subscriptions:type_name -> hnsec.pvk.v1.Subscription
 	3,  // 9: hnsec.pvk.v1.UpdateSubscriptionRequest.subscription:type_name -> hnsec.pvk.v1.Subscription
-	33, // 10: hnsec.pvk.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	36, // 10: hnsec.pvk.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
 	3,  // 11: hnsec.pvk.v1.UpdateSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
 	3,  // 12: hnsec.pvk.v1.PauseSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
 	3,  // 13: hnsec.pvk.v1.ResumeSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
-	32, // 14: hnsec.pvk.v1.ReplaySubscriptionRequest.from_time:type_name -> google.protobuf.Timestamp
+	35, // 14: hnsec.pvk.v1.ReplaySubscriptionRequest.from_time:type_name -> google.protobuf.Timestamp
 	4,  // 15: hnsec.pvk.v1.PullSubscriptionResponse.changes:type_name -> hnsec.pvk.v1.PulledChange
-	32, // 16: hnsec.pvk.v1.RotateWebhookSecretResponse.previous_expire_time:type_name -> google.protobuf.Timestamp
+	35, // 16: hnsec.pvk.v1.RotateWebhookSecretResponse.previous_expire_time:type_name -> google.protobuf.Timestamp
 	3,  // 17: hnsec.pvk.v1.WebhookTarget.subscription:type_name -> hnsec.pvk.v1.Subscription
 	28, // 18: hnsec.pvk.v1.ListWebhookTargetsResponse.targets:type_name -> hnsec.pvk.v1.WebhookTarget
 	3,  // 19: hnsec.pvk.v1.DisableSubscriptionResponse.subscription:type_name -> hnsec.pvk.v1.Subscription
-	5,  // 20: hnsec.pvk.v1.SubscriptionsService.CreateSubscription:input_type -> hnsec.pvk.v1.CreateSubscriptionRequest
-	7,  // 21: hnsec.pvk.v1.SubscriptionsService.GetSubscription:input_type -> hnsec.pvk.v1.GetSubscriptionRequest
-	9,  // 22: hnsec.pvk.v1.SubscriptionsService.ListSubscriptions:input_type -> hnsec.pvk.v1.ListSubscriptionsRequest
-	11, // 23: hnsec.pvk.v1.SubscriptionsService.UpdateSubscription:input_type -> hnsec.pvk.v1.UpdateSubscriptionRequest
-	13, // 24: hnsec.pvk.v1.SubscriptionsService.PauseSubscription:input_type -> hnsec.pvk.v1.PauseSubscriptionRequest
-	15, // 25: hnsec.pvk.v1.SubscriptionsService.ResumeSubscription:input_type -> hnsec.pvk.v1.ResumeSubscriptionRequest
-	17, // 26: hnsec.pvk.v1.SubscriptionsService.DeleteSubscription:input_type -> hnsec.pvk.v1.DeleteSubscriptionRequest
-	19, // 27: hnsec.pvk.v1.SubscriptionsService.ReplaySubscription:input_type -> hnsec.pvk.v1.ReplaySubscriptionRequest
-	21, // 28: hnsec.pvk.v1.SubscriptionsService.PullSubscription:input_type -> hnsec.pvk.v1.PullSubscriptionRequest
-	23, // 29: hnsec.pvk.v1.SubscriptionsService.AckSubscription:input_type -> hnsec.pvk.v1.AckSubscriptionRequest
-	25, // 30: hnsec.pvk.v1.SubscriptionsService.RotateWebhookSecret:input_type -> hnsec.pvk.v1.RotateWebhookSecretRequest
-	27, // 31: hnsec.pvk.v1.SubscriptionsService.ListWebhookTargets:input_type -> hnsec.pvk.v1.ListWebhookTargetsRequest
-	30, // 32: hnsec.pvk.v1.SubscriptionsService.DisableSubscription:input_type -> hnsec.pvk.v1.DisableSubscriptionRequest
-	6,  // 33: hnsec.pvk.v1.SubscriptionsService.CreateSubscription:output_type -> hnsec.pvk.v1.CreateSubscriptionResponse
-	8,  // 34: hnsec.pvk.v1.SubscriptionsService.GetSubscription:output_type -> hnsec.pvk.v1.GetSubscriptionResponse
-	10, // 35: hnsec.pvk.v1.SubscriptionsService.ListSubscriptions:output_type -> hnsec.pvk.v1.ListSubscriptionsResponse
-	12, // 36: hnsec.pvk.v1.SubscriptionsService.UpdateSubscription:output_type -> hnsec.pvk.v1.UpdateSubscriptionResponse
-	14, // 37: hnsec.pvk.v1.SubscriptionsService.PauseSubscription:output_type -> hnsec.pvk.v1.PauseSubscriptionResponse
-	16, // 38: hnsec.pvk.v1.SubscriptionsService.ResumeSubscription:output_type -> hnsec.pvk.v1.ResumeSubscriptionResponse
-	18, // 39: hnsec.pvk.v1.SubscriptionsService.DeleteSubscription:output_type -> hnsec.pvk.v1.DeleteSubscriptionResponse
-	20, // 40: hnsec.pvk.v1.SubscriptionsService.ReplaySubscription:output_type -> hnsec.pvk.v1.ReplaySubscriptionResponse
-	22, // 41: hnsec.pvk.v1.SubscriptionsService.PullSubscription:output_type -> hnsec.pvk.v1.PullSubscriptionResponse
-	24, // 42: hnsec.pvk.v1.SubscriptionsService.AckSubscription:output_type -> hnsec.pvk.v1.AckSubscriptionResponse
-	26, // 43: hnsec.pvk.v1.SubscriptionsService.RotateWebhookSecret:output_type -> hnsec.pvk.v1.RotateWebhookSecretResponse
-	29, // 44: hnsec.pvk.v1.SubscriptionsService.ListWebhookTargets:output_type -> hnsec.pvk.v1.ListWebhookTargetsResponse
-	31, // 45: hnsec.pvk.v1.SubscriptionsService.DisableSubscription:output_type -> hnsec.pvk.v1.DisableSubscriptionResponse
-	33, // [33:46] is the sub-list for method output_type
-	20, // [20:33] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	35, // 20: hnsec.pvk.v1.SubscriptionEvent.time:type_name -> google.protobuf.Timestamp
+	33, // 21: hnsec.pvk.v1.ListSubscriptionEventsResponse.events:type_name -> hnsec.pvk.v1.SubscriptionEvent
+	5,  // 22: hnsec.pvk.v1.SubscriptionsService.CreateSubscription:input_type -> hnsec.pvk.v1.CreateSubscriptionRequest
+	7,  // 23: hnsec.pvk.v1.SubscriptionsService.GetSubscription:input_type -> hnsec.pvk.v1.GetSubscriptionRequest
+	9,  // 24: hnsec.pvk.v1.SubscriptionsService.ListSubscriptions:input_type -> hnsec.pvk.v1.ListSubscriptionsRequest
+	11, // 25: hnsec.pvk.v1.SubscriptionsService.UpdateSubscription:input_type -> hnsec.pvk.v1.UpdateSubscriptionRequest
+	13, // 26: hnsec.pvk.v1.SubscriptionsService.PauseSubscription:input_type -> hnsec.pvk.v1.PauseSubscriptionRequest
+	15, // 27: hnsec.pvk.v1.SubscriptionsService.ResumeSubscription:input_type -> hnsec.pvk.v1.ResumeSubscriptionRequest
+	17, // 28: hnsec.pvk.v1.SubscriptionsService.DeleteSubscription:input_type -> hnsec.pvk.v1.DeleteSubscriptionRequest
+	19, // 29: hnsec.pvk.v1.SubscriptionsService.ReplaySubscription:input_type -> hnsec.pvk.v1.ReplaySubscriptionRequest
+	21, // 30: hnsec.pvk.v1.SubscriptionsService.PullSubscription:input_type -> hnsec.pvk.v1.PullSubscriptionRequest
+	23, // 31: hnsec.pvk.v1.SubscriptionsService.AckSubscription:input_type -> hnsec.pvk.v1.AckSubscriptionRequest
+	25, // 32: hnsec.pvk.v1.SubscriptionsService.RotateWebhookSecret:input_type -> hnsec.pvk.v1.RotateWebhookSecretRequest
+	32, // 33: hnsec.pvk.v1.SubscriptionsService.ListSubscriptionEvents:input_type -> hnsec.pvk.v1.ListSubscriptionEventsRequest
+	27, // 34: hnsec.pvk.v1.SubscriptionsService.ListWebhookTargets:input_type -> hnsec.pvk.v1.ListWebhookTargetsRequest
+	30, // 35: hnsec.pvk.v1.SubscriptionsService.DisableSubscription:input_type -> hnsec.pvk.v1.DisableSubscriptionRequest
+	6,  // 36: hnsec.pvk.v1.SubscriptionsService.CreateSubscription:output_type -> hnsec.pvk.v1.CreateSubscriptionResponse
+	8,  // 37: hnsec.pvk.v1.SubscriptionsService.GetSubscription:output_type -> hnsec.pvk.v1.GetSubscriptionResponse
+	10, // 38: hnsec.pvk.v1.SubscriptionsService.ListSubscriptions:output_type -> hnsec.pvk.v1.ListSubscriptionsResponse
+	12, // 39: hnsec.pvk.v1.SubscriptionsService.UpdateSubscription:output_type -> hnsec.pvk.v1.UpdateSubscriptionResponse
+	14, // 40: hnsec.pvk.v1.SubscriptionsService.PauseSubscription:output_type -> hnsec.pvk.v1.PauseSubscriptionResponse
+	16, // 41: hnsec.pvk.v1.SubscriptionsService.ResumeSubscription:output_type -> hnsec.pvk.v1.ResumeSubscriptionResponse
+	18, // 42: hnsec.pvk.v1.SubscriptionsService.DeleteSubscription:output_type -> hnsec.pvk.v1.DeleteSubscriptionResponse
+	20, // 43: hnsec.pvk.v1.SubscriptionsService.ReplaySubscription:output_type -> hnsec.pvk.v1.ReplaySubscriptionResponse
+	22, // 44: hnsec.pvk.v1.SubscriptionsService.PullSubscription:output_type -> hnsec.pvk.v1.PullSubscriptionResponse
+	24, // 45: hnsec.pvk.v1.SubscriptionsService.AckSubscription:output_type -> hnsec.pvk.v1.AckSubscriptionResponse
+	26, // 46: hnsec.pvk.v1.SubscriptionsService.RotateWebhookSecret:output_type -> hnsec.pvk.v1.RotateWebhookSecretResponse
+	34, // 47: hnsec.pvk.v1.SubscriptionsService.ListSubscriptionEvents:output_type -> hnsec.pvk.v1.ListSubscriptionEventsResponse
+	29, // 48: hnsec.pvk.v1.SubscriptionsService.ListWebhookTargets:output_type -> hnsec.pvk.v1.ListWebhookTargetsResponse
+	31, // 49: hnsec.pvk.v1.SubscriptionsService.DisableSubscription:output_type -> hnsec.pvk.v1.DisableSubscriptionResponse
+	36, // [36:50] is the sub-list for method output_type
+	22, // [22:36] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_pvk_v1_subscriptions_service_proto_init() }
@@ -1923,7 +2104,7 @@ func file_hnsec_pvk_v1_subscriptions_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc), len(file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

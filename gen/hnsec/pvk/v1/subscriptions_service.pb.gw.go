@@ -512,6 +512,45 @@ func local_request_SubscriptionsService_RotateWebhookSecret_0(ctx context.Contex
 	return msg, metadata, err
 }
 
+func request_SubscriptionsService_ListSubscriptionEvents_0(ctx context.Context, marshaler runtime.Marshaler, client SubscriptionsServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq ListSubscriptionEventsRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["subscription_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "subscription_id")
+	}
+	protoReq.SubscriptionId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "subscription_id", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.ListSubscriptionEvents(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_SubscriptionsService_ListSubscriptionEvents_0(ctx context.Context, marshaler runtime.Marshaler, server SubscriptionsServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq ListSubscriptionEventsRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["subscription_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "subscription_id")
+	}
+	protoReq.SubscriptionId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "subscription_id", err)
+	}
+	msg, err := server.ListSubscriptionEvents(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 // RegisterSubscriptionsServiceHandlerServer registers the http handlers for service SubscriptionsService to "mux".
 // UnaryRPC     :call SubscriptionsServiceServer directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -737,6 +776,26 @@ func RegisterSubscriptionsServiceHandlerServer(ctx context.Context, mux *runtime
 			return
 		}
 		forward_SubscriptionsService_RotateWebhookSecret_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_SubscriptionsService_ListSubscriptionEvents_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.SubscriptionsService/ListSubscriptionEvents", runtime.WithHTTPPathPattern("/pvk/v1/subscriptions/{subscription_id}/events"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_SubscriptionsService_ListSubscriptionEvents_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_SubscriptionsService_ListSubscriptionEvents_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 
 	return nil
@@ -965,33 +1024,52 @@ func RegisterSubscriptionsServiceHandlerClient(ctx context.Context, mux *runtime
 		}
 		forward_SubscriptionsService_RotateWebhookSecret_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_SubscriptionsService_ListSubscriptionEvents_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.SubscriptionsService/ListSubscriptionEvents", runtime.WithHTTPPathPattern("/pvk/v1/subscriptions/{subscription_id}/events"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_SubscriptionsService_ListSubscriptionEvents_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_SubscriptionsService_ListSubscriptionEvents_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
 var (
-	pattern_SubscriptionsService_CreateSubscription_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"pvk", "v1", "subscriptions"}, ""))
-	pattern_SubscriptionsService_GetSubscription_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, ""))
-	pattern_SubscriptionsService_ListSubscriptions_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"pvk", "v1", "subscriptions"}, ""))
-	pattern_SubscriptionsService_UpdateSubscription_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription.subscription_id"}, ""))
-	pattern_SubscriptionsService_PauseSubscription_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, "pause"))
-	pattern_SubscriptionsService_ResumeSubscription_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, "resume"))
-	pattern_SubscriptionsService_DeleteSubscription_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, ""))
-	pattern_SubscriptionsService_ReplaySubscription_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, "replay"))
-	pattern_SubscriptionsService_PullSubscription_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, "pull"))
-	pattern_SubscriptionsService_AckSubscription_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, "ack"))
-	pattern_SubscriptionsService_RotateWebhookSecret_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, "rotateSecret"))
+	pattern_SubscriptionsService_CreateSubscription_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"pvk", "v1", "subscriptions"}, ""))
+	pattern_SubscriptionsService_GetSubscription_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, ""))
+	pattern_SubscriptionsService_ListSubscriptions_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"pvk", "v1", "subscriptions"}, ""))
+	pattern_SubscriptionsService_UpdateSubscription_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription.subscription_id"}, ""))
+	pattern_SubscriptionsService_PauseSubscription_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, "pause"))
+	pattern_SubscriptionsService_ResumeSubscription_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, "resume"))
+	pattern_SubscriptionsService_DeleteSubscription_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, ""))
+	pattern_SubscriptionsService_ReplaySubscription_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, "replay"))
+	pattern_SubscriptionsService_PullSubscription_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, "pull"))
+	pattern_SubscriptionsService_AckSubscription_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, "ack"))
+	pattern_SubscriptionsService_RotateWebhookSecret_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"pvk", "v1", "subscriptions", "subscription_id"}, "rotateSecret"))
+	pattern_SubscriptionsService_ListSubscriptionEvents_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"pvk", "v1", "subscriptions", "subscription_id", "events"}, ""))
 )
 
 var (
-	forward_SubscriptionsService_CreateSubscription_0  = runtime.ForwardResponseMessage
-	forward_SubscriptionsService_GetSubscription_0     = runtime.ForwardResponseMessage
-	forward_SubscriptionsService_ListSubscriptions_0   = runtime.ForwardResponseMessage
-	forward_SubscriptionsService_UpdateSubscription_0  = runtime.ForwardResponseMessage
-	forward_SubscriptionsService_PauseSubscription_0   = runtime.ForwardResponseMessage
-	forward_SubscriptionsService_ResumeSubscription_0  = runtime.ForwardResponseMessage
-	forward_SubscriptionsService_DeleteSubscription_0  = runtime.ForwardResponseMessage
-	forward_SubscriptionsService_ReplaySubscription_0  = runtime.ForwardResponseMessage
-	forward_SubscriptionsService_PullSubscription_0    = runtime.ForwardResponseMessage
-	forward_SubscriptionsService_AckSubscription_0     = runtime.ForwardResponseMessage
-	forward_SubscriptionsService_RotateWebhookSecret_0 = runtime.ForwardResponseMessage
+	forward_SubscriptionsService_CreateSubscription_0     = runtime.ForwardResponseMessage
+	forward_SubscriptionsService_GetSubscription_0        = runtime.ForwardResponseMessage
+	forward_SubscriptionsService_ListSubscriptions_0      = runtime.ForwardResponseMessage
+	forward_SubscriptionsService_UpdateSubscription_0     = runtime.ForwardResponseMessage
+	forward_SubscriptionsService_PauseSubscription_0      = runtime.ForwardResponseMessage
+	forward_SubscriptionsService_ResumeSubscription_0     = runtime.ForwardResponseMessage
+	forward_SubscriptionsService_DeleteSubscription_0     = runtime.ForwardResponseMessage
+	forward_SubscriptionsService_ReplaySubscription_0     = runtime.ForwardResponseMessage
+	forward_SubscriptionsService_PullSubscription_0       = runtime.ForwardResponseMessage
+	forward_SubscriptionsService_AckSubscription_0        = runtime.ForwardResponseMessage
+	forward_SubscriptionsService_RotateWebhookSecret_0    = runtime.ForwardResponseMessage
+	forward_SubscriptionsService_ListSubscriptionEvents_0 = runtime.ForwardResponseMessage
 )

@@ -19,19 +19,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SubscriptionsService_CreateSubscription_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/CreateSubscription"
-	SubscriptionsService_GetSubscription_FullMethodName     = "/hnsec.pvk.v1.SubscriptionsService/GetSubscription"
-	SubscriptionsService_ListSubscriptions_FullMethodName   = "/hnsec.pvk.v1.SubscriptionsService/ListSubscriptions"
-	SubscriptionsService_UpdateSubscription_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/UpdateSubscription"
-	SubscriptionsService_PauseSubscription_FullMethodName   = "/hnsec.pvk.v1.SubscriptionsService/PauseSubscription"
-	SubscriptionsService_ResumeSubscription_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/ResumeSubscription"
-	SubscriptionsService_DeleteSubscription_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/DeleteSubscription"
-	SubscriptionsService_ReplaySubscription_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/ReplaySubscription"
-	SubscriptionsService_PullSubscription_FullMethodName    = "/hnsec.pvk.v1.SubscriptionsService/PullSubscription"
-	SubscriptionsService_AckSubscription_FullMethodName     = "/hnsec.pvk.v1.SubscriptionsService/AckSubscription"
-	SubscriptionsService_RotateWebhookSecret_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/RotateWebhookSecret"
-	SubscriptionsService_ListWebhookTargets_FullMethodName  = "/hnsec.pvk.v1.SubscriptionsService/ListWebhookTargets"
-	SubscriptionsService_DisableSubscription_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/DisableSubscription"
+	SubscriptionsService_CreateSubscription_FullMethodName     = "/hnsec.pvk.v1.SubscriptionsService/CreateSubscription"
+	SubscriptionsService_GetSubscription_FullMethodName        = "/hnsec.pvk.v1.SubscriptionsService/GetSubscription"
+	SubscriptionsService_ListSubscriptions_FullMethodName      = "/hnsec.pvk.v1.SubscriptionsService/ListSubscriptions"
+	SubscriptionsService_UpdateSubscription_FullMethodName     = "/hnsec.pvk.v1.SubscriptionsService/UpdateSubscription"
+	SubscriptionsService_PauseSubscription_FullMethodName      = "/hnsec.pvk.v1.SubscriptionsService/PauseSubscription"
+	SubscriptionsService_ResumeSubscription_FullMethodName     = "/hnsec.pvk.v1.SubscriptionsService/ResumeSubscription"
+	SubscriptionsService_DeleteSubscription_FullMethodName     = "/hnsec.pvk.v1.SubscriptionsService/DeleteSubscription"
+	SubscriptionsService_ReplaySubscription_FullMethodName     = "/hnsec.pvk.v1.SubscriptionsService/ReplaySubscription"
+	SubscriptionsService_PullSubscription_FullMethodName       = "/hnsec.pvk.v1.SubscriptionsService/PullSubscription"
+	SubscriptionsService_AckSubscription_FullMethodName        = "/hnsec.pvk.v1.SubscriptionsService/AckSubscription"
+	SubscriptionsService_RotateWebhookSecret_FullMethodName    = "/hnsec.pvk.v1.SubscriptionsService/RotateWebhookSecret"
+	SubscriptionsService_ListSubscriptionEvents_FullMethodName = "/hnsec.pvk.v1.SubscriptionsService/ListSubscriptionEvents"
+	SubscriptionsService_ListWebhookTargets_FullMethodName     = "/hnsec.pvk.v1.SubscriptionsService/ListWebhookTargets"
+	SubscriptionsService_DisableSubscription_FullMethodName    = "/hnsec.pvk.v1.SubscriptionsService/DisableSubscription"
 )
 
 // SubscriptionsServiceClient is the client API for SubscriptionsService service.
@@ -78,6 +79,10 @@ type SubscriptionsServiceClient interface {
 	// signing beside it for 24 hours, so receivers can switch without losing a call. Errors: InvalidArgument,
 	// PermissionDenied, FailedPrecondition (a pull subscription).
 	RotateWebhookSecret(ctx context.Context, in *RotateWebhookSecretRequest, opts ...grpc.CallOption) (*RotateWebhookSecretResponse, error)
+	// ListSubscriptionEvents is a subscription's audit trail, oldest first: who created, changed, paused,
+	// resumed, rotated its secret or disabled it (the dispatcher, with the reason), and when. Errors:
+	// InvalidArgument, PermissionDenied.
+	ListSubscriptionEvents(ctx context.Context, in *ListSubscriptionEventsRequest, opts ...grpc.CallOption) (*ListSubscriptionEventsResponse, error)
 	// ListWebhookTargets returns every webhook subscription with its signing secrets, for the dispatcher.
 	// Internal callers only.
 	ListWebhookTargets(ctx context.Context, in *ListWebhookTargetsRequest, opts ...grpc.CallOption) (*ListWebhookTargetsResponse, error)
@@ -204,6 +209,16 @@ func (c *subscriptionsServiceClient) RotateWebhookSecret(ctx context.Context, in
 	return out, nil
 }
 
+func (c *subscriptionsServiceClient) ListSubscriptionEvents(ctx context.Context, in *ListSubscriptionEventsRequest, opts ...grpc.CallOption) (*ListSubscriptionEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSubscriptionEventsResponse)
+	err := c.cc.Invoke(ctx, SubscriptionsService_ListSubscriptionEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *subscriptionsServiceClient) ListWebhookTargets(ctx context.Context, in *ListWebhookTargetsRequest, opts ...grpc.CallOption) (*ListWebhookTargetsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListWebhookTargetsResponse)
@@ -268,6 +283,10 @@ type SubscriptionsServiceServer interface {
 	// signing beside it for 24 hours, so receivers can switch without losing a call. Errors: InvalidArgument,
 	// PermissionDenied, FailedPrecondition (a pull subscription).
 	RotateWebhookSecret(context.Context, *RotateWebhookSecretRequest) (*RotateWebhookSecretResponse, error)
+	// ListSubscriptionEvents is a subscription's audit trail, oldest first: who created, changed, paused,
+	// resumed, rotated its secret or disabled it (the dispatcher, with the reason), and when. Errors:
+	// InvalidArgument, PermissionDenied.
+	ListSubscriptionEvents(context.Context, *ListSubscriptionEventsRequest) (*ListSubscriptionEventsResponse, error)
 	// ListWebhookTargets returns every webhook subscription with its signing secrets, for the dispatcher.
 	// Internal callers only.
 	ListWebhookTargets(context.Context, *ListWebhookTargetsRequest) (*ListWebhookTargetsResponse, error)
@@ -316,6 +335,9 @@ func (UnimplementedSubscriptionsServiceServer) AckSubscription(context.Context, 
 }
 func (UnimplementedSubscriptionsServiceServer) RotateWebhookSecret(context.Context, *RotateWebhookSecretRequest) (*RotateWebhookSecretResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateWebhookSecret not implemented")
+}
+func (UnimplementedSubscriptionsServiceServer) ListSubscriptionEvents(context.Context, *ListSubscriptionEventsRequest) (*ListSubscriptionEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSubscriptionEvents not implemented")
 }
 func (UnimplementedSubscriptionsServiceServer) ListWebhookTargets(context.Context, *ListWebhookTargetsRequest) (*ListWebhookTargetsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListWebhookTargets not implemented")
@@ -542,6 +564,24 @@ func _SubscriptionsService_RotateWebhookSecret_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SubscriptionsService_ListSubscriptionEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSubscriptionEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SubscriptionsServiceServer).ListSubscriptionEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SubscriptionsService_ListSubscriptionEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SubscriptionsServiceServer).ListSubscriptionEvents(ctx, req.(*ListSubscriptionEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SubscriptionsService_ListWebhookTargets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListWebhookTargetsRequest)
 	if err := dec(in); err != nil {
@@ -628,6 +668,10 @@ var SubscriptionsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RotateWebhookSecret",
 			Handler:    _SubscriptionsService_RotateWebhookSecret_Handler,
+		},
+		{
+			MethodName: "ListSubscriptionEvents",
+			Handler:    _SubscriptionsService_ListSubscriptionEvents_Handler,
 		},
 		{
 			MethodName: "ListWebhookTargets",
