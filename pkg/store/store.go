@@ -1,10 +1,12 @@
 // Package store opens the SQL database a service owns and runs its migrations, and offers a group-commit
 // batcher for hot write paths. Each service has its own database (its own SQLite file in the data
-// directory), so no service can reach into another's tables.
+// directory, or its own schema in PostgreSQL), so no service can reach into another's tables.
 //
 // SQLite (modernc.org/sqlite, pure Go) is the embedded default: WAL, a busy timeout, synchronous=FULL so a
 // committed transaction survives a crash, and one writer connection (many readers), which is what SQLite
-// can do without "database is locked" errors.
+// can do without "database is locked" errors. PostgreSQL (pgx) is there to scale: one pool, a statement
+// timeout, and transactions run again after a serialization failure. Stores write one set of queries with
+// "?" placeholders and, where the dialects differ, a schema per dialect.
 package store
 
 import (
@@ -15,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -29,22 +32,60 @@ var (
 type Config struct {
 	// DataDir holds the SQLite files.
 	DataDir string
-	// DatabaseURL selects an external database instead of SQLite (not supported yet).
+	// DatabaseURL selects PostgreSQL (postgres://...) instead of SQLite.
 	DatabaseURL string
+	// SchemaPrefix goes before each service's PostgreSQL schema name (tests give each run its own).
+	SchemaPrefix string
+	// StatementTimeout bounds each PostgreSQL statement (default 30s).
+	StatementTimeout time.Duration
+	// MaxConns bounds each service's PostgreSQL pool (default 16).
+	MaxConns int
+}
+
+// Dialect is the SQL database behind a DB.
+type Dialect int
+
+// The dialects.
+const (
+	SQLite Dialect = iota
+	Postgres
+)
+
+// Migrations are a service's schema changes, append only, one list per dialect; the lists have the same
+// length and migration i means the same in both.
+type Migrations struct {
+	SQLite, Postgres []string
 }
 
 // DB is a service's database: a reader pool and a writer handle.
 type DB struct {
 	// Read serves queries; any number of connections.
 	Read *sql.DB
-	// Write serves transactions; one connection with SQLite.
+	// Write serves transactions; one connection with SQLite (the same pool as Read with PostgreSQL).
 	Write *sql.DB
+	// Dialect is SQLite or Postgres.
+	Dialect Dialect
 }
 
 // Open opens (creating if needed) the database of the service called name and applies migrations in order.
-func Open(ctx context.Context, cfg Config, name string, migrations []string) (*DB, error) {
+func Open(ctx context.Context, cfg Config, name string, migrations Migrations) (*DB, error) {
 	if cfg.DatabaseURL != "" {
-		return nil, errors.New("--database-url: only the embedded SQLite store exists so far")
+		if len(migrations.Postgres) != len(migrations.SQLite) {
+			return nil, fmt.Errorf("the %s store has no PostgreSQL schema yet: run it on SQLite", name)
+		}
+		if cfg.MaxConns == 0 {
+			cfg.MaxConns = 16
+		}
+		pool, err := openPostgres(ctx, cfg, name)
+		if err != nil {
+			return nil, err
+		}
+		db := &DB{Read: pool, Write: pool, Dialect: Postgres}
+		if err := db.migrate(ctx, name, migrations.Postgres); err != nil {
+			_ = pool.Close()
+			return nil, fmt.Errorf("migrate %s: %w", name, err)
+		}
+		return db, nil
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -66,7 +107,7 @@ func Open(ctx context.Context, cfg Config, name string, migrations []string) (*D
 	}
 	write.SetMaxOpenConns(1)
 	db := &DB{Read: read, Write: write}
-	if err := db.migrate(ctx, migrations); err != nil {
+	if err := db.migrate(ctx, name, migrations.SQLite); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("migrate %s: %w", name, err)
 	}
@@ -79,11 +120,27 @@ func Open(ctx context.Context, cfg Config, name string, migrations []string) (*D
 
 // Close closes both handles.
 func (db *DB) Close() error {
+	if db.Read == db.Write {
+		return db.Write.Close()
+	}
 	return errors.Join(db.Write.Close(), db.Read.Close())
 }
 
-// Tx runs fn in a write transaction, committing when fn returns nil.
+// maxTxAttempts bounds how often a PostgreSQL transaction is run after serialization failures.
+const maxTxAttempts = 5
+
+// Tx runs fn in a write transaction, committing when fn returns nil. With PostgreSQL a transaction that
+// fails to serialize (or deadlocks) is run again, so fn must not keep effects of a failed run.
 func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := db.tx(ctx, fn)
+		if err == nil || db.Dialect != Postgres || !isRetryable(err) || attempt == maxTxAttempts {
+			return err
+		}
+	}
+}
+
+func (db *DB) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.Write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -94,9 +151,15 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return tx.Commit()
 }
 
-// migrate applies the migrations not yet applied; migration i is version i+1.
-func (db *DB) migrate(ctx context.Context, migrations []string) error {
+// migrate applies the migrations not yet applied; migration i is version i+1. With PostgreSQL an advisory
+// lock keeps replicas starting together from migrating at once.
+func (db *DB) migrate(ctx context.Context, name string, migrations []string) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error {
+		if db.Dialect == Postgres {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext(?))`, "hnsec.migrate."+name); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 			return err
 		}
