@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -181,6 +182,11 @@ func (db *DB) migrate(ctx context.Context, name string, migrations []string) err
 		}
 		return nil
 	})
+}
+
+// IsUniqueViolation reports whether err is a unique or primary key violation, on either backend.
+func IsUniqueViolation(err error) bool {
+	return err != nil && (isUniqueViolation(err) || strings.Contains(err.Error(), "UNIQUE constraint failed"))
 }
 
 // Scanner is a row to scan: *sql.Row or *sql.Rows.

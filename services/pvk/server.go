@@ -71,7 +71,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 	if err := ensureStream(ctx, js, cfg); err != nil {
 		return nil, nil, err
 	}
-	db, err := store.Open(ctx, storeCfg, "pvk", store.Migrations{SQLite: migrations})
+	db, err := store.Open(ctx, storeCfg, "pvk", migrations)
 	if err != nil {
 		return nil, nil, err
 	}

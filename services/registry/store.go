@@ -433,7 +433,7 @@ func (s *sqlStore) insert(ctx context.Context, c change, query string, args ...a
 
 // uniqueViolation maps a unique-constraint failure to store.ErrAlreadyExists.
 func uniqueViolation(err error) error {
-	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") {
+	if store.IsUniqueViolation(err) {
 		return fmt.Errorf("%w: %w", store.ErrAlreadyExists, err)
 	}
 	return err

@@ -1,0 +1,131 @@
+package pvk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hnsec/hnsec/pkg/store"
+	"github.com/hnsec/hnsec/pkg/store/storetest"
+)
+
+// PVK's store contract, on SQLite and (with HNSEC_TEST_DATABASE_URL) PostgreSQL.
+func TestStoreContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		db, err := store.Open(ctx, cfg, "pvk", migrations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		s := &sqlStore{db: db}
+		must := func(err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		def := Definition{GUID: "6f1c2d3e-0000-4000-8000-0000000000c1", Navn: "Test", PartKode: "P", TypePi: "samtykke",
+			Omfang: []Omfang{{Kode: "k", Logisk: "l", Presisering: "p"}}}
+		must(s.CreateDefinition(ctx, def))
+		if err := s.CreateDefinition(ctx, def); !errors.Is(err, store.ErrAlreadyExists) {
+			t.Fatalf("second CreateDefinition: %v, want ErrAlreadyExists", err)
+		}
+		got, err := s.GetDefinition(ctx, def.GUID)
+		if err != nil || got.Navn != "Test" || len(got.Omfang) != 1 || got.Omfang[0].Logisk != "l" {
+			t.Fatalf("GetDefinition = %+v, %v", got, err)
+		}
+		if _, err := s.GetDefinition(ctx, "6f1c2d3e-0000-4000-8000-00000000dead"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown definition: %v", err)
+		}
+
+		// Writes: a change takes the next sekvensnummer and an outbox event; the same state again does not.
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		write := func(fnr string, aktiv bool) *Write {
+			return &Write{In: Setting{Fnr: fnr, DefinitionGUID: def.GUID, Aktiv: aktiv, Tidspunkt: now, EvidenceMime: "text/plain",
+				Evidence: []byte("e"), ChangeTime: now}}
+		}
+		event := func(st Setting) (OutboxEvent, error) {
+			return OutboxEvent{ChangeID: fmt.Sprint("change-", st.Seq), Partition: int(st.Seq % Partitions), Payload: []byte(fmt.Sprint(st.Seq))}, nil
+		}
+		batch := []*Write{write("01010100001", true), write("01010100002", true), write("01010100003", false)}
+		must(s.SetSettings(ctx, batch, event))
+		again := []*Write{write("01010100001", true), write("01010100002", false)}
+		must(s.SetSettings(ctx, again, event))
+		if !batch[0].Changed || !batch[1].Changed || !batch[2].Changed || again[0].Changed || !again[1].Changed {
+			t.Fatalf("changed: %v %v %v / %v %v", batch[0].Changed, batch[1].Changed, batch[2].Changed, again[0].Changed, again[1].Changed)
+		}
+		if again[1].OutboxID <= batch[2].OutboxID {
+			t.Fatalf("outbox ids %d then %d", batch[2].OutboxID, again[1].OutboxID)
+		}
+		st, err := s.GetSetting(ctx, "01010100002", def.GUID)
+		if err != nil || st.Aktiv || st.Seq != 4 || string(st.Evidence) != "" || !st.Tidspunkt.Equal(now) || st.Definition.PartKode != "P" {
+			t.Fatalf("GetSetting = %+v, %v", st, err)
+		}
+		active, err := s.ActiveForDefinition(ctx, def.GUID, 0, 10)
+		if err != nil || len(active) != 1 || active[0].Fnr != "01010100001" {
+			t.Fatalf("ActiveForDefinition = %+v, %v", active, err)
+		}
+		forPart, err := s.ActiveForPart(ctx, "01010100001", "P")
+		if err != nil || len(forPart) != 1 {
+			t.Fatalf("ActiveForPart = %+v, %v", forPart, err)
+		}
+
+		// The outbox in commit order, by id, and cleared up to an id.
+		pending, err := s.PendingOutbox(ctx, 0, 10)
+		if err != nil || len(pending) != 4 || pending[0].ChangeID != "change-1" || string(pending[3].Payload) != "4" {
+			t.Fatalf("PendingOutbox = %+v, %v", pending, err)
+		}
+		id, err := s.OutboxID(ctx, "change-2")
+		if err != nil || id != pending[1].ID {
+			t.Fatalf("OutboxID = %d, %v", id, err)
+		}
+		must(s.DeleteOutbox(ctx, id))
+		if rest, _ := s.PendingOutbox(ctx, 0, 10); len(rest) != 2 {
+			t.Fatalf("after DeleteOutbox %d events, want 2", len(rest))
+		}
+		if _, err := s.OutboxID(ctx, "change-1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("deleted event: %v", err)
+		}
+
+		// Subscriptions with their audit trail.
+		sub := Subscription{ID: "6f1c2d3e-0000-4000-8000-0000000000d1", Subscriber: "client", WebhookURL: "https://x.example/hook", XAuth: true,
+			Status: 1, CreateTime: now, Secret: "whsec_a", Filters: Filters{PartKoder: []string{"P"}}}
+		must(s.CreateSubscription(ctx, sub, auditEvent("client", "created", "")))
+		updated, err := s.UpdateSubscription(ctx, sub.ID, auditEvent(DispatcherActor, "disabled", "gone"), func(x *Subscription) error {
+			x.Status, x.StatusReason, x.PreviousSecret, x.PreviousExpire = 3, "gone", "whsec_old", now
+			return nil
+		})
+		must(err)
+		loaded, err := s.GetSubscription(ctx, sub.ID)
+		if err != nil || loaded.Status != 3 || loaded.StatusReason != "gone" || !loaded.XAuth || loaded.PreviousSecret != "whsec_old" ||
+			!loaded.PreviousExpire.Equal(now) || loaded.Filters.PartKoder[0] != "P" || updated.Secret != "whsec_a" {
+			t.Fatalf("GetSubscription = %+v, %v", loaded, err)
+		}
+		refused := errors.New("refused")
+		if _, err := s.UpdateSubscription(ctx, sub.ID, auditEvent("client", "updated", ""), func(*Subscription) error { return refused }); !errors.Is(err, refused) {
+			t.Fatalf("refused update: %v", err)
+		}
+		if list, err := s.ListSubscriptions(ctx, "client"); err != nil || len(list) != 1 {
+			t.Fatalf("ListSubscriptions = %v, %v", list, err)
+		}
+		must(s.DeleteSubscription(ctx, sub.ID, auditEvent("client", "deleted", "")))
+		if _, err := s.GetSubscription(ctx, sub.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("deleted subscription: %v", err)
+		}
+		events, err := s.SubscriptionEvents(ctx, sub.ID)
+		if err != nil || len(events) != 3 || events[1].Actor != DispatcherActor || events[1].Reason != "gone" || events[2].Action != "deleted" {
+			t.Fatalf("SubscriptionEvents = %+v, %v", events, err)
+		}
+
+		key1, err := s.Key(ctx, "k", func() []byte { return []byte{1, 2} })
+		must(err)
+		key2, err := s.Key(ctx, "k", func() []byte { return []byte{3} })
+		if err != nil || string(key1) != string(key2) {
+			t.Fatalf("Key: %v then %v, %v", key1, key2, err)
+		}
+	})
+}
