@@ -11,7 +11,7 @@ import (
 )
 
 // migrations is the STS schema.
-var migrations = []string{`
+var migrations = store.Migrations{SQLite: []string{`
 CREATE TABLE signing_keys (
 	kid              TEXT PRIMARY KEY,
 	use              TEXT NOT NULL,
@@ -38,7 +38,34 @@ CREATE TABLE client_revocations (
 	client_id      TEXT PRIMARY KEY,
 	revoke_time_ms INTEGER NOT NULL
 );
-`}
+`}, Postgres: []string{`
+CREATE TABLE signing_keys (
+	kid              TEXT PRIMARY KEY,
+	use              TEXT NOT NULL,
+	alg              TEXT NOT NULL,
+	sealed           BYTEA NOT NULL,
+	create_time_ms   BIGINT NOT NULL,
+	activate_time_ms BIGINT NOT NULL,
+	retire_time_ms   BIGINT NOT NULL
+);
+CREATE TABLE token_references (
+	selector            BYTEA PRIMARY KEY,
+	verifier_hash       BYTEA NOT NULL,
+	jti                 TEXT NOT NULL,
+	client_id           TEXT NOT NULL,
+	client_name         TEXT NOT NULL,
+	scopes              TEXT NOT NULL,
+	audiences           TEXT NOT NULL,
+	organisation_number TEXT NOT NULL,
+	issue_time          BIGINT NOT NULL,
+	expire_time         BIGINT NOT NULL,
+	revoke_time         BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE client_revocations (
+	client_id      TEXT PRIMARY KEY,
+	revoke_time_ms BIGINT NOT NULL
+);
+`}}
 
 // reference is the server-side record behind a ref_token handle (see handle.go): its selector and the
 // hash of its verifier, never the handle itself.

@@ -1,0 +1,94 @@
+package sts
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hnsec/hnsec/pkg/store"
+	"github.com/hnsec/hnsec/pkg/store/storetest"
+)
+
+// The STS store's contract, on SQLite and (with HNSEC_TEST_DATABASE_URL) PostgreSQL.
+func TestStoreContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		db, err := store.Open(ctx, cfg, "sts", migrations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		s := &sqlStore{db: db}
+		now := time.Now().UTC().Truncate(time.Second)
+
+		// Keys: what fn adds is stored, what it names is removed, in one transaction.
+		k := func(id string, activate time.Duration) storedKey {
+			return storedKey{ID: id, Use: "sig", Alg: "RS256", Sealed: []byte("sealed-" + id), CreateTime: now.Truncate(time.Millisecond),
+				ActivateTime: now.Add(activate).Truncate(time.Millisecond), RetireTime: time.UnixMilli(0)}
+		}
+		keys, err := s.RotateKeys(ctx, func([]storedKey) ([]storedKey, []string, error) {
+			return []storedKey{k("a", 0), k("b", time.Hour)}, nil, nil
+		})
+		if err != nil || len(keys) != 2 || keys[0].ID != "b" || string(keys[1].Sealed) != "sealed-a" {
+			t.Fatalf("RotateKeys = %+v, %v", keys, err)
+		}
+		keys, err = s.RotateKeys(ctx, func(old []storedKey) ([]storedKey, []string, error) {
+			return []storedKey{k("c", 2*time.Hour)}, []string{"a"}, nil
+		})
+		if err != nil || len(keys) != 2 || keys[0].ID != "c" || keys[1].ID != "b" {
+			t.Fatalf("second RotateKeys = %+v, %v", keys, err)
+		}
+		refused := errors.New("refused")
+		if _, err := s.RotateKeys(ctx, func([]storedKey) ([]storedKey, []string, error) { return nil, []string{"b"}, refused }); !errors.Is(err, refused) {
+			t.Fatalf("refused rotation: %v", err)
+		}
+
+		// References: stored in one go, found by selector, revoked once, deleted after expiry.
+		var refs []reference
+		for range 3 {
+			_, sel, hash := newHandle()
+			refs = append(refs, reference{Selector: sel, VerifierHash: hash, JTI: "j", ClientID: "c1", ClientName: "C", Scopes: []string{"s1", "s2"},
+				Audiences: []string{"api"}, OrganisationNumber: "971000007", IssueTime: now, ExpireTime: now.Add(time.Minute)})
+		}
+		refs[2].ExpireTime = now.Add(-time.Minute)
+		if err := s.InsertReferences(ctx, refs); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Reference(ctx, refs[0].Selector)
+		if err != nil || !slices.Equal(got.Scopes, refs[0].Scopes) || string(got.VerifierHash) != string(refs[0].VerifierHash) ||
+			!got.ExpireTime.Equal(refs[0].ExpireTime) || !got.RevokeTime.IsZero() {
+			t.Fatalf("Reference = %+v, %v", got, err)
+		}
+		if _, err := s.Reference(ctx, []byte("nope")); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown reference: %v", err)
+		}
+		if ok, err := s.RevokeReference(ctx, refs[0].Selector, now); !ok || err != nil {
+			t.Fatalf("first revocation: %t, %v", ok, err)
+		}
+		if ok, err := s.RevokeReference(ctx, refs[0].Selector, now.Add(time.Second)); ok || err != nil {
+			t.Fatalf("second revocation: %t, %v", ok, err)
+		}
+		if got, _ := s.Reference(ctx, refs[0].Selector); !got.RevokeTime.Equal(now) {
+			t.Fatalf("revoke time %s, want %s", got.RevokeTime, now)
+		}
+		n, err := s.DeleteExpired(ctx, now.Add(time.Hour), now)
+		if err != nil || n != 1 {
+			t.Fatalf("DeleteExpired = %d, %v; want 1", n, err)
+		}
+
+		// Client-wide revocation time, replaced by a later one.
+		if at, err := s.ClientRevokeTime(ctx, "c1"); err != nil || !at.IsZero() {
+			t.Fatalf("ClientRevokeTime before = %s, %v", at, err)
+		}
+		for _, at := range []time.Time{now, now.Add(time.Minute)} {
+			if err := s.RevokeClientTokens(ctx, "c1", at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if at, err := s.ClientRevokeTime(ctx, "c1"); err != nil || !at.Equal(now.Add(time.Minute)) {
+			t.Fatalf("ClientRevokeTime = %s, %v", at, err)
+		}
+	})
+}
