@@ -48,8 +48,12 @@ lint: tools ## buf lint, gofmt and go vet
 	$(GO) vet $(PKGS)
 
 .PHONY: test
-test: ## run every test (fuzz seed corpora included)
+test: ## run every test (fuzz seed corpora included); with HNSEC_TEST_DATABASE_URL also on PostgreSQL
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+	@if [ -n "$$HNSEC_TEST_DATABASE_URL" ]; then \
+		echo "end-to-end tests again, every in-process server on PostgreSQL"; \
+		HNSEC_TEST_E2E_POSTGRES=1 $(GO) test -count=1 -timeout 20m ./services/hnsec; \
+	fi
 
 .PHONY: fuzz
 fuzz: ## fuzz the request parsers for FUZZTIME each (default 30s)

@@ -70,10 +70,28 @@ type DB struct {
 
 // Open opens (creating if needed) the database of the service called name and applies migrations in order.
 func Open(ctx context.Context, cfg Config, name string, migrations Migrations) (*DB, error) {
+	list := migrations.SQLite
 	if cfg.DatabaseURL != "" {
 		if len(migrations.Postgres) != len(migrations.SQLite) {
 			return nil, fmt.Errorf("the %s store has no PostgreSQL schema yet: run it on SQLite", name)
 		}
+		list = migrations.Postgres
+	}
+	db, err := Attach(ctx, cfg, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.migrate(ctx, name, list); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("migrate %s: %w", name, err)
+	}
+	return db, nil
+}
+
+// Attach opens the database of the service called name as it is, without migrating it (tools and tests
+// that look into a service's tables use it).
+func Attach(ctx context.Context, cfg Config, name string) (*DB, error) {
+	if cfg.DatabaseURL != "" {
 		if cfg.MaxConns == 0 {
 			cfg.MaxConns = 16
 		}
@@ -81,12 +99,7 @@ func Open(ctx context.Context, cfg Config, name string, migrations Migrations) (
 		if err != nil {
 			return nil, err
 		}
-		db := &DB{Read: pool, Write: pool, Dialect: Postgres}
-		if err := db.migrate(ctx, name, migrations.Postgres); err != nil {
-			_ = pool.Close()
-			return nil, fmt.Errorf("migrate %s: %w", name, err)
-		}
-		return db, nil
+		return &DB{Read: pool, Write: pool, Dialect: Postgres}, nil
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -108,9 +121,10 @@ func Open(ctx context.Context, cfg Config, name string, migrations Migrations) (
 	}
 	write.SetMaxOpenConns(1)
 	db := &DB{Read: read, Write: write}
-	if err := db.migrate(ctx, name, migrations.SQLite); err != nil {
+	// Create the file now so its mode can be set before anything is written to it.
+	if err := write.PingContext(ctx); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("migrate %s: %w", name, err)
+		return nil, err
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		_ = db.Close()

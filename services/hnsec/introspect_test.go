@@ -1,7 +1,6 @@
 package main
 
 import (
-	"database/sql"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -103,9 +102,7 @@ func TestIntrospectUnknownReferenceBlockedAndDeletedClient(t *testing.T) {
 	gone, kept := s.token(), s.token()
 
 	// A reference that is no longer stored (as after cleanup) makes its token inactive.
-	db, err := sql.Open("sqlite", filepath.Join(s.cfg.DataDir, "sts.db"))
-	require.NoError(t, err)
-	defer db.Close()
+	db := s.serviceDB("sts")
 	res, err := db.Exec(`DELETE FROM token_references WHERE jti = ?`, jwtPart(t, gone, 1)["jti"])
 	require.NoError(t, err)
 	n, err := res.RowsAffected()

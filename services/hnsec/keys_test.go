@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"encoding/base64"
 	"net/http"
 	"os"
@@ -167,9 +166,7 @@ func TestKeyRingIsSealedUnderTheKEK(t *testing.T) {
 	sealer, err := seal.New(kek)
 	require.NoError(t, err)
 
-	db, err := sql.Open("sqlite", filepath.Join(s.cfg.DataDir, "sts.db"))
-	require.NoError(t, err)
-	defer db.Close()
+	db := s.serviceDB("sts")
 	rows, err := db.Query(`SELECT kid, sealed FROM signing_keys`)
 	require.NoError(t, err)
 	n := 0

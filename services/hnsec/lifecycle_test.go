@@ -53,7 +53,11 @@ func TestRestartKeepsClientsKeysAndReferences(t *testing.T) {
 
 func TestDataFilesArePrivate(t *testing.T) {
 	s := newTestServer(t)
-	for _, f := range []string{registry.OperatorFile, registry.DevClientFile, registry.DevAPIFile, "kek", "sts.db", "registry.db"} {
+	files := []string{registry.OperatorFile, registry.DevClientFile, registry.DevAPIFile, "kek"}
+	if s.cfg.DatabaseURL == "" {
+		files = append(files, "sts.db", "registry.db", "pvk.db", "dispatcher.db")
+	}
+	for _, f := range files {
 		st, err := os.Stat(filepath.Join(s.cfg.DataDir, f))
 		require.NoError(t, err)
 		require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), f)

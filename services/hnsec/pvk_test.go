@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -140,9 +138,7 @@ func TestPVKSetCheckAndFetch(t *testing.T) {
 			require.Equal(t, events[0].Subject(), m.Subject(), "one citizen, one partition")
 		}
 	}
-	db, err := sql.Open("sqlite", filepath.Join(s.cfg.DataDir, "pvk.db"))
-	require.NoError(t, err)
-	defer db.Close()
+	db := s.serviceDB("pvk")
 	require.EventuallyWithT(t, func(c *assertCollect) {
 		var rows int
 		require.NoError(c, db.QueryRow(`SELECT COUNT(*) FROM outbox`).Scan(&rows))

@@ -46,26 +46,30 @@ import (
 
 // serveConfig is the configuration of `hnsec serve`: the process's own flags and each service's.
 type serveConfig struct {
-	HTTPAddr               string
-	GRPCAddr               string
-	PeerAddr               string
-	DataDir                string
-	DatabaseURL            string
-	NATSURL                string
-	NATSListen             string
-	NATSSync               natsbus.Sync
-	Services               string
-	Dev                    bool
-	LogLevel               string
-	DebugAddr              string
-	IntrospectionCacheAge  time.Duration
-	KEKFile                string
-	InternalCredentialFile string
-	ClientAuth             clientauth.Config
-	Registry               registry.Config
-	PVK                    pvk.Config
-	Dispatcher             dispatcher.Config
-	STS                    sts.Config
+	HTTPAddr    string
+	GRPCAddr    string
+	PeerAddr    string
+	DataDir     string
+	DatabaseURL string
+	NATSURL     string
+	NATSListen  string
+	NATSSync    natsbus.Sync
+	// DatabaseSchemaPrefix, DatabaseStatementTimeout and DatabaseMaxConns tune PostgreSQL.
+	DatabaseSchemaPrefix     string
+	DatabaseStatementTimeout time.Duration
+	DatabaseMaxConns         int
+	Services                 string
+	Dev                      bool
+	LogLevel                 string
+	DebugAddr                string
+	IntrospectionCacheAge    time.Duration
+	KEKFile                  string
+	InternalCredentialFile   string
+	ClientAuth               clientauth.Config
+	Registry                 registry.Config
+	PVK                      pvk.Config
+	Dispatcher               dispatcher.Config
+	STS                      sts.Config
 }
 
 func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
@@ -73,7 +77,10 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "gRPC listen address")
 	fs.StringVar(&c.PeerAddr, "peer-addr", "", "gRPC address of the services this process does not run (default: this process)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "data directory (SQLite files, embedded NATS store, credentials)")
-	fs.StringVar(&c.DatabaseURL, "database-url", "", "external database URL (default: embedded SQLite in --data-dir)")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL, postgres://... (default: embedded SQLite in --data-dir)")
+	fs.StringVar(&c.DatabaseSchemaPrefix, "database-schema-prefix", "", "prefix of each service's PostgreSQL schema (several deployments in one database)")
+	fs.DurationVar(&c.DatabaseStatementTimeout, "database-statement-timeout", 30*time.Second, "PostgreSQL statement timeout")
+	fs.IntVar(&c.DatabaseMaxConns, "database-max-conns", 16, "PostgreSQL connections per service")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS URL (default: embedded NATS with an in-process connection)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "let other processes use the embedded NATS on this host:port (default: in-process only)")
 	c.NATSSync = natsbus.Sync(time.Second)
@@ -290,8 +297,12 @@ func (a *app) internalCredential() (string, error) {
 	return credential, nil
 }
 
-func (a *app) storeConfig() store.Config {
-	return store.Config{DataDir: a.cfg.DataDir, DatabaseURL: a.cfg.DatabaseURL}
+func (a *app) storeConfig() store.Config { return storeConfigOf(a.cfg) }
+
+// storeConfigOf is where the services' databases are.
+func storeConfigOf(c serveConfig) store.Config {
+	return store.Config{DataDir: c.DataDir, DatabaseURL: c.DatabaseURL, SchemaPrefix: c.DatabaseSchemaPrefix,
+		StatementTimeout: c.DatabaseStatementTimeout, MaxConns: c.DatabaseMaxConns}
 }
 
 func (a *app) initRegistry(ctx context.Context) error {

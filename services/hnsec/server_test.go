@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
@@ -23,6 +24,8 @@ import (
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/grpcx"
 	"github.com/hnsec/hnsec/pkg/obs"
+	"github.com/hnsec/hnsec/pkg/store"
+	"github.com/hnsec/hnsec/pkg/store/storetest"
 	"github.com/hnsec/hnsec/services/registry"
 )
 
@@ -59,12 +62,41 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// envE2EPostgres, set with HNSEC_TEST_DATABASE_URL, runs every end-to-end test on PostgreSQL.
+const envE2EPostgres = "HNSEC_TEST_E2E_POSTGRES"
+
+// usePostgres points cfg at schemas of its own in the PostgreSQL of HNSEC_TEST_DATABASE_URL; the test is
+// skipped without one.
+func usePostgres(t *testing.T, cfg *serveConfig) {
+	for _, b := range storetest.Backends() {
+		if b.Name == "postgres" {
+			sc := b.Config(t)
+			cfg.DatabaseURL, cfg.DatabaseSchemaPrefix, cfg.DatabaseMaxConns = sc.DatabaseURL, sc.SchemaPrefix, sc.MaxConns
+			return
+		}
+	}
+	t.Skip("no PostgreSQL: set " + storetest.EnvDatabaseURL)
+}
+
+// serviceDB opens a service's database as the server has it (SQLite file or PostgreSQL schema), for tests
+// that look into its tables; it is closed when the test ends.
+func (s *testServer) serviceDB(name string) *sql.DB {
+	s.t.Helper()
+	db, err := store.Attach(context.Background(), storeConfigOf(s.cfg), name)
+	require.NoError(s.t, err)
+	s.t.Cleanup(func() { _ = db.Close() })
+	return db.Write
+}
+
 // newTestServer starts a dev-mode server on a fresh data directory; mods adjust the configuration.
 func newTestServer(t *testing.T, mods ...func(*serveConfig)) *testServer {
 	t.Helper()
 	var cfg serveConfig
 	cfg.registerFlags(flag.NewFlagSet("test", flag.ContinueOnError)) // the flag defaults
 	cfg.HTTPAddr, cfg.GRPCAddr, cfg.DataDir, cfg.Dev, cfg.LogLevel = "127.0.0.1:0", "127.0.0.1:0", t.TempDir(), true, "debug"
+	if os.Getenv(envE2EPostgres) != "" {
+		usePostgres(t, &cfg)
+	}
 	for _, m := range mods {
 		m(&cfg)
 	}
