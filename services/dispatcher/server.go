@@ -63,7 +63,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := store.Open(ctx, storeCfg, "dispatcher", migrations)
+	db, err := store.Open(ctx, storeCfg, "dispatcher", Migrations)
 	if err != nil {
 		return nil, nil, err
 	}

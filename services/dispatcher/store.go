@@ -8,8 +8,8 @@ import (
 	"github.com/hnsec/hnsec/pkg/store"
 )
 
-// migrations of the dispatcher's database (append only), for SQLite and PostgreSQL.
-var migrations = store.Migrations{SQLite: []string{`
+// Migrations is the dispatcher store's schema (append only), for SQLite and PostgreSQL.
+var Migrations = store.Migrations{SQLite: []string{`
 CREATE TABLE parked (
 	subscription_id  TEXT NOT NULL,
 	change_id        TEXT NOT NULL,

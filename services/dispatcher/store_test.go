@@ -16,7 +16,7 @@ import (
 func TestStoreContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, cfg store.Config) {
 		ctx := context.Background()
-		db, err := store.Open(ctx, cfg, "dispatcher", migrations)
+		db, err := store.Open(ctx, cfg, "dispatcher", Migrations)
 		if err != nil {
 			t.Fatal(err)
 		}

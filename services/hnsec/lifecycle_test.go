@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,7 +17,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hnsec/hnsec/services/dispatcher"
+	"github.com/hnsec/hnsec/services/pvk"
 	"github.com/hnsec/hnsec/services/registry"
+	"github.com/hnsec/hnsec/services/sts"
 )
 
 // admin runs `hnsec admin ARGS` against s and returns what it printed.
@@ -235,4 +240,31 @@ func TestGracefulShutdownLosesNoIssuedToken(t *testing.T) {
 		require.NoError(t, err)
 	}
 	t.Logf("%d tokens issued around the shutdown, all resolvable after restart", len(tokens))
+}
+
+func TestMigrateCommand(t *testing.T) {
+	tests := []struct {
+		name string
+		args func(t *testing.T) []string
+	}{
+		{"sqlite", func(t *testing.T) []string { return []string{"--data-dir", t.TempDir()} }},
+		{"postgres", func(t *testing.T) []string {
+			var cfg serveConfig
+			usePostgres(t, &cfg)
+			return []string{"--database-url", cfg.DatabaseURL, "--database-schema-prefix", cfg.DatabaseSchemaPrefix}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args(t)
+			for range 2 { // the second run finds everything migrated
+				var out bytes.Buffer
+				require.NoError(t, rootCommand(&out).ParseAndRun(context.Background(), append([]string{"migrate"}, args...)))
+				require.Equal(t, fmt.Sprintf("registry: schema version %d\nsts: schema version %d\npvk: schema version %d\ndispatcher: schema version %d\n",
+					len(registry.Migrations.SQLite), len(sts.Migrations.SQLite), len(pvk.Migrations.SQLite), len(dispatcher.Migrations.SQLite)), out.String())
+			}
+			err := rootCommand(io.Discard).ParseAndRun(context.Background(), append([]string{"migrate", "--services", "billing"}, args...))
+			require.EqualError(t, err, `--services: unknown database "billing" (want dispatcher, pvk, registry, sts)`)
+		})
+	}
 }

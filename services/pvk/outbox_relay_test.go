@@ -44,7 +44,7 @@ func TestRelayResume(t *testing.T) {
 			if err := ensureStream(ctx, js, Config{StreamReplicas: 1, StreamMaxAge: time.Hour, DuplicateWindow: 100 * time.Millisecond}); err != nil {
 				t.Fatal(err)
 			}
-			db, err := store.Open(ctx, store.Config{DataDir: dir}, "pvk", migrations)
+			db, err := store.Open(ctx, store.Config{DataDir: dir}, "pvk", Migrations)
 			if err != nil {
 				t.Fatal(err)
 			}

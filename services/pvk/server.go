@@ -71,7 +71,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 	if err := ensureStream(ctx, js, cfg); err != nil {
 		return nil, nil, err
 	}
-	db, err := store.Open(ctx, storeCfg, "pvk", migrations)
+	db, err := store.Open(ctx, storeCfg, "pvk", Migrations)
 	if err != nil {
 		return nil, nil, err
 	}

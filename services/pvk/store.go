@@ -10,8 +10,8 @@ import (
 	"github.com/hnsec/hnsec/pkg/store"
 )
 
-// migrations is PVK's schema (append only), for SQLite and PostgreSQL.
-var migrations = store.Migrations{SQLite: sqliteMigrations, Postgres: postgresMigrations}
+// Migrations is the pvk store's schema (append only), for SQLite and PostgreSQL.
+var Migrations = store.Migrations{SQLite: sqliteMigrations, Postgres: postgresMigrations}
 
 var sqliteMigrations = []string{`
 CREATE TABLE settings_kv (

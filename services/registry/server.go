@@ -50,7 +50,7 @@ var _ registryv1.ClientRegistryServiceServer = (*Server)(nil)
 // Open migrates the registry database and returns the server. nc receives change events; sts resolves
 // admin callers' access tokens.
 func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn, sts stsv1.TokenServiceClient, log *slog.Logger) (*Server, *store.DB, error) {
-	db, err := store.Open(ctx, storeCfg, "registry", migrations)
+	db, err := store.Open(ctx, storeCfg, "registry", Migrations)
 	if err != nil {
 		return nil, nil, err
 	}

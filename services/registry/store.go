@@ -13,8 +13,8 @@ import (
 	"github.com/hnsec/hnsec/pkg/store"
 )
 
-// migrations is the registry's schema, one statement batch per version.
-var migrations = store.Migrations{SQLite: sqliteMigrations, Postgres: postgresMigrations}
+// Migrations is the registry store's schema (append only), for SQLite and PostgreSQL.
+var Migrations = store.Migrations{SQLite: sqliteMigrations, Postgres: postgresMigrations}
 
 var sqliteMigrations = []string{`
 CREATE TABLE settings (

@@ -48,7 +48,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, sealer *seal.S
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
 	}
-	db, err := store.Open(ctx, storeCfg, "sts", migrations)
+	db, err := store.Open(ctx, storeCfg, "sts", Migrations)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -10,8 +10,8 @@ import (
 	"github.com/hnsec/hnsec/pkg/store"
 )
 
-// migrations is the STS schema.
-var migrations = store.Migrations{SQLite: []string{`
+// Migrations is the sts store's schema (append only), for SQLite and PostgreSQL.
+var Migrations = store.Migrations{SQLite: []string{`
 CREATE TABLE signing_keys (
 	kid              TEXT PRIMARY KEY,
 	use              TEXT NOT NULL,

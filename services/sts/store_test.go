@@ -15,7 +15,7 @@ import (
 func TestStoreContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, cfg store.Config) {
 		ctx := context.Background()
-		db, err := store.Open(ctx, cfg, "sts", migrations)
+		db, err := store.Open(ctx, cfg, "sts", Migrations)
 		if err != nil {
 			t.Fatal(err)
 		}
