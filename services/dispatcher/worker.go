@@ -157,9 +157,12 @@ func (w *worker) recover(ctx context.Context, info *jetstream.ConsumerInfo) erro
 			return err
 		}
 		w.mu.Lock()
+		_, inLane := w.held[seq] // attached again after an error: still in its lane
 		w.recovered[seq] = true
 		w.mu.Unlock()
-		w.enqueue(ctx, seq, nil, raw.Data)
+		if !inLane {
+			w.enqueue(ctx, seq, nil, raw.Data)
+		}
 	}
 	return nil
 }
