@@ -6,11 +6,10 @@ import (
 	"flag"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/loop"
+	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/publicurl"
 )
 
@@ -96,8 +95,8 @@ func (a *Authenticator) check(ctx context.Context, creds Credentials) (*registry
 }
 
 // Run follows registry change events and sweeps expired state every minute until ctx ends.
-func (a *Authenticator) Run(ctx context.Context, nc *nats.Conn) error {
-	stop, err := a.cache.Follow(nc)
+func (a *Authenticator) Run(ctx context.Context, bus *natsbus.Bus) error {
+	stop, err := a.cache.Follow(bus)
 	if err != nil {
 		return err
 	}

@@ -193,8 +193,8 @@ func (c *Cache) Sweep(now time.Time) {
 }
 
 // Follow drops cached clients when the registry announces a change, until the returned stop is called.
-func (c *Cache) Follow(nc *nats.Conn) (stop func(), err error) {
-	sub, err := nc.Subscribe(natsbus.SubjectClientChanged, func(m *nats.Msg) { c.Drop(string(m.Data)) })
+func (c *Cache) Follow(bus *natsbus.Bus) (stop func(), err error) {
+	sub, err := bus.Conn.Subscribe(bus.Subject(natsbus.SubjectClientChanged), func(m *nats.Msg) { c.Drop(string(m.Data)) })
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,9 @@ type Config struct {
 	Listen string
 	// Sync is when the embedded server's JetStream writes reach the disk.
 	Sync Sync
+	// Namespace, when set, prefixes every subject, stream and bucket, so several deployments (or test
+	// runs) share one NATS server without seeing each other.
+	Namespace string
 }
 
 // Sync is when JetStream writes reach the disk: 0 syncs each write before acknowledging it, a positive
@@ -60,18 +63,39 @@ func (s *Sync) Set(v string) error {
 // Bus is a NATS connection, and the embedded server behind it when there is one.
 type Bus struct {
 	// Conn is the connection every service shares.
-	Conn   *nats.Conn
-	server *server.Server
+	Conn *nats.Conn
+	// Namespace prefixes subjects, streams and buckets (see Config).
+	Namespace string
+	server    *server.Server
+}
+
+// Subject is a subject in the bus's namespace: "<namespace>.<subject>".
+func (b *Bus) Subject(subject string) string {
+	if b.Namespace == "" {
+		return subject
+	}
+	return b.Namespace + "." + subject
+}
+
+// Name is a stream, consumer or bucket name in the bus's namespace: "<namespace>_<name>".
+func (b *Bus) Name(name string) string {
+	if b.Namespace == "" {
+		return name
+	}
+	return b.Namespace + "_" + name
 }
 
 // Open starts or connects to NATS.
 func Open(cfg Config) (*Bus, error) {
+	if !validNamespace(cfg.Namespace) {
+		return nil, fmt.Errorf("nats namespace %q: use letters, digits, - and _", cfg.Namespace)
+	}
 	if cfg.URL != "" {
 		nc, err := nats.Connect(cfg.URL, nats.Name(cfg.Name), nats.MaxReconnects(-1))
 		if err != nil {
 			return nil, fmt.Errorf("nats %s: %w", cfg.URL, err)
 		}
-		return &Bus{Conn: nc}, nil
+		return &Bus{Conn: nc, Namespace: cfg.Namespace}, nil
 	}
 	opts := &server.Options{
 		ServerName: "hnsec-embedded",
@@ -112,7 +136,7 @@ func Open(cfg Config) (*Bus, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded nats connect: %w", err)
 	}
-	return &Bus{Conn: nc, server: ns}, nil
+	return &Bus{Conn: nc, Namespace: cfg.Namespace, server: ns}, nil
 }
 
 // ClientURL is the embedded server's client URL when it listens, else "".
@@ -134,4 +158,14 @@ func (b *Bus) Close() error {
 		b.server.WaitForShutdown()
 	}
 	return err
+}
+
+// validNamespace admits names usable both in subjects and in stream and bucket names.
+func validNamespace(ns string) bool {
+	for _, c := range ns {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return len(ns) <= 32
 }

@@ -25,8 +25,8 @@ type leases struct {
 
 // openLeases opens the bucket for the replica me. A replica keeps its id across restarts (it is stored in
 // its database), so after a crash it takes its leases back at once instead of waiting for them to lapse.
-func openLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int, me string) (*leases, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: leaseBucket, TTL: ttl, Replicas: replicas,
+func openLeases(ctx context.Context, js jetstream.JetStream, bucket string, ttl time.Duration, replicas int, me string) (*leases, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, TTL: ttl, Replicas: replicas,
 		Storage: jetstream.FileStorage})
 	if err != nil {
 		return nil, fmt.Errorf("dispatcher lease bucket: %w", err)

@@ -31,6 +31,7 @@ type Server struct {
 	cfg        Config
 	store      *sqlStore
 	js         jetstream.JetStream
+	bus        *natsbus.Bus
 	pvk        pvkv1.SubscriptionsServiceClient
 	tokens     *tokenCache
 	sender     *sender
@@ -50,7 +51,7 @@ var _ dispatcherv1.DeliveriesServiceServer = (*Server)(nil)
 
 // Open migrates the dispatcher's database and returns the server; Run delivers. pvk must present the
 // internal credential (ListWebhookTargets and DisableSubscription are internal), sts too (IssueSystemToken).
-func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn, pvk pvkv1.SubscriptionsServiceClient,
+func Open(ctx context.Context, cfg Config, storeCfg store.Config, bus *natsbus.Bus, pvk pvkv1.SubscriptionsServiceClient,
 	sts stsv1.TokenServiceClient, reg prometheus.Registerer, log *slog.Logger) (*Server, *store.DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
@@ -59,7 +60,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(bus.Conn)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -67,12 +68,12 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 	if err != nil {
 		return nil, nil, err
 	}
-	s := &Server{cfg: cfg, store: &sqlStore{db: db}, js: js, pvk: pvk, tokens: newTokenCache(sts),
+	s := &Server{cfg: cfg, store: &sqlStore{db: db}, js: js, bus: bus, pvk: pvk, tokens: newTokenCache(sts),
 		sender:  newSender(ssrf.Policy{AllowNetworks: nets, AllowHTTPHosts: cfg.AllowHTTPHosts}, cfg.Timeout),
 		metrics: newMetrics(reg), log: log, wake: make(chan struct{}, 1), workers: map[string]*worker{}}
 	me, err := db.Setting(ctx, "replica_id", func() []byte { return []byte(guid.New()) })
 	if err == nil {
-		s.leases, err = openLeases(ctx, js, cfg.LeaseTTL, max(1, cfg.Replicas), string(me))
+		s.leases, err = openLeases(ctx, js, bus.Name(leaseBucket), cfg.LeaseTTL, max(1, cfg.Replicas), string(me))
 	}
 	if err != nil {
 		_ = db.Close()
@@ -85,7 +86,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 // Run delivers until ctx ends: it follows PVK's webhook subscriptions (on each change event, and every few
 // seconds), runs a worker for each active one, and keeps the delivery log.
 func (s *Server) Run(ctx context.Context) error {
-	sub, err := s.js.Conn().Subscribe(natsbus.SubjectSubscriptionChanged, func(*nats.Msg) {
+	sub, err := s.bus.Conn.Subscribe(s.bus.Subject(natsbus.SubjectSubscriptionChanged), func(*nats.Msg) {
 		select {
 		case s.wake <- struct{}{}:
 		default:

@@ -54,6 +54,8 @@ type serveConfig struct {
 	NATSURL     string
 	NATSListen  string
 	NATSSync    natsbus.Sync
+	// NATSNamespace prefixes subjects, streams and buckets (--nats-namespace).
+	NATSNamespace string
 	// DatabaseSchemaPrefix, DatabaseStatementTimeout and DatabaseMaxConns tune PostgreSQL.
 	DatabaseSchemaPrefix     string
 	DatabaseStatementTimeout time.Duration
@@ -83,6 +85,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.DatabaseMaxConns, "database-max-conns", 16, "PostgreSQL connections per service")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS URL (default: embedded NATS with an in-process connection)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "let other processes use the embedded NATS on this host:port (default: in-process only)")
+	fs.StringVar(&c.NATSNamespace, "nats-namespace", "", "prefix of every NATS subject, stream and bucket, so several deployments share one NATS")
 	c.NATSSync = natsbus.Sync(time.Second)
 	fs.Var(&c.NATSSync, "nats-sync", "when JetStream writes reach the disk: always (before each acknowledgement) or the interval of background syncs; with --nats-url, the server's own setting (PVK keeps published changes in its outbox until then)")
 	fs.StringVar(&c.Services, "services", "all", "services to run: all, or a comma-separated subset of "+strings.Join(serviceNames, ","))
@@ -224,7 +227,8 @@ func startOrder(services string) ([]string, error) {
 }
 
 func (a *app) initNATS(context.Context) error {
-	bus, err := natsbus.Open(natsbus.Config{URL: a.cfg.NATSURL, DataDir: a.cfg.DataDir, Name: "hnsec", Listen: a.cfg.NATSListen, Sync: a.cfg.NATSSync})
+	bus, err := natsbus.Open(natsbus.Config{URL: a.cfg.NATSURL, DataDir: a.cfg.DataDir, Name: "hnsec", Listen: a.cfg.NATSListen, Sync: a.cfg.NATSSync,
+		Namespace: a.cfg.NATSNamespace})
 	if err != nil {
 		return err
 	}
@@ -306,7 +310,7 @@ func storeConfigOf(c serveConfig) store.Config {
 }
 
 func (a *app) initRegistry(ctx context.Context) error {
-	srv, db, err := registry.Open(ctx, a.cfg.Registry, a.storeConfig(), a.bus.Conn, stsv1.NewTokenServiceClient(a.conn), a.log.With("service", "registry"))
+	srv, db, err := registry.Open(ctx, a.cfg.Registry, a.storeConfig(), a.bus, stsv1.NewTokenServiceClient(a.conn), a.log.With("service", "registry"))
 	if err != nil {
 		return err
 	}
@@ -325,7 +329,7 @@ func (a *app) initClientAuth(ctx context.Context) error {
 	cfg := a.cfg.ClientAuth
 	cfg.Issuer, cfg.PublicURL = a.cfg.STS.Issuer, a.cfg.STS.PublicURL
 	a.clients = clientauth.New(cfg, registryv1.NewClientRegistryServiceClient(a.conn))
-	a.addLoop(ctx, func(ctx context.Context) error { return a.clients.Run(ctx, a.bus.Conn) })
+	a.addLoop(ctx, func(ctx context.Context) error { return a.clients.Run(ctx, a.bus) })
 	return nil
 }
 
@@ -357,7 +361,7 @@ func (a *app) initSTS(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv, db, err := sts.Open(ctx, a.cfg.STS, a.storeConfig(), sealer, a.bus.Conn, a.clients, a.metrics, a.log.With("service", "sts"))
+	srv, db, err := sts.Open(ctx, a.cfg.STS, a.storeConfig(), sealer, a.bus, a.clients, a.metrics, a.log.With("service", "sts"))
 	if err != nil {
 		return err
 	}
@@ -370,7 +374,7 @@ func (a *app) initSTS(ctx context.Context) error {
 
 func (a *app) initIntrospection(ctx context.Context) error {
 	srv := introspection.New(a.clients, stsv1.NewTokenServiceClient(a.conn), registryv1.NewClientRegistryServiceClient(a.conn),
-		a.bus.Conn, a.internal.IsInternal, a.cfg.IntrospectionCacheAge, a.metrics, a.log.With("service", "introspection"))
+		a.bus, a.internal.IsInternal, a.cfg.IntrospectionCacheAge, a.metrics, a.log.With("service", "introspection"))
 	introspectionv1.RegisterIntrospectionServiceServer(a.register, srv)
 	a.addLoop(ctx, srv.Run)
 	return nil
@@ -379,7 +383,7 @@ func (a *app) initIntrospection(ctx context.Context) error {
 func (a *app) initDispatcher(ctx context.Context) error {
 	cfg := a.cfg.Dispatcher
 	cfg.AllowCIDRs, cfg.AllowHTTPHosts, cfg.Replicas = a.cfg.PVK.WebhookAllowCIDRs, a.cfg.PVK.WebhookAllowHTTPHosts, a.cfg.PVK.StreamReplicas
-	srv, db, err := dispatcher.Open(ctx, cfg, a.storeConfig(), a.bus.Conn, pvkv1.NewSubscriptionsServiceClient(a.conn),
+	srv, db, err := dispatcher.Open(ctx, cfg, a.storeConfig(), a.bus, pvkv1.NewSubscriptionsServiceClient(a.conn),
 		stsv1.NewTokenServiceClient(a.conn), a.metrics, a.log.With("service", "dispatcher"))
 	if err != nil {
 		return err
@@ -395,7 +399,7 @@ func (a *app) initPVK(ctx context.Context) error {
 	if a.cfg.NATSSync > 0 {
 		pvkCfg.OutboxRetention = 2*time.Duration(a.cfg.NATSSync) + time.Second
 	}
-	srv, db, err := pvk.Open(ctx, pvkCfg, a.storeConfig(), a.bus.Conn, introspectionv1.NewIntrospectionServiceClient(a.conn),
+	srv, db, err := pvk.Open(ctx, pvkCfg, a.storeConfig(), a.bus, introspectionv1.NewIntrospectionServiceClient(a.conn),
 		stsv1.NewTokenServiceClient(a.conn), "urn:hnsec:pvk:"+a.cfg.STS.Issuer, a.metrics, a.log.With("service", "pvk"))
 	if err != nil {
 		return err

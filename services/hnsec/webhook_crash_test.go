@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +21,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+
+	"github.com/hnsec/hnsec/services/pvk"
 )
 
 // webhookChildArgs let a child server's webhooks call loopback over http and retry within milliseconds.
@@ -278,4 +281,54 @@ func TestWebhookDeliveryOutlivesAnExternalNATSRestart(t *testing.T) {
 	got := rcv.waitFor(int(committed), 30*time.Second)
 	requireCitizenOrder(t, got)
 	t.Logf("%d changes committed and delivered across the restart", committed)
+}
+
+// externalNATS is the NATS server of the machine, which the scale-out tests share.
+const externalNATS = "nats://127.0.0.1:4222"
+
+// useExternalNATS points cfg at the machine's NATS in a namespace of its own (removed at the end); the
+// test is skipped when there is none.
+func useExternalNATS(t *testing.T, cfg *serveConfig) {
+	nc, err := nats.Connect(externalNATS, nats.Timeout(time.Second))
+	if err != nil {
+		t.Skipf("no NATS at %s: %v", externalNATS, err)
+	}
+	ns := fmt.Sprintf("t%d", time.Now().UnixNano())
+	cfg.NATSURL, cfg.NATSNamespace = externalNATS, ns
+	t.Cleanup(func() {
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return
+		}
+		ctx := context.Background()
+		for name := range js.StreamNames(ctx).Name() {
+			if strings.HasPrefix(name, ns+"_") || strings.HasPrefix(name, "KV_"+ns+"_") {
+				_ = js.DeleteStream(ctx, name)
+			}
+		}
+	})
+}
+
+// The whole flow on the external NATS server shared with other runs: PVK's stream, the dispatcher's lease
+// bucket and every subject live in the test's own namespace, and the changes reach the receiver.
+func TestWebhookOnASharedExternalNATS(t *testing.T) {
+	s := newWebhookServer(t, func(c *serveConfig) { useExternalNATS(t, c) })
+	tok := s.token()
+	rcv := newReceiver(t)
+	s.subscribe(tok, rcv, false, nil)
+	n := s.writeChanges(tok, 900, 3, 3)
+	requireCitizenOrder(t, rcv.waitFor(n, 10*time.Second))
+
+	nc, err := nats.Connect(externalNATS)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	st, err := js.Stream(context.Background(), s.cfg.NATSNamespace+"_"+pvk.StreamName)
+	require.NoError(t, err, "the change stream is the namespace's own")
+	require.Equal(t, []string{s.cfg.NATSNamespace + "." + pvk.SubjectPrefix + "*"}, st.CachedInfo().Config.Subjects)
+	require.EqualValues(t, n, st.CachedInfo().State.Msgs)
+	_, err = js.KeyValue(context.Background(), s.cfg.NATSNamespace+"_hnsec_dispatcher_leases")
+	require.NoError(t, err, "so is the lease bucket")
 }

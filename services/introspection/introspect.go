@@ -29,7 +29,7 @@ type Server struct {
 	clients  *clientauth.Authenticator
 	sts      stsv1.TokenServiceClient
 	registry registryv1.ClientRegistryServiceClient
-	nc       *nats.Conn
+	bus      *natsbus.Bus
 	internal func(context.Context) bool
 	maxAge   time.Duration
 	cache    *cache
@@ -49,13 +49,13 @@ var inactive = &introspectionv1.IntrospectResponse{Active: false}
 // internal reports whether a call comes from another hnsec service (PVK checking its callers' tokens): such
 // callers need no client credentials.
 func New(clients *clientauth.Authenticator, sts stsv1.TokenServiceClient, registry registryv1.ClientRegistryServiceClient,
-	nc *nats.Conn, internal func(context.Context) bool, maxAge time.Duration, reg prometheus.Registerer, log *slog.Logger) *Server {
+	bus *natsbus.Bus, internal func(context.Context) bool, maxAge time.Duration, reg prometheus.Registerer, log *slog.Logger) *Server {
 	answers := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hnsec_introspection_answers_total",
 		Help: "Introspection answers by result (active, inactive) and source (cache, lookup).",
 	}, []string{"result", "source"})
 	reg.MustRegister(answers)
-	return &Server{clients: clients, sts: sts, registry: registry, nc: nc, internal: internal, maxAge: maxAge, cache: newCache(),
+	return &Server{clients: clients, sts: sts, registry: registry, bus: bus, internal: internal, maxAge: maxAge, cache: newCache(),
 		answers: answers, log: log}
 }
 
@@ -66,7 +66,7 @@ func (s *Server) Run(ctx context.Context) error {
 		natsbus.SubjectClientTokensRevoked: s.cache.dropClient,
 		natsbus.SubjectClientChanged:       s.cache.dropClient,
 	} {
-		sub, err := s.nc.Subscribe(subject, func(m *nats.Msg) { drop(string(m.Data)) })
+		sub, err := s.bus.Conn.Subscribe(s.bus.Subject(subject), func(m *nats.Msg) { drop(string(m.Data)) })
 		if err != nil {
 			return err
 		}

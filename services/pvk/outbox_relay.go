@@ -7,13 +7,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/store"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The change stream.
+// The change stream, as named in the default (empty) NATS namespace.
 const (
 	// StreamName is the JetStream stream of PVK's changes.
 	StreamName = "PVK_CHANGES"
@@ -21,11 +22,18 @@ const (
 	SubjectPrefix = "hnsec.pvk.changes."
 )
 
+// streamNames are the change stream's name and subject prefix in a bus's namespace.
+type streamNames struct{ stream, subjects string }
+
+func namesOf(bus *natsbus.Bus) streamNames {
+	return streamNames{stream: bus.Name(StreamName), subjects: bus.Subject(SubjectPrefix)}
+}
+
+// subject is the subject of a partition's changes.
+func (n streamNames) subject(partition int) string { return fmt.Sprintf("%s%d", n.subjects, partition) }
+
 // relayBatch bounds the outbox events read at a time.
 const relayBatch = 500
-
-// Subject is the subject of a partition's changes.
-func Subject(partition int) string { return fmt.Sprintf("%s%d", SubjectPrefix, partition) }
 
 // relay publishes the outbox to the change stream, in commit order, each event with Nats-Msg-Id = its
 // change id. An event leaves the outbox only once the stream holds it on disk: at once when JetStream
@@ -36,6 +44,7 @@ func Subject(partition int) string { return fmt.Sprintf("%s%d", SubjectPrefix, p
 type relay struct {
 	store     Store
 	js        jetstream.JetStream
+	names     streamNames
 	retention time.Duration
 	wake      chan struct{}
 
@@ -69,8 +78,8 @@ type commitMark struct {
 // maxCommitMarks bounds the commits remembered for the lag metric while the stream is unreachable.
 const maxCommitMarks = 100_000
 
-func newRelay(st Store, js jetstream.JetStream, retention time.Duration, reg prometheus.Registerer) *relay {
-	r := &relay{store: st, js: js, retention: retention, wake: make(chan struct{}, 1),
+func newRelay(st Store, js jetstream.JetStream, names streamNames, retention time.Duration, reg prometheus.Registerer) *relay {
+	r := &relay{store: st, js: js, names: names, retention: retention, wake: make(chan struct{}, 1),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "hnsec_pvk_publish_lag_seconds",
 			Help: "Time from a setting change's commit to the change stream's acknowledgement.",
@@ -117,10 +126,10 @@ func (r *relay) acknowledged(upTo int64, at time.Time) {
 }
 
 // ensureStream creates or updates the change stream.
-func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+func ensureStream(ctx context.Context, js jetstream.JetStream, names streamNames, cfg Config) error {
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:       StreamName,
-		Subjects:   []string{SubjectPrefix + "*"},
+		Name:       names.stream,
+		Subjects:   []string{names.subjects + "*"},
 		Storage:    jetstream.FileStorage,
 		Replicas:   cfg.StreamReplicas,
 		MaxAge:     cfg.StreamMaxAge,
@@ -176,7 +185,7 @@ func (r *relay) step(ctx context.Context) error {
 // stream (the relay publishes in outbox order), everything after it is not. When the last message is not
 // in the outbox, the outbox holds only later events, which the stream has not seen.
 func (r *relay) resume(ctx context.Context) error {
-	stream, err := r.js.Stream(ctx, StreamName)
+	stream, err := r.js.Stream(ctx, r.names.stream)
 	if err != nil {
 		return fmt.Errorf("change stream: %w", err)
 	}
@@ -232,7 +241,7 @@ func (r *relay) drain(ctx context.Context) error {
 		acks := make([]jetstream.PubAckFuture, 0, len(events))
 		var pubErr error
 		for _, ev := range events {
-			msg := &nats.Msg{Subject: Subject(ev.Partition), Data: ev.Payload, Header: nats.Header{}}
+			msg := &nats.Msg{Subject: r.names.subject(ev.Partition), Data: ev.Payload, Header: nats.Header{}}
 			msg.Header.Set("Content-Type", "application/cloudevents+json")
 			f, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ChangeID))
 			if err != nil {

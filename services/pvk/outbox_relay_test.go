@@ -41,7 +41,8 @@ func TestRelayResume(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := ensureStream(ctx, js, Config{StreamReplicas: 1, StreamMaxAge: time.Hour, DuplicateWindow: 100 * time.Millisecond}); err != nil {
+			names := namesOf(bus)
+			if err := ensureStream(ctx, js, names, Config{StreamReplicas: 1, StreamMaxAge: time.Hour, DuplicateWindow: 100 * time.Millisecond}); err != nil {
 				t.Fatal(err)
 			}
 			db, err := store.Open(ctx, store.Config{DataDir: dir}, "pvk", Migrations)
@@ -50,7 +51,7 @@ func TestRelayResume(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = db.Close() })
 			for _, n := range tc.inStream {
-				if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: Subject(n % Partitions), Data: []byte(fmt.Sprint(n))},
+				if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: names.subject(n % Partitions), Data: []byte(fmt.Sprint(n))},
 					jetstream.WithMsgID(changeID(n))); err != nil {
 					t.Fatal(err)
 				}
@@ -64,7 +65,7 @@ func TestRelayResume(t *testing.T) {
 			// Past the duplicate window only the relay's resumption keeps it from publishing a change twice.
 			time.Sleep(300 * time.Millisecond)
 
-			r := newRelay(&sqlStore{db: db}, js, time.Hour, prometheus.NewRegistry())
+			r := newRelay(&sqlStore{db: db}, js, names, time.Hour, prometheus.NewRegistry())
 			if err := r.step(ctx); err != nil {
 				t.Fatal(err)
 			}

@@ -17,10 +17,10 @@ import (
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/authz"
 	"github.com/hnsec/hnsec/pkg/guid"
+	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/scope"
 	"github.com/hnsec/hnsec/pkg/secrets"
 	"github.com/hnsec/hnsec/pkg/store"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -45,6 +45,7 @@ type Server struct {
 	store  Store
 	writes *store.Batcher[*Write]
 	relay  *relay
+	bus    *natsbus.Bus
 	// definitions caches definitions by guid: they never change once created.
 	definitions   sync.Map
 	partitionKey  []byte
@@ -58,17 +59,18 @@ var _ pvkv1.PrivacySettingsServiceServer = (*Server)(nil)
 
 // Open migrates PVK's database and returns the server. source is the CloudEvents source of its events.
 // Run must be running for changes to reach the stream.
-func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn, introspection introspectionv1.IntrospectionServiceClient,
+func Open(ctx context.Context, cfg Config, storeCfg store.Config, bus *natsbus.Bus, introspection introspectionv1.IntrospectionServiceClient,
 	sts stsv1.TokenServiceClient, source string, reg prometheus.Registerer, log *slog.Logger) (*Server, *store.DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(bus.Conn)
+	names := namesOf(bus)
 	if err != nil {
 		return nil, nil, err
 	}
 	// The stream exists before anything is served: subscriptions attach consumers to it.
-	if err := ensureStream(ctx, js, cfg); err != nil {
+	if err := ensureStream(ctx, js, names, cfg); err != nil {
 		return nil, nil, err
 	}
 	db, err := store.Open(ctx, storeCfg, "pvk", Migrations)
@@ -82,7 +84,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 		_ = db.Close()
 		return nil, nil, err
 	}
-	s := &Server{cfg: cfg, store: st, relay: newRelay(st, js, cfg.OutboxRetention, reg), partitionKey: key,
+	s := &Server{cfg: cfg, store: st, relay: newRelay(st, js, names, cfg.OutboxRetention, reg), bus: bus, partitionKey: key,
 		introspection: introspection, sts: sts, source: source, log: log}
 	// Writes are group-committed: concurrent changes share one transaction and one fsync.
 	s.writes = store.NewBatcher(maxBatch, 0, func(ctx context.Context, ws []*Write) error {

@@ -133,7 +133,7 @@ func newWebhookSecret() string {
 
 // changed tells the dispatcher that a subscription changed.
 func (s *Subscriptions) changed(id string) {
-	if err := s.pvk.relay.js.Conn().Publish(natsbus.SubjectSubscriptionChanged, []byte(id)); err != nil {
+	if err := s.pvk.bus.Conn.Publish(s.pvk.bus.Subject(natsbus.SubjectSubscriptionChanged), []byte(id)); err != nil {
 		s.pvk.log.Error("publish subscription change", "subscription_id", id, "err", err)
 	}
 }
@@ -229,8 +229,8 @@ func (s *Subscriptions) consumer(ctx context.Context, id string, cfg jetstream.C
 	cfg.AckPolicy = jetstream.AckExplicitPolicy
 	cfg.AckWait = s.pvk.cfg.AckWait
 	cfg.MaxAckPending = 1000
-	_ = s.pvk.relay.js.DeleteConsumer(ctx, StreamName, cfg.Durable)
-	_, err := s.pvk.relay.js.CreateOrUpdateConsumer(ctx, StreamName, cfg)
+	_ = s.pvk.relay.js.DeleteConsumer(ctx, s.pvk.relay.names.stream, cfg.Durable)
+	_, err := s.pvk.relay.js.CreateOrUpdateConsumer(ctx, s.pvk.relay.names.stream, cfg)
 	return err
 }
 
@@ -313,7 +313,7 @@ func (s *Subscriptions) DeleteSubscription(ctx context.Context, req *pvkv1.Delet
 	if err := s.pvk.store.DeleteSubscription(ctx, sub.ID, auditEvent(sub.Subscriber, "deleted", "")); err != nil {
 		return nil, err
 	}
-	_ = s.pvk.relay.js.DeleteConsumer(ctx, StreamName, consumerName(sub.ID))
+	_ = s.pvk.relay.js.DeleteConsumer(ctx, s.pvk.relay.names.stream, consumerName(sub.ID))
 	s.changed(sub.ID)
 	return &pvkv1.DeleteSubscriptionResponse{}, nil
 }
@@ -348,7 +348,7 @@ func (s *Subscriptions) ReplaySubscription(ctx context.Context, req *pvkv1.Repla
 // streamSeqOf finds the first stream message whose sekvensnummer is at least want: the stream is in
 // sekvensnummer order, so a binary search over stream sequences finds it.
 func (s *Subscriptions) streamSeqOf(ctx context.Context, want int64) (uint64, error) {
-	st, err := s.pvk.relay.js.Stream(ctx, StreamName)
+	st, err := s.pvk.relay.js.Stream(ctx, s.pvk.relay.names.stream)
 	if err != nil {
 		return 0, err
 	}
@@ -415,7 +415,7 @@ func (s *Subscriptions) PullSubscription(ctx context.Context, req *pvkv1.PullSub
 	if max == 0 {
 		max = 100
 	}
-	cons, err := s.pvk.relay.js.Consumer(ctx, StreamName, consumerName(sub.ID))
+	cons, err := s.pvk.relay.js.Consumer(ctx, s.pvk.relay.names.stream, consumerName(sub.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -530,7 +530,7 @@ func (s *Subscriptions) ListWebhookTargets(ctx context.Context, _ *pvkv1.ListWeb
 		if sub.WebhookURL == "" {
 			continue
 		}
-		t := &pvkv1.WebhookTarget{Subscription: subscriptionProto(sub), Secrets: []string{sub.Secret}, Stream: StreamName,
+		t := &pvkv1.WebhookTarget{Subscription: subscriptionProto(sub), Secrets: []string{sub.Secret}, Stream: s.pvk.relay.names.stream,
 			Consumer: consumerName(sub.ID)}
 		if sub.PreviousSecret != "" && now.Before(sub.PreviousExpire) {
 			t.Secrets = append(t.Secrets, sub.PreviousSecret)

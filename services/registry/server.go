@@ -9,7 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
@@ -40,7 +39,7 @@ type Server struct {
 	cfg    Config
 	store  Store
 	pepper []byte
-	nc     *nats.Conn
+	bus    *natsbus.Bus
 	sts    stsv1.TokenServiceClient
 	log    *slog.Logger
 }
@@ -49,7 +48,7 @@ var _ registryv1.ClientRegistryServiceServer = (*Server)(nil)
 
 // Open migrates the registry database and returns the server. nc receives change events; sts resolves
 // admin callers' access tokens.
-func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn, sts stsv1.TokenServiceClient, log *slog.Logger) (*Server, *store.DB, error) {
+func Open(ctx context.Context, cfg Config, storeCfg store.Config, bus *natsbus.Bus, sts stsv1.TokenServiceClient, log *slog.Logger) (*Server, *store.DB, error) {
 	db, err := store.Open(ctx, storeCfg, "registry", Migrations)
 	if err != nil {
 		return nil, nil, err
@@ -62,7 +61,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, nc *nats.Conn,
 		_ = db.Close()
 		return nil, nil, err
 	}
-	return &Server{cfg: cfg, store: st, pepper: pepper, nc: nc, sts: sts, log: log}, db, nil
+	return &Server{cfg: cfg, store: st, pepper: pepper, bus: bus, sts: sts, log: log}, db, nil
 }
 
 // CreateClient implements ClientRegistryService.
@@ -298,14 +297,14 @@ func (s *Server) LookupClient(ctx context.Context, req *registryv1.LookupClientR
 // changed announces a change of a registry object other than a client.
 func (s *Server) changed(objectType, objectID string) {
 	b, _ := json.Marshal(map[string]string{"object_type": objectType, "object_id": objectID})
-	if err := s.nc.Publish(natsbus.SubjectRegistryChanged, b); err != nil {
+	if err := s.bus.Conn.Publish(s.bus.Subject(natsbus.SubjectRegistryChanged), b); err != nil {
 		s.log.Error("publish registry change", "object_type", objectType, "object_id", objectID, "err", err)
 	}
 }
 
 // clientChanged tells cache holders to drop what they know of the client.
 func (s *Server) clientChanged(id string) {
-	if err := s.nc.Publish(natsbus.SubjectClientChanged, []byte(id)); err != nil {
+	if err := s.bus.Conn.Publish(s.bus.Subject(natsbus.SubjectClientChanged), []byte(id)); err != nil {
 		s.log.Error("publish client change", "client_id", id, "err", err)
 	}
 }

@@ -70,7 +70,7 @@ func (s *Server) RevokeAllTokens(ctx context.Context, req *stsv1.RevokeAllTokens
 // publish announces a revocation to every cache holder. The revocation is already stored: a lost event
 // only delays it until a cache entry expires.
 func (s *Server) publish(ctx context.Context, subject, data string) {
-	if err := s.nc.Publish(subject, []byte(data)); err != nil {
+	if err := s.bus.Conn.Publish(s.bus.Subject(subject), []byte(data)); err != nil {
 		s.log.Error("publish revocation", "subject", subject, "err", err, correlation.LogKey, correlation.From(ctx))
 	}
 }

@@ -5,12 +5,12 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/clientauth"
 	"github.com/hnsec/hnsec/pkg/loop"
+	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/reftoken"
 	"github.com/hnsec/hnsec/pkg/seal"
 	"github.com/hnsec/hnsec/pkg/store"
@@ -34,7 +34,7 @@ type Server struct {
 	verifier reftoken.Verifier
 	refs     *store.Batcher[reference]
 	clients  *clientauth.Authenticator
-	nc       *nats.Conn
+	bus      *natsbus.Bus
 	metrics  *metrics
 	log      *slog.Logger
 }
@@ -43,7 +43,7 @@ var _ stsv1.TokenServiceServer = (*Server)(nil)
 
 // Open migrates the STS database, loads the key ring and returns the server. Run must be running for
 // tokens to be issued.
-func Open(ctx context.Context, cfg Config, storeCfg store.Config, sealer *seal.Sealer, nc *nats.Conn, clients *clientauth.Authenticator,
+func Open(ctx context.Context, cfg Config, storeCfg store.Config, sealer *seal.Sealer, bus *natsbus.Bus, clients *clientauth.Authenticator,
 	reg prometheus.Registerer, log *slog.Logger) (*Server, *store.DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
@@ -69,7 +69,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, sealer *seal.S
 		keys:     keys,
 		verifier: reftoken.Verifier{Issuer: cfg.Issuer, Zone: cfg.Zone, Leeway: 5 * time.Second},
 		clients:  clients,
-		nc:       nc,
+		bus:      bus,
 		metrics:  m,
 		log:      log,
 	}, db, nil
