@@ -30,6 +30,7 @@ import (
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/clientauth"
+	"github.com/hnsec/hnsec/pkg/flagx"
 	"github.com/hnsec/hnsec/pkg/grpcx"
 	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/obs"
@@ -46,9 +47,11 @@ import (
 
 // serveConfig is the configuration of `hnsec serve`: the process's own flags and each service's.
 type serveConfig struct {
-	HTTPAddr    string
-	GRPCAddr    string
-	PeerAddr    string
+	HTTPAddr string
+	GRPCAddr string
+	PeerAddr string
+	// Peers name where each service this process does not run listens (--peer sts=host:port).
+	Peers       flagx.StringList
 	DataDir     string
 	DatabaseURL string
 	NATSURL     string
@@ -77,7 +80,8 @@ type serveConfig struct {
 func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "REST gateway listen address")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "gRPC listen address")
-	fs.StringVar(&c.PeerAddr, "peer-addr", "", "gRPC address of the services this process does not run (default: this process)")
+	fs.StringVar(&c.PeerAddr, "peer-addr", "", "gRPC address of the services this process does not run and --peer does not name")
+	fs.Var(&c.Peers, "peer", "gRPC address of a service this process does not run, as service=host:port (repeatable)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "data directory (SQLite files, embedded NATS store, credentials)")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL, postgres://... (default: embedded SQLite in --data-dir)")
 	fs.StringVar(&c.DatabaseSchemaPrefix, "database-schema-prefix", "", "prefix of each service's PostgreSQL schema (several deployments in one database)")
@@ -241,7 +245,8 @@ func (a *app) initNATS(context.Context) error {
 }
 
 // initGRPC opens the gRPC listener and server, and the connection services use to reach each other:
-// --peer-addr for services running elsewhere, or else an in-process channel to the services here.
+// an in-process channel to the services here, --peer for each one running elsewhere, --peer-addr for the
+// rest.
 func (a *app) initGRPC(context.Context) error {
 	lis, err := net.Listen("tcp", a.cfg.GRPCAddr)
 	if err != nil {
@@ -256,23 +261,44 @@ func (a *app) initGRPC(context.Context) error {
 	a.grpcSrv, a.health = grpcx.NewServer(a.log, a.internal)
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	a.actors = append(a.actors, actor{func() error { return a.grpcSrv.Serve(lis) }, func(error) { a.grpcSrv.GracefulStop() }})
-	if a.cfg.PeerAddr != "" {
-		conn, err := grpcx.Dial(a.cfg.PeerAddr, credential)
+	inproc := grpcx.NewInProcessChannel(a.log, a.internal)
+	healthpb.RegisterHealthServer(inproc, a.health)
+	a.register = grpcx.Registrars{a.grpcSrv, inproc}
+	here := map[string]bool{}
+	for _, s := range serviceNames {
+		here[s] = a.cfg.Services == "all" || slices.Contains(strings.Split(a.cfg.Services, ","), s)
+	}
+	internal := grpcx.Router{Local: grpcx.InProcessClient(inproc, credential), Here: here, Peers: map[string]grpc.ClientConnInterface{}}
+	public := grpcx.Router{Local: grpcx.InProcessClient(inproc, ""), Here: here, Peers: map[string]grpc.ClientConnInterface{}}
+	dial := func(addr string) (withCredential, without *grpc.ClientConn, err error) {
+		if withCredential, err = grpcx.Dial(addr, credential); err != nil {
+			return nil, nil, err
+		}
+		if without, err = grpcx.Dial(addr, ""); err != nil {
+			return nil, nil, errors.Join(err, withCredential.Close())
+		}
+		a.closers = append(a.closers, withCredential.Close, without.Close)
+		return withCredential, without, nil
+	}
+	for _, p := range a.cfg.Peers {
+		svc, addr, ok := strings.Cut(p, "=")
+		if !ok || !slices.Contains(serviceNames, svc) || svc == "gateway" || addr == "" {
+			return fmt.Errorf("--peer %q: want service=host:port with a service of sts, registry, introspection, pvk, dispatcher", p)
+		}
+		c, pc, err := dial(addr)
 		if err != nil {
 			return err
 		}
-		public, err := grpcx.Dial(a.cfg.PeerAddr, "")
-		if err != nil {
-			return errors.Join(err, conn.Close())
-		}
-		a.conn, a.public, a.register = conn, public, a.grpcSrv
-		a.closers = append(a.closers, conn.Close, public.Close)
-		return nil
+		internal.Peers[svc], public.Peers[svc] = c, pc
 	}
-	inproc := grpcx.NewInProcessChannel(a.log, a.internal)
-	healthpb.RegisterHealthServer(inproc, a.health)
-	a.conn, a.public = grpcx.InProcessClient(inproc, credential), grpcx.InProcessClient(inproc, "")
-	a.register = grpcx.Registrars{a.grpcSrv, inproc}
+	if a.cfg.PeerAddr != "" {
+		c, pc, err := dial(a.cfg.PeerAddr)
+		if err != nil {
+			return err
+		}
+		internal.Default, public.Default = c, pc
+	}
+	a.conn, a.public = internal, public
 	return nil
 }
 

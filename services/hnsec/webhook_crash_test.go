@@ -332,3 +332,40 @@ func TestWebhookOnASharedExternalNATS(t *testing.T) {
 	_, err = js.KeyValue(context.Background(), s.cfg.NATSNamespace+"_hnsec_dispatcher_leases")
 	require.NoError(t, err, "so is the lease bucket")
 }
+
+// freeAddr returns a loopback address no one listens on (for processes that must know each other's
+// addresses before they start).
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+// Microservices mode: one process runs the registry, the STS, introspection and the gateway, another PVK and
+// the dispatcher; each names the other as the peer of the services it lacks. A client gets its token and
+// writes changes through the first process's gateway, and the second process's dispatcher delivers them.
+func TestMicroservicesAcrossTwoProcesses(t *testing.T) {
+	natsAddr, front, back := freeAddr(t), freeAddr(t), freeAddr(t)
+	dir := t.TempDir()
+	first, _ := childServer(t, dir, "--services", "registry,sts,introspection,gateway", "--nats-listen", natsAddr, "--grpc-addr", front,
+		"--peer", "pvk="+back, "--peer", "dispatcher="+back)
+	childServer(t, t.TempDir(), slices.Concat([]string{"--services", "pvk,dispatcher", "--nats-url", "nats://" + natsAddr, "--grpc-addr", back,
+		"--peer-addr", front, "--internal-credential-file", filepath.Join(dir, "internal-credential")}, webhookChildArgs)...)
+	tok := first.token(t)
+	rcv := newReceiver(t)
+	status, created := first.postJSON(t, "/pvk/v1/subscriptions", tok, map[string]any{"webhook": map[string]any{"url": rcv.srv.URL + "/pvk"}})
+	require.Equal(t, http.StatusOK, status, "%v", created)
+	rcv.expect(first.base, "sikkerhet.helsenorge.no", first.dev.ClientID, created["webhookSecret"].(string), false)
+
+	for i := range 4 {
+		status, out := first.postJSON(t, pvkBase+"SettInnbyggersPersonvernInnstilling", tok, setBody(validFnr(950+i%2), i < 2))
+		require.Equal(t, http.StatusOK, status, "%v", out)
+		require.Equal(t, "endret", out["instansEndret"])
+	}
+	requireCitizenOrder(t, rcv.waitFor(4, 10*time.Second))
+	rcv.mu.Lock()
+	require.Empty(t, rcv.rejected)
+	rcv.mu.Unlock()
+}
