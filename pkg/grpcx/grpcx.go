@@ -48,8 +48,12 @@ func (in *Internal) Reserve(methods ...string) {
 	}
 }
 
-// IsInternal reports whether the call in ctx comes from another service (it presents the credential).
+// IsInternal reports whether the call in ctx comes from another service: it presents the credential, or
+// (with TLS) a client certificate of the internal CA.
 func (in *Internal) IsInternal(ctx context.Context) bool {
+	if verifiedPeer(ctx) {
+		return true
+	}
 	v := metadata.ValueFromIncomingContext(ctx, InternalMetadataKey)
 	return len(v) == 1 && subtle.ConstantTimeCompare([]byte(v[0]), []byte(in.Credential)) == 1
 }
@@ -64,11 +68,11 @@ func (in *Internal) check(ctx context.Context, method string) error {
 
 // NewServer returns a gRPC server with hnsec's interceptors, reflection and a health service (returned so
 // services can report their state).
-func NewServer(log *slog.Logger, in *Internal) (*grpc.Server, *health.Server) {
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unaryServerInterceptor(log, in)),
+func NewServer(log *slog.Logger, in *Internal, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(unaryServerInterceptor(log, in)),
 		// Long-lived workers keep their grown stacks (a goroutine per stream grows one for every call);
 		// idle ones cost little, and beyond 256 concurrent calls gRPC spawns goroutines as usual.
-		grpc.NumStreamWorkers(256))
+		grpc.NumStreamWorkers(256)}, opts...)...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
@@ -132,10 +136,11 @@ func logCall(ctx context.Context, log *slog.Logger, method, id string, d time.Du
 }
 
 // Dial returns a client connection to addr that forwards the caller's correlation id and, when
-// credential is set, presents it as the internal credential. The connection is plaintext.
-func Dial(addr, credential string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(outgoing(credential)))
+// credential is set, presents it as the internal credential. The connection is plaintext unless opts
+// give transport credentials (TLS.DialOption).
+func Dial(addr, credential string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(outgoing(credential))}, opts...)...)
 }
 
 // NewInProcessChannel returns an in-process gRPC channel with the server's interceptor: services

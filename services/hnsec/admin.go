@@ -38,6 +38,7 @@ type adminConfig struct {
 	DataDir         string
 	CredentialsFile string
 	Output          string
+	TLSCA           string
 	// as is whom the command acts as: the operator (or another admin credential) by default.
 	as adminActor
 }
@@ -58,6 +59,7 @@ func (c *adminConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "data directory holding operator.json")
 	fs.StringVar(&c.CredentialsFile, "credentials-file", "", "credentials file (default: <data-dir>/operator.json; for pvk subscription commands the subscriber's, default <data-dir>/dev-client.json)")
 	fs.StringVar(&c.Output, "o", "text", "output format: text or json")
+	fs.StringVar(&c.TLSCA, "tls-ca", "", "CA (PEM) to verify hnsec's gRPC TLS certificate with (default: plaintext)")
 }
 
 // adminSession is a connection authorised as the command's actor.
@@ -506,7 +508,15 @@ func openAdminSession(ctx context.Context, cfg adminConfig, out io.Writer) (*adm
 	if err := json.Unmarshal(b, &cred); err != nil {
 		return nil, fmt.Errorf("credentials %s: %w", path, err)
 	}
-	conn, err := grpcx.Dial(cfg.Addr, "")
+	var opts []grpc.DialOption
+	if cfg.TLSCA != "" {
+		opt, err := grpcx.ClientDialOption(cfg.TLSCA)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, opt)
+	}
+	conn, err := grpcx.Dial(cfg.Addr, "", opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -28,10 +28,10 @@ func rootCommand(out io.Writer) *ffcli.Command {
 	fs := flag.NewFlagSet("hnsec", flag.ContinueOnError)
 	return &ffcli.Command{
 		Name:        "hnsec",
-		ShortUsage:  "hnsec <serve|admin|migrate> [flags]",
+		ShortUsage:  "hnsec <serve|admin|migrate|dev> [flags]",
 		ShortHelp:   "Helsenorge integration security services",
 		FlagSet:     fs,
-		Subcommands: []*ffcli.Command{serveCommand(out), adminCommand(out), migrateCommand(out)},
+		Subcommands: []*ffcli.Command{serveCommand(out), adminCommand(out), migrateCommand(out), devCommand(out)},
 		Exec:        func(context.Context, []string) error { return flag.ErrHelp },
 	}
 }

@@ -51,12 +51,15 @@ type serveConfig struct {
 	GRPCAddr string
 	PeerAddr string
 	// Peers name where each service this process does not run listens (--peer sts=host:port).
-	Peers       flagx.StringList
-	DataDir     string
-	DatabaseURL string
-	NATSURL     string
-	NATSListen  string
-	NATSSync    natsbus.Sync
+	Peers flagx.StringList
+	// GRPCTLS* are the mutual TLS of gRPC; HTTPTLS* the TLS of the REST gateway.
+	GRPCTLSCert, GRPCTLSKey, GRPCTLSCA string
+	HTTPTLSCert, HTTPTLSKey            string
+	DataDir                            string
+	DatabaseURL                        string
+	NATSURL                            string
+	NATSListen                         string
+	NATSSync                           natsbus.Sync
 	// NATSNamespace prefixes subjects, streams and buckets (--nats-namespace).
 	NATSNamespace string
 	// DatabaseSchemaPrefix, DatabaseStatementTimeout and DatabaseMaxConns tune PostgreSQL.
@@ -82,6 +85,11 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "gRPC listen address")
 	fs.StringVar(&c.PeerAddr, "peer-addr", "", "gRPC address of the services this process does not run and --peer does not name")
 	fs.Var(&c.Peers, "peer", "gRPC address of a service this process does not run, as service=host:port (repeatable)")
+	fs.StringVar(&c.GRPCTLSCert, "grpc-tls-cert", "", "certificate (PEM) for gRPC with mutual TLS between services (hnsec dev certs makes one)")
+	fs.StringVar(&c.GRPCTLSKey, "grpc-tls-key", "", "key of --grpc-tls-cert")
+	fs.StringVar(&c.GRPCTLSCA, "grpc-tls-ca", "", "CA (PEM) that signs every service's certificate; a caller presenting one is internal")
+	fs.StringVar(&c.HTTPTLSCert, "http-tls-cert", "", "certificate (PEM) for HTTPS on --http-addr")
+	fs.StringVar(&c.HTTPTLSKey, "http-tls-key", "", "key of --http-tls-cert")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "data directory (SQLite files, embedded NATS store, credentials)")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL, postgres://... (default: embedded SQLite in --data-dir)")
 	fs.StringVar(&c.DatabaseSchemaPrefix, "database-schema-prefix", "", "prefix of each service's PostgreSQL schema (several deployments in one database)")
@@ -258,7 +266,20 @@ func (a *app) initGRPC(context.Context) error {
 		return err
 	}
 	a.internal = grpcx.NewInternal(credential)
-	a.grpcSrv, a.health = grpcx.NewServer(a.log, a.internal)
+	var serverOpts []grpc.ServerOption
+	var dialOpts, publicDialOpts []grpc.DialOption
+	switch tlsFlags := []string{a.cfg.GRPCTLSCert, a.cfg.GRPCTLSKey, a.cfg.GRPCTLSCA}; {
+	case !slices.Contains(tlsFlags, ""):
+		t, err := grpcx.LoadTLS(a.cfg.GRPCTLSCert, a.cfg.GRPCTLSKey, a.cfg.GRPCTLSCA)
+		if err != nil {
+			return err
+		}
+		serverOpts = append(serverOpts, t.ServerOption())
+		dialOpts, publicDialOpts = append(dialOpts, t.DialOption()), append(publicDialOpts, t.PublicDialOption())
+	case slices.ContainsFunc(tlsFlags, func(f string) bool { return f != "" }):
+		return errors.New("--grpc-tls-cert, --grpc-tls-key and --grpc-tls-ca go together")
+	}
+	a.grpcSrv, a.health = grpcx.NewServer(a.log, a.internal, serverOpts...)
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	a.actors = append(a.actors, actor{func() error { return a.grpcSrv.Serve(lis) }, func(error) { a.grpcSrv.GracefulStop() }})
 	inproc := grpcx.NewInProcessChannel(a.log, a.internal)
@@ -271,10 +292,10 @@ func (a *app) initGRPC(context.Context) error {
 	internal := grpcx.Router{Local: grpcx.InProcessClient(inproc, credential), Here: here, Peers: map[string]grpc.ClientConnInterface{}}
 	public := grpcx.Router{Local: grpcx.InProcessClient(inproc, ""), Here: here, Peers: map[string]grpc.ClientConnInterface{}}
 	dial := func(addr string) (withCredential, without *grpc.ClientConn, err error) {
-		if withCredential, err = grpcx.Dial(addr, credential); err != nil {
+		if withCredential, err = grpcx.Dial(addr, credential, dialOpts...); err != nil {
 			return nil, nil, err
 		}
-		if without, err = grpcx.Dial(addr, ""); err != nil {
+		if without, err = grpcx.Dial(addr, "", publicDialOpts...); err != nil {
 			return nil, nil, errors.Join(err, withCredential.Close())
 		}
 		a.closers = append(a.closers, withCredential.Close, without.Close)
@@ -482,7 +503,11 @@ func (a *app) run(ctx context.Context) error {
 	}
 	if a.httpSrv != nil {
 		group.Add(func() error {
-			if err := a.httpSrv.Serve(a.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			serve := func() error { return a.httpSrv.Serve(a.httpLis) }
+			if a.cfg.HTTPTLSCert != "" || a.cfg.HTTPTLSKey != "" {
+				serve = func() error { return a.httpSrv.ServeTLS(a.httpLis, a.cfg.HTTPTLSCert, a.cfg.HTTPTLSKey) }
+			}
+			if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil

@@ -21,7 +21,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
 
+	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/pkg/grpcx"
 	"github.com/hnsec/hnsec/services/pvk"
 )
 
@@ -368,4 +372,45 @@ func TestMicroservicesAcrossTwoProcesses(t *testing.T) {
 	rcv.mu.Lock()
 	require.Empty(t, rcv.rejected)
 	rcv.mu.Unlock()
+}
+
+// The same two processes with mutual TLS instead of a shared internal credential: each has a credential
+// of its own, so only the certificates of `hnsec dev certs` make their calls to each other internal. A
+// client over TLS without a certificate reaches the public RPCs but not the internal ones, and a plaintext
+// client reaches nothing.
+func TestMicroservicesWithMutualTLS(t *testing.T) {
+	certs := t.TempDir()
+	var out bytes.Buffer
+	require.NoError(t, rootCommand(&out).ParseAndRun(context.Background(), []string{"dev", "certs", "--out", certs}))
+	tlsArgs := []string{"--grpc-tls-cert", filepath.Join(certs, "node.pem"), "--grpc-tls-key", filepath.Join(certs, "node-key.pem"),
+		"--grpc-tls-ca", filepath.Join(certs, "ca.pem")}
+	natsAddr, front, back := freeAddr(t), freeAddr(t), freeAddr(t)
+	first, _ := childServer(t, t.TempDir(), slices.Concat([]string{"--services", "registry,sts,introspection,gateway", "--nats-listen", natsAddr,
+		"--grpc-addr", front, "--peer", "pvk=" + back, "--peer", "dispatcher=" + back}, tlsArgs)...)
+	childServer(t, t.TempDir(), slices.Concat([]string{"--services", "pvk,dispatcher", "--nats-url", "nats://" + natsAddr, "--grpc-addr", back,
+		"--peer-addr", front}, webhookChildArgs, tlsArgs)...)
+	tok := first.token(t)
+	rcv := newReceiver(t)
+	status, created := first.postJSON(t, "/pvk/v1/subscriptions", tok, map[string]any{"webhook": map[string]any{"url": rcv.srv.URL + "/pvk"}})
+	require.Equal(t, http.StatusOK, status, "%v", created)
+	rcv.expect(first.base, "sikkerhet.helsenorge.no", first.dev.ClientID, created["webhookSecret"].(string), false)
+	status, _ = first.postJSON(t, pvkBase+"SettInnbyggersPersonvernInnstilling", tok, setBody(validFnr(970), true))
+	require.Equal(t, http.StatusOK, status)
+	rcv.waitFor(1, 10*time.Second)
+
+	publicTLS, err := grpcx.ClientDialOption(filepath.Join(certs, "ca.pem"))
+	require.NoError(t, err)
+	conn, err := grpcx.Dial(front, "", publicTLS)
+	require.NoError(t, err)
+	defer conn.Close()
+	sts := stsv1.NewTokenServiceClient(conn)
+	_, err = sts.GetJwks(context.Background(), &stsv1.GetJwksRequest{})
+	require.NoError(t, err, "a public RPC over TLS")
+	_, err = sts.IssueSystemToken(context.Background(), &stsv1.IssueSystemTokenRequest{Audience: "x", Scopes: []string{"s"}, ClientId: "c"})
+	require.Equal(t, codes.PermissionDenied, grpcstatus.Code(err), "an internal RPC without a service certificate: %v", err)
+	plain, err := grpcx.Dial(front, "")
+	require.NoError(t, err)
+	defer plain.Close()
+	_, err = stsv1.NewTokenServiceClient(plain).GetJwks(context.Background(), &stsv1.GetJwksRequest{})
+	require.Equal(t, codes.Unavailable, grpcstatus.Code(err), "plaintext is refused: %v", err)
 }
