@@ -1,5 +1,11 @@
 package natsbus
 
+import "time"
+
+// SetupTimeout bounds creating a stream or bucket at start: in a cluster that is busy or electing a
+// leader it takes longer than JetStream's default API timeout of 5 seconds.
+const SetupTimeout = 30 * time.Second
+
 // Subjects of the events services publish for each other. Payloads are documented beside each.
 const (
 	// SubjectClientChanged carries a client_id (plain text) whenever a client configuration, its status or

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hnsec/hnsec/pkg/natsbus"
 )
 
 // leaseBucket is the NATS key-value bucket in which dispatcher replicas announce themselves and lease
@@ -26,6 +28,8 @@ type leases struct {
 // openLeases opens the bucket for the replica me. A replica keeps its id across restarts (it is stored in
 // its database), so after a crash it takes its leases back at once instead of waiting for them to lapse.
 func openLeases(ctx context.Context, js jetstream.JetStream, bucket string, ttl time.Duration, replicas int, me string) (*leases, error) {
+	ctx, cancel := context.WithTimeout(ctx, natsbus.SetupTimeout)
+	defer cancel()
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, TTL: ttl, Replicas: replicas,
 		Storage: jetstream.FileStorage})
 	if err != nil {

@@ -2,7 +2,11 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,9 +75,9 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, bus *natsbus.B
 	s := &Server{cfg: cfg, store: &sqlStore{db: db}, js: js, bus: bus, pvk: pvk, tokens: newTokenCache(sts),
 		sender:  newSender(ssrf.Policy{AllowNetworks: nets, AllowHTTPHosts: cfg.AllowHTTPHosts}, cfg.Timeout),
 		metrics: newMetrics(reg), log: log, wake: make(chan struct{}, 1), workers: map[string]*worker{}}
-	me, err := db.Setting(ctx, "replica_id", func() []byte { return []byte(guid.New()) })
+	me, err := replicaID(storeCfg.DataDir)
 	if err == nil {
-		s.leases, err = openLeases(ctx, js, bus.Name(leaseBucket), cfg.LeaseTTL, max(1, cfg.Replicas), string(me))
+		s.leases, err = openLeases(ctx, js, bus.Name(leaseBucket), cfg.LeaseTTL, max(1, cfg.Replicas), me)
 	}
 	if err != nil {
 		_ = db.Close()
@@ -182,6 +186,24 @@ func (s *Server) sync(ctx context.Context) error {
 	}
 	s.updateLag(ctx)
 	return nil
+}
+
+// replicaID is this process's dispatcher replica id, kept in its data directory (not in the database,
+// which the replicas may share) so that after a restart it takes its own leases back at once.
+func replicaID(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "dispatcher-replica-id")
+	b, err := os.ReadFile(path)
+	if err == nil && guid.Valid(strings.TrimSpace(string(b))) {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	id := guid.New()
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", err
+	}
+	return id, os.WriteFile(path, []byte(id+"\n"), 0o600)
 }
 
 // targetOf reads a webhook target, with a signer for each of its secrets.

@@ -120,7 +120,8 @@ func (w *worker) consumeOnce(ctx context.Context) error {
 	if err := w.recover(ctx, cons.CachedInfo()); err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	// Short pulls with heartbeats: a consumer whose leader moved (a NATS node died) is noticed in seconds.
+	it, err := cons.Messages(jetstream.PullMaxMessages(256), jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(2*time.Second))
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,10 @@ func TestMain(m *testing.M) {
 		main2(strings.Split(args, " "))
 		return
 	}
+	if spec := os.Getenv(natsNodeEnv); spec != "" {
+		runNATSNode(spec)
+		return
+	}
 	os.Exit(m.Run())
 }
 
@@ -102,6 +106,8 @@ func childServer(b testing.TB, dir string, extra ...string) (benchTarget, *exec.
 		GRPC string `json:"grpc"`
 	}
 	started := make(chan serving, 1)
+	var tailMu sync.Mutex
+	var tail []string // the last lines, for a server that does not start
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -109,6 +115,9 @@ func childServer(b testing.TB, dir string, extra ...string) (benchTarget, *exec.
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "hnsec serving" {
 				started <- line
 			}
+			tailMu.Lock()
+			tail = append(tail[max(0, len(tail)-9):], sc.Text())
+			tailMu.Unlock()
 		}
 	}()
 	select {
@@ -119,7 +128,9 @@ func childServer(b testing.TB, dir string, extra ...string) (benchTarget, *exec.
 		}
 		return t, cmd
 	case <-time.After(60 * time.Second):
-		b.Fatal("server did not start")
+		tailMu.Lock()
+		defer tailMu.Unlock()
+		b.Fatalf("server %v did not start:\n%s", extra, strings.Join(tail, "\n"))
 	}
 	return benchTarget{}, cmd
 }

@@ -197,6 +197,10 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	if err != nil {
 		return nil, err
 	}
+	// The data directory holds credentials and the embedded stores; it exists whatever the database.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
 	a := &app{cfg: cfg, log: log, metrics: obs.NewRegistry()}
 	for _, name := range order {
 		if err := graph[name].init(a, ctx); err != nil {

@@ -127,6 +127,8 @@ func (r *relay) acknowledged(upTo int64, at time.Time) {
 
 // ensureStream creates or updates the change stream.
 func ensureStream(ctx context.Context, js jetstream.JetStream, names streamNames, cfg Config) error {
+	ctx, cancel := context.WithTimeout(ctx, natsbus.SetupTimeout)
+	defer cancel()
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       names.stream,
 		Subjects:   []string{names.subjects + "*"},
