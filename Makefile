@@ -55,6 +55,11 @@ test: ## run every test (fuzz seed corpora included); with HNSEC_TEST_DATABASE_U
 		HNSEC_TEST_E2E_POSTGRES=1 $(GO) test -count=1 -timeout 20m ./services/hnsec; \
 	fi
 
+.PHONY: test-cluster
+test-cluster: ## the scale-out cluster test: 3-node NATS, PostgreSQL (HNSEC_TEST_DATABASE_URL), replicas of every service
+	HNSEC_TEST_CLUSTER=1 HNSEC_TEST_DATABASE_URL=$${HNSEC_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
+		$(GO) test -count=1 -timeout 10m -run '^TestScaleOutCluster$$' -v ./services/hnsec
+
 .PHONY: fuzz
 fuzz: ## fuzz the request parsers for FUZZTIME each (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeForm$$' -fuzztime $${FUZZTIME:-30s} ./services/gateway

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,7 +44,11 @@ type Server struct {
 	attemptLog *store.Batcher[attempt]
 	log        *slog.Logger
 	wake       chan struct{}
-	leases     *leases
+	replica    string
+	// leases is nil until the lease bucket could be opened (Run retries); renewed is when they were last
+	// renewed (unix nanoseconds).
+	leases  *leases
+	renewed atomic.Int64
 
 	mu sync.Mutex
 	// stream is the change stream PVK names for its webhook targets.
@@ -75,11 +80,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, bus *natsbus.B
 	s := &Server{cfg: cfg, store: &sqlStore{db: db}, js: js, bus: bus, pvk: pvk, tokens: newTokenCache(sts),
 		sender:  newSender(ssrf.Policy{AllowNetworks: nets, AllowHTTPHosts: cfg.AllowHTTPHosts}, cfg.Timeout),
 		metrics: newMetrics(reg), log: log, wake: make(chan struct{}, 1), workers: map[string]*worker{}}
-	me, err := replicaID(storeCfg.DataDir)
-	if err == nil {
-		s.leases, err = openLeases(ctx, js, bus.Name(leaseBucket), cfg.LeaseTTL, max(1, cfg.Replicas), me)
-	}
-	if err != nil {
+	if s.replica, err = replicaID(storeCfg.DataDir); err != nil {
 		_ = db.Close()
 		return nil, nil, err
 	}
@@ -107,6 +108,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.log.Error("prune delivery log", "err", err)
 		}
 	})
+	go loop.Every(ctx, s.cfg.LeaseTTL/8, s.watchLeases)
 	t := time.NewTicker(min(syncEvery, s.cfg.LeaseTTL/3))
 	defer t.Stop()
 	for {
@@ -116,7 +118,9 @@ func (s *Server) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			held := s.stopAll()
-			s.leases.release(context.WithoutCancel(ctx), held)
+			if s.leases != nil {
+				s.leases.leave(context.WithoutCancel(ctx), held)
+			}
 			return <-logDone
 		case <-s.wake:
 		case <-t.C:
@@ -137,10 +141,22 @@ func (s *Server) sync(ctx context.Context) error {
 			ids = append(ids, wt.GetSubscription().GetSubscriptionId())
 		}
 	}
-	held, err := s.leases.claim(ctx, ids)
+	if s.leases == nil {
+		l, err := openLeases(ctx, s.js, s.bus.Name(leaseBucket), s.cfg.LeaseTTL, max(1, s.cfg.Replicas), s.replica)
+		if err != nil {
+			return err
+		}
+		s.leases = l
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseTTL/3)
+	held, surplus, err := s.leases.claim(cctx, ids)
+	cancel()
 	if err != nil {
 		return err
 	}
+	s.renewed.Store(time.Now().UnixNano())
+	// The surplus goes only once its workers have stopped (below).
+	defer s.leases.release(ctx, surplus)
 	active := map[string]bool{}
 	for _, wt := range resp.GetTargets() {
 		sub := wt.GetSubscription()
@@ -204,6 +220,22 @@ func replicaID(dataDir string) (string, error) {
 		return "", err
 	}
 	return id, os.WriteFile(path, []byte(id+"\n"), 0o600)
+}
+
+// watchLeases stops every worker when the leases went unrenewed for half their TTL (NATS unreachable, or
+// a sync stuck): they lapse at the TTL and another replica takes them, and two replicas must never deliver
+// one subscription.
+func (s *Server) watchLeases(now time.Time) {
+	if now.Sub(time.Unix(0, s.renewed.Load())) <= s.cfg.LeaseTTL/2 {
+		return
+	}
+	s.mu.Lock()
+	running := len(s.workers)
+	s.mu.Unlock()
+	if running > 0 {
+		s.log.Warn("dispatcher leases not renewed: stopping deliveries until they are", "workers", running)
+		s.stopAll()
+	}
 }
 
 // targetOf reads a webhook target, with a signer for each of its secrets.

@@ -43,9 +43,9 @@ type worker struct {
 	// parked are the citizens with changes waiting in the database. The set and the database change
 	// together under mu.
 	parked map[string]bool
-	// recovered are the messages read back from the stream when the worker attached (see recover), by
-	// stream sequence; JetStream hands them out again later, and those deliveries are only acknowledged.
-	recovered map[uint64]bool
+	// next is the stream sequence the worker expects from the consumer: everything before it was put in a
+	// lane (see handle).
+	next uint64
 }
 
 // laneItem is a change waiting in a citizen's lane.
@@ -56,13 +56,14 @@ type laneItem struct {
 
 func newWorker(s *Server, t *target, consumer string) *worker {
 	w := &worker{s: s, id: t.ID, consumer: consumer, sem: make(chan struct{}, s.cfg.Concurrency), lanes: map[string][]laneItem{},
-		held: map[uint64]jetstream.Msg{}, parked: map[string]bool{}, recovered: map[uint64]bool{}}
+		held: map[uint64]jetstream.Msg{}, parked: map[string]bool{}}
 	w.target.Store(t)
 	return w
 }
 
 // start runs the worker until stop.
 func (w *worker) start(ctx context.Context) {
+	w.s.log.Info("webhook worker started", "subscription_id", w.id, "replica", w.s.replica)
 	ctx, w.cancel = context.WithCancel(ctx)
 	w.wg.Add(2)
 	go func() {
@@ -79,6 +80,7 @@ func (w *worker) start(ctx context.Context) {
 func (w *worker) stop() {
 	w.cancel()
 	w.wg.Wait()
+	w.s.log.Info("webhook worker stopped", "subscription_id", w.id, "replica", w.s.replica)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	seqs := slices.Sorted(maps.Keys(w.held))
@@ -140,16 +142,27 @@ func (w *worker) consumeOnce(ctx context.Context) error {
 // recover puts the messages the consumer handed out but that were not acknowledged (a previous worker
 // was stopped or killed while it held them) into their lanes first, read from the stream in order. Left
 // to JetStream they would come back only after the ack wait, behind newer changes of the same citizens.
+// Then the worker expects the message after the last one handed out.
 func (w *worker) recover(ctx context.Context, info *jetstream.ConsumerInfo) error {
-	from, to := info.AckFloor.Stream+1, info.Delivered.Stream
-	if from > to {
+	if err := w.fill(ctx, info.AckFloor.Stream+1, info.Delivered.Stream+1); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.next = info.Delivered.Stream + 1
+	w.mu.Unlock()
+	return nil
+}
+
+// fill enqueues the stream's messages from..to-1 read from the stream itself, skipping those in a lane.
+func (w *worker) fill(ctx context.Context, from, to uint64) error {
+	if from >= to {
 		return nil
 	}
 	stream, err := w.s.js.Stream(ctx, w.s.stream)
 	if err != nil {
 		return err
 	}
-	for seq := from; seq <= to; seq++ {
+	for seq := from; seq < to; seq++ {
 		raw, err := stream.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
@@ -159,7 +172,6 @@ func (w *worker) recover(ctx context.Context, info *jetstream.ConsumerInfo) erro
 		}
 		w.mu.Lock()
 		_, inLane := w.held[seq] // attached again after an error: still in its lane
-		w.recovered[seq] = true
 		w.mu.Unlock()
 		if !inLane {
 			w.enqueue(ctx, seq, nil, raw.Data)
@@ -168,8 +180,11 @@ func (w *worker) recover(ctx context.Context, info *jetstream.ConsumerInfo) erro
 	return nil
 }
 
-// handle puts a message in its citizen's lane. A delivery of a message being handled (JetStream hands it
-// out again after the ack wait) or recovered replaces the one held.
+// handle takes a message from the consumer. Messages come in stream order; one that comes again while it
+// waits in a lane replaces the delivery held; one the worker is past was handled already and is only
+// acknowledged; and where the consumer skips messages (handed to a pull request that died with its
+// connection), the worker reads them from the stream first, so no change overtakes an older one of its
+// citizen.
 func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -183,13 +198,18 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
 		w.mu.Unlock()
 		return
 	}
-	if w.recovered[seq] {
-		delete(w.recovered, seq)
+	next := w.next
+	if seq < next {
 		w.mu.Unlock()
 		_ = msg.Ack()
 		return
 	}
+	w.next = seq + 1
 	w.mu.Unlock()
+	if err := w.fill(ctx, next, seq); err != nil {
+		// The skipped messages come back after the ack wait; better late than never.
+		w.s.log.Error("read skipped changes", "subscription_id", w.id, "from", next, "to", seq, "err", err)
+	}
 	w.enqueue(ctx, seq, msg, msg.Data())
 }
 
@@ -285,15 +305,12 @@ func (w *worker) park(ctx context.Context, it laneItem, p parkedChange) {
 	}
 }
 
-// ack acknowledges the latest delivery of a message and forgets it; a recovered change without one is
-// acknowledged when JetStream hands it out again.
+// ack acknowledges the latest delivery of a message and forgets it; a change read from the stream without
+// one is acknowledged when JetStream hands it out again.
 func (w *worker) ack(seq uint64) {
 	w.mu.Lock()
 	m := w.held[seq]
 	delete(w.held, seq)
-	if m != nil {
-		delete(w.recovered, seq)
-	}
 	w.mu.Unlock()
 	if m != nil {
 		if err := m.Ack(); err != nil {

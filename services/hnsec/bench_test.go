@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,7 +117,7 @@ func childServer(b testing.TB, dir string, extra ...string) (benchTarget, *exec.
 				started <- line
 			}
 			tailMu.Lock()
-			tail = append(tail[max(0, len(tail)-9):], sc.Text())
+			tail = append(tail[max(0, len(tail)-99):], sc.Text())
 			tailMu.Unlock()
 		}
 	}()
@@ -128,6 +129,8 @@ func childServer(b testing.TB, dir string, extra ...string) (benchTarget, *exec.
 		}
 		return t, cmd
 	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Signal(syscall.SIGQUIT) // its goroutines, to see where it hangs
+		time.Sleep(time.Second)
 		tailMu.Lock()
 		defer tailMu.Unlock()
 		b.Fatalf("server %v did not start:\n%s", extra, strings.Join(tail, "\n"))

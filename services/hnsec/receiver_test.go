@@ -173,7 +173,15 @@ func requireCitizenOrder(t testing.TB, ds []delivery) {
 	last := map[string]int64{}
 	for _, d := range distinct(ds) {
 		require.Equal(t, d.EventID, d.ID, "webhook-id is the change id")
-		require.Greater(t, d.Seq, last[d.Fnr], "a citizen's sekvensnummer went backwards")
+		if d.Seq <= last[d.Fnr] {
+			var seqs []int64
+			for _, e := range distinct(ds) {
+				if e.Fnr == d.Fnr {
+					seqs = append(seqs, e.Seq)
+				}
+			}
+			t.Fatalf("a citizen's sekvensnummer went backwards: %d after %d; the citizen's changes in arrival order: %v", d.Seq, last[d.Fnr], seqs)
+		}
 		last[d.Fnr] = d.Seq
 	}
 }

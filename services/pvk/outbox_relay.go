@@ -48,10 +48,14 @@ type relay struct {
 	retention time.Duration
 	wake      chan struct{}
 
-	// known is false until the relay has learnt from the stream where to resume.
+	// known is false until the relay has learnt from the stream where to resume, and again after a
+	// failed publish.
 	known bool
-	// published is the last outbox id the stream acknowledged.
+	// published is the last outbox id the stream acknowledged, lastSeq the stream sequence it got: each
+	// publish expects the stream to end where the one before it did, so a publish lost in a leader change
+	// cannot let a later change take its place (the next ones are refused, and the relay resumes).
 	published int64
+	lastSeq   uint64
 	// marks are the published ids not yet deleted from the outbox, with the time of their acknowledgement.
 	marks []publishMark
 
@@ -191,8 +195,9 @@ func (r *relay) resume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("change stream: %w", err)
 	}
-	r.published, r.marks = 0, nil
+	r.published = 0
 	last := stream.CachedInfo().State.LastSeq
+	r.lastSeq = last
 	if last == 0 {
 		return nil
 	}
@@ -210,8 +215,13 @@ func (r *relay) resume(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Everything up to it is in the stream: it leaves the outbox after the retention, like what the relay
+	// published itself.
 	r.published = id
-	return r.store.DeleteOutbox(ctx, id)
+	if n := len(r.marks); n == 0 || r.marks[n-1].upTo < id {
+		r.marks = append(r.marks, publishMark{upTo: id, at: time.Now()})
+	}
+	return nil
 }
 
 // prune deletes the events acknowledged at least the retention before now.
@@ -242,22 +252,22 @@ func (r *relay) drain(ctx context.Context) error {
 		}
 		acks := make([]jetstream.PubAckFuture, 0, len(events))
 		var pubErr error
-		for _, ev := range events {
+		for i, ev := range events {
 			msg := &nats.Msg{Subject: r.names.subject(ev.Partition), Data: ev.Payload, Header: nats.Header{}}
 			msg.Header.Set("Content-Type", "application/cloudevents+json")
-			f, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ChangeID))
+			f, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ChangeID), jetstream.WithExpectLastSequence(r.lastSeq+uint64(i)))
 			if err != nil {
 				pubErr = err
 				break
 			}
 			acks = append(acks, f)
 		}
-		published := int64(0)
+		published, lastSeq := int64(0), r.lastSeq
 	wait:
 		for i, f := range acks {
 			select {
-			case <-f.Ok():
-				published = events[i].ID
+			case ack := <-f.Ok():
+				published, lastSeq = events[i].ID, ack.Sequence
 			case err := <-f.Err():
 				pubErr = err
 				break wait
@@ -268,10 +278,11 @@ func (r *relay) drain(ctx context.Context) error {
 		}
 		if published > 0 {
 			r.acknowledged(published, time.Now())
-			r.published = published
+			r.published, r.lastSeq = published, lastSeq
 			r.marks = append(r.marks, publishMark{upTo: published, at: time.Now()})
 		}
 		if pubErr != nil {
+			r.known = false // learn from the stream where it ends
 			return fmt.Errorf("publish change: %w", pubErr)
 		}
 		if len(events) < relayBatch {
