@@ -16,11 +16,7 @@ import (
 func TestStoreContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, cfg store.Config) {
 		ctx := context.Background()
-		db, err := store.Open(ctx, cfg, "dispatcher", Migrations)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = db.Close() })
+		db := storetest.Open(t, cfg, "dispatcher", Migrations)
 		s := &sqlStore{db: db}
 		now := time.Now().Truncate(time.Millisecond)
 		park := func(sub, id, citizen string, seq int64, next time.Time) {

@@ -15,11 +15,7 @@ import (
 func TestStoreContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, cfg store.Config) {
 		ctx := context.Background()
-		db, err := store.Open(ctx, cfg, "sts", Migrations)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = db.Close() })
+		db := storetest.Open(t, cfg, "sts", Migrations)
 		s := &sqlStore{db: db}
 		now := time.Now().UTC().Truncate(time.Second)
 

@@ -73,3 +73,14 @@ func dropSchemas(t testing.TB, url, prefix string) {
 		}
 	}
 }
+
+// Open opens a store for a test and closes it when the test ends.
+func Open(t testing.TB, cfg store.Config, name string, migrations store.Migrations) *store.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), cfg, name, migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
