@@ -400,7 +400,7 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			func(s *adminSession, _ []string) (proto.Message, error) {
 				return s.registry.ListClientKeys(s.ctx, &registryv1.ListClientKeysRequest{ClientId: key.client})
 			}),
-		call("remove", "hnsec admin key remove --client ID KID", "remove a public key", keyClient,
+		call("remove", "hnsec admin key remove --client ID [--] KID (-- before a kid that starts with -)", "remove a public key", keyClient,
 			func(s *adminSession, args []string) (proto.Message, error) {
 				kid, err := oneArg(args)
 				if err != nil {

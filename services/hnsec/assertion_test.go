@@ -156,7 +156,7 @@ func TestPrivateKeyJWT(t *testing.T) {
 	require.Equal(t, true, r.body["active"], "%s", r.raw)
 
 	// A removed key no longer authenticates.
-	_, err = s.adminAs(nil, "key", "remove", "--client", id, rsaKid)
+	_, err = s.adminAs(nil, "key", "remove", "--client", id, "--", rsaKid) // a kid may start with "-"
 	require.NoError(t, err)
 	listed := must(t)(s.adminAs(nil, "key", "list", "--client", id))
 	require.Len(t, listed["keys"], 1)
