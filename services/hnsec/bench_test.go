@@ -358,12 +358,7 @@ func BenchmarkIntrospect(b *testing.B) {
 // and the publish lag from commit to the change stream's acknowledgement (PVK's own histogram), at 16 and
 // 64 connections.
 func BenchmarkPVK(b *testing.B) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	natsAddr := l.Addr().String()
-	_ = l.Close()
+	natsAddr := freeAddr(b)
 	srv, _ := childServer(b, b.TempDir(), "--nats-listen", natsAddr)
 	host := strings.TrimPrefix(srv.base, "http://")
 	tok := srv.token(b)

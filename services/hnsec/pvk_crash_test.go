@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -28,10 +27,7 @@ import (
 // under load with its relay running).
 func TestPVKCrashLosesAndDuplicatesNothing(t *testing.T) {
 	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	natsAddr := l.Addr().String()
-	require.NoError(t, l.Close())
+	natsAddr := freeAddr(t)
 
 	acked := writeUntilKilled(t, dir, natsAddr, "--pvk-relay=false")
 	committed, pending := pvkCounts(t, dir)

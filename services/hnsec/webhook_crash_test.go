@@ -149,10 +149,7 @@ func TestWebhookDeliveryOutlivesCrashAndRestart(t *testing.T) {
 // subscriptions; killed, the second's share moves to the first once its leases lapse, and every change
 // still reaches every receiver, in each citizen's order.
 func TestWebhookReplicasShareTheWorkAndTakeOverFromADeadOne(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	natsAddr := l.Addr().String()
-	require.NoError(t, l.Close())
+	natsAddr := freeAddr(t)
 	lease := []string{"--dispatcher-lease-ttl", "1s"}
 	dir := t.TempDir()
 	first, _ := childServer(t, dir, slices.Concat([]string{"--nats-listen", natsAddr}, webhookChildArgs, lease)...)
@@ -252,10 +249,7 @@ func startNATS(t *testing.T, dir string, port int) *server.Server {
 // The external NATS server restarts while changes are written and delivered: the relay and the
 // dispatcher reconnect, and every change still arrives, in each citizen's order.
 func TestWebhookDeliveryOutlivesAnExternalNATSRestart(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
+	_, port := splitAddr(freeAddr(t))
 	natsDir := t.TempDir()
 	ns := startNATS(t, natsDir, port)
 	dir := t.TempDir()
@@ -339,7 +333,7 @@ func TestWebhookOnASharedExternalNATS(t *testing.T) {
 
 // freeAddr returns a loopback address no one listens on (for processes that must know each other's
 // addresses before they start).
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := l.Addr().String()
