@@ -27,15 +27,24 @@ func LoadTLS(certFile, keyFile, caFile string) (*TLS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gRPC TLS certificate: %w", err)
 	}
-	pem, err := os.ReadFile(caFile)
+	ca, err := loadCA(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("gRPC TLS CA: %w", err)
+		return nil, fmt.Errorf("gRPC %w", err)
+	}
+	return &TLS{cert: cert, ca: ca}, nil
+}
+
+// loadCA reads a PEM file of CA certificates.
+func loadCA(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("TLS CA: %w", err)
 	}
 	ca := x509.NewCertPool()
 	if !ca.AppendCertsFromPEM(pem) {
-		return nil, errors.New("gRPC TLS CA: no certificate in " + caFile)
+		return nil, errors.New("TLS CA: no certificate in " + file)
 	}
-	return &TLS{cert: cert, ca: ca}, nil
+	return ca, nil
 }
 
 // ServerOption makes a server speak TLS and verify the client certificates it is given.
@@ -60,15 +69,11 @@ func (t *TLS) PublicDialOption() grpc.DialOption {
 // ClientDialOption verifies the server against a CA file without presenting a certificate (public
 // clients such as hnsec admin).
 func ClientDialOption(caFile string) (grpc.DialOption, error) {
-	pem, err := os.ReadFile(caFile)
+	ca, err := loadCA(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("TLS CA: %w", err)
+		return nil, err
 	}
-	ca := x509.NewCertPool()
-	if !ca.AppendCertsFromPEM(pem) {
-		return nil, errors.New("TLS CA: no certificate in " + caFile)
-	}
-	return grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca, MinVersion: tls.VersionTLS12})), nil
+	return (&TLS{ca: ca}).PublicDialOption(), nil
 }
 
 // verifiedPeer reports whether the caller presented a client certificate the internal CA signed.
