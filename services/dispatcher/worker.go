@@ -106,15 +106,9 @@ func (w *worker) consume(ctx context.Context) {
 }
 
 func (w *worker) consumeOnce(ctx context.Context) error {
-	citizens, err := w.s.store.parkedCitizens(ctx, w.id)
-	if err != nil {
+	if err := w.refreshParked(ctx); err != nil {
 		return err
 	}
-	w.mu.Lock()
-	for _, c := range citizens {
-		w.parked[c] = true
-	}
-	w.mu.Unlock()
 	cons, err := w.s.js.Consumer(ctx, w.s.stream, w.consumer)
 	if err != nil {
 		return err
@@ -461,7 +455,8 @@ func (w *worker) retryCitizen(ctx context.Context, p parkedChange) {
 	}
 }
 
-// refreshParked marks citizens with waiting changes after dead letters were replayed.
+// refreshParked marks the citizens with waiting changes (when attaching, and after dead letters were
+// replayed).
 func (w *worker) refreshParked(ctx context.Context) error {
 	citizens, err := w.s.store.parkedCitizens(ctx, w.id)
 	if err != nil {
