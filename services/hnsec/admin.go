@@ -487,7 +487,7 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			group("audit", "the registry's audit trail", auditCmds),
 			group("pvk", "PVK privacy setting definitions and subscriptions", append(pvkCmds,
 				group("subscription", "the subscriber's subscriptions (as the client in --credentials-file)",
-					subscriptionCommands(&cfg, call, withID)))),
+					subscriptionCommands(&cfg, call, withID, byID)))),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}

@@ -17,10 +17,11 @@ import (
 	"github.com/hnsec/hnsec/pkg/flagx"
 )
 
-// callBuilder and withIDBuilder build admin subcommands (see adminCommand).
+// callBuilder, withIDBuilder and byIDBuilder build admin subcommands (see adminCommand).
 type (
 	callBuilder   = func(name, usage, help string, flags func(*flag.FlagSet), rpc func(*adminSession, []string) (proto.Message, error)) *ffcli.Command
 	withIDBuilder = func(name, usage, help string, flags func(*flag.FlagSet), rpc func(*adminSession, string) (proto.Message, error)) *ffcli.Command
+	byIDBuilder   = func(group, name, help string, rpc func(*adminSession, string) (proto.Message, error)) *ffcli.Command
 )
 
 // subscriptionFlags are the flags that describe a subscription's delivery and filters.
@@ -82,14 +83,14 @@ func (f *subscriptionFlags) mask() *fieldmaskpb.FieldMask {
 
 // subscriptionCommands are `hnsec admin pvk subscription ...`: they act as the subscriber whose client
 // credential --credentials-file holds (the dev client's by default), with the replication scope.
-func subscriptionCommands(cfg *adminConfig, call callBuilder, withID withIDBuilder) []*ffcli.Command {
+func subscriptionCommands(cfg *adminConfig, call callBuilder, withID withIDBuilder, byIDIn byIDBuilder) []*ffcli.Command {
 	var f subscriptionFlags
 	client := func(s *adminSession) pvkv1.SubscriptionsServiceClient {
 		return pvkv1.NewSubscriptionsServiceClient(s.conn)
 	}
 	const usage = "hnsec admin pvk subscription "
 	byID := func(name, help string, rpc func(*adminSession, string) (proto.Message, error)) *ffcli.Command {
-		return withID(name, usage+name+" [flags] ID", help, nil, rpc)
+		return byIDIn("pvk subscription", name, help, rpc)
 	}
 	cmds := []*ffcli.Command{
 		call("create", "hnsec admin pvk subscription create [--webhook-url URL [--x-authorization true]] [--definisjon-guid G ...] [--type-pi T ...] [--part-kode P ...]",
