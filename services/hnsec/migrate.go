@@ -34,9 +34,7 @@ func migrateCommand(out io.Writer) *ffcli.Command {
 	fs := flag.NewFlagSet("hnsec migrate", flag.ContinueOnError)
 	var cfg serveConfig
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "data directory (SQLite files)")
-	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL, postgres://... (default: embedded SQLite in --data-dir)")
-	fs.StringVar(&cfg.DatabaseSchemaPrefix, "database-schema-prefix", "", "prefix of each service's PostgreSQL schema")
-	fs.DurationVar(&cfg.DatabaseStatementTimeout, "database-statement-timeout", 5*time.Minute, "PostgreSQL statement timeout")
+	cfg.registerDatabaseFlags(fs, 5*time.Minute) // a migration may take a while
 	services := fs.String("services", "all", "databases to migrate: all, or a comma-separated subset of registry,sts,pvk,dispatcher")
 	return &ffcli.Command{
 		Name: "migrate", ShortUsage: "hnsec migrate [--database-url postgres://...] [--services ...]",

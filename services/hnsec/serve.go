@@ -91,10 +91,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPTLSCert, "http-tls-cert", "", "certificate (PEM) for HTTPS on --http-addr")
 	fs.StringVar(&c.HTTPTLSKey, "http-tls-key", "", "key of --http-tls-cert")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "data directory (SQLite files, embedded NATS store, credentials)")
-	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL, postgres://... (default: embedded SQLite in --data-dir)")
-	fs.StringVar(&c.DatabaseSchemaPrefix, "database-schema-prefix", "", "prefix of each service's PostgreSQL schema (several deployments in one database)")
-	fs.DurationVar(&c.DatabaseStatementTimeout, "database-statement-timeout", 30*time.Second, "PostgreSQL statement timeout")
-	fs.IntVar(&c.DatabaseMaxConns, "database-max-conns", 16, "PostgreSQL connections per service")
+	c.registerDatabaseFlags(fs, 30*time.Second)
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS URL (default: embedded NATS with an in-process connection)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "let other processes use the embedded NATS on this host:port (default: in-process only)")
 	fs.StringVar(&c.NATSNamespace, "nats-namespace", "", "prefix of every NATS subject, stream and bucket, so several deployments share one NATS")
@@ -112,6 +109,14 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	c.PVK.RegisterFlags(fs)
 	c.Dispatcher.RegisterFlags(fs)
 	c.STS.RegisterFlags(fs)
+}
+
+// registerDatabaseFlags registers the flags that choose and tune the database (serve and migrate).
+func (c *serveConfig) registerDatabaseFlags(fs *flag.FlagSet, statementTimeout time.Duration) {
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL, postgres://... (default: embedded SQLite in --data-dir)")
+	fs.StringVar(&c.DatabaseSchemaPrefix, "database-schema-prefix", "", "prefix of each service's PostgreSQL schema (several deployments in one database)")
+	fs.DurationVar(&c.DatabaseStatementTimeout, "database-statement-timeout", statementTimeout, "PostgreSQL statement timeout")
+	fs.IntVar(&c.DatabaseMaxConns, "database-max-conns", 16, "PostgreSQL connections per service")
 }
 
 func serveCommand(out io.Writer) *ffcli.Command {
