@@ -216,12 +216,17 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	return a, nil
 }
 
+// wantedServices is --services as a list.
+func wantedServices(services string) []string {
+	if services == "all" {
+		return serviceNames
+	}
+	return strings.Split(services, ",")
+}
+
 // startOrder returns the modules the services need, dependencies first.
 func startOrder(services string) ([]string, error) {
-	wanted := serviceNames
-	if services != "all" {
-		wanted = strings.Split(services, ",")
-	}
+	wanted := wantedServices(services)
 	var order []string
 	var visit func(name string)
 	visit = func(name string) {
@@ -296,7 +301,7 @@ func (a *app) initGRPC(context.Context) error {
 	a.register = grpcx.Registrars{a.grpcSrv, inproc}
 	here := map[string]bool{}
 	for _, s := range serviceNames {
-		here[s] = a.cfg.Services == "all" || slices.Contains(strings.Split(a.cfg.Services, ","), s)
+		here[s] = slices.Contains(wantedServices(a.cfg.Services), s)
 	}
 	internal := grpcx.Router{Local: grpcx.InProcessClient(inproc, credential), Here: here, Peers: map[string]grpc.ClientConnInterface{}}
 	public := grpcx.Router{Local: grpcx.InProcessClient(inproc, ""), Here: here, Peers: map[string]grpc.ClientConnInterface{}}
