@@ -48,11 +48,11 @@ lint: tools ## buf lint, gofmt and go vet
 	$(GO) vet $(PKGS)
 
 .PHONY: test
-test: ## run every test (fuzz seed corpora included); with HNSEC_TEST_DATABASE_URL also on PostgreSQL
+test: ## run every test (fuzz seed corpora included); with HNSEC_TEST_DATABASE_URL also on PostgreSQL and the cluster test
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	@if [ -n "$$HNSEC_TEST_DATABASE_URL" ]; then \
-		echo "end-to-end tests again, every in-process server on PostgreSQL"; \
-		HNSEC_TEST_E2E_POSTGRES=1 $(GO) test -count=1 -timeout 20m ./services/hnsec; \
+		echo "end-to-end tests again, every in-process server on PostgreSQL, and the scale-out cluster test"; \
+		HNSEC_TEST_E2E_POSTGRES=1 HNSEC_TEST_CLUSTER=1 $(GO) test -count=1 -timeout 20m ./services/hnsec; \
 	fi
 
 .PHONY: test-cluster

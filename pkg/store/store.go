@@ -166,14 +166,24 @@ func (db *DB) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return tx.Commit()
 }
 
-// migrate applies the migrations not yet applied; migration i is version i+1. With PostgreSQL an advisory
-// lock keeps replicas starting together from migrating at once.
+// Lock makes tx wait until no other transaction holding the lock called name in this service's store
+// runs, and holds it until tx ends: for transactions that read, decide and write, which replicas running
+// them at once would otherwise both decide alike (both create the first key, say). PostgreSQL takes a
+// transaction-level advisory lock; SQLite needs none, as its write transactions already run one at a time.
+func (db *DB) Lock(ctx context.Context, tx *sql.Tx, name string) error {
+	if db.Dialect != Postgres {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext(coalesce(current_schema(), '') || '.' || ?))`, name)
+	return err
+}
+
+// migrate applies the migrations not yet applied; migration i is version i+1. With PostgreSQL a lock
+// keeps replicas starting together from migrating at once.
 func (db *DB) migrate(ctx context.Context, name string, migrations []string) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error {
-		if db.Dialect == Postgres {
-			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext(?))`, "hnsec.migrate."+name); err != nil {
-				return err
-			}
+		if err := db.Lock(ctx, tx, "migrate"); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 			return err

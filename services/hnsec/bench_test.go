@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 
 	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
 	"github.com/hnsec/hnsec/pkg/grpcx"
+	"github.com/hnsec/hnsec/services/hnsec/localcluster"
 	"github.com/hnsec/hnsec/services/pvk"
 	"github.com/hnsec/hnsec/services/registry"
 )
@@ -39,10 +39,6 @@ const childEnv = "HNSEC_BENCH_CHILD_ARGS"
 func TestMain(m *testing.M) {
 	if args := os.Getenv(childEnv); args != "" {
 		main2(strings.Split(args, " "))
-		return
-	}
-	if spec := os.Getenv(natsNodeEnv); spec != "" {
-		runNATSNode(spec)
 		return
 	}
 	os.Exit(m.Run())
@@ -81,61 +77,34 @@ func benchServer(b *testing.B, extra ...string) benchTarget {
 
 // childServer starts `hnsec serve --dev` on dir as a child process (stopped with SIGINT at the end of the
 // test unless killed before) and returns it once it serves.
-func childServer(b testing.TB, dir string, extra ...string) (benchTarget, *exec.Cmd) {
+func childServer(b testing.TB, dir string, extra ...string) (benchTarget, *localcluster.Process) {
 	b.Helper()
 	args := append([]string{"serve", "--dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"}, extra...)
 	if addr := os.Getenv("HNSEC_BENCH_DEBUG_ADDR"); addr != "" {
 		args = append(args, "--debug-addr", addr) // profile the server: go tool pprof http://ADDR/debug/pprof/profile
 	}
+	p := localcluster.NewProcess("hnsec", testRunner, args, dir, "")
+	if err := p.Start(localcluster.StartTimeout); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Stop)
+	return target(b, p), p
+}
+
+// testRunner runs hnsec as this test binary (see TestMain).
+func testRunner(args []string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(args, " "))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
+	return cmd
+}
+
+// target is the benchTarget of a process that serves.
+func target(b testing.TB, p *localcluster.Process) benchTarget {
+	t := benchTarget{base: "http://" + p.HTTP, grpcAddr: p.GRPC, dataDir: p.DataDir}
+	if _, err := os.Stat(filepath.Join(p.DataDir, registry.DevClientFile)); err == nil { // not written without the registry
+		t.dev = t.credentials(b, registry.DevClientFile)
 	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	})
-	type serving struct {
-		Msg  string `json:"msg"`
-		HTTP string `json:"http"`
-		GRPC string `json:"grpc"`
-	}
-	started := make(chan serving, 1)
-	var tailMu sync.Mutex
-	var tail []string // the last lines, for a server that does not start
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var line serving
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "hnsec serving" {
-				started <- line
-			}
-			tailMu.Lock()
-			tail = append(tail[max(0, len(tail)-99):], sc.Text())
-			tailMu.Unlock()
-		}
-	}()
-	select {
-	case s := <-started:
-		t := benchTarget{base: "http://" + s.HTTP, grpcAddr: s.GRPC, dataDir: dir}
-		if _, err := os.Stat(filepath.Join(dir, registry.DevClientFile)); err == nil { // not written without the registry
-			t.dev = t.credentials(b, registry.DevClientFile)
-		}
-		return t, cmd
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Signal(syscall.SIGQUIT) // its goroutines, to see where it hangs
-		time.Sleep(time.Second)
-		tailMu.Lock()
-		defer tailMu.Unlock()
-		b.Fatalf("server %v did not start:\n%s", extra, strings.Join(tail, "\n"))
-	}
-	return benchTarget{}, cmd
+	return t
 }
 
 // loadResult is what one load run measured.

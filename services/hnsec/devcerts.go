@@ -33,9 +33,9 @@ const (
 // devCommand groups developer tools.
 func devCommand(out io.Writer) *ffcli.Command {
 	return &ffcli.Command{
-		Name: "dev", ShortUsage: "hnsec dev certs [flags]", ShortHelp: "developer tools",
+		Name: "dev", ShortUsage: "hnsec dev <certs|cluster|nats-node> [flags]", ShortHelp: "developer tools",
 		FlagSet:     flag.NewFlagSet("hnsec dev", flag.ContinueOnError),
-		Subcommands: []*ffcli.Command{devCertsCommand(out)},
+		Subcommands: []*ffcli.Command{devCertsCommand(out), devClusterCommand(out), devNATSNodeCommand()},
 		Exec:        func(context.Context, []string) error { return flag.ErrHelp },
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -82,8 +81,7 @@ func writeUntilKilled(t *testing.T, dir, natsAddr string, extra ...string) int64
 		}()
 	}
 	time.Sleep(700 * time.Millisecond)
-	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-	_ = cmd.Wait()
+	cmd.Kill()
 	close(stop)
 	wg.Wait()
 	return acked.Load()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,6 +25,7 @@ import (
 
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/grpcx"
+	"github.com/hnsec/hnsec/services/hnsec/localcluster"
 	"github.com/hnsec/hnsec/services/pvk"
 )
 
@@ -111,8 +111,7 @@ func TestWebhookDeliveryOutlivesCrashAndRestart(t *testing.T) {
 				srv.writeUntil(t, tok, 500, stop)
 			}()
 			time.Sleep(800 * time.Millisecond)
-			require.NoError(t, cmd.Process.Signal(tt.signal))
-			_ = cmd.Wait()
+			cmd.Signal(tt.signal)
 			<-done
 			before := len(distinct(rcv.delivered()))
 
@@ -202,8 +201,7 @@ func TestWebhookReplicasShareTheWorkAndTakeOverFromADeadOne(t *testing.T) {
 		<-done
 	}
 	write(500 * time.Millisecond)
-	require.NoError(t, second.Process.Signal(syscall.SIGKILL))
-	_ = second.Wait()
+	second.Kill()
 	write(1500 * time.Millisecond)
 	committed, _ := pvkCounts(t, dir)
 	for i, rcv := range rcvs {
@@ -249,7 +247,8 @@ func startNATS(t *testing.T, dir string, port int) *server.Server {
 // The external NATS server restarts while changes are written and delivered: the relay and the
 // dispatcher reconnect, and every change still arrives, in each citizen's order.
 func TestWebhookDeliveryOutlivesAnExternalNATSRestart(t *testing.T) {
-	_, port := splitAddr(freeAddr(t))
+	_, port, err := hostPort(freeAddr(t))
+	require.NoError(t, err)
 	natsDir := t.TempDir()
 	ns := startNATS(t, natsDir, port)
 	dir := t.TempDir()
@@ -334,10 +333,8 @@ func TestWebhookOnASharedExternalNATS(t *testing.T) {
 // freeAddr returns a loopback address no one listens on (for processes that must know each other's
 // addresses before they start).
 func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := localcluster.FreeAddr()
 	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
 	return addr
 }
 

@@ -121,6 +121,9 @@ var _ Store = (*sqlStore)(nil)
 func (s *sqlStore) RotateKeys(ctx context.Context, fn func([]storedKey) ([]storedKey, []string, error)) ([]storedKey, error) {
 	var out []storedKey
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := s.db.Lock(ctx, tx, "signing_keys"); err != nil { // replicas starting together make one first key
+			return err
+		}
 		keys, err := readKeys(ctx, tx)
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@ package sts
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -39,6 +40,36 @@ func TestStoreContract(t *testing.T) {
 		refused := errors.New("refused")
 		if _, err := s.RotateKeys(ctx, func([]storedKey) ([]storedKey, []string, error) { return nil, []string{"b"}, refused }); !errors.Is(err, refused) {
 			t.Fatalf("refused rotation: %v", err)
+		}
+
+		// Two replicas rotating at once (the first start of both): the second sees the first's key.
+		other := &sqlStore{db: storetest.Open(t, cfg, "sts", Migrations)}
+		firstOnly := func(kid string) func([]storedKey) ([]storedKey, []string, error) {
+			return func(keys []storedKey) ([]storedKey, []string, error) {
+				if slices.ContainsFunc(keys, func(k storedKey) bool { return k.Use == "first" }) {
+					return nil, nil, nil
+				}
+				time.Sleep(50 * time.Millisecond) // both read before either writes, unless they are serialised
+				nk := k(kid, 0)
+				nk.Use = "first"
+				return []storedKey{nk}, nil, nil
+			}
+		}
+		errs := make(chan error, 2)
+		for i, st := range []*sqlStore{s, other} {
+			go func() {
+				_, err := st.RotateKeys(ctx, firstOnly(fmt.Sprint("first-", i)))
+				errs <- err
+			}()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		keys, err = s.RotateKeys(ctx, func([]storedKey) ([]storedKey, []string, error) { return nil, nil, nil })
+		if n := len(slices.DeleteFunc(keys, func(k storedKey) bool { return k.Use != "first" })); err != nil || n != 1 {
+			t.Fatalf("replicas rotating at once made %d first keys (%v)", n, err)
 		}
 
 		// References: stored in one go, found by selector, revoked once, deleted after expiry.
