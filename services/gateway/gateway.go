@@ -75,18 +75,26 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 	if err := registryv1.RegisterClientRegistryServiceHandlerClient(ctx, mux, registryv1.NewClientRegistryServiceClient(conn)); err != nil {
 		return nil, err
 	}
-	root := http.NewServeMux()
+	root := Ops(conn, gatherer)
 	root.Handle("/", g.checkBody(mux))
-	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	root.HandleFunc("GET /readyz", g.ready)
-	root.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", mediaJSON)
 		_, _ = w.Write(openapi.JSON)
 	})
 	return withCorrelation(root), nil
+}
+
+// Ops returns the operations endpoints every process serves, the gateway or not: /healthz (the process
+// runs), /readyz (the gRPC health service conn reaches says SERVING) and /metrics (gatherer).
+func Ops(conn grpc.ClientConnInterface, gatherer prometheus.Gatherer) *http.ServeMux {
+	g := &gateway{health: healthpb.NewHealthClient(conn)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", g.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	return mux
 }
 
 type gateway struct {

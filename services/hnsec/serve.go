@@ -81,7 +81,7 @@ type serveConfig struct {
 }
 
 func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "REST gateway listen address")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "REST gateway listen address (a process without the gateway serves /healthz, /readyz and /metrics there)")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "gRPC listen address")
 	fs.StringVar(&c.PeerAddr, "peer-addr", "", "gRPC address of the services this process does not run and --peer does not name")
 	fs.Var(&c.Peers, "peer", "gRPC address of a service this process does not run, as service=host:port (repeatable)")
@@ -211,6 +211,12 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		if err := graph[name].init(a, ctx); err != nil {
 			a.close()
 			return nil, fmt.Errorf("start %s: %w", name, err)
+		}
+	}
+	if a.httpSrv == nil {
+		if err := a.listenHTTP(gateway.Ops(a.public, a.metrics)); err != nil {
+			a.close()
+			return nil, err
 		}
 	}
 	return a, nil
@@ -483,6 +489,12 @@ func (a *app) initGateway(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return a.listenHTTP(h)
+}
+
+// listenHTTP opens --http-addr for h: the REST gateway, or in a process without it the operations
+// endpoints (/healthz, /readyz, /metrics).
+func (a *app) listenHTTP(h http.Handler) error {
 	lis, err := net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)

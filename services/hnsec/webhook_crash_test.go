@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -346,8 +347,16 @@ func TestMicroservicesAcrossTwoProcesses(t *testing.T) {
 	dir := t.TempDir()
 	first, _ := childServer(t, dir, "--services", "registry,sts,introspection,gateway", "--nats-listen", natsAddr, "--grpc-addr", front,
 		"--peer", "pvk="+back, "--peer", "dispatcher="+back)
-	childServer(t, t.TempDir(), slices.Concat([]string{"--services", "pvk,dispatcher", "--nats-url", "nats://" + natsAddr, "--grpc-addr", back,
+	second, _ := childServer(t, t.TempDir(), slices.Concat([]string{"--services", "pvk,dispatcher", "--nats-url", "nats://" + natsAddr, "--grpc-addr", back,
 		"--peer-addr", front, "--internal-credential-file", filepath.Join(dir, "internal-credential")}, webhookChildArgs)...)
+	// Without the gateway, the REST port serves the operations endpoints only.
+	for path, want := range map[string]string{"/healthz": `"ok"`, "/readyz": `"ready"`, "/metrics": "hnsec_dispatcher_", "/openapi.json": "404"} {
+		resp, err := http.Get(second.base + path)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Contains(t, fmt.Sprint(resp.StatusCode, string(body)), want, path)
+	}
 	tok := first.token(t)
 	rcv := newReceiver(t)
 	status, created := first.postJSON(t, "/pvk/v1/subscriptions", tok, map[string]any{"webhook": map[string]any{"url": rcv.srv.URL + "/pvk"}})
