@@ -135,12 +135,16 @@ func logCall(ctx context.Context, log *slog.Logger, method, id string, d time.Du
 		"description", e.Description, "duration", d)
 }
 
+// roundRobin spreads calls over every address a peer's name resolves to: a headless Kubernetes Service
+// names each replica, and without it every call would go to the first.
+const roundRobin = `{"loadBalancingConfig": [{"round_robin": {}}]}`
+
 // Dial returns a client connection to addr that forwards the caller's correlation id and, when
 // credential is set, presents it as the internal credential. The connection is plaintext unless opts
 // give transport credentials (TLS.DialOption).
 func Dial(addr, credential string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(outgoing(credential))}, opts...)...)
+		grpc.WithChainUnaryInterceptor(outgoing(credential)), grpc.WithDefaultServiceConfig(roundRobin)}, opts...)...)
 }
 
 // NewInProcessChannel returns an in-process gRPC channel with the server's interceptor: services
