@@ -22,6 +22,15 @@ $(BIN)/buf: tools/go.mod tools/go.sum
 .PHONY: tools
 tools: $(BIN)/buf ## build buf and the protoc plugins pinned in tools/go.mod into bin/
 
+$(BIN)/kubecheck: tools/go.mod tools/go.sum $(wildcard tools/kubecheck/*.go)
+	cd tools && GOWORK=off $(GO) build -o $(BIN)/kubecheck ./kubecheck
+
+.PHONY: k8s-check
+k8s-check: $(BIN)/kubecheck ## build deploy/k8s with Kustomize and check every object against the Kubernetes API types
+	cd tools && GOWORK=off $(GO) test -count=1 ./kubecheck
+	$(BIN)/kubecheck deploy/k8s/overlays/example
+	$(BIN)/kubecheck -external Secret/hnsec-secrets deploy/k8s/base
+
 .PHONY: generate
 generate: tools ## regenerate gen/ from proto/ (buf lint first)
 	$(BIN)/buf lint
