@@ -76,5 +76,6 @@ fuzz: ## fuzz the request parsers for FUZZTIME each (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBasic$$' -fuzztime $${FUZZTIME:-30s} ./pkg/clientauth
 
 .PHONY: bench
-bench: ## load benchmarks on loopback: tokens/s, p50 and p99 at 16 and 64 connections
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./services/hnsec
+bench: ## load benchmarks on loopback (tokens, introspection, PVK, webhooks; the local cluster with 1 and 2 replicas on PostgreSQL)
+	HNSEC_TEST_DATABASE_URL=$${HNSEC_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
+		$(GO) test -run '^$$' -bench $${BENCH:-.} -benchtime 1x -timeout 30m ./services/hnsec

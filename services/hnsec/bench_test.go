@@ -155,11 +155,12 @@ func runWorkers(n int, d time.Duration, worker func(i int, deadline time.Time) (
 // the answer before the next (like wrk). Raw connections keep the load generator's own CPU cost small, so
 // the figures describe the server.
 func runLoad(addr string, request []byte, conns int, d time.Duration) loadResult {
-	return runRequests(addr, func(int, int) []byte { return request }, conns, d)
+	return runRequests([]string{addr}, func(int, int) []byte { return request }, conns, d)
 }
 
-// runRequests is runLoad with request(worker, i) built for each request.
-func runRequests(addr string, request func(worker, i int) []byte, conns int, d time.Duration) loadResult {
+// runRequests is runLoad with request(worker, i) built for each request, and the connections spread
+// over addrs.
+func runRequests(addrs []string, request func(worker, i int) []byte, conns int, d time.Duration) loadResult {
 	return runWorkers(conns, d, func(worker int, deadline time.Time) ([]time.Duration, int) {
 		lat := make([]time.Duration, 0, 1<<16)
 		failed := 0
@@ -172,7 +173,7 @@ func runRequests(addr string, request func(worker, i int) []byte, conns int, d t
 		}()
 		for i := 0; time.Now().Before(deadline); i++ {
 			if conn == nil {
-				c, err := net.Dial("tcp", addr)
+				c, err := net.Dial("tcp", addrs[worker%len(addrs)])
 				if err != nil {
 					failed++
 					continue
@@ -359,7 +360,7 @@ func BenchmarkPVK(b *testing.B) {
 	for _, conns := range []int{16, 64} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
 			before := scrapeHistogram(b, srv.base, "hnsec_pvk_publish_lag_seconds")
-			r := runRequests(host, request, conns, benchDuration())
+			r := runRequests([]string{host}, request, conns, benchDuration())
 			pass.Add(1)
 			// The backlog is what was committed but is not in the stream yet.
 			committed, _ := pvkCounts(b, srv.dataDir)
