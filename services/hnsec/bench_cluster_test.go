@@ -66,4 +66,3 @@ func BenchmarkCluster(b *testing.B) {
 		})
 	}
 }
-
