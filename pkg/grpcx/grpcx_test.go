@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -50,10 +51,25 @@ func TestDialSpreadsCallsOverReplicas(t *testing.T) {
 	}
 	defer conn.Close()
 	client := healthpb.NewHealthClient(conn)
-	for range 20 {
+	check := func() {
 		if _, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Calls go to the replicas connected so far; once both are, they alternate.
+	deadline := time.Now().Add(10 * time.Second)
+	for replicas[0].calls.Load() == 0 || replicas[1].calls.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s of calls: %d and %d", replicas[0].calls.Load(), replicas[1].calls.Load())
+		}
+		check()
+		time.Sleep(time.Millisecond)
+	}
+	for _, h := range replicas {
+		h.calls.Store(0)
+	}
+	for range 20 {
+		check()
 	}
 	for i, h := range replicas {
 		if n := h.calls.Load(); n < 5 {
