@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,7 +54,8 @@ func NewProcess(name string, run Runner, args []string, dataDir, logFile string)
 }
 
 // Start starts the process and waits up to timeout until it logs ServingMsg. A process that does not
-// start in time is sent SIGQUIT (Go prints every goroutine) and the error carries its last log lines.
+// start in time is sent SIGQUIT (Go prints every goroutine); the error carries its last log lines and
+// the goroutines.
 func (p *Process) Start(timeout time.Duration) error {
 	cmd := p.run(p.args)
 	stderr, err := cmd.StderrPipe()
@@ -114,12 +117,13 @@ func (p *Process) Start(timeout time.Duration) error {
 	case <-exited:
 		return fmt.Errorf("%s exited before serving:\n%s", p.Name, p.Tail())
 	case <-time.After(timeout):
+		said := p.Tail()
 		_ = cmd.Process.Signal(syscall.SIGQUIT)
 		select {
 		case <-exited:
 		case <-time.After(5 * time.Second):
 		}
-		return fmt.Errorf("%s did not start within %s:\n%s", p.Name, timeout, p.Tail())
+		return fmt.Errorf("%s did not start within %s; its log:\n%s\nits goroutines (SIGQUIT):\n%s", p.Name, timeout, said, p.Tail())
 	}
 }
 
@@ -155,13 +159,38 @@ func (p *Process) Pid() int {
 	return p.cmd.Process.Pid
 }
 
-// FreeAddr returns a loopback address with a port the OS had free: for processes that must know each
-// other's addresses before they start.
+// FreeAddr returns a loopback address with a port no one listens on: for processes that must know each
+// other's addresses before they start. The port lies below the kernel's ephemeral range, where the OS
+// never picks the local port of an outgoing connection, so between this check and the process's own
+// listen only another deliberate listener can take it (a port the OS hands out with :0 can meanwhile
+// become the local port of any connection, and the process then fails to listen).
 func FreeAddr() (string, error) {
+	low := ephemeralLow()
+	for range 100 {
+		port := 10000 + rand.IntN(max(1, low-10000))
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			addr := l.Addr().String()
+			return addr, l.Close()
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux; 32768 elsewhere).
+func ephemeralLow() int {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 10000 {
+				low = n
+			}
+		}
+	}
+	return low
 }
