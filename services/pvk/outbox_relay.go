@@ -7,11 +7,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hnsec/hnsec/pkg/natsbus"
-	"github.com/hnsec/hnsec/pkg/store"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hnsec/hnsec/pkg/natsbus"
+	"github.com/hnsec/hnsec/pkg/store"
 )
 
 // The change stream, as named in the default (empty) NATS namespace.
@@ -31,6 +32,17 @@ func namesOf(bus *natsbus.Bus) streamNames {
 
 // subject is the subject of a partition's changes.
 func (n streamNames) subject(partition int) string { return fmt.Sprintf("%s%d", n.subjects, partition) }
+
+// publishAckTimeout bounds the wait for the stream's acknowledgement of a published change. An
+// acknowledgement can be lost (a stream leader that changes or dies after taking the message); without a
+// bound the relay would wait for it forever and publish nothing more. After it, the relay learns from the
+// stream where it ends and publishes again from there.
+const publishAckTimeout = 5 * time.Second
+
+// newJetStream is the JetStream context of PVK's relay, with publishAckTimeout.
+func newJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	return jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishAckTimeout))
+}
 
 // relayBatch bounds the outbox events read at a time.
 const relayBatch = 500

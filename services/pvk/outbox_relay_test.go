@@ -2,16 +2,18 @@ package pvk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/hnsec/hnsec/pkg/natsbus"
-	"github.com/hnsec/hnsec/pkg/store"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hnsec/hnsec/pkg/natsbus"
+	"github.com/hnsec/hnsec/pkg/store"
 )
 
 // TestRelayResume starts a relay over an outbox and a stream in the states a crash or a power loss can
@@ -37,7 +39,7 @@ func TestRelayResume(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = bus.Close() })
-			js, err := jetstream.New(bus.Conn)
+			js, err := newJetStream(bus.Conn)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,6 +96,50 @@ func TestRelayResume(t *testing.T) {
 				t.Errorf("after a second step the stream holds %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// A publish whose acknowledgement never comes (here a subscriber takes the message and never answers, as
+// when a stream leader dies after taking it) fails after publishAckTimeout: the relay resumes from the
+// stream instead of waiting forever.
+func TestRelayLostAcknowledgement(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bus, err := natsbus.Open(natsbus.Config{DataDir: dir, Name: "test", Sync: natsbus.Sync(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bus.Close() })
+	js, err := newJetStream(bus.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := namesOf(bus)
+	if err := ensureStream(ctx, js, names, Config{StreamReplicas: 1, StreamMaxAge: time.Hour, DuplicateWindow: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	swallowed := streamNames{stream: names.stream, subjects: "swallowed."}
+	sub, err := bus.Conn.Subscribe("swallowed.>", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	db, err := store.Open(ctx, store.Config{DataDir: dir}, "pvk", Migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if _, err := db.Write.ExecContext(ctx, `INSERT INTO outbox (id, change_id, partition, payload, create_time_ms) VALUES (1, ?, 0, ?, 0)`,
+		changeID(1), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	r := newRelay(&sqlStore{db: db}, js, swallowed, time.Hour, prometheus.NewRegistry())
+	ctx, cancel := context.WithTimeout(ctx, 3*publishAckTimeout)
+	defer cancel()
+	start := time.Now()
+	err = r.step(ctx)
+	if !errors.Is(err, jetstream.ErrAsyncPublishTimeout) || time.Since(start) > 2*publishAckTimeout || r.known {
+		t.Fatalf("step = %v after %s (resume next: %t); want the publish timeout after %s", err, time.Since(start), !r.known, publishAckTimeout)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
 	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
@@ -21,8 +23,6 @@ import (
 	"github.com/hnsec/hnsec/pkg/scope"
 	"github.com/hnsec/hnsec/pkg/secrets"
 	"github.com/hnsec/hnsec/pkg/store"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Partitions is how many partitions change events are spread over: a citizen's changes always land in
@@ -64,7 +64,7 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, bus *natsbus.B
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
 	}
-	js, err := jetstream.New(bus.Conn)
+	js, err := newJetStream(bus.Conn)
 	names := namesOf(bus)
 	if err != nil {
 		return nil, nil, err
