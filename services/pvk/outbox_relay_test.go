@@ -33,25 +33,8 @@ func TestRelayResume(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			dir := t.TempDir()
-			bus, err := natsbus.Open(natsbus.Config{DataDir: dir, Name: "test", Sync: natsbus.Sync(time.Second)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = bus.Close() })
-			js, err := newJetStream(bus.Conn)
-			if err != nil {
-				t.Fatal(err)
-			}
+			bus, js, db := relayFixture(t, 100*time.Millisecond)
 			names := namesOf(bus)
-			if err := ensureStream(ctx, js, names, Config{StreamReplicas: 1, StreamMaxAge: time.Hour, DuplicateWindow: 100 * time.Millisecond}); err != nil {
-				t.Fatal(err)
-			}
-			db, err := store.Open(ctx, store.Config{DataDir: dir}, "pvk", Migrations)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
 			for _, n := range tc.inStream {
 				if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: names.subject(n % Partitions), Data: []byte(fmt.Sprint(n))},
 					jetstream.WithMsgID(changeID(n))); err != nil {
@@ -104,31 +87,13 @@ func TestRelayResume(t *testing.T) {
 // stream instead of waiting forever.
 func TestRelayLostAcknowledgement(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	bus, err := natsbus.Open(natsbus.Config{DataDir: dir, Name: "test", Sync: natsbus.Sync(time.Second)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = bus.Close() })
-	js, err := newJetStream(bus.Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := namesOf(bus)
-	if err := ensureStream(ctx, js, names, Config{StreamReplicas: 1, StreamMaxAge: time.Hour, DuplicateWindow: time.Minute}); err != nil {
-		t.Fatal(err)
-	}
-	swallowed := streamNames{stream: names.stream, subjects: "swallowed."}
+	bus, js, db := relayFixture(t, time.Minute)
+	swallowed := streamNames{stream: namesOf(bus).stream, subjects: "swallowed."}
 	sub, err := bus.Conn.Subscribe("swallowed.>", func(*nats.Msg) {})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	db, err := store.Open(ctx, store.Config{DataDir: dir}, "pvk", Migrations)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
 	if _, err := db.Write.ExecContext(ctx, `INSERT INTO outbox (id, change_id, partition, payload, create_time_ms) VALUES (1, ?, 0, ?, 0)`,
 		changeID(1), []byte("1")); err != nil {
 		t.Fatal(err)
@@ -141,6 +106,31 @@ func TestRelayLostAcknowledgement(t *testing.T) {
 	if !errors.Is(err, jetstream.ErrAsyncPublishTimeout) || time.Since(start) > 2*publishAckTimeout || r.known {
 		t.Fatalf("step = %v after %s (resume next: %t); want the publish timeout after %s", err, time.Since(start), !r.known, publishAckTimeout)
 	}
+}
+
+// relayFixture is an embedded NATS with the change stream (duplicate window dup) and a PVK database, in
+// a directory of the test's.
+func relayFixture(t *testing.T, dup time.Duration) (*natsbus.Bus, jetstream.JetStream, *store.DB) {
+	t.Helper()
+	dir := t.TempDir()
+	bus, err := natsbus.Open(natsbus.Config{DataDir: dir, Name: "test", Sync: natsbus.Sync(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bus.Close() })
+	js, err := newJetStream(bus.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureStream(context.Background(), js, namesOf(bus), Config{StreamReplicas: 1, StreamMaxAge: time.Hour, DuplicateWindow: dup}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(context.Background(), store.Config{DataDir: dir}, "pvk", Migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return bus, js, db
 }
 
 func changeID(n int) string { return fmt.Sprintf("change-%03d", n) }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -54,7 +55,9 @@ type objects struct {
 	problems    []string
 }
 
-func (o *objects) problem(format string, args ...any) { o.problems = append(o.problems, fmt.Sprintf(format, args...)) }
+func (o *objects) problem(format string, args ...any) {
+	o.problems = append(o.problems, fmt.Sprintf(format, args...))
+}
 
 // check decodes a multi-document YAML stream strictly and checks the objects against each other.
 func check(stream []byte, external []string) ([]string, int, error) {
@@ -199,33 +202,27 @@ func (o *objects) ref(what, kind, name, key string) {
 	if slices.Contains(o.external, kind+"/"+name) {
 		return
 	}
-	var keys []string
-	switch kind {
-	case "Secret":
-		s, ok := o.secrets[name]
-		if !ok {
-			o.problem("%s: Secret %s is not in the build", what, name)
-			return
-		}
-		for k := range s.Data {
-			keys = append(keys, k)
-		}
-		for k := range s.StringData {
-			keys = append(keys, k)
-		}
-	case "ConfigMap":
-		c, ok := o.configMaps[name]
-		if !ok {
-			o.problem("%s: ConfigMap %s is not in the build", what, name)
-			return
-		}
-		for k := range c.Data {
-			keys = append(keys, k)
-		}
-	}
-	if key != "" && !slices.Contains(keys, key) {
+	keys, ok := o.keysOf(kind, name)
+	switch {
+	case !ok:
+		o.problem("%s: %s %s is not in the build", what, kind, name)
+	case key != "" && !slices.Contains(keys, key):
 		o.problem("%s: %s %s has no key %s", what, kind, name, key)
 	}
+}
+
+// keysOf returns the keys of the ConfigMap or Secret called name, and whether the build has it.
+func (o *objects) keysOf(kind, name string) ([]string, bool) {
+	if kind == "ConfigMap" {
+		if c, ok := o.configMaps[name]; ok {
+			return slices.Collect(maps.Keys(c.Data)), true
+		}
+		return nil, false
+	}
+	if s, ok := o.secrets[name]; ok {
+		return slices.Concat(slices.Collect(maps.Keys(s.Data)), slices.Collect(maps.Keys(s.StringData))), true
+	}
+	return nil, false
 }
 
 // podsOf returns the pod templates sel selects.
@@ -261,4 +258,3 @@ func (o *objects) checkService(s *corev1.Service) {
 		}
 	}
 }
-
