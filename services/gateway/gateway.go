@@ -57,22 +57,24 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithForwardResponseOption(cacheHeaders),
 	)
-	if err := stsv1.RegisterTokenServiceHandlerClient(ctx, mux, stsv1.NewTokenServiceClient(conn)); err != nil {
-		return nil, err
-	}
-	if err := introspectionv1.RegisterIntrospectionServiceHandlerClient(ctx, mux, introspectionv1.NewIntrospectionServiceClient(conn)); err != nil {
-		return nil, err
-	}
-	if err := pvkv1.RegisterPrivacySettingsServiceHandlerClient(ctx, mux, pvkv1.NewPrivacySettingsServiceClient(conn)); err != nil {
-		return nil, err
-	}
-	if err := pvkv1.RegisterSubscriptionsServiceHandlerClient(ctx, mux, pvkv1.NewSubscriptionsServiceClient(conn)); err != nil {
+	// grpc-gateway tries the routes of a method newest first, with a pattern match each: the OAuth2
+	// endpoints, by far the busiest, are registered last.
+	if err := registryv1.RegisterClientRegistryServiceHandlerClient(ctx, mux, registryv1.NewClientRegistryServiceClient(conn)); err != nil {
 		return nil, err
 	}
 	if err := dispatcherv1.RegisterDeliveriesServiceHandlerClient(ctx, mux, dispatcherv1.NewDeliveriesServiceClient(conn)); err != nil {
 		return nil, err
 	}
-	if err := registryv1.RegisterClientRegistryServiceHandlerClient(ctx, mux, registryv1.NewClientRegistryServiceClient(conn)); err != nil {
+	if err := pvkv1.RegisterSubscriptionsServiceHandlerClient(ctx, mux, pvkv1.NewSubscriptionsServiceClient(conn)); err != nil {
+		return nil, err
+	}
+	if err := pvkv1.RegisterPrivacySettingsServiceHandlerClient(ctx, mux, pvkv1.NewPrivacySettingsServiceClient(conn)); err != nil {
+		return nil, err
+	}
+	if err := introspectionv1.RegisterIntrospectionServiceHandlerClient(ctx, mux, introspectionv1.NewIntrospectionServiceClient(conn)); err != nil {
+		return nil, err
+	}
+	if err := stsv1.RegisterTokenServiceHandlerClient(ctx, mux, stsv1.NewTokenServiceClient(conn)); err != nil {
 		return nil, err
 	}
 	root := Ops(conn, gatherer)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hnsec/hnsec/pkg/store"
@@ -114,7 +115,12 @@ type Store interface {
 	DeleteExpired(ctx context.Context, created, t time.Time) (int64, error)
 }
 
-type sqlStore struct{ db *store.DB }
+type sqlStore struct {
+	db *store.DB
+
+	mu      sync.Mutex
+	inserts [maxInsertRows]*sql.Stmt // by their rows, less one
+}
 
 var _ Store = (*sqlStore)(nil)
 
@@ -179,21 +185,62 @@ func readKeys(ctx context.Context, tx *sql.Tx) ([]storedKey, error) {
 // referenceColumns are the columns InsertReferences writes, in order.
 const referenceColumns = `selector, verifier_hash, jti, client_id, client_name, scopes, audiences, organisation_number, issue_time, expire_time`
 
-// InsertReferences writes the batch with one multi-row INSERT: one statement and one commit per batch.
+// maxInsertRows is the most rows one prepared INSERT writes.
+const maxInsertRows = 64
+
+// InsertReferences writes the batch atomically with multi-row INSERTs of at most maxInsertRows rows: one
+// statement without a transaction when the batch fits in it, else one transaction. The statements are
+// prepared once per size: parsing a new INSERT for every batch cost more than writing its rows.
 func (s *sqlStore) InsertReferences(ctx context.Context, refs []reference) error {
-	var q strings.Builder
-	q.WriteString(`INSERT INTO token_references (` + referenceColumns + `) VALUES `)
 	args := make([]any, 0, 10*len(refs))
-	for i, r := range refs {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	for _, r := range refs {
 		args = append(args, r.Selector, r.VerifierHash, r.JTI, r.ClientID, r.ClientName, strings.Join(r.Scopes, " "),
 			strings.Join(r.Audiences, " "), r.OrganisationNumber, r.IssueTime.Unix(), r.ExpireTime.Unix())
 	}
-	_, err := s.db.Write.ExecContext(ctx, q.String(), args...)
-	return err
+	// The statements are prepared before a transaction takes SQLite's one writing connection.
+	type chunk struct {
+		stmt *sql.Stmt
+		args []any
+	}
+	var chunks []chunk
+	for len(args) > 0 {
+		rows := min(len(args)/10, maxInsertRows)
+		stmt, err := s.insertStatement(ctx, rows)
+		if err != nil {
+			return err
+		}
+		chunks = append(chunks, chunk{stmt, args[:10*rows]})
+		args = args[10*rows:]
+	}
+	if len(chunks) == 1 {
+		_, err := chunks[0].stmt.ExecContext(ctx, chunks[0].args...)
+		return err
+	}
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		for _, c := range chunks {
+			if _, err := tx.StmtContext(ctx, c.stmt).ExecContext(ctx, c.args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// insertStatement returns the prepared INSERT of rows references.
+func (s *sqlStore) insertStatement(ctx context.Context, rows int) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if stmt := s.inserts[rows-1]; stmt != nil {
+		return stmt, nil
+	}
+	q := `INSERT INTO token_references (` + referenceColumns + `) VALUES ` +
+		strings.Repeat(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), `, rows-1) + `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	stmt, err := s.db.Write.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	s.inserts[rows-1] = stmt
+	return stmt, nil
 }
 
 func (s *sqlStore) Reference(ctx context.Context, selector []byte) (reference, error) {

@@ -105,6 +105,34 @@ func TestStoreContract(t *testing.T) {
 			t.Fatalf("DeleteExpired = %d, %v; want 1", n, err)
 		}
 
+		// Batches of every shape the chunked INSERT takes are stored whole; a batch with a duplicate is
+		// stored not at all.
+		for _, size := range []int{1, 2, 13, maxInsertRows, maxInsertRows + 1, 600, maxBatch} {
+			batch := make([]reference, size)
+			for i := range batch {
+				_, sel, hash := newHandle()
+				batch[i] = reference{Selector: sel, VerifierHash: hash, JTI: fmt.Sprint(i), ClientID: "c2", Scopes: []string{"s"},
+					IssueTime: now, ExpireTime: now.Add(time.Minute)}
+			}
+			if err := s.InsertReferences(ctx, batch); err != nil {
+				t.Fatalf("batch of %d: %v", size, err)
+			}
+			for _, i := range []int{0, size / 2, size - 1} {
+				if got, err := s.Reference(ctx, batch[i].Selector); err != nil || got.JTI != fmt.Sprint(i) {
+					t.Fatalf("batch of %d, reference %d = %+v, %v", size, i, got, err)
+				}
+			}
+		}
+		_, fresh, hash := newHandle()
+		dup := []reference{{Selector: fresh, VerifierHash: hash, JTI: "fresh", ClientID: "c2", IssueTime: now, ExpireTime: now},
+			{Selector: refs[1].Selector, VerifierHash: hash, JTI: "dup", ClientID: "c2", IssueTime: now, ExpireTime: now}}
+		if err := s.InsertReferences(ctx, dup); err == nil {
+			t.Fatal("a batch repeating a stored selector was stored")
+		}
+		if _, err := s.Reference(ctx, fresh); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the failed batch's other reference: %v, want not found", err)
+		}
+
 		// Client-wide revocation time, replaced by a later one.
 		if at, err := s.ClientRevokeTime(ctx, "c1"); err != nil || !at.IsZero() {
 			t.Fatalf("ClientRevokeTime before = %s, %v", at, err)
