@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/fullstorydev/grpchan"
-	"github.com/fullstorydev/grpchan/inprocgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -147,16 +146,8 @@ func Dial(addr, credential string, opts ...grpc.DialOption) (*grpc.ClientConn, e
 		grpc.WithChainUnaryInterceptor(outgoing(credential)), grpc.WithDefaultServiceConfig(roundRobin)}, opts...)...)
 }
 
-// NewInProcessChannel returns an in-process gRPC channel with the server's interceptor: services
-// registered on it are called through their generated gRPC clients, with the same interceptors, metadata
-// and status errors, but without sockets, HTTP/2 framing or serialization (messages are cloned).
-// Monolithic mode uses it between services in one process.
-func NewInProcessChannel(log *slog.Logger, in *Internal) *inprocgrpc.Channel {
-	return new(inprocgrpc.Channel).WithServerUnaryInterceptor(unaryServerInterceptor(log, in))
-}
-
 // InProcessClient returns a client connection over ch with Dial's behaviour.
-func InProcessClient(ch *inprocgrpc.Channel, credential string) grpc.ClientConnInterface {
+func InProcessClient(ch *InProcess, credential string) grpc.ClientConnInterface {
 	return grpchan.InterceptClientConn(ch, outgoing(credential), nil)
 }
 

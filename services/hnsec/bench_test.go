@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -54,6 +55,35 @@ func main2(args []string) {
 type benchTarget struct {
 	base, grpcAddr, dataDir string
 	dev                     registry.Credentials
+	pid                     int
+}
+
+// cpu returns the CPU time the server process has used so far (user and system, from /proc), or 0 where
+// there is no /proc.
+func (t benchTarget) cpu() time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", t.pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces) start with the state; utime and stime
+	// are fields 14 and 15 of the whole line, in clock ticks (100 per second on Linux).
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// measure runs load and adds the server's CPU time per successful request to its result.
+func (t benchTarget) measure(load func() loadResult) loadResult {
+	before := t.cpu()
+	r := load()
+	if r.ok > 0 {
+		r.cpuPerOp = (t.cpu() - before) / time.Duration(r.ok)
+	}
+	return r
 }
 
 // credentials reads a credentials file of the server's data directory.
@@ -100,7 +130,7 @@ func testRunner(args []string) *exec.Cmd {
 
 // target is the benchTarget of a process that serves.
 func target(b testing.TB, p *localcluster.Process) benchTarget {
-	t := benchTarget{base: "http://" + p.HTTP, grpcAddr: p.GRPC, dataDir: p.DataDir}
+	t := benchTarget{base: "http://" + p.HTTP, grpcAddr: p.GRPC, dataDir: p.DataDir, pid: p.Pid()}
 	if _, err := os.Stat(filepath.Join(p.DataDir, registry.DevClientFile)); err == nil { // not written without the registry
 		t.dev = t.credentials(b, registry.DevClientFile)
 	}
@@ -112,6 +142,7 @@ type loadResult struct {
 	ok, failed int
 	elapsed    time.Duration
 	latencies  []time.Duration
+	cpuPerOp   time.Duration // the server's CPU time per successful request; 0 when not measured
 }
 
 func (r loadResult) perSecond() float64 { return float64(r.ok) / r.elapsed.Seconds() }
@@ -247,11 +278,11 @@ func BenchmarkToken(b *testing.B) {
 		"basic": tokenRequest(host, "grant_type=client_credentials", basic),
 	}
 	runLoad(host, styles["form"], 16, 2*time.Second) // warm-up
-	fmt.Printf("\n%-16s %6s %12s %10s %10s %8s\n", "token auth", "conns", "tokens/s", "p50", "p99", "errors")
+	fmt.Printf("\n%-16s %6s %12s %10s %10s %8s %12s\n", "token auth", "conns", "tokens/s", "p50", "p99", "errors", "server CPU/op")
 	for _, style := range []string{"form", "basic"} {
 		for _, conns := range []int{16, 64} {
 			b.Run(fmt.Sprintf("%s/conns=%d", style, conns), func(b *testing.B) {
-				report(b, style, conns, runLoad(host, styles[style], conns, benchDuration()), "tokens/s")
+				report(b, style, conns, srv.measure(func() loadResult { return runLoad(host, styles[style], conns, benchDuration()) }), "tokens/s")
 			})
 		}
 	}
@@ -277,12 +308,13 @@ func runGRPCLoad(conns []*grpc.ClientConn, workers int, d time.Duration, call fu
 
 // report prints one result line and reports it to the benchmark.
 func report(b *testing.B, label string, conns int, r loadResult, unit string) {
-	fmt.Printf("%-16s %6d %12.0f %10s %10s %8d\n", label, conns, r.perSecond(),
-		r.percentile(0.50).Round(10*time.Microsecond), r.percentile(0.99).Round(10*time.Microsecond), r.failed)
+	fmt.Printf("%-16s %6d %12.0f %10s %10s %8d %12s\n", label, conns, r.perSecond(),
+		r.percentile(0.50).Round(10*time.Microsecond), r.percentile(0.99).Round(10*time.Microsecond), r.failed, r.cpuPerOp.Round(time.Microsecond))
 	b.ReportMetric(r.perSecond(), unit)
 	b.ReportMetric(float64(r.percentile(0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(r.percentile(0.99).Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(r.failed), "errors")
+	b.ReportMetric(float64(r.cpuPerOp.Nanoseconds())/1000, "server-cpu-µs/op")
 }
 
 // BenchmarkIntrospect measures introspection of an active token (cache hits) over gRPC and REST at 16
@@ -311,15 +343,15 @@ func BenchmarkIntrospect(b *testing.B) {
 	basic := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(api.ClientID+":"+api.ClientSecret))
 	rest := formRequest("/sts/introspect", host, "token="+tok, basic)
 	runGRPCLoad(conns, 16, 2*time.Second, introspect) // warm-up
-	fmt.Printf("\n%-16s %6s %12s %10s %10s %8s\n", "introspect", "conns", "answers/s", "p50", "p99", "errors")
+	fmt.Printf("\n%-16s %6s %12s %10s %10s %8s %12s\n", "introspect", "conns", "answers/s", "p50", "p99", "errors", "server CPU/op")
 	for _, n := range []int{16, 64} {
 		b.Run(fmt.Sprintf("grpc/callers=%d", n), func(b *testing.B) {
-			report(b, "grpc", n, runGRPCLoad(conns, n, benchDuration(), introspect), "answers/s")
+			report(b, "grpc", n, srv.measure(func() loadResult { return runGRPCLoad(conns, n, benchDuration(), introspect) }), "answers/s")
 		})
 	}
 	for _, n := range []int{16, 64} {
 		b.Run(fmt.Sprintf("rest/conns=%d", n), func(b *testing.B) {
-			report(b, "rest", n, runLoad(host, rest, n, benchDuration()), "answers/s")
+			report(b, "rest", n, srv.measure(func() loadResult { return runLoad(host, rest, n, benchDuration()) }), "answers/s")
 		})
 	}
 }
