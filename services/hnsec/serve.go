@@ -12,6 +12,7 @@ import (
 	_ "net/http/pprof" // profiles on --debug-addr only: the REST gateway has its own mux
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -134,6 +135,7 @@ func serveCommand(out io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
+			setGCPercent()
 			a, err := newApp(ctx, cfg, log)
 			if err != nil {
 				return err
@@ -143,6 +145,18 @@ func serveCommand(out io.Writer) *ffcli.Command {
 			}
 			return a.run(ctx)
 		},
+	}
+}
+
+// serverGCPercent is the server's GOGC unless the environment sets one. The live heap is small (tens of
+// MiB), so how often the collector runs follows the allocation rate of the requests: at the default 100 it
+// took a sixth of the CPU at the token endpoint under load; at 400 the heap grows by four times its small
+// live size and the server spends 15-20 % less CPU per token and introspection (make bench).
+const serverGCPercent = 400
+
+func setGCPercent() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(serverGCPercent)
 	}
 }
 
