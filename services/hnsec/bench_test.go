@@ -302,7 +302,7 @@ func benchDuration() time.Duration {
 	return 10 * time.Second
 }
 
-// BenchmarkToken measures POST /sts/Token end to end (reference durably stored) at 16 and 64 connections,
+// BenchmarkToken measures POST /sts/Token end to end (reference durably stored) at 16, 32 and 64 connections,
 // with client_secret_post (form) and client_secret_basic.
 func BenchmarkToken(b *testing.B) {
 	srv := benchServer(b)
@@ -353,8 +353,8 @@ func report(b *testing.B, label string, conns int, r loadResult, unit string) {
 	b.ReportMetric(float64(r.cpuPerOp.Nanoseconds())/1000, "server-cpu-µs/op")
 }
 
-// BenchmarkIntrospect measures introspection of an active token (cache hits) over gRPC and REST at 16
-// and 64 concurrent callers.
+// BenchmarkIntrospect measures introspection of an active token (cache hits) over gRPC and REST at 16,
+// 32 and 64 concurrent callers.
 func BenchmarkIntrospect(b *testing.B) {
 	srv := benchServer(b)
 	api := srv.credentials(b, registry.DevAPIFile)
