@@ -167,6 +167,9 @@ func (m jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder { return bodyDeco
 // bodyDecoder reads the whole body (already bounded by the gateway) and unmarshals it.
 func bodyDecoder(r io.Reader, unmarshal func([]byte, any) error) runtime.Decoder {
 	return runtime.DecoderFunc(func(v any) error {
+		if rb, ok := r.(*readBody); ok {
+			return unmarshal(rb.rest(), v)
+		}
 		b, err := io.ReadAll(r)
 		if err != nil {
 			return err

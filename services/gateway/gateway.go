@@ -134,7 +134,7 @@ func (g *gateway) checkBody(next http.Handler) http.Handler {
 		if isPVK(r.URL.Path) {
 			limit = MaxPVKBodyBytes
 		}
-		body, err := readBody(r, limit)
+		body, err := readAll(r, limit)
 		if err != nil {
 			g.writeError(w, r, apierr.New(apierr.InvalidRequest, "request body could not be read"))
 			return
@@ -151,13 +151,28 @@ func (g *gateway) checkBody(next http.Handler) http.Handler {
 			}
 			r.Header.Set("Content-Type", media)
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Body = &readBody{Reader: bytes.NewReader(body), b: body}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// readBody reads at most limit+1 bytes, into a buffer sized by Content-Length when it is given.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
+// readBody is a request body the gateway has read already: the decoders take its bytes without copying.
+type readBody struct {
+	*bytes.Reader
+	b []byte
+}
+
+func (*readBody) Close() error { return nil }
+
+// rest returns the bytes not read yet and leaves none.
+func (r *readBody) rest() []byte {
+	b := r.b[len(r.b)-r.Len():]
+	_, _ = r.Seek(0, io.SeekEnd)
+	return b
+}
+
+// readAll reads at most limit+1 bytes, into a buffer sized by Content-Length when it is given.
+func readAll(r *http.Request, limit int64) ([]byte, error) {
 	size := int64(512)
 	if r.ContentLength > 0 {
 		size = min(r.ContentLength, limit) + 1
