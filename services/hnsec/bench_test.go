@@ -42,9 +42,10 @@ func TestMain(m *testing.M) {
 		main2(strings.Split(args, " "))
 		return
 	}
-	// The benchmarks' load generator shares the two cores with the server: it collects garbage as seldom
-	// as the server does.
+	// The benchmarks' load generator shares the two cores with the server: it runs with the server's
+	// runtime settings.
 	setGCPercent()
+	setProcs()
 	os.Exit(m.Run())
 }
 
