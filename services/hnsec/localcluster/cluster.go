@@ -74,10 +74,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
-// defaultProcs runs each process with Go's default GOMAXPROCS unless the environment sets one: hnsec serve
-// doubles it for a process that has the cores to itself or shares them with a few others, but a dozen
-// processes on one machine are better off without (the cluster benchmark drained its webhook backlog
-// 20-30 % slower on two cores).
+// defaultProcs runs each process with a P per CPU unless the environment sets GOMAXPROCS: hnsec serve
+// doubles Go's default for a process that has the cores to itself or shares them with a few others, but a
+// dozen processes on one machine are better off without (the cluster benchmark drained its webhook backlog
+// 20-30 % slower on two cores). The count is the machine's, not the caller's GOMAXPROCS, which the test
+// binary has doubled itself.
 func defaultProcs(run Runner) Runner {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return run
@@ -87,7 +88,7 @@ func defaultProcs(run Runner) Runner {
 		if cmd.Env == nil {
 			cmd.Env = os.Environ()
 		}
-		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(runtime.GOMAXPROCS(0)))
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(runtime.NumCPU()))
 		return cmd
 	}
 }
