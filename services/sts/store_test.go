@@ -123,14 +123,20 @@ func TestStoreContract(t *testing.T) {
 				}
 			}
 		}
-		_, fresh, hash := newHandle()
-		dup := []reference{{Selector: fresh, VerifierHash: hash, JTI: "fresh", ClientID: "c2", IssueTime: now, ExpireTime: now},
-			{Selector: refs[1].Selector, VerifierHash: hash, JTI: "dup", ClientID: "c2", IssueTime: now, ExpireTime: now}}
-		if err := s.InsertReferences(ctx, dup); err == nil {
-			t.Fatal("a batch repeating a stored selector was stored")
-		}
-		if _, err := s.Reference(ctx, fresh); !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("the failed batch's other reference: %v, want not found", err)
+		// One statement (2 rows) and a transaction of two (the duplicate in the second statement).
+		for _, size := range []int{2, maxInsertRows + 1} {
+			dup := make([]reference, size)
+			for i := range dup {
+				_, sel, hash := newHandle()
+				dup[i] = reference{Selector: sel, VerifierHash: hash, JTI: "fresh", ClientID: "c2", IssueTime: now, ExpireTime: now}
+			}
+			dup[size-1].Selector = refs[1].Selector
+			if err := s.InsertReferences(ctx, dup); err == nil {
+				t.Fatalf("a batch of %d repeating a stored selector was stored", size)
+			}
+			if _, err := s.Reference(ctx, dup[0].Selector); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("the failed batch of %d's first reference: %v, want not found", size, err)
+			}
 		}
 
 		// Client-wide revocation time, replaced by a later one.
