@@ -19,12 +19,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
 	"github.com/hnsec/hnsec/pkg/grpcx"
@@ -80,14 +82,25 @@ func (t benchTarget) cpu() time.Duration {
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
-// measure runs load and adds the server's CPU time per successful request to its result.
+// measure runs load and adds the server's and the load generator's CPU time per successful request to its
+// result.
 func (t benchTarget) measure(load func() loadResult) loadResult {
-	before := t.cpu()
+	before, loadBefore := t.cpu(), ownCPU()
 	r := load()
 	if r.ok > 0 {
 		r.cpuPerOp = (t.cpu() - before) / time.Duration(r.ok)
+		r.loadCPUPerOp = (ownCPU() - loadBefore) / time.Duration(r.ok)
 	}
 	return r
+}
+
+// ownCPU returns the CPU time this process (the load generator) has used so far.
+func ownCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // credentials reads a credentials file of the server's data directory.
@@ -143,10 +156,11 @@ func target(b testing.TB, p *localcluster.Process) benchTarget {
 
 // loadResult is what one load run measured.
 type loadResult struct {
-	ok, failed int
-	elapsed    time.Duration
-	latencies  []time.Duration
-	cpuPerOp   time.Duration // the server's CPU time per successful request; 0 when not measured
+	ok, failed   int
+	elapsed      time.Duration
+	latencies    []time.Duration
+	cpuPerOp     time.Duration // the server's CPU time per successful request; 0 when not measured
+	loadCPUPerOp time.Duration // the load generator's, likewise
 }
 
 func (r loadResult) perSecond() float64 { return float64(r.ok) / r.elapsed.Seconds() }
@@ -315,7 +329,7 @@ func BenchmarkToken(b *testing.B) {
 		"basic": tokenRequest(host, "grant_type=client_credentials", basic),
 	}
 	runLoad(host, styles["form"], 16, 2*time.Second) // warm-up
-	fmt.Printf("\n%-16s %6s %12s %10s %10s %8s %12s\n", "token auth", "conns", "tokens/s", "p50", "p99", "errors", "server CPU/op")
+	printHeader("token auth", "tokens/s")
 	for _, style := range []string{"form", "basic"} {
 		for _, conns := range []int{16, 32, 64} {
 			b.Run(fmt.Sprintf("%s/conns=%d", style, conns), func(b *testing.B) {
@@ -343,10 +357,16 @@ func runGRPCLoad(conns []*grpc.ClientConn, workers int, d time.Duration, call fu
 	})
 }
 
+// printHeader prints the head of report's table.
+func printHeader(label, unit string) {
+	fmt.Printf("\n%-16s %6s %12s %10s %10s %8s %14s %14s\n", label, "conns", unit, "p50", "p99", "errors", "server CPU/op", "loader CPU/op")
+}
+
 // report prints one result line and reports it to the benchmark.
 func report(b *testing.B, label string, conns int, r loadResult, unit string) {
-	fmt.Printf("%-16s %6d %12.0f %10s %10s %8d %12s\n", label, conns, r.perSecond(),
-		r.percentile(0.50).Round(10*time.Microsecond), r.percentile(0.99).Round(10*time.Microsecond), r.failed, r.cpuPerOp.Round(time.Microsecond))
+	fmt.Printf("%-16s %6d %12.0f %10s %10s %8d %14s %14s\n", label, conns, r.perSecond(),
+		r.percentile(0.50).Round(10*time.Microsecond), r.percentile(0.99).Round(10*time.Microsecond), r.failed,
+		r.cpuPerOp.Round(time.Microsecond), r.loadCPUPerOp.Round(time.Microsecond))
 	b.ReportMetric(r.perSecond(), unit)
 	b.ReportMetric(float64(r.percentile(0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(r.percentile(0.99).Microseconds())/1000, "p99-ms")
@@ -355,13 +375,16 @@ func report(b *testing.B, label string, conns int, r loadResult, unit string) {
 }
 
 // BenchmarkIntrospect measures introspection of an active token (cache hits) over gRPC and REST at 16,
-// 32 and 64 concurrent callers.
+// 32 and 64 concurrent callers. The gRPC load comes from runH2Load (4 connections, the callers spread over
+// them as streams); one step with grpc-go's client shows what a client that costs as much as the server
+// leaves of the two cores.
 func BenchmarkIntrospect(b *testing.B) {
 	srv := benchServer(b)
 	api := srv.credentials(b, registry.DevAPIFile)
 	host := strings.TrimPrefix(srv.base, "http://")
 	tok := srv.token(b)
-	conns := make([]*grpc.ClientConn, 4)
+	const grpcConns = 4
+	conns := make([]*grpc.ClientConn, grpcConns)
 	for i := range conns {
 		var err error
 		if conns[i], err = grpcx.Dial(srv.grpcAddr, ""); err != nil {
@@ -377,15 +400,32 @@ func BenchmarkIntrospect(b *testing.B) {
 		}
 		return err
 	}
+	raw, err := proto.Marshal(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h2 := h2Call{method: introspectionv1.IntrospectionService_Introspect_FullMethodName, request: raw, check: func(answer []byte) error {
+		var r introspectionv1.IntrospectResponse
+		if err := proto.Unmarshal(answer, &r); err != nil {
+			return err
+		}
+		if !r.GetActive() {
+			return errors.New("inactive")
+		}
+		return nil
+	}}
 	basic := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(api.ClientID+":"+api.ClientSecret))
 	rest := formRequest("/sts/introspect", host, "token="+tok, basic)
-	runGRPCLoad(conns, 16, 2*time.Second, introspect) // warm-up
-	fmt.Printf("\n%-16s %6s %12s %10s %10s %8s %12s\n", "introspect", "conns", "answers/s", "p50", "p99", "errors", "server CPU/op")
+	runH2Load(srv.grpcAddr, h2, grpcConns, 4, 2*time.Second) // warm-up
+	printHeader("introspect", "answers/s")
 	for _, n := range []int{16, 32, 64} {
 		b.Run(fmt.Sprintf("grpc/callers=%d", n), func(b *testing.B) {
-			report(b, "grpc", n, srv.measure(func() loadResult { return runGRPCLoad(conns, n, benchDuration(), introspect) }), "answers/s")
+			report(b, "grpc", n, srv.measure(func() loadResult { return runH2Load(srv.grpcAddr, h2, grpcConns, n/grpcConns, benchDuration()) }), "answers/s")
 		})
 	}
+	b.Run("grpc-go/callers=32", func(b *testing.B) {
+		report(b, "grpc (grpc-go)", 32, srv.measure(func() loadResult { return runGRPCLoad(conns, 32, benchDuration(), introspect) }), "answers/s")
+	})
 	for _, n := range []int{16, 32, 64} {
 		b.Run(fmt.Sprintf("rest/conns=%d", n), func(b *testing.B) {
 			report(b, "rest", n, srv.measure(func() loadResult { return runLoad(host, rest, n, benchDuration()) }), "answers/s")
