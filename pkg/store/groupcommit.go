@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// lingerSiblings is how many items must be waiting before a batch lingers for more.
+// lingerSiblings is how large the previous batch must have been before a smaller one lingers for more.
 const lingerSiblings = 8
 
 // ErrClosed is returned by Batcher.Submit once the batcher has stopped.
@@ -16,9 +16,12 @@ var ErrClosed = errors.New("store: batcher stopped")
 // written, and each batch is applied in one transaction (one fsync), so durability costs one sync per
 // batch rather than one per request. Submit returns only after its item's batch committed.
 //
-// Like PostgreSQL's commit_delay with commit_siblings, a batch may linger: when at least lingerSiblings
-// items are already waiting (heavy concurrency), the batcher waits up to the linger time for more before
-// committing, which makes batches larger and commits fewer under load. Under light load nothing waits.
+// Like PostgreSQL's commit_delay with commit_siblings, a batch may linger. Concurrent clients tend to move in
+// step: a large batch commits, its submitters answer and come back one by one, and the first to return would
+// otherwise be committed alone while the rest queue behind it (half the commits of a 32-connection load were
+// of one item). So when the previous batch had at least lingerSiblings items and fewer than that are waiting
+// now, the batcher waits up to the linger time for as many as the previous batch had. Under light load
+// (small batches) nothing waits.
 type Batcher[T any] struct {
 	in       chan batchItem[T]
 	apply    func(ctx context.Context, items []T) error
@@ -68,13 +71,15 @@ func (b *Batcher[T]) Run(ctx context.Context) error {
 	defer close(b.finished)
 	items := make([]batchItem[T], 0, b.max)
 	values := make([]T, 0, b.max)
+	last := 0
 	for {
 		select {
 		case it := <-b.in:
 			items = b.fill(append(items[:0], it))
-			if len(items) >= lingerSiblings && len(items) < b.max && b.linger > 0 {
-				items = b.wait(items)
+			if b.linger > 0 && last >= lingerSiblings && len(items) < last {
+				items = b.wait(items, last)
 			}
+			last = len(items)
 			b.commit(context.WithoutCancel(ctx), items, values)
 		case <-ctx.Done():
 			for {
@@ -101,11 +106,11 @@ func (b *Batcher[T]) fill(items []batchItem[T]) []batchItem[T] {
 	return items
 }
 
-// wait adds items arriving within the linger time, up to max.
-func (b *Batcher[T]) wait(items []batchItem[T]) []batchItem[T] {
+// wait adds items arriving within the linger time, until there are target.
+func (b *Batcher[T]) wait(items []batchItem[T], target int) []batchItem[T] {
 	t := time.NewTimer(b.linger)
 	defer t.Stop()
-	for len(items) < b.max {
+	for len(items) < target {
 		select {
 		case it := <-b.in:
 			items = append(items, it)

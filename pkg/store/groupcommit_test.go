@@ -57,6 +57,92 @@ func TestBatcherGroupsAndReports(t *testing.T) {
 	require.ErrorIs(t, b.Submit(context.Background(), 1), store.ErrClosed)
 }
 
+// TestBatcherLingersForThePreviousBatch checks the linger rule: after a batch of at least eight, a smaller
+// one waits (up to the linger time) for as many as that batch had; after small batches nothing waits.
+func TestBatcherLingersForThePreviousBatch(t *testing.T) {
+	const linger = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name     string
+		previous int // the size of the batch before
+		then     int // items submitted after it, the first alone and the rest 20 ms later
+		first    int  // the size of the batch holding the first of them
+		waits    bool // whether the first of them waited for the linger time
+	}{
+		{"waits for as many as before", 10, 10, 10, false},
+		{"commits what came when the linger time is up", 10, 4, 4, true},
+		{"no wait after a small batch", 7, 7, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gate := make(chan struct{})
+			var (
+				mu    sync.Mutex
+				sizes []int
+			)
+			b := store.NewBatcher(64, linger, func(_ context.Context, items []int) error {
+				if items[0] == -1 {
+					<-gate // the first batch holds the rest back until they are all queued
+				}
+				mu.Lock()
+				sizes = append(sizes, len(items))
+				mu.Unlock()
+				return nil
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() { _ = b.Run(ctx) }()
+
+			var wg sync.WaitGroup
+			submit := func(v int) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					require.NoError(t, b.Submit(context.Background(), v))
+				}()
+			}
+			submit(-1)
+			time.Sleep(20 * time.Millisecond) // the blocker is being applied
+			for range tc.previous {
+				submit(1)
+			}
+			time.Sleep(20 * time.Millisecond) // all queued
+			close(gate)
+			wg.Wait()
+			mu.Lock()
+			require.Equal(t, []int{1, tc.previous}, sizes)
+			sizes = nil
+			mu.Unlock()
+
+			start := time.Now()
+			first := make(chan time.Duration, 1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				require.NoError(t, b.Submit(context.Background(), 2))
+				first <- time.Since(start)
+			}()
+			time.Sleep(20 * time.Millisecond)
+			for range tc.then - 1 {
+				submit(2)
+			}
+			wg.Wait()
+			took := <-first
+			mu.Lock()
+			defer mu.Unlock()
+			require.Equal(t, tc.first, sizes[0])
+			total := 0
+			for _, n := range sizes {
+				total += n
+			}
+			require.Equal(t, tc.then, total)
+			if tc.waits {
+				require.GreaterOrEqual(t, took, linger)
+			} else {
+				require.Less(t, took, linger)
+			}
+		})
+	}
+}
+
 func TestOpenMigratesOnceAndRefusesNewerSchema(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, cfg store.Config) {
 		ctx := context.Background()

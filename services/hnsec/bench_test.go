@@ -130,6 +130,7 @@ func childServer(b testing.TB, dir string, extra ...string) (benchTarget, *local
 	if addr := os.Getenv("HNSEC_BENCH_DEBUG_ADDR"); addr != "" {
 		args = append(args, "--debug-addr", addr) // profile the server: go tool pprof http://ADDR/debug/pprof/profile
 	}
+	args = append(args, strings.Fields(os.Getenv("HNSEC_BENCH_SERVER_ARGS"))...) // try a flag: HNSEC_BENCH_SERVER_ARGS=--commit-linger=0
 	p := localcluster.NewProcess("hnsec", testRunner, args, dir, "")
 	if err := p.Start(localcluster.StartTimeout); err != nil {
 		b.Fatal(err)

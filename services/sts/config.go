@@ -53,7 +53,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Keys.Rotation, "key-rotation", 30*24*time.Hour, "how long a signing key signs before the next one takes over")
 	fs.DurationVar(&c.Keys.Prepublish, "key-prepublish", 24*time.Hour, "how long a new signing key is published before it signs")
 	fs.StringVar(&c.Keys.SystemAlg, "system-token-alg", "RS256", "SystemToken signing algorithm: RS256, ES256 or EdDSA")
-	fs.DurationVar(&c.CommitLinger, "commit-linger", 0, "how long a group commit of token references may wait for more when requests are concurrent (0: never)")
+	fs.DurationVar(&c.CommitLinger, "commit-linger", time.Millisecond, "how long a group commit of token references may wait for more when requests are concurrent (0: never)")
 }
 
 // Validate checks the configuration.
