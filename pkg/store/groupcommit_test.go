@@ -63,8 +63,8 @@ func TestBatcherLingersForThePreviousBatch(t *testing.T) {
 	const linger = 300 * time.Millisecond
 	for _, tc := range []struct {
 		name     string
-		previous int // the size of the batch before
-		then     int // items submitted after it, the first alone and the rest 20 ms later
+		previous int  // the size of the batch before
+		then     int  // items submitted after it, the first alone and the rest 20 ms later
 		first    int  // the size of the batch holding the first of them
 		waits    bool // whether the first of them waited for the linger time
 	}{
