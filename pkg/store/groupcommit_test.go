@@ -73,13 +73,14 @@ func TestBatcherLingersForThePreviousBatch(t *testing.T) {
 		{"no wait after a small batch", 7, 7, 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			gate := make(chan struct{})
+			started, gate := make(chan struct{}), make(chan struct{})
 			var (
 				mu    sync.Mutex
 				sizes []int
 			)
 			b := store.NewBatcher(64, linger, func(_ context.Context, items []int) error {
 				if items[0] == -1 {
+					close(started)
 					<-gate // the first batch holds the rest back until they are all queued
 				}
 				mu.Lock()
@@ -100,11 +101,11 @@ func TestBatcherLingersForThePreviousBatch(t *testing.T) {
 				}()
 			}
 			submit(-1)
-			time.Sleep(20 * time.Millisecond) // the blocker is being applied
+			<-started
 			for range tc.previous {
 				submit(1)
 			}
-			time.Sleep(20 * time.Millisecond) // all queued
+			time.Sleep(100 * time.Millisecond) // all queued (generous: a loaded machine may start goroutines late)
 			close(gate)
 			wg.Wait()
 			mu.Lock()
