@@ -47,6 +47,7 @@ var oauthPaths = map[string]bool{"/sts/Token": true, "/sts/token": true, "/sts/i
 func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus.Gatherer, log *slog.Logger) (http.Handler, error) {
 	g := &gateway{log: log, health: healthpb.NewHealthClient(conn)}
 	jm := newJSONMarshaler()
+	sts := stsv1.NewTokenServiceClient(conn)
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, jm),
 		runtime.WithMarshalerOption(mediaJSON, jm),
@@ -57,8 +58,8 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithForwardResponseOption(cacheHeaders),
 	)
-	// grpc-gateway tries the routes of a method newest first, with a pattern match each: the OAuth2
-	// endpoints, by far the busiest, are registered last.
+	// grpc-gateway tries the routes of a method newest first, with a pattern match each: the token
+	// service's (its GET endpoints, and the 405 answers on the OAuth2 paths) are registered last.
 	if err := registryv1.RegisterClientRegistryServiceHandlerClient(ctx, mux, registryv1.NewClientRegistryServiceClient(conn)); err != nil {
 		return nil, err
 	}
@@ -74,11 +75,19 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 	if err := introspectionv1.RegisterIntrospectionServiceHandlerClient(ctx, mux, introspectionv1.NewIntrospectionServiceClient(conn)); err != nil {
 		return nil, err
 	}
-	if err := stsv1.RegisterTokenServiceHandlerClient(ctx, mux, stsv1.NewTokenServiceClient(conn)); err != nil {
+	if err := stsv1.RegisterTokenServiceHandlerClient(ctx, mux, sts); err != nil {
 		return nil, err
 	}
 	root := Ops(conn, gatherer)
 	root.Handle("/", g.checkBody(mux))
+	for path, h := range map[string]http.Handler{ // see oauth.go
+		"/sts/Token":      oauthEndpoint(g, jm, sts.Token),
+		"/sts/token":      oauthEndpoint(g, jm, sts.Token),
+		"/sts/introspect": oauthEndpoint(g, jm, introspectionv1.NewIntrospectionServiceClient(conn).Introspect),
+		"/sts/revoke":     oauthEndpoint(g, jm, sts.Revoke),
+	} {
+		root.Handle("POST "+path, g.checkBody(h))
+	}
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", mediaJSON)
 		_, _ = w.Write(openapi.JSON)
