@@ -47,7 +47,7 @@ var oauthPaths = map[string]bool{"/sts/Token": true, "/sts/token": true, "/sts/i
 func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus.Gatherer, log *slog.Logger) (http.Handler, error) {
 	g := &gateway{log: log, health: healthpb.NewHealthClient(conn)}
 	jm := newJSONMarshaler()
-	sts := stsv1.NewTokenServiceClient(conn)
+	sts, introspection := stsv1.NewTokenServiceClient(conn), introspectionv1.NewIntrospectionServiceClient(conn)
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, jm),
 		runtime.WithMarshalerOption(mediaJSON, jm),
@@ -72,7 +72,7 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 	if err := pvkv1.RegisterPrivacySettingsServiceHandlerClient(ctx, mux, pvkv1.NewPrivacySettingsServiceClient(conn)); err != nil {
 		return nil, err
 	}
-	if err := introspectionv1.RegisterIntrospectionServiceHandlerClient(ctx, mux, introspectionv1.NewIntrospectionServiceClient(conn)); err != nil {
+	if err := introspectionv1.RegisterIntrospectionServiceHandlerClient(ctx, mux, introspection); err != nil {
 		return nil, err
 	}
 	if err := stsv1.RegisterTokenServiceHandlerClient(ctx, mux, sts); err != nil {
@@ -83,7 +83,7 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 	for path, h := range map[string]http.Handler{ // see oauth.go
 		"/sts/Token":      oauthEndpoint(g, jm, sts.Token),
 		"/sts/token":      oauthEndpoint(g, jm, sts.Token),
-		"/sts/introspect": oauthEndpoint(g, jm, introspectionv1.NewIntrospectionServiceClient(conn).Introspect),
+		"/sts/introspect": oauthEndpoint(g, jm, introspection.Introspect),
 		"/sts/revoke":     oauthEndpoint(g, jm, sts.Revoke),
 	} {
 		root.Handle("POST "+path, g.checkBody(h))
