@@ -74,6 +74,9 @@ func (c *h2Conn) run(addr string) error {
 		return err
 	}
 	defer conn.Close()
+	if err := conn.SetDeadline(c.deadline.Add(loadGrace)); err != nil { // a stalled server cannot hang the run
+		return err
+	}
 	br, bw := bufio.NewReaderSize(conn, 32<<10), bufio.NewWriterSize(conn, 32<<10)
 	c.fr = http2.NewFramer(bw, br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)

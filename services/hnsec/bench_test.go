@@ -201,6 +201,9 @@ func runWorkers(n int, d time.Duration, worker func(i int, deadline time.Time) (
 	return res
 }
 
+// loadGrace is how long after its deadline a load run waits for answers before it gives up on them.
+const loadGrace = 5 * time.Second
+
 // runLoad keeps conns connections busy for d, each sending the same pre-built HTTP/1.1 request and reading
 // the answer before the next (like wrk). Raw connections keep the load generator's own CPU cost small, so
 // the figures describe the server.
@@ -225,6 +228,11 @@ func runRequests(addrs []string, request func(worker, i int) []byte, conns int, 
 			if conn == nil {
 				c, err := net.Dial("tcp", addrs[worker%len(addrs)])
 				if err != nil {
+					failed++
+					continue
+				}
+				if err := c.SetDeadline(deadline.Add(loadGrace)); err != nil { // a stalled server cannot hang the run
+					c.Close()
 					failed++
 					continue
 				}
