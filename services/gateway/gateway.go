@@ -45,19 +45,21 @@ var oauthPaths = map[string]bool{"/sts/Token": true, "/sts/token": true, "/sts/i
 
 // New returns the REST handler. conn reaches the services' gRPC APIs; gatherer serves /metrics.
 func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus.Gatherer, log *slog.Logger) (http.Handler, error) {
-	g := &gateway{log: log, health: healthpb.NewHealthClient(conn)}
 	jm := newJSONMarshaler()
+	g := &gateway{log: log, health: healthpb.NewHealthClient(conn),
+		marshalers: map[string]runtime.Marshaler{runtime.MIMEWildcard: jm, mediaJSON: jm, mediaForm: formMarshaler{jm}}}
 	sts, introspection := stsv1.NewTokenServiceClient(conn), introspectionv1.NewIntrospectionServiceClient(conn)
-	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, jm),
-		runtime.WithMarshalerOption(mediaJSON, jm),
-		runtime.WithMarshalerOption(mediaForm, formMarshaler{jm}),
+	opts := make([]runtime.ServeMuxOption, 0, len(g.marshalers)+4)
+	for media, m := range g.marshalers {
+		opts = append(opts, runtime.WithMarshalerOption(media, m))
+	}
+	mux := runtime.NewServeMux(append(opts,
 		runtime.WithErrorHandler(g.handleError),
 		runtime.WithRoutingErrorHandler(g.handleRoutingError),
 		// gRPC response metadata is internal: none of it becomes an HTTP header.
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithForwardResponseOption(cacheHeaders),
-	)
+	)...)
 	// grpc-gateway tries the routes of a method newest first, with a pattern match each: the token
 	// service's (its GET endpoints, and the 405 answers on the OAuth2 paths) are registered last.
 	if err := registryv1.RegisterClientRegistryServiceHandlerClient(ctx, mux, registryv1.NewClientRegistryServiceClient(conn)); err != nil {
@@ -81,10 +83,10 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 	root := Ops(conn, gatherer)
 	root.Handle("/", g.checkBody(mux))
 	for path, h := range map[string]http.Handler{ // see oauth.go
-		"/sts/Token":      oauthEndpoint(g, jm, sts.Token),
-		"/sts/token":      oauthEndpoint(g, jm, sts.Token),
-		"/sts/introspect": oauthEndpoint(g, jm, introspection.Introspect),
-		"/sts/revoke":     oauthEndpoint(g, jm, sts.Revoke),
+		"/sts/Token":      oauthEndpoint(g, sts.Token),
+		"/sts/token":      oauthEndpoint(g, sts.Token),
+		"/sts/introspect": oauthEndpoint(g, introspection.Introspect),
+		"/sts/revoke":     oauthEndpoint(g, sts.Revoke),
 	} {
 		root.Handle("POST "+path, g.checkBody(h))
 	}
@@ -111,6 +113,9 @@ func Ops(conn grpc.ClientConnInterface, gatherer prometheus.Gatherer) *http.Serv
 type gateway struct {
 	log    *slog.Logger
 	health healthpb.HealthClient
+	// marshalers read and write bodies by media type (checkBody leaves the bare type in Content-Type),
+	// runtime.MIMEWildcard for the rest: grpc-gateway's ServeMux and the OAuth2 handlers use the same.
+	marshalers map[string]runtime.Marshaler
 }
 
 // withCorrelation gives each request a korrelasjonsId (the client's own X-Correlation-Id when it is a

@@ -31,12 +31,12 @@ import (
 func oauthEndpoint[Req any, PReq interface {
 	*Req
 	proto.Message
-}, Resp proto.Message](g *gateway, jm jsonMarshaler, call func(context.Context, PReq, ...grpc.CallOption) (Resp, error)) http.Handler {
+}, Resp proto.Message](g *gateway, call func(context.Context, PReq, ...grpc.CallOption) (Resp, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req := PReq(new(Req))
-		var m runtime.Marshaler = jm
-		if r.Header.Get("Content-Type") == mediaForm {
-			m = formMarshaler{jm}
+		m, ok := g.marshalers[r.Header.Get("Content-Type")]
+		if !ok {
+			m = g.marshalers[runtime.MIMEWildcard]
 		}
 		if err := m.NewDecoder(r.Body).Decode(req); err != nil && !errors.Is(err, io.EOF) {
 			g.writeError(w, r, apierr.FromGRPC(status.Errorf(codes.InvalidArgument, "%v", err)))
@@ -47,12 +47,12 @@ func oauthEndpoint[Req any, PReq interface {
 			g.writeError(w, r, apierr.FromGRPC(err))
 			return
 		}
-		body, err := jm.Marshal(resp)
+		body, err := m.Marshal(resp)
 		if err != nil {
 			g.writeError(w, r, apierr.FromGRPC(err))
 			return
 		}
-		w.Header().Set("Content-Type", mediaJSON)
+		w.Header().Set("Content-Type", m.ContentType(resp))
 		_, _ = w.Write(body)
 	})
 }
