@@ -8,6 +8,7 @@ import (
 
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/flagx"
 	"github.com/hnsec/hnsec/pkg/loop"
 	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/publicurl"
@@ -22,8 +23,14 @@ type Config struct {
 	// FailureRefill is how often one more failed attempt is allowed once the burst is spent.
 	FailureRefill time.Duration
 	// Issuer and PublicURL say which audiences a client assertion may name: the issuer and the token
-	// endpoint URL (both set from the STS flags).
+	// endpoint URL (both set from the STS flags; never from a request's headers).
 	Issuer, PublicURL string
+	// TrustedProxies are the networks of proxies whose X-Forwarded-For names the caller (--trusted-proxy).
+	TrustedProxies flagx.PrefixList
+	// Forwarder is the gateway's forwarder token (ForwarderToken) and IsInternal reports calls from other
+	// services: both are believed about the caller's address too (set by the process).
+	Forwarder  string
+	IsInternal func(context.Context) bool
 }
 
 // RegisterFlags registers the client authentication flags with their defaults.
@@ -31,6 +38,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CacheTTL, "client-cache-ttl", time.Minute, "how long a cached client authentication is trusted (registry change events drop it sooner)")
 	fs.IntVar(&c.FailureBurst, "auth-failure-burst", 10, "failed client authentications per client_id and address before 429")
 	fs.DurationVar(&c.FailureRefill, "auth-failure-refill", 6*time.Second, "one more failed authentication is allowed per this interval once throttled")
+	fs.Var(&c.TrustedProxies, "trusted-proxy", "network (CIDR) or address of a proxy in front of the REST gateway or the gRPC port whose X-Forwarded-For names the client, for the failed-authentication throttle; repeatable or comma-separated (default: none, the client is the connection's peer). Read where sts and introspection run; the gateway itself is believed by a token derived from the shared internal credential (name it here too when its processes have credentials of their own)")
 }
 
 // Validate checks the configuration.
@@ -48,12 +56,14 @@ type Authenticator struct {
 	registry registryv1.ClientRegistryServiceClient
 	cache    *Cache
 	throttle *Throttle
+	proxies  Proxies
 }
 
 // New returns an Authenticator asking registry. Run must be running for change events to reach it.
 func New(cfg Config, registry registryv1.ClientRegistryServiceClient) *Authenticator {
 	return &Authenticator{cfg: cfg, registry: registry, cache: NewCache(registry, cfg.CacheTTL),
-		throttle: NewThrottle(cfg.FailureBurst, cfg.FailureRefill)}
+		throttle: NewThrottle(cfg.FailureBurst, cfg.FailureRefill),
+		proxies:  Proxies{Trusted: cfg.TrustedProxies, Forwarder: cfg.Forwarder, IsInternal: cfg.IsInternal}}
 }
 
 // Authenticate returns the authenticated client and its credentials, taken from the authorization
@@ -64,7 +74,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, body Body) (*registryv
 		return nil, creds, err
 	}
 	now := time.Now()
-	key := creds.ID + "|" + CallerAddress(ctx)
+	key := creds.ID + "|" + ThrottleAddress(a.proxies.CallerAddress(ctx))
 	if wait := a.throttle.Wait(key, now); wait > 0 {
 		e := apierr.New(apierr.TooManyRequests, "too many failed authentications for this client; retry later")
 		e.RetryAfter = wait
@@ -85,7 +95,7 @@ func (a *Authenticator) check(ctx context.Context, creds Credentials) (*registry
 	if creds.Assertion == "" {
 		return a.cache.Authenticate(ctx, creds.ID, creds.Secret)
 	}
-	base := publicurl.Base(ctx, a.cfg.Issuer, a.cfg.PublicURL)
+	base := publicurl.Base(a.cfg.Issuer, a.cfg.PublicURL)
 	resp, err := a.registry.AuthenticateClient(ctx, &registryv1.AuthenticateClientRequest{ClientId: creds.ID, ClientAssertion: creds.Assertion,
 		Audiences: []string{a.cfg.Issuer, base + "/sts/Token", base + "/sts/token"}})
 	if err != nil {

@@ -1,9 +1,14 @@
 // Package fnr checks Norwegian national identity numbers (fødselsnummer, and D-numbers, whose first digit
-// is raised by 4): 11 digits, the last two mod-11 check digits. An fnr is personal data: never log it,
-// put it in a URL or a metric label.
+// is raised by 4): 11 digits, the first six a real calendar date (DDMMYY), the century taken from the
+// individual number (digits 7 to 9) as the population register assigns it, the last two mod-11 check
+// digits. H-numbers (month raised by 4) and synthetic test numbers (Tenor's, month raised by 8) are not
+// accepted. An fnr is personal data: never log it, put it in a URL or a metric label.
 package fnr
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Errors Check returns.
 var (
@@ -34,13 +39,37 @@ func Check(s string) error {
 		day -= 40
 	}
 	month := d[2]*10 + d[3]
-	if day < 1 || day > 31 || month < 1 || month > 12 {
+	year := birthYear(d[4]*10+d[5], d[6]*100+d[7]*10+d[8])
+	if month < 1 || month > 12 || day < 1 || day > daysIn(year, time.Month(month)) {
 		return ErrDate
 	}
 	if checkDigit(d[:9], weights1[:]) != d[9] || checkDigit(d[:10], weights2[:]) != d[10] {
 		return ErrCheckDigit
 	}
 	return nil
+}
+
+// birthYear is the four-digit year of a two-digit year yy and an individual number, by the register's
+// allocation: 000–499 were born 1900–1999, 500–749 with yy 54–99 1854–1899, 500–999 with yy 00–39
+// 2000–2039, 900–999 with yy 40–99 1940–1999. The combinations left over (500–749 with yy 40–53,
+// 750–899 with yy 40–99) are unassigned but not refused here: the century only decides whether
+// 29 February exists in year 00, and yy 00 is always assigned, so they are read as 1900 + yy.
+func birthYear(yy, individual int) int {
+	switch {
+	case individual < 500:
+		return 1900 + yy
+	case yy <= 39:
+		return 2000 + yy
+	case individual < 750 && yy >= 54:
+		return 1800 + yy
+	default:
+		return 1900 + yy
+	}
+}
+
+// daysIn is the number of days of a month of the Gregorian calendar.
+func daysIn(year int, month time.Month) int {
+	return time.Date(year, month+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
 // checkDigit is the mod-11 check digit of digits under weights; -1 when none exists (remainder 1).

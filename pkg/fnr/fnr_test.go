@@ -23,6 +23,36 @@ func TestCheck(t *testing.T) {
 		{"month 13", "01130150155", fnr.ErrDate},
 		{"day 0", "00010150155", fnr.ErrDate},
 		{"empty", "", fnr.ErrLength},
+
+		// The calendar date, with both check digits right, so only the date can refuse them.
+		{"31 December", "31120100001", nil},
+		{"30 April", "30040100004", nil},
+		{"31 April", "31040100043", fnr.ErrDate},
+		{"30 February", "30020100024", fnr.ErrDate},
+		{"31 February", "31020100063", fnr.ErrDate},
+		{"day 32", "32010100002", fnr.ErrDate},
+		{"day 40 (neither a day nor a D-number)", "40010100005", fnr.ErrDate},
+		{"month 0", "01000100060", fnr.ErrDate},
+		// Leap years, with the century from the individual number.
+		{"29 February 1904 (000–499: 1900s)", "29020400038", nil},
+		{"29 February 1901", "29020100085", fnr.ErrDate},
+		{"29 February 1900 (000–499: 1900s, no leap year)", "29020000064", fnr.ErrDate},
+		{"29 February 2000 (500–999 with year 00–39: 2000s)", "29020050088", nil},
+		{"29 February 2000 (900–999 with year 00–39)", "29020090039", nil},
+		{"29 February 1856 (500–749 with year 54–99: 1800s)", "29025650024", nil},
+		{"29 February 1996 (900–999 with year 40–99: 1900s)", "29029690098", nil},
+		{"29 February 1997", "29029790009", fnr.ErrDate},
+		{"unassigned individual number, leap year 52", "29025275053", nil},
+		{"unassigned individual number, year 53", "29025375074", fnr.ErrDate},
+		// D-numbers: the first digit is raised by 4, the date rules are the same.
+		{"D-number 31 January", "71010100067", nil},
+		{"D-number 31 February", "71020100057", fnr.ErrDate},
+		{"D-number 29 February 2000", "69020050071", nil},
+		{"D-number 29 February 1900", "69020000058", fnr.ErrDate},
+		{"D-number day 32", "72010100187", fnr.ErrDate},
+		// Not accepted: H-numbers (month raised by 4) and Tenor's synthetic numbers (month raised by 8).
+		{"H-number", "01410100033", fnr.ErrDate},
+		{"Tenor synthetic number", "01810100016", fnr.ErrDate},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

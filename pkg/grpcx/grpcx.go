@@ -1,6 +1,6 @@
 // Package grpcx builds hnsec's gRPC servers and client connections the same way in every mode: correlation
-// ids in, log lines out, panics and internal errors turned into documented errors that leak nothing,
-// reflection and the standard health service on. It knows no service.
+// ids in, log lines out, panics and internal errors turned into documented errors that leak nothing, the
+// standard health service on, reflection where the process puts it. It knows no service.
 package grpcx
 
 import (
@@ -18,6 +18,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 
 	"github.com/hnsec/hnsec/pkg/apierr"
@@ -65,8 +67,8 @@ func (in *Internal) check(ctx context.Context, method string) error {
 	return apierr.New(apierr.PermissionDenied, "%s is for internal callers only", method)
 }
 
-// NewServer returns a gRPC server with hnsec's interceptors, reflection and a health service (returned so
-// services can report their state).
+// NewServer returns a gRPC server with hnsec's interceptors and a health service (returned so services can
+// report their state). Reflection is registered separately (Reflection), on it or on an ops listener.
 func NewServer(log *slog.Logger, in *Internal, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(unaryServerInterceptor(log, in)),
 		// Long-lived workers keep their grown stacks (a goroutine per stream grows one for every call);
@@ -74,8 +76,15 @@ func NewServer(log *slog.Logger, in *Internal, opts ...grpc.ServerOption) (*grpc
 		grpc.NumStreamWorkers(256)}, opts...)...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
-	reflection.Register(srv)
 	return srv, hs
+}
+
+// Reflection registers gRPC server reflection (v1 and v1alpha) on reg, describing the services of
+// services: the server itself, or the main server from an ops listener's own gRPC server.
+func Reflection(reg grpc.ServiceRegistrar, services reflection.ServiceInfoProvider) {
+	opts := reflection.ServerOptions{Services: services}
+	reflectionv1.RegisterServerReflectionServer(reg, reflection.NewServerV1(opts))
+	reflectionv1alpha.RegisterServerReflectionServer(reg, reflection.NewServer(opts)) // grpcurl and older clients ask v1alpha
 }
 
 // unaryServerInterceptor puts the correlation id in the context, admits internal-only methods to internal

@@ -1,7 +1,9 @@
 // Package natsbus connects a process to NATS: an external server or cluster when a URL is given, or else
 // an embedded nats-server with JetStream (file store in the data directory, synced on every write or at an
 // interval) reached through an in-process connection, so it opens no port (4222 may be taken by another
-// server).
+// server). When the embedded server does listen for other processes it requires a token of every client,
+// the in-process connection included: whoever reaches the port without it can neither read the change
+// streams nor publish forged events.
 package natsbus
 
 import (
@@ -10,6 +12,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -25,8 +28,14 @@ type Config struct {
 	// Name is the client connection name.
 	Name string
 	// Listen, when set, makes the embedded server also accept clients on this host:port (port 0: any
-	// free port), so other processes can share it; empty means in-process only.
+	// free port), so other processes can share it; empty means in-process only. It needs Token.
 	Listen string
+	// Token, with the embedded server, is the token it requires of every client (the in-process
+	// connection presents it too); with URL, the token the connection presents unless the URL carries
+	// credentials of its own. Empty: none.
+	Token string
+	// CredsFile is a NATS credentials file (user JWT and NKEY seed) the connection to URL presents.
+	CredsFile string
 	// Sync is when the embedded server's JetStream writes reach the disk.
 	Sync Sync
 	// Namespace, when set, prefixes every subject, stream and bucket, so several deployments (or test
@@ -91,11 +100,21 @@ func Open(cfg Config) (*Bus, error) {
 		return nil, fmt.Errorf("nats namespace %q: use letters, digits, - and _", cfg.Namespace)
 	}
 	if cfg.URL != "" {
-		nc, err := nats.Connect(cfg.URL, nats.Name(cfg.Name), nats.MaxReconnects(-1))
+		opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1)}
+		switch {
+		case cfg.CredsFile != "":
+			opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+		case cfg.Token != "" && !strings.Contains(cfg.URL, "@"):
+			opts = append(opts, nats.Token(cfg.Token))
+		}
+		nc, err := nats.Connect(cfg.URL, opts...)
 		if err != nil {
-			return nil, fmt.Errorf("nats %s: %w", cfg.URL, err)
+			return nil, fmt.Errorf("nats %s: %w", redact(cfg.URL), err)
 		}
 		return &Bus{Conn: nc, Namespace: cfg.Namespace}, nil
+	}
+	if cfg.Listen != "" && cfg.Token == "" {
+		return nil, errors.New("embedded nats: a listener needs a token (no client may connect without one)")
 	}
 	opts := &server.Options{
 		ServerName: "hnsec-embedded",
@@ -105,6 +124,8 @@ func Open(cfg Config) (*Bus, error) {
 		SyncAlways: cfg.Sync == 0,
 		NoSigs:     true,
 		NoLog:      true,
+		// The token every client presents; nats-server compares it in constant time.
+		Authorization: cfg.Token,
 	}
 	if cfg.Sync > 0 {
 		opts.SyncInterval = time.Duration(cfg.Sync)
@@ -131,7 +152,11 @@ func Open(cfg Config) (*Bus, error) {
 		ns.Shutdown()
 		return nil, errors.New("embedded nats: not ready after 30s")
 	}
-	nc, err := nats.Connect("", nats.Name(cfg.Name), nats.InProcessServer(ns))
+	connOpts := []nats.Option{nats.Name(cfg.Name), nats.InProcessServer(ns)}
+	if cfg.Token != "" {
+		connOpts = append(connOpts, nats.Token(cfg.Token))
+	}
+	nc, err := nats.Connect("", connOpts...)
 	if err != nil {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded nats connect: %w", err)
@@ -139,7 +164,7 @@ func Open(cfg Config) (*Bus, error) {
 	return &Bus{Conn: nc, Namespace: cfg.Namespace, server: ns}, nil
 }
 
-// ClientURL is the embedded server's client URL when it listens, else "".
+// ClientURL is the embedded server's client URL when it listens, else "". It holds no credentials.
 func (b *Bus) ClientURL() string {
 	if b.server == nil || b.server.Addr() == nil {
 		return ""
@@ -158,6 +183,21 @@ func (b *Bus) Close() error {
 		b.server.WaitForShutdown()
 	}
 	return err
+}
+
+// redact removes the user information (a token, a user and password) from each of a list of NATS URLs.
+func redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if at := strings.LastIndexByte(p, '@'); at >= 0 {
+			scheme := ""
+			if j := strings.Index(p, "://"); j >= 0 && j < at {
+				scheme = p[:j+3]
+			}
+			parts[i] = scheme + "REDACTED@" + p[at+1:]
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // validNamespace admits names usable both in subjects and in stream and bucket names.

@@ -22,6 +22,50 @@ const (
 	PVKReplication = "nhn:helsenorge.eksternapi/personverninnstilling_replikering"
 )
 
+// PlatformAPI is an API whose scopes hnsec itself checks. Platform APIs are created at bootstrap, only
+// operators administer them, and no API owner can register their audiences or scopes.
+type PlatformAPI struct {
+	Audience, Name string
+	Scopes         []string
+}
+
+// PlatformAudience is the audience of hnsec's own API, whose scopes are "hnsec:<name>".
+const PlatformAudience = "hnsec"
+
+// PlatformAPIs are every platform API with its scopes: a scope round 2 adds that hnsec checks goes here.
+var PlatformAPIs = []PlatformAPI{
+	{Audience: PlatformAudience, Name: "hnsec", Scopes: []string{RegistryAdmin, Introspect}},
+	{Audience: Audience(PVKRead), Name: "Helsenorge eksterne API-er", Scopes: []string{PVKRead, PVKWrite, PVKReplication}},
+}
+
+// IsPlatformAudience reports whether audience is a platform API's.
+func IsPlatformAudience(audience string) bool {
+	return slices.ContainsFunc(PlatformAPIs, func(p PlatformAPI) bool { return p.Audience == audience })
+}
+
+// Reserved reports whether an API owner may never register the audience: a platform API's, hnsec's own
+// names (hnsec, hnsec:*, hnsec.*), or one containing "/" (a scope's audience ends at its first "/").
+func Reserved(audience string) bool {
+	return IsPlatformAudience(audience) || strings.HasPrefix(audience, PlatformAudience+":") ||
+		strings.HasPrefix(audience, PlatformAudience+".") || strings.Contains(audience, "/")
+}
+
+// Belongs reports whether scope tok may be registered under audience: "<audience>/<name>", or for hnsec's
+// own API "hnsec:<name>".
+func Belongs(tok, audience string) bool {
+	prefix := audience + "/"
+	if audience == PlatformAudience {
+		prefix = PlatformAudience + ":"
+	}
+	return len(tok) > len(prefix) && strings.HasPrefix(tok, prefix)
+}
+
+// IsPlatform reports whether tok is a scope only a platform API may hold: under a platform audience or
+// hnsec's own prefix.
+func IsPlatform(tok string) bool {
+	return strings.HasPrefix(tok, PlatformAudience+":") || IsPlatformAudience(Audience(tok))
+}
+
 // MaxScopes bounds how many scopes one request or client may name.
 const MaxScopes = 50
 

@@ -54,3 +54,49 @@ func TestAudiences(t *testing.T) {
 		"hnsec:registry.admin",
 	}))
 }
+
+func TestPlatformScopes(t *testing.T) {
+	for _, tc := range []struct {
+		audience string
+		reserved bool
+	}{
+		{"hnsec", true},
+		{"hnsec:registry.admin", true},
+		{"hnsec.internal", true},
+		{"nhn:helsenorge.eksternapi", true},
+		{"nhn:helsenorge.eksternapi/x", true},
+		{"nhn:test.api", false},
+		{"hnsecure", false},
+		{"nhn:helsenorge.eksternapi2", false},
+	} {
+		require.Equal(t, tc.reserved, scope.Reserved(tc.audience), tc.audience)
+	}
+	for _, tc := range []struct {
+		sc, audience      string
+		belongs, platform bool
+	}{
+		{"nhn:test.api/read", "nhn:test.api", true, false},
+		{"nhn:test.api/", "nhn:test.api", false, false},
+		{"nhn:test.api", "nhn:test.api", false, false},
+		{"nhn:test.apiX/read", "nhn:test.api", false, false},
+		{"nhn:other.api/read", "nhn:test.api", false, false},
+		{scope.PVKWrite, "nhn:test.api", false, true},
+		{scope.PVKWrite, "nhn:helsenorge.eksternapi", true, true},
+		{"nhn:helsenorge.eksternapi/ny", "nhn:helsenorge.eksternapi", true, true},
+		{scope.RegistryAdmin, scope.PlatformAudience, true, true},
+		{scope.Introspect, scope.PlatformAudience, true, true},
+		{"hnsec/x", scope.PlatformAudience, false, true},
+		{scope.Introspect, "nhn:test.api", false, true},
+	} {
+		require.Equal(t, tc.belongs, scope.Belongs(tc.sc, tc.audience), "%s under %s", tc.sc, tc.audience)
+		require.Equal(t, tc.platform, scope.IsPlatform(tc.sc), tc.sc)
+	}
+	// Every platform API's scopes belong to it, and are platform scopes.
+	for _, api := range scope.PlatformAPIs {
+		require.True(t, scope.Reserved(api.Audience))
+		for _, sc := range api.Scopes {
+			require.True(t, scope.Belongs(sc, api.Audience), sc)
+			require.True(t, scope.IsPlatform(sc), sc)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 // Package ssrf decides which webhook addresses hnsec may call: https only (http only for listed hosts),
-// and never loopback, private, link-local, unspecified, multicast or cloud metadata addresses unless an
-// allowed network admits them. The same rules run when a URL is registered and again when it is dialled,
+// and never loopback, private, link-local, unspecified, multicast, reserved, benchmarking, documentation
+// or cloud metadata addresses, nor IPv6 addresses that carry such an IPv4 address (NAT64, 6to4, Teredo,
+// IPv4-compatible and -mapped), unless an allowed network admits them. The same rules run when a URL is registered and again when it is dialled,
 // against the address actually dialled, so DNS rebinding cannot slip past them.
 package ssrf
 
@@ -89,7 +90,25 @@ func (p Policy) resolve(ctx context.Context, host string) ([]netip.Addr, error) 
 // metadata are cloud instance metadata addresses (also caught as link-local, but named for clarity).
 var metadata = []netip.Addr{netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("fd00:ec2::254")}
 
-// CheckAddr applies the address rules to one address.
+// reserved are special-purpose networks (RFC 6890 and the IANA registries) that no webhook receiver lives
+// in: shared address space, IETF protocol assignments, benchmarking, the documentation ranges, IPv6
+// discard-only, and the local-use NAT64 prefix (RFC 8215; where it embeds an IPv4 address depends on the
+// operator's prefix length, so it is refused whole).
+var reserved = []netip.Prefix{
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("192.0.2.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"),
+	netip.MustParsePrefix("100::/64"),
+	netip.MustParsePrefix("2001:db8::/32"),
+	netip.MustParsePrefix("3fff::/20"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+}
+
+// CheckAddr applies the address rules to one address. An IPv6 address that carries an IPv4 address
+// (IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64, 6to4, Teredo) must also pass with that address.
 func (p Policy) CheckAddr(a netip.Addr) error {
 	a = a.Unmap()
 	for _, n := range p.AllowNetworks {
@@ -103,8 +122,44 @@ func (p Policy) CheckAddr(a netip.Addr) error {
 	case a.IsLoopback(), a.IsPrivate(), a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast(), a.IsInterfaceLocalMulticast(),
 		a.IsMulticast(), a.IsUnspecified(), !a.IsValid():
 		return fmt.Errorf("%w: %s is loopback, private, link-local, multicast or unspecified", ErrAddress, a)
-	case a.Is4() && (a.As4()[0] == 0 || a.As4()[0] >= 240 || netip.MustParsePrefix("100.64.0.0/10").Contains(a)):
-		return fmt.Errorf("%w: %s is a reserved or shared address", ErrAddress, a)
+	case a.Is4() && (a.As4()[0] == 0 || a.As4()[0] >= 240):
+		return fmt.Errorf("%w: %s is a reserved address", ErrAddress, a)
+	case slices.ContainsFunc(reserved, func(n netip.Prefix) bool { return n.Contains(a) }):
+		return fmt.Errorf("%w: %s is a reserved, shared or documentation address", ErrAddress, a)
+	}
+	for _, v4 := range embeddedIPv4(a) {
+		if err := p.CheckAddr(v4); err != nil {
+			return fmt.Errorf("%w: %s carries the IPv4 address %s, which may not be called", ErrAddress, a, v4)
+		}
+	}
+	return nil
+}
+
+// Prefixes of IPv6 addresses that carry IPv4 addresses.
+var (
+	ipv4Compatible = netip.MustParsePrefix("::/96")           // RFC 4291 2.5.5.1, deprecated
+	ipv4Translated = netip.MustParsePrefix("::ffff:0:0:0/96") // RFC 2765 (SIIT)
+	nat64          = netip.MustParsePrefix("64:ff9b::/96")    // RFC 6052, the well-known prefix
+	sixToFour      = netip.MustParsePrefix("2002::/16")       // RFC 3056
+	teredo         = netip.MustParsePrefix("2001::/32")       // RFC 4380
+)
+
+// embeddedIPv4 returns the IPv4 addresses an IPv6 address carries: the last 32 bits of an
+// IPv4-compatible, IPv4-translated or NAT64 address, bits 16–47 of a 6to4 address, and a Teredo
+// address's server and (inverted) client addresses.
+func embeddedIPv4(a netip.Addr) []netip.Addr {
+	if !a.Is6() {
+		return nil
+	}
+	b := a.As16()
+	v4 := func(x [4]byte) netip.Addr { return netip.AddrFrom4(x) }
+	switch {
+	case ipv4Compatible.Contains(a), ipv4Translated.Contains(a), nat64.Contains(a):
+		return []netip.Addr{v4([4]byte(b[12:16]))}
+	case sixToFour.Contains(a):
+		return []netip.Addr{v4([4]byte(b[2:6]))}
+	case teredo.Contains(a):
+		return []netip.Addr{v4([4]byte(b[4:8])), v4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]})}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ type metrics struct {
 	latency    prometheus.Histogram
 	lag        *prometheus.GaugeVec
 	disabled   *prometheus.CounterVec
+	held       *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,7 +35,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "hnsec_dispatcher_subscriptions_disabled_total",
 			Help: "Subscriptions the dispatcher disabled, by reason: gone (410) or breaker.",
 		}, []string{"reason"}),
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hnsec_dispatcher_subscriptions_held",
+			Help: "Webhook subscriptions held (nothing sent, changes kept) because their subscriber is cut off, by cause: blocked, deleted, not_granted, unchecked (the registry did not answer).",
+		}, []string{"cause"}),
 	}
-	reg.MustRegister(m.deliveries, m.attempts, m.latency, m.lag, m.disabled)
+	reg.MustRegister(m.deliveries, m.attempts, m.latency, m.lag, m.disabled, m.held)
 	return m
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/ssrf"
 	"github.com/hnsec/hnsec/pkg/store"
+	"github.com/hnsec/hnsec/pkg/subscriber"
 )
 
 // syncEvery is how often the dispatcher reloads the webhook subscriptions without a change event (and
@@ -33,18 +34,20 @@ const syncEvery = 5 * time.Second
 // Server is the dispatcher: a worker per active webhook subscription, and the DeliveriesService.
 type Server struct {
 	dispatcherv1.UnimplementedDeliveriesServiceServer
-	cfg        Config
-	store      *sqlStore
-	js         jetstream.JetStream
-	bus        *natsbus.Bus
-	pvk        pvkv1.SubscriptionsServiceClient
-	tokens     *tokenCache
-	sender     *sender
-	metrics    *metrics
-	attemptLog *store.Batcher[attempt]
-	log        *slog.Logger
-	wake       chan struct{}
-	replica    string
+	cfg    Config
+	store  *sqlStore
+	js     jetstream.JetStream
+	bus    *natsbus.Bus
+	pvk    pvkv1.SubscriptionsServiceClient
+	tokens *tokenCache
+	// subscribers says whether a subscriber may still receive (see hold.go).
+	subscribers *subscriber.Checker
+	sender      *sender
+	metrics     *metrics
+	attemptLog  *store.Batcher[attempt]
+	log         *slog.Logger
+	wake        chan struct{}
+	replica     string
 	// leases is nil until the lease bucket could be opened (Run retries); renewed is when they were last
 	// renewed (unix nanoseconds).
 	leases  *leases
@@ -54,16 +57,22 @@ type Server struct {
 	// stream is the change stream PVK names for its webhook targets.
 	stream  string
 	workers map[string]*worker
+	// holds are the webhook subscriptions held because their subscriber is cut off, with the cause.
+	holds map[string]subscriber.Cause
 }
 
 var _ dispatcherv1.DeliveriesServiceServer = (*Server)(nil)
 
 // Open migrates the dispatcher's database and returns the server; Run delivers. pvk must present the
-// internal credential (ListWebhookTargets and DisableSubscription are internal), sts too (IssueSystemToken).
+// internal credential (ListWebhookTargets and DisableSubscription are internal), sts too (IssueSystemToken);
+// subscribers says, at each attempt, whether a subscriber may still receive.
 func Open(ctx context.Context, cfg Config, storeCfg store.Config, bus *natsbus.Bus, pvk pvkv1.SubscriptionsServiceClient,
-	sts stsv1.TokenServiceClient, reg prometheus.Registerer, log *slog.Logger) (*Server, *store.DB, error) {
+	sts stsv1.TokenServiceClient, subscribers *subscriber.Checker, reg prometheus.Registerer, log *slog.Logger) (*Server, *store.DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
+	}
+	if subscribers == nil {
+		return nil, nil, errors.New("dispatcher: a subscriber checker is required")
 	}
 	nets, err := ssrf.ParseCIDRs(cfg.AllowCIDRs)
 	if err != nil {
@@ -77,9 +86,9 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, bus *natsbus.B
 	if err != nil {
 		return nil, nil, err
 	}
-	s := &Server{cfg: cfg, store: &sqlStore{db: db}, js: js, bus: bus, pvk: pvk, tokens: newTokenCache(sts),
+	s := &Server{cfg: cfg, store: &sqlStore{db: db}, js: js, bus: bus, pvk: pvk, tokens: newTokenCache(sts), subscribers: subscribers,
 		sender:  newSender(ssrf.Policy{AllowNetworks: nets, AllowHTTPHosts: cfg.AllowHTTPHosts}, cfg.Timeout),
-		metrics: newMetrics(reg), log: log, wake: make(chan struct{}, 1), workers: map[string]*worker{}}
+		metrics: newMetrics(reg), log: log, wake: make(chan struct{}, 1), workers: map[string]*worker{}, holds: map[string]subscriber.Cause{}}
 	if s.replica, err = replicaID(storeCfg.DataDir); err != nil {
 		_ = db.Close()
 		return nil, nil, err
@@ -91,15 +100,12 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, bus *natsbus.B
 // Run delivers until ctx ends: it follows PVK's webhook subscriptions (on each change event, and every few
 // seconds), runs a worker for each active one, and keeps the delivery log.
 func (s *Server) Run(ctx context.Context) error {
-	sub, err := s.bus.Conn.Subscribe(s.bus.Subject(natsbus.SubjectSubscriptionChanged), func(*nats.Msg) {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
-	})
+	sub, err := s.bus.Conn.Subscribe(s.bus.Subject(natsbus.SubjectSubscriptionChanged), func(*nats.Msg) { s.wakeUp() })
 	if err != nil {
 		return err
 	}
+	// A changed client may be a subscriber cut off or reinstated: look again (the checker dropped its answer).
+	s.subscribers.OnChange(func(string) { s.wakeUp() })
 	defer func() { _ = sub.Unsubscribe() }()
 	logDone := make(chan error, 1)
 	go func() { logDone <- s.attemptLog.Run(ctx) }()
@@ -128,8 +134,16 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// sync starts a worker for each active webhook subscription this replica holds the lease of, updates the
-// running ones and stops the rest.
+// wakeUp has Run sync now.
+func (s *Server) wakeUp() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sync starts a worker for each active webhook subscription this replica holds the lease of and whose
+// subscriber may receive, updates the running ones and stops the rest.
 func (s *Server) sync(ctx context.Context) error {
 	resp, err := s.pvk.ListWebhookTargets(ctx, &pvkv1.ListWebhookTargetsRequest{})
 	if err != nil {
@@ -157,11 +171,14 @@ func (s *Server) sync(ctx context.Context) error {
 	s.renewed.Store(time.Now().UnixNano())
 	// The surplus goes only once its workers have stopped (below).
 	defer s.leases.release(ctx, surplus)
-	active := map[string]bool{}
+	active, holds := map[string]bool{}, map[string]subscriber.Cause{}
 	for _, wt := range resp.GetTargets() {
 		sub := wt.GetSubscription()
 		if !held[sub.GetSubscriptionId()] || sub.GetStatus() != pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE {
 			continue
+		}
+		if s.holding(ctx, sub.GetSubscriptionId(), sub.GetSubscriberClientId(), holds) {
+			continue // stopped below, its changes kept
 		}
 		t, err := targetOf(wt)
 		if err != nil {
@@ -187,6 +204,7 @@ func (s *Server) sync(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 	}
+	s.setHolds(holds)
 	s.mu.Lock()
 	var stopped []*worker
 	for id, w := range s.workers {

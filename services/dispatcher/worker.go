@@ -260,8 +260,8 @@ func (w *worker) runLane(ctx context.Context, key string) {
 		r := w.attempt(ctx, it.c, 1)
 		<-w.sem
 		switch {
-		case ctx.Err() != nil:
-			return
+		case ctx.Err() != nil || r.Class == classHeld:
+			return // unacknowledged: JetStream has it again when the worker stops
 		case r.Class == "":
 			w.s.metrics.deliveries.WithLabelValues("delivered").Inc()
 			w.ack(it.seq)
@@ -313,10 +313,19 @@ func (w *worker) ack(seq uint64) {
 	}
 }
 
-// attempt makes one call, logs it and feeds the circuit breaker.
+// attempt makes one call, logs it and feeds the circuit breaker. It first checks that the subscriber may
+// still receive: when not, nothing is sent, the worker holds (its ctx ends) and the change stays where it
+// is, neither attempted nor acknowledged.
 func (w *worker) attempt(ctx context.Context, c change, n int) result {
 	t := w.target.Load()
+	if !w.mayDeliver(ctx, t.Subscriber) {
+		return result{Class: classHeld}
+	}
 	tok, err := w.s.tokens.get(ctx, t.Subscriber)
+	if refusedSubscriber(err) {
+		w.hold("the STS refused a SystemToken for the subscriber")
+		return result{Class: classHeld}
+	}
 	if err != nil {
 		w.s.log.Error("system token", "subscription_id", w.id, "err", err)
 		return result{Class: classSystemToken}
@@ -415,8 +424,8 @@ func (w *worker) retryCitizen(ctx context.Context, p parkedChange) {
 		r := w.attempt(ctx, p.change, n)
 		now := time.Now()
 		switch {
-		case ctx.Err() != nil:
-			return
+		case ctx.Err() != nil || r.Class == classHeld:
+			return // still parked, its attempts unchanged
 		case r.Class == "":
 			if err := w.s.store.delivered(ctx, w.id, p.ChangeID); err != nil {
 				w.s.log.Error("parked change delivered", "subscription_id", w.id, "change_id", p.ChangeID, "err", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -187,22 +188,42 @@ func (m jsonMarshaler) Unmarshal(b []byte, v any) error {
 		return DecodeJSON(m.UnmarshalOptions, b, msg)
 	}
 	// A body mapped to one field of the request (body: client) arrives as a pointer to the field.
+	if msg, ok := fieldMessage(v); ok {
+		return DecodeJSON(m.UnmarshalOptions, b, msg)
+	}
 	if err := checkJSON(b); err != nil {
 		return err
 	}
 	if err := m.JSONPb.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("request body is not valid JSON for this endpoint: %s", protoErrorText(err))
+		return errors.New(badJSON + "the body does not fit this endpoint's message")
 	}
 	return nil
 }
 
-// DecodeJSON decodes a JSON request body into msg with clear errors.
+// fieldMessage returns the message a pointer to a message field points to, allocating it when nil.
+func fieldMessage(v any) (proto.Message, bool) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Pointer {
+		return nil, false
+	}
+	field := rv.Elem()
+	if !field.Type().Implements(reflect.TypeFor[proto.Message]()) {
+		return nil, false
+	}
+	if field.IsNil() {
+		field.Set(reflect.New(field.Type().Elem()))
+	}
+	return field.Interface().(proto.Message), true
+}
+
+// DecodeJSON decodes a JSON request body into msg with clear errors that name the field and the kind of
+// problem, never a value (decode_errors.go).
 func DecodeJSON(opts protojson.UnmarshalOptions, b []byte, msg proto.Message) error {
 	if err := checkJSON(b); err != nil {
 		return err
 	}
 	if err := opts.Unmarshal(b, msg); err != nil {
-		return fmt.Errorf("request body is not valid JSON for this endpoint: %s", protoErrorText(err))
+		return errors.New(badJSON + jsonProblem(b, msg.ProtoReflect().Descriptor()))
 	}
 	return nil
 }
@@ -238,15 +259,6 @@ func jsonDepth(b []byte) int {
 		}
 	}
 	return deepest
-}
-
-// protoErrorText strips protobuf-go's "proto:" prefix (whose space it randomises) from err's text.
-func protoErrorText(err error) string {
-	s := err.Error()
-	if rest, ok := strings.CutPrefix(s, "proto:"); ok {
-		s = strings.TrimLeft(rest, " \u00a0")
-	}
-	return s
 }
 
 // formMarshaler reads application/x-www-form-urlencoded bodies (the OAuth2 endpoints) into string fields by
@@ -287,11 +299,14 @@ func DecodeForm(b []byte, msg proto.Message) error {
 		if !utf8.ValidString(key) || !utf8.ValidString(val) {
 			return errors.New("form body is not valid UTF-8")
 		}
+		fd := fields.ByName(protoreflect.Name(key))
 		if seen[key] {
+			if fd == nil { // an unknown name is client text: never echoed
+				return errors.New("a parameter is repeated")
+			}
 			return fmt.Errorf("parameter %s is repeated", quoteParam(key))
 		}
 		seen[key] = true
-		fd := fields.ByName(protoreflect.Name(key))
 		if fd == nil {
 			continue
 		}

@@ -43,17 +43,31 @@ const (
 // oauthPaths are the OAuth2 endpoints: they also take form bodies, and their answers are never cached.
 var oauthPaths = map[string]bool{"/sts/Token": true, "/sts/token": true, "/sts/introspect": true, "/sts/revoke": true}
 
-// New returns the REST handler. conn reaches the services' gRPC APIs; gatherer serves /metrics.
-func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus.Gatherer, log *slog.Logger) (http.Handler, error) {
+// Option configures the REST handler.
+type Option func(*gateway)
+
+// WithForwarder has the OAuth2 endpoints present the forwarder token (clientauth.ForwarderToken) with the
+// client address they forward, so that the services' failed-authentication throttle believes it. Without
+// it they see the gateway as the caller.
+func WithForwarder(token string) Option {
+	return func(g *gateway) { g.forwarder = token }
+}
+
+// New returns the REST handler. conn reaches the services' gRPC APIs; gatherer serves /metrics (nil when
+// an ops listener serves them instead).
+func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus.Gatherer, log *slog.Logger, opts ...Option) (http.Handler, error) {
 	jm := newJSONMarshaler()
 	g := &gateway{log: log, health: healthpb.NewHealthClient(conn),
 		marshalers: map[string]runtime.Marshaler{runtime.MIMEWildcard: jm, mediaJSON: jm, mediaForm: formMarshaler{jm}}}
-	sts, introspection := stsv1.NewTokenServiceClient(conn), introspectionv1.NewIntrospectionServiceClient(conn)
-	opts := make([]runtime.ServeMuxOption, 0, len(g.marshalers)+4)
-	for media, m := range g.marshalers {
-		opts = append(opts, runtime.WithMarshalerOption(media, m))
+	for _, o := range opts {
+		o(g)
 	}
-	mux := runtime.NewServeMux(append(opts,
+	sts, introspection := stsv1.NewTokenServiceClient(conn), introspectionv1.NewIntrospectionServiceClient(conn)
+	muxOpts := make([]runtime.ServeMuxOption, 0, len(g.marshalers)+4)
+	for media, m := range g.marshalers {
+		muxOpts = append(muxOpts, runtime.WithMarshalerOption(media, m))
+	}
+	mux := runtime.NewServeMux(append(muxOpts,
 		runtime.WithErrorHandler(g.handleError),
 		runtime.WithRoutingErrorHandler(g.handleRoutingError),
 		// gRPC response metadata is internal: none of it becomes an HTTP header.
@@ -98,7 +112,7 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 }
 
 // Ops returns the operations endpoints every process serves, the gateway or not: /healthz (the process
-// runs), /readyz (the gRPC health service conn reaches says SERVING) and /metrics (gatherer).
+// runs), /readyz (the gRPC health service conn reaches says SERVING) and /metrics (gatherer, unless nil).
 func Ops(conn grpc.ClientConnInterface, gatherer prometheus.Gatherer) *http.ServeMux {
 	g := &gateway{health: healthpb.NewHealthClient(conn)}
 	mux := http.NewServeMux()
@@ -106,7 +120,9 @@ func Ops(conn grpc.ClientConnInterface, gatherer prometheus.Gatherer) *http.Serv
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", g.ready)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	if gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	}
 	return mux
 }
 
@@ -116,6 +132,8 @@ type gateway struct {
 	// marshalers read and write bodies by media type (checkBody leaves the bare type in Content-Type),
 	// runtime.MIMEWildcard for the rest: grpc-gateway's ServeMux and the OAuth2 handlers use the same.
 	marshalers map[string]runtime.Marshaler
+	// forwarder is the token the OAuth2 handlers present with the client's address (WithForwarder).
+	forwarder string
 }
 
 // withCorrelation gives each request a korrelasjonsId (the client's own X-Correlation-Id when it is a

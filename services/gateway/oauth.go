@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/clientauth"
 )
 
 // The OAuth2 endpoints (POST /sts/Token, /sts/token, /sts/introspect, /sts/revoke) are served by handlers
@@ -42,7 +43,7 @@ func oauthEndpoint[Req any, PReq interface {
 			g.writeError(w, r, apierr.FromGRPC(status.Errorf(codes.InvalidArgument, "%v", err)))
 			return
 		}
-		resp, err := call(metadata.NewOutgoingContext(r.Context(), forwarded(r)), req)
+		resp, err := call(metadata.NewOutgoingContext(r.Context(), forwarded(r, g.forwarder)), req)
 		if err != nil {
 			g.writeError(w, r, apierr.FromGRPC(err))
 			return
@@ -57,22 +58,21 @@ func oauthEndpoint[Req any, PReq interface {
 	})
 }
 
-// forwarded is the metadata the services read from an HTTP request, as grpc-gateway forwards it: the
-// Authorization header, X-Forwarded-Host (or Host), and X-Forwarded-For with the peer's address appended
-// (the last entry is the one the gateway vouches for). Values that are not printable ASCII are left out, as
-// gRPC metadata cannot carry them.
-func forwarded(r *http.Request) metadata.MD {
+// forwarded is the metadata the services read from an HTTP request: the Authorization header, and
+// X-Forwarded-For with the peer's address appended, the last entry being the one the gateway vouches for,
+// with the forwarder token (clientauth.ForwarderToken) that makes the services believe it. Whether the
+// entries before it count is the services' decision (--trusted-proxy: only a trusted proxy's do). Host and
+// X-Forwarded-Host stay behind: URLs and audiences come from configuration. Values that are not printable
+// ASCII are left out, as gRPC metadata cannot carry them.
+func forwarded(r *http.Request, forwarder string) metadata.MD {
 	md := make(metadata.MD, 3)
 	for _, v := range r.Header.Values("Authorization") {
 		if printableASCII(v) {
 			md["authorization"] = append(md["authorization"], v)
 		}
 	}
-	for _, host := range []string{r.Header.Get("X-Forwarded-Host"), r.Host} {
-		if host != "" && printableASCII(host) {
-			md["x-forwarded-host"] = []string{host}
-			break
-		}
+	if forwarder != "" {
+		md[clientauth.ForwarderMetadataKey] = []string{forwarder}
 	}
 	xff := r.Header.Values("X-Forwarded-For")
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {

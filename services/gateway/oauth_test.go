@@ -6,30 +6,34 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/hnsec/hnsec/pkg/clientauth"
 )
 
-// TestForwarded checks the metadata the OAuth2 handlers pass on: what the services read, as grpc-gateway
-// forwards it, and nothing a client could use to pose as something else.
+// TestForwarded checks the metadata the OAuth2 handlers pass on: what the services read, with the
+// forwarder token, and nothing a client could use to pose as something else (Host and X-Forwarded-Host
+// stay behind: URLs come from configuration).
 func TestForwarded(t *testing.T) {
+	const fwd = clientauth.ForwarderMetadataKey
 	for _, tc := range []struct {
 		name   string
 		header map[string]string
 		want   metadata.MD
 	}{
-		{"peer and host", nil, metadata.MD{"x-forwarded-for": {"192.0.2.7"}, "x-forwarded-host": {"sts.example"}}},
+		{"the peer, with the forwarder token", nil, metadata.MD{fwd: {"tok"}, "x-forwarded-for": {"192.0.2.7"}}},
 		{"authorization", map[string]string{"Authorization": "Basic YTpi"},
-			metadata.MD{"authorization": {"Basic YTpi"}, "x-forwarded-for": {"192.0.2.7"}, "x-forwarded-host": {"sts.example"}}},
+			metadata.MD{fwd: {"tok"}, "authorization": {"Basic YTpi"}, "x-forwarded-for": {"192.0.2.7"}}},
 		{"authorization that is not ASCII is left out", map[string]string{"Authorization": "Basic æøå"},
-			metadata.MD{"x-forwarded-for": {"192.0.2.7"}, "x-forwarded-host": {"sts.example"}}},
+			metadata.MD{fwd: {"tok"}, "x-forwarded-for": {"192.0.2.7"}}},
 		{"a proxy's X-Forwarded-For gets the peer last", map[string]string{"X-Forwarded-For": "198.51.100.1"},
-			metadata.MD{"x-forwarded-for": {"198.51.100.1, 192.0.2.7"}, "x-forwarded-host": {"sts.example"}}},
-		{"X-Forwarded-Host before Host", map[string]string{"X-Forwarded-Host": "public.example"},
-			metadata.MD{"x-forwarded-for": {"192.0.2.7"}, "x-forwarded-host": {"public.example"}}},
-		{"X-Forwarded-Host that is not ASCII gives way to Host", map[string]string{"X-Forwarded-Host": "bæd.example"},
-			metadata.MD{"x-forwarded-for": {"192.0.2.7"}, "x-forwarded-host": {"sts.example"}}},
+			metadata.MD{fwd: {"tok"}, "x-forwarded-for": {"198.51.100.1, 192.0.2.7"}}},
+		{"X-Forwarded-Host stays behind", map[string]string{"X-Forwarded-Host": "public.example"},
+			metadata.MD{fwd: {"tok"}, "x-forwarded-for": {"192.0.2.7"}}},
+		{"a client's own forwarder token never passes", map[string]string{"X-Hnsec-Forwarder": "guess", "Grpc-Metadata-X-Hnsec-Forwarder": "guess"},
+			metadata.MD{fwd: {"tok"}, "x-forwarded-for": {"192.0.2.7"}}},
 		{"other headers stay behind", map[string]string{"Grpc-Metadata-X-Hnsec-Internal": "guess", "X-Hnsec-Internal": "guess",
 			"Content-Type": "application/x-www-form-urlencoded"},
-			metadata.MD{"x-forwarded-for": {"192.0.2.7"}, "x-forwarded-host": {"sts.example"}}},
+			metadata.MD{fwd: {"tok"}, "x-forwarded-for": {"192.0.2.7"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("POST", "http://sts.example/sts/Token", nil)
@@ -37,7 +41,7 @@ func TestForwarded(t *testing.T) {
 			for k, v := range tc.header {
 				r.Header.Set(k, v)
 			}
-			require.Equal(t, tc.want, forwarded(r))
+			require.Equal(t, tc.want, forwarded(r, "tok"))
 		})
 	}
 }

@@ -122,6 +122,14 @@ func TestPrivateKeyJWT(t *testing.T) {
 		{"HS256", hsTok, "", 401, "invalid_client", `client assertion must be signed with RS256, PS256, PS512 or ES256, not "HS256"`},
 		{"unregistered key", assertion(t, jwt.SigningMethodRS256, unregistered, "", id, issuer, nil), "", 401, "invalid_client",
 			"client assertion signature does not verify with the client's keys"},
+		// An unknown client answers as a known one whose keys did not sign, so the answer tells no one which ids exist.
+		{"unknown client", assertion(t, jwt.SigningMethodRS256, unregistered, "", "6f1c2d3e-0000-4000-8000-00000000dead", issuer, nil), "", 401,
+			"invalid_client", "client assertion signature does not verify with the client's keys"},
+		{"unknown client, expired", assertion(t, jwt.SigningMethodRS256, unregistered, "", "6f1c2d3e-0000-4000-8000-00000000dead", issuer,
+			func(c *jwt.RegisteredClaims) { c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Minute)) }), "", 401,
+			"invalid_client", "client assertion signature does not verify with the client's keys"},
+		{"unknown kid", assertion(t, jwt.SigningMethodRS256, unregistered, "nope", id, issuer, nil), "", 401, "invalid_client",
+			"client assertion signature does not verify with the client's keys"},
 		{"sub differs from iss", assertion(t, jwt.SigningMethodRS256, rsaKey, rsaKid, id, issuer, func(c *jwt.RegisteredClaims) {
 			c.Subject = "someone-else"
 		}), "", 401, "invalid_client", "client assertion iss and sub must both be the client_id"},

@@ -446,11 +446,11 @@ func BenchmarkIntrospect(b *testing.B) {
 // and the publish lag from commit to the change stream's acknowledgement (PVK's own histogram), at 16 and
 // 64 connections.
 func BenchmarkPVK(b *testing.B) {
-	natsAddr := freeAddr(b)
-	srv, _ := childServer(b, b.TempDir(), "--nats-listen", natsAddr)
+	natsAddr, dir := freeAddr(b), b.TempDir()
+	srv, _ := childServer(b, dir, "--nats-listen", natsAddr)
 	host := strings.TrimPrefix(srv.base, "http://")
 	tok := srv.token(b)
-	nc, err := nats.Connect("nats://" + natsAddr)
+	nc, err := nats.Connect("nats://"+natsAddr, natsToken(b, dir))
 	if err != nil {
 		b.Fatal(err)
 	}

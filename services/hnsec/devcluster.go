@@ -66,7 +66,8 @@ func printCluster(out io.Writer, c *localcluster.Cluster, dir string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(out, "NATS: %s\nlogs: %s\ndemo client: %s\nstop with Ctrl-C\n", c.NATSURL(), filepath.Join(dir, "logs"),
+	_, err := fmt.Fprintf(out, "NATS: %s (token in %s)\nlogs: %s\ndemo client: %s\nstop with Ctrl-C\n", c.NATSURL(),
+		filepath.Join(dir, localcluster.NATSCredentialFile), filepath.Join(dir, "logs"),
 		filepath.Join(c.Process("registry").DataDir, registry.DevClientFile))
 	return err
 }
@@ -79,12 +80,21 @@ func devNATSNodeCommand() *ffcli.Command {
 	clusterListen := fs.String("cluster-listen", "127.0.0.1:6250", "route address")
 	routes := fs.String("routes", "", "comma-separated route addresses of every node")
 	storeDir := fs.String("store-dir", "", "JetStream store directory")
+	tokenFile := fs.String("token-file", "", "file holding the token every client and route must present (required)")
 	return &ffcli.Command{
-		Name: "nats-node", ShortUsage: "hnsec dev nats-node --name N --listen A --cluster-listen A --routes A,A,A --store-dir D", FlagSet: fs,
+		Name: "nats-node", ShortUsage: "hnsec dev nats-node --name N --listen A --cluster-listen A --routes A,A,A --store-dir D --token-file F", FlagSet: fs,
 		ShortHelp: "run one node of a NATS cluster with JetStream (the local cluster starts three)",
 		Exec: func(ctx context.Context, _ []string) error {
-			if *name == "" || *storeDir == "" {
-				return errors.New("--name and --store-dir are required")
+			if *name == "" || *storeDir == "" || *tokenFile == "" {
+				return errors.New("--name, --store-dir and --token-file are required")
+			}
+			b, err := os.ReadFile(*tokenFile)
+			if err != nil {
+				return fmt.Errorf("--token-file: %w", err)
+			}
+			token := strings.TrimSpace(string(b))
+			if len(token) < 32 {
+				return errors.New("--token-file: a token of at least 32 characters is required")
 			}
 			host, port, err := hostPort(*listen)
 			if err != nil {
@@ -96,10 +106,12 @@ func devNATSNodeCommand() *ffcli.Command {
 			}
 			var rs []*url.URL
 			for _, r := range strings.Split(*routes, ",") {
-				rs = append(rs, &url.URL{Scheme: "nats", Host: r})
+				rs = append(rs, &url.URL{Scheme: "nats", User: url.UserPassword("route", token), Host: r})
 			}
+			// Clients present the token; routes, the same as a password (nothing unauthenticated joins the cluster).
 			ns, err := server.NewServer(&server.Options{ServerName: *name, Host: host, Port: port, JetStream: true, StoreDir: *storeDir,
-				NoSigs: true, Cluster: server.ClusterOpts{Name: "hnsec-local", Host: chost, Port: cport}, Routes: rs})
+				NoSigs: true, Authorization: token, Routes: rs,
+				Cluster: server.ClusterOpts{Name: "hnsec-local", Host: chost, Port: cport, Username: "route", Password: token}})
 			if err != nil {
 				return err
 			}

@@ -157,14 +157,21 @@ func TestKeyRotationWithoutAFailedVerification(t *testing.T) {
 	require.Equal(t, "public, max-age=0", jwks.header.Get("Cache-Control"), "max-age stays below the prepublication time")
 }
 
+// sealer is the dev-mode server's key-encryption key (<data-dir>/kek), to open what it sealed.
+func (s *testServer) sealer() *seal.Sealer {
+	s.t.Helper()
+	kekText, err := os.ReadFile(filepath.Join(s.cfg.DataDir, "kek"))
+	require.NoError(s.t, err)
+	kek, err := seal.ParseKEK(string(kekText))
+	require.NoError(s.t, err)
+	sealer, err := seal.New(kek)
+	require.NoError(s.t, err)
+	return sealer
+}
+
 func TestKeyRingIsSealedUnderTheKEK(t *testing.T) {
 	s := newTestServer(t)
-	kekText, err := os.ReadFile(filepath.Join(s.cfg.DataDir, "kek"))
-	require.NoError(t, err)
-	kek, err := seal.ParseKEK(string(kekText))
-	require.NoError(t, err)
-	sealer, err := seal.New(kek)
-	require.NoError(t, err)
+	sealer := s.sealer()
 
 	db := s.serviceDB("sts")
 	rows, err := db.Query(`SELECT kid, sealed FROM signing_keys`)

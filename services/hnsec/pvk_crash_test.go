@@ -41,7 +41,7 @@ func TestPVKCrashLosesAndDuplicatesNothing(t *testing.T) {
 
 	childServer(t, dir, "--nats-listen", natsAddr)
 	require.Eventually(t, func() bool { _, p := pvkCounts(t, dir); return p == 0 }, 30*time.Second, 50*time.Millisecond)
-	requireStreamHoldsExactly(t, natsAddr, committed2)
+	requireStreamHoldsExactly(t, dir, natsAddr, committed2)
 }
 
 // writeUntilKilled starts a child on dir, writes changes from 8 connections for 700 ms, kills it with
@@ -88,8 +88,8 @@ func writeUntilKilled(t *testing.T, dir, natsAddr string, extra ...string) int64
 }
 
 // requireStreamHoldsExactly checks that PVK's change stream holds sekvensnummer 1..n, each once.
-func requireStreamHoldsExactly(t *testing.T, natsAddr string, n int64) {
-	nc, err := nats.Connect("nats://" + natsAddr)
+func requireStreamHoldsExactly(t *testing.T, dir, natsAddr string, n int64) {
+	nc, err := nats.Connect("nats://"+natsAddr, natsToken(t, dir))
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)

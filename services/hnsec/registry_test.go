@@ -381,7 +381,7 @@ func TestListAndUpdateWithFieldMasks(t *testing.T) {
 // the general one.
 func TestRegistryChangesArePublished(t *testing.T) {
 	s := newTestServer(t, func(c *serveConfig) { c.NATSListen = "127.0.0.1:0" })
-	nc, err := nats.Connect(s.natsURL)
+	nc, err := nats.Connect(s.natsURL, natsToken(t, s.cfg.DataDir))
 	require.NoError(t, err)
 	defer nc.Close()
 	msgs := make(chan *nats.Msg, 16)

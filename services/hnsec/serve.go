@@ -39,6 +39,7 @@ import (
 	"github.com/hnsec/hnsec/pkg/seal"
 	"github.com/hnsec/hnsec/pkg/secrets"
 	"github.com/hnsec/hnsec/pkg/store"
+	"github.com/hnsec/hnsec/pkg/subscriber"
 	"github.com/hnsec/hnsec/services/dispatcher"
 	"github.com/hnsec/hnsec/services/gateway"
 	"github.com/hnsec/hnsec/services/introspection"
@@ -61,6 +62,7 @@ type serveConfig struct {
 	DatabaseURL                        string
 	NATSURL                            string
 	NATSListen                         string
+	NATSCredentialFile                 string
 	NATSSync                           natsbus.Sync
 	// NATSNamespace prefixes subjects, streams and buckets (--nats-namespace).
 	NATSNamespace string
@@ -72,6 +74,7 @@ type serveConfig struct {
 	Dev                      bool
 	LogLevel                 string
 	DebugAddr                string
+	OpsAddr                  string
 	IntrospectionCacheAge    time.Duration
 	KEKFile                  string
 	InternalCredentialFile   string
@@ -95,7 +98,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "data directory (SQLite files, embedded NATS store, credentials)")
 	c.registerDatabaseFlags(fs, 30*time.Second)
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS URL (default: embedded NATS with an in-process connection)")
-	fs.StringVar(&c.NATSListen, "nats-listen", "", "let other processes use the embedded NATS on this host:port (default: in-process only)")
+	fs.StringVar(&c.NATSListen, "nats-listen", "", "let other processes use the embedded NATS on this host:port, with the token of --nats-credential-file (default: in-process only)")
+	fs.StringVar(&c.NATSCredentialFile, "nats-credential-file", "", "file holding the token the embedded NATS listener requires of every client and --nats-url connections present; for --nats-url it may be a NATS .creds file instead (default: <data-dir>/nats-credential, created on the first start with --nats-listen, read with --nats-url when it exists)")
 	fs.StringVar(&c.NATSNamespace, "nats-namespace", "", "prefix of every NATS subject, stream and bucket, so several deployments share one NATS")
 	c.NATSSync = natsbus.Sync(time.Second)
 	fs.Var(&c.NATSSync, "nats-sync", "when JetStream writes reach the disk: always (before each acknowledgement) or the interval of background syncs; with --nats-url, the server's own setting (PVK keeps published changes in its outbox until then)")
@@ -106,6 +110,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.InternalCredentialFile, "internal-credential-file", "", "file holding the credential services present to each other's internal RPCs (default: <data-dir>/internal-credential, created on the first start)")
 	fs.DurationVar(&c.IntrospectionCacheAge, "introspection-cache-max-age", 5*time.Minute, "how long introspection trusts a cached answer at most (revocation events drop it sooner)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "listen address for Go's pprof profiles (/debug/pprof/); off when empty")
+	fs.StringVar(&c.OpsAddr, "ops-addr", "", "listen address for /metrics and gRPC reflection (and /healthz, /readyz, gRPC health), which then leave --http-addr and --grpc-addr; HTTP and plaintext gRPC on one port, for an internal network (default: none, the public ports serve them)")
 	c.ClientAuth.RegisterFlags(fs)
 	c.Registry.RegisterFlags(fs)
 	c.PVK.RegisterFlags(fs)
@@ -198,10 +203,11 @@ var graph = map[string]module{
 	"grpc":          {init: (*app).initGRPC},
 	"clientauth":    {deps: []string{"nats", "grpc"}, init: (*app).initClientAuth},
 	"registry":      {deps: []string{"nats", "grpc"}, init: (*app).initRegistry},
-	"sts":           {deps: []string{"nats", "grpc", "clientauth"}, init: (*app).initSTS},
+	"subscribers":   {deps: []string{"nats", "grpc"}, init: (*app).initSubscribers},
+	"sts":           {deps: []string{"nats", "grpc", "clientauth", "subscribers"}, init: (*app).initSTS},
 	"introspection": {deps: []string{"nats", "grpc", "clientauth"}, init: (*app).initIntrospection},
-	"pvk":           {deps: []string{"nats", "grpc"}, init: (*app).initPVK},
-	"dispatcher":    {deps: []string{"nats", "grpc"}, init: (*app).initDispatcher},
+	"pvk":           {deps: []string{"nats", "grpc", "subscribers"}, init: (*app).initPVK},
+	"dispatcher":    {deps: []string{"nats", "grpc", "subscribers"}, init: (*app).initDispatcher},
 	"gateway":       {deps: []string{"grpc"}, init: (*app).initGateway},
 }
 
@@ -224,6 +230,9 @@ type app struct {
 	actors    []actor
 	closers   []func() error
 	devClient *registry.Credentials
+
+	// subscribers is the subscriber checker the STS, PVK and the dispatcher share.
+	subscribers *subscriber.Checker
 }
 
 // actor is a long-running part of the process (see oklog/run): execute runs until interrupt is called.
@@ -243,6 +252,10 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
 	a := &app{cfg: cfg, log: log, metrics: obs.NewRegistry()}
+	if err := a.openHTTP(); err != nil {
+		a.close()
+		return nil, err
+	}
 	for _, name := range order {
 		if err := graph[name].init(a, ctx); err != nil {
 			a.close()
@@ -250,10 +263,11 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		}
 	}
 	if a.httpSrv == nil {
-		if err := a.listenHTTP(gateway.Ops(a.public, a.metrics)); err != nil {
-			a.close()
-			return nil, err
-		}
+		a.listenHTTP(gateway.Ops(a.public, a.publicMetrics()))
+	}
+	if err := a.listenOps(); err != nil {
+		a.close()
+		return nil, err
 	}
 	return a, nil
 }
@@ -295,8 +309,12 @@ func startOrder(services string) ([]string, error) {
 }
 
 func (a *app) initNATS(context.Context) error {
+	token, credsFile, err := a.natsCredential()
+	if err != nil {
+		return err
+	}
 	bus, err := natsbus.Open(natsbus.Config{URL: a.cfg.NATSURL, DataDir: a.cfg.DataDir, Name: "hnsec", Listen: a.cfg.NATSListen, Sync: a.cfg.NATSSync,
-		Namespace: a.cfg.NATSNamespace})
+		Namespace: a.cfg.NATSNamespace, Token: token, CredsFile: credsFile})
 	if err != nil {
 		return err
 	}
@@ -336,6 +354,9 @@ func (a *app) initGRPC(context.Context) error {
 		return errors.New("--grpc-tls-cert, --grpc-tls-key and --grpc-tls-ca go together")
 	}
 	a.grpcSrv, a.health = grpcx.NewServer(a.log, a.internal, serverOpts...)
+	if a.cfg.OpsAddr == "" {
+		grpcx.Reflection(a.grpcSrv, a.grpcSrv) // else on the ops listener (listenOps)
+	}
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	a.actors = append(a.actors, actor{func() error { return a.grpcSrv.Serve(lis) }, func(error) { a.grpcSrv.GracefulStop() }})
 	inproc := grpcx.NewInProcessChannel(a.log, a.internal)
@@ -413,7 +434,11 @@ func storeConfigOf(c serveConfig) store.Config {
 }
 
 func (a *app) initRegistry(ctx context.Context) error {
-	srv, db, err := registry.Open(ctx, a.cfg.Registry, a.storeConfig(), a.bus, stsv1.NewTokenServiceClient(a.conn), a.log.With("service", "registry"))
+	sealer, err := a.sealer()
+	if err != nil {
+		return err
+	}
+	srv, db, err := registry.Open(ctx, a.cfg.Registry, a.storeConfig(), sealer, a.bus, stsv1.NewTokenServiceClient(a.conn), a.log.With("service", "registry"))
 	if err != nil {
 		return err
 	}
@@ -431,6 +456,7 @@ func (a *app) initClientAuth(ctx context.Context) error {
 	}
 	cfg := a.cfg.ClientAuth
 	cfg.Issuer, cfg.PublicURL = a.cfg.STS.Issuer, a.cfg.STS.PublicURL
+	cfg.Forwarder, cfg.IsInternal = clientauth.ForwarderToken(a.internal.Credential), a.internal.IsInternal
 	a.clients = clientauth.New(cfg, registryv1.NewClientRegistryServiceClient(a.conn))
 	a.addLoop(ctx, func(ctx context.Context) error { return a.clients.Run(ctx, a.bus) })
 	return nil
@@ -469,6 +495,8 @@ func (a *app) initSTS(ctx context.Context) error {
 		return err
 	}
 	a.closers = append(a.closers, db.Close)
+	srv.CheckSubscribersWith(a.subscribers)
+	srv.AuthorizeAdminsWith(registryv1.NewClientRegistryServiceClient(a.conn))
 	stsv1.RegisterTokenServiceServer(a.register, srv)
 	a.internal.Reserve(sts.InternalMethods...)
 	a.addLoop(ctx, srv.Run)
@@ -487,7 +515,7 @@ func (a *app) initDispatcher(ctx context.Context) error {
 	cfg := a.cfg.Dispatcher
 	cfg.AllowCIDRs, cfg.AllowHTTPHosts, cfg.Replicas = a.cfg.PVK.WebhookAllowCIDRs, a.cfg.PVK.WebhookAllowHTTPHosts, a.cfg.PVK.StreamReplicas
 	srv, db, err := dispatcher.Open(ctx, cfg, a.storeConfig(), a.bus, pvkv1.NewSubscriptionsServiceClient(a.conn),
-		stsv1.NewTokenServiceClient(a.conn), a.metrics, a.log.With("service", "dispatcher"))
+		stsv1.NewTokenServiceClient(a.conn), a.subscribers, a.metrics, a.log.With("service", "dispatcher"))
 	if err != nil {
 		return err
 	}
@@ -502,14 +530,19 @@ func (a *app) initPVK(ctx context.Context) error {
 	if a.cfg.NATSSync > 0 {
 		pvkCfg.OutboxRetention = 2*time.Duration(a.cfg.NATSSync) + time.Second
 	}
-	srv, db, err := pvk.Open(ctx, pvkCfg, a.storeConfig(), a.bus, introspectionv1.NewIntrospectionServiceClient(a.conn),
+	sealer, err := a.sealer()
+	if err != nil {
+		return err
+	}
+	srv, db, err := pvk.Open(ctx, pvkCfg, a.storeConfig(), sealer, a.bus, introspectionv1.NewIntrospectionServiceClient(a.conn),
 		stsv1.NewTokenServiceClient(a.conn), "urn:hnsec:pvk:"+a.cfg.STS.Issuer, a.metrics, a.log.With("service", "pvk"))
 	if err != nil {
 		return err
 	}
 	a.closers = append(a.closers, db.Close)
+	srv.AuthorizeAdminsWith(registryv1.NewClientRegistryServiceClient(a.conn))
 	pvkv1.RegisterPrivacySettingsServiceServer(a.register, srv)
-	subs, err := pvk.NewSubscriptions(srv)
+	subs, err := pvk.NewSubscriptions(srv, a.subscribers)
 	if err != nil {
 		return err
 	}
@@ -521,24 +554,20 @@ func (a *app) initPVK(ctx context.Context) error {
 }
 
 func (a *app) initGateway(ctx context.Context) error {
-	h, err := gateway.New(context.WithoutCancel(ctx), a.public, a.metrics, a.log.With("service", "gateway"))
+	h, err := gateway.New(context.WithoutCancel(ctx), a.public, a.publicMetrics(), a.log.With("service", "gateway"),
+		gateway.WithForwarder(clientauth.ForwarderToken(a.internal.Credential)))
 	if err != nil {
 		return err
 	}
-	return a.listenHTTP(h)
+	a.listenHTTP(h)
+	return nil
 }
 
-// listenHTTP opens --http-addr for h: the REST gateway, or in a process without it the operations
-// endpoints (/healthz, /readyz, /metrics).
-func (a *app) listenHTTP(h http.Handler) error {
-	lis, err := net.Listen("tcp", a.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("--http-addr: %w", err)
-	}
-	a.httpLis = lis
-	a.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+// listenHTTP serves h on --http-addr (opened by openHTTP): the REST gateway, or in a process without it
+// the operations endpoints (/healthz, /readyz, and /metrics unless --ops-addr serves them).
+func (a *app) listenHTTP(h http.Handler) {
+	a.httpSrv = &http.Server{Handler: gateway.Headers(h), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
-	return nil
 }
 
 // run serves until ctx ends, then shuts down gracefully: the REST gateway finishes in-flight requests, the

@@ -153,7 +153,7 @@ func TestTokenBadInput(t *testing.T) {
 		{"Basic and another client_id", "POST", form, "grant_type=client_credentials&client_id=" + unknown, basicHeader(id, secret),
 			400, "invalid_request", 1001, "client_id in the body differs from the Basic header"},
 		{"JSON with wrong types", "POST", json, `{"grant_type": 1, "client_id": ["x"]}`, nil, 400, "invalid_request", 1001,
-			"request body is not valid JSON for this endpoint: (line 1:16): invalid value for string field grantType: 1"},
+			"request body is not valid JSON for this endpoint: field grant_type must be a string, not a number"},
 		{"deeply nested JSON", "POST", json, `{"grant_type":"client_credentials","x":` + strings.Repeat(`{"a":`, 100) + "1" + strings.Repeat("}", 100) + "}",
 			nil, 400, "invalid_request", 1001, "request body nests deeper than 32 levels"},
 		{"2 MiB body", "POST", form, valid + "&pad=" + strings.Repeat("a", 2<<20), nil, 413, "invalid_request", 1413, "request body is larger than 64 KiB"},

@@ -154,6 +154,7 @@ func TestWebhookReplicasShareTheWorkAndTakeOverFromADeadOne(t *testing.T) {
 	dir := t.TempDir()
 	first, _ := childServer(t, dir, slices.Concat([]string{"--nats-listen", natsAddr}, webhookChildArgs, lease)...)
 	_, second := childServer(t, t.TempDir(), slices.Concat([]string{"--services", "dispatcher", "--nats-url", "nats://" + natsAddr,
+		"--nats-credential-file", filepath.Join(dir, natsCredentialFile),
 		"--peer-addr", first.grpcAddr, "--internal-credential-file", filepath.Join(dir, "internal-credential")}, webhookChildArgs, lease)...)
 	tok := first.token(t)
 
@@ -166,7 +167,7 @@ func TestWebhookReplicasShareTheWorkAndTakeOverFromADeadOne(t *testing.T) {
 		rcvs[i].expect(first.base, "sikkerhet.helsenorge.no", first.dev.ClientID, created["webhookSecret"].(string), false)
 		ids[i] = created["subscription"].(map[string]any)["subscriptionId"].(string)
 	}
-	nc, err := nats.Connect("nats://" + natsAddr)
+	nc, err := nats.Connect("nats://"+natsAddr, natsToken(t, dir))
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -348,6 +349,7 @@ func TestMicroservicesAcrossTwoProcesses(t *testing.T) {
 	first, _ := childServer(t, dir, "--services", "registry,sts,introspection,gateway", "--nats-listen", natsAddr, "--grpc-addr", front,
 		"--peer", "pvk="+back, "--peer", "dispatcher="+back)
 	second, _ := childServer(t, t.TempDir(), slices.Concat([]string{"--services", "pvk,dispatcher", "--nats-url", "nats://" + natsAddr, "--grpc-addr", back,
+		"--nats-credential-file", filepath.Join(dir, natsCredentialFile),
 		"--peer-addr", front, "--internal-credential-file", filepath.Join(dir, "internal-credential")}, webhookChildArgs)...)
 	// Without the gateway, the REST port serves the operations endpoints only.
 	for path, want := range map[string]string{"/healthz": `"ok"`, "/readyz": `"ready"`, "/metrics": "hnsec_dispatcher_", "/openapi.json": "404"} {
@@ -385,10 +387,11 @@ func TestMicroservicesWithMutualTLS(t *testing.T) {
 	tlsArgs := []string{"--grpc-tls-cert", filepath.Join(certs, "node.pem"), "--grpc-tls-key", filepath.Join(certs, "node-key.pem"),
 		"--grpc-tls-ca", filepath.Join(certs, "ca.pem")}
 	natsAddr, front, back := freeAddr(t), freeAddr(t), freeAddr(t)
-	first, _ := childServer(t, t.TempDir(), slices.Concat([]string{"--services", "registry,sts,introspection,gateway", "--nats-listen", natsAddr,
+	dir := t.TempDir()
+	first, _ := childServer(t, dir, slices.Concat([]string{"--services", "registry,sts,introspection,gateway", "--nats-listen", natsAddr,
 		"--grpc-addr", front, "--peer", "pvk=" + back, "--peer", "dispatcher=" + back}, tlsArgs)...)
 	childServer(t, t.TempDir(), slices.Concat([]string{"--services", "pvk,dispatcher", "--nats-url", "nats://" + natsAddr, "--grpc-addr", back,
-		"--peer-addr", front}, webhookChildArgs, tlsArgs)...)
+		"--nats-credential-file", filepath.Join(dir, natsCredentialFile), "--peer-addr", front}, webhookChildArgs, tlsArgs)...)
 	tok := first.token(t)
 	rcv := newReceiver(t)
 	status, created := first.postJSON(t, "/pvk/v1/subscriptions", tok, map[string]any{"webhook": map[string]any{"url": rcv.srv.URL + "/pvk"}})

@@ -31,6 +31,8 @@ type Config struct {
 	WebhookAllowCIDRs flagList
 	// WebhookAllowHTTPHosts may be called over plain http.
 	WebhookAllowHTTPHosts flagList
+	// MaxSubscriptionsPerSubscriber bounds one subscriber's subscriptions, whatever their status.
+	MaxSubscriptionsPerSubscriber int
 }
 
 // flagList is a repeatable, comma-separable string flag.
@@ -44,6 +46,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AckWait, "pvk-ack-wait", 30*time.Second, "how long a pulled change waits for its acknowledgement before it comes back")
 	fs.Var(&c.WebhookAllowCIDRs, "webhook-allow-cidr", "network whose addresses webhooks may use although private, loopback or link-local (repeatable)")
 	fs.Var(&c.WebhookAllowHTTPHosts, "webhook-allow-http-host", "host webhooks may call over plain http (repeatable)")
+	fs.IntVar(&c.MaxSubscriptionsPerSubscriber, "max-subscriptions-per-subscriber", 20, "subscriptions one subscriber (client configuration) may have, whatever their status")
 	fs.BoolVar(&c.Relay, "pvk-relay", true, "relay PVK's outbox to the change stream in this process (changes wait in the outbox without one)")
 }
 
@@ -54,6 +57,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 || c.StreamMaxAge <= 0 || c.DuplicateWindow <= 0 || c.AckWait < time.Second {
 		return errors.New("--pvk-stream-replicas must be 1 to 5, --pvk-stream-max-age and --pvk-duplicate-window positive, --pvk-ack-wait at least 1s")
+	}
+	if c.MaxSubscriptionsPerSubscriber < 1 {
+		return errors.New("--max-subscriptions-per-subscriber must be at least 1")
 	}
 	return nil
 }

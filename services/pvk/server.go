@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -15,12 +16,14 @@ import (
 
 	introspectionv1 "github.com/hnsec/hnsec/gen/hnsec/introspection/v1"
 	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
+	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/authz"
 	"github.com/hnsec/hnsec/pkg/guid"
 	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/scope"
+	"github.com/hnsec/hnsec/pkg/seal"
 	"github.com/hnsec/hnsec/pkg/secrets"
 	"github.com/hnsec/hnsec/pkg/store"
 )
@@ -51,18 +54,24 @@ type Server struct {
 	partitionKey  []byte
 	introspection introspectionv1.IntrospectionServiceClient
 	sts           stsv1.TokenServiceClient
-	source        string
-	log           *slog.Logger
+	// admins is the principal check of definition management (see AuthorizeAdminsWith).
+	admins authz.Admins
+	source string
+	log    *slog.Logger
 }
 
 var _ pvkv1.PrivacySettingsServiceServer = (*Server)(nil)
 
-// Open migrates PVK's database and returns the server. source is the CloudEvents source of its events.
-// Run must be running for changes to reach the stream.
-func Open(ctx context.Context, cfg Config, storeCfg store.Config, bus *natsbus.Bus, introspection introspectionv1.IntrospectionServiceClient,
+// Open migrates PVK's database and returns the server. sealer (the key-encryption key) seals webhook
+// secrets at rest; secrets an older version stored in the clear are sealed here. source is the CloudEvents
+// source of its events. Run must be running for changes to reach the stream.
+func Open(ctx context.Context, cfg Config, storeCfg store.Config, sealer *seal.Sealer, bus *natsbus.Bus, introspection introspectionv1.IntrospectionServiceClient,
 	sts stsv1.TokenServiceClient, source string, reg prometheus.Registerer, log *slog.Logger) (*Server, *store.DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
+	}
+	if sealer == nil {
+		return nil, nil, errors.New("pvk: a key-encryption key is required to seal webhook secrets")
 	}
 	js, err := newJetStream(bus.Conn)
 	names := namesOf(bus)
@@ -77,7 +86,15 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, bus *natsbus.B
 	if err != nil {
 		return nil, nil, err
 	}
-	st := &sqlStore{db: db}
+	st := &sqlStore{db: db, sealer: sealer}
+	sealed, err := st.sealClearSecrets(ctx)
+	if err != nil {
+		_ = db.Close()
+		return nil, nil, fmt.Errorf("seal webhook secrets: %w", err)
+	}
+	if sealed > 0 {
+		log.Info("webhook secrets sealed under the key-encryption key", "subscriptions", sealed)
+	}
 	// The partition is a keyed hash of the fnr, so a subject never reveals whose change it carries.
 	key, err := st.Key(ctx, "partition_key", secrets.NewKey)
 	if err != nil {
@@ -112,6 +129,12 @@ func (s *Server) Run(ctx context.Context) error {
 	return <-done
 }
 
+// AuthorizeAdminsWith sets the registry that answers who an admin caller is (definition management:
+// operators only).
+func (s *Server) AuthorizeAdminsWith(registry registryv1.ClientRegistryServiceClient) {
+	s.admins = authz.Admins{Resolve: authz.STSResolver(s.sts), Registry: registry}
+}
+
 // requireScope checks the caller's access token through the introspection service.
 func (s *Server) requireScope(ctx context.Context, need string) error {
 	_, err := s.introspect(ctx, need)
@@ -127,7 +150,7 @@ func (s *Server) introspect(ctx context.Context, need string, alternatives ...st
 
 // CreateDefinition implements PrivacySettingsService.
 func (s *Server) CreateDefinition(ctx context.Context, req *pvkv1.CreateDefinitionRequest) (*pvkv1.CreateDefinitionResponse, error) {
-	if _, err := authz.RequireScope(ctx, authz.STSResolver(s.sts), scope.RegistryAdmin); err != nil {
+	if _, err := s.admins.RequireOperator(ctx, pvkv1.PrivacySettingsService_CreateDefinition_FullMethodName); err != nil {
 		return nil, err
 	}
 	d := req.GetDefinisjon()

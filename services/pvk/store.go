@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
+	"github.com/hnsec/hnsec/pkg/seal"
 	"github.com/hnsec/hnsec/pkg/store"
 )
 
@@ -75,6 +77,9 @@ CREATE TABLE subscription_events (
 	reason          TEXT NOT NULL
 );
 CREATE INDEX subscription_events_subscription ON subscription_events(subscription_id, id);
+`, `
+ALTER TABLE subscriptions ADD COLUMN secret_sealed BLOB NOT NULL DEFAULT x'';
+ALTER TABLE subscriptions ADD COLUMN previous_secret_sealed BLOB NOT NULL DEFAULT x'';
 `}
 
 var postgresMigrations = []string{`
@@ -139,6 +144,9 @@ CREATE TABLE subscription_events (
 	reason          TEXT NOT NULL
 );
 CREATE INDEX subscription_events_subscription ON subscription_events(subscription_id, id);
+`, `
+ALTER TABLE subscriptions ADD COLUMN secret_sealed BYTEA NOT NULL DEFAULT '';
+ALTER TABLE subscriptions ADD COLUMN previous_secret_sealed BYTEA NOT NULL DEFAULT '';
 `}
 
 // Definition is a privacy setting definition.
@@ -257,7 +265,13 @@ type Store interface {
 	ActiveForDefinition(ctx context.Context, guid string, after int64, limit int) ([]Setting, error)
 }
 
-type sqlStore struct{ db *store.DB }
+// sqlStore keeps webhook secrets sealed under the key-encryption key (secret_sealed and
+// previous_secret_sealed, bound to the subscription and the column); the clear secret and previous_secret
+// columns of older versions are kept empty (sealClearSecrets moves what is left in them).
+type sqlStore struct {
+	db     *store.DB
+	sealer *seal.Sealer
+}
 
 var _ Store = (*sqlStore)(nil)
 
@@ -416,11 +430,15 @@ func (s *sqlStore) CreateSubscription(ctx context.Context, sub Subscription, ev 
 	if err != nil {
 		return err
 	}
+	secret, previous, err := s.sealSecrets(sub.ID, sub.Secret, sub.PreviousSecret)
+	if err != nil {
+		return err
+	}
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (id, subscriber, filters, webhook_url, x_auth, status, create_time_ms,
-			status_reason, secret, previous_secret, previous_expire_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			status_reason, secret_sealed, previous_secret_sealed, previous_expire_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			sub.ID, sub.Subscriber, string(filters), sub.WebhookURL, sub.XAuth, sub.Status, sub.CreateTime.UnixMilli(), sub.StatusReason,
-			sub.Secret, sub.PreviousSecret, sub.PreviousExpire.UnixMilli())
+			secret, previous, sub.PreviousExpire.UnixMilli())
 		if err != nil {
 			return err
 		}
@@ -447,37 +465,122 @@ func (s *sqlStore) SubscriptionEvents(ctx context.Context, id string) ([]Subscri
 }
 
 const subscriptionSelect = `SELECT id, subscriber, filters, webhook_url, x_auth, status, create_time_ms, status_reason, secret,
-	previous_secret, previous_expire_ms FROM subscriptions`
+	previous_secret, secret_sealed, previous_secret_sealed, previous_expire_ms FROM subscriptions`
 
-func scanSubscription(sc store.Scanner) (Subscription, error) {
+func (s *sqlStore) scanSubscription(sc store.Scanner) (Subscription, error) {
 	var sub Subscription
 	var filters string
 	var created, previousExpire int64
+	var secret, previous []byte
 	if err := sc.Scan(&sub.ID, &sub.Subscriber, &filters, &sub.WebhookURL, &sub.XAuth, &sub.Status, &created, &sub.StatusReason,
-		&sub.Secret, &sub.PreviousSecret, &previousExpire); err != nil {
+		&sub.Secret, &sub.PreviousSecret, &secret, &previous, &previousExpire); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Subscription{}, store.ErrNotFound
 		}
 		return Subscription{}, err
 	}
+	// A clear secret is read as it is only when a version without sealing wrote it after this one's
+	// start (rolling upgrades); the next start seals it.
+	for _, f := range []struct {
+		sealed []byte
+		column string
+		out    *string
+	}{{secret, "secret", &sub.Secret}, {previous, "previous_secret", &sub.PreviousSecret}} {
+		if len(f.sealed) == 0 {
+			continue
+		}
+		plain, err := s.openSecret(sub.ID, f.column, f.sealed)
+		if err != nil {
+			return Subscription{}, err
+		}
+		*f.out = plain
+	}
 	sub.CreateTime, sub.PreviousExpire = time.UnixMilli(created).UTC(), time.UnixMilli(previousExpire).UTC()
 	return sub, json.Unmarshal([]byte(filters), &sub.Filters)
 }
 
+// secretAAD binds a sealed webhook secret to its subscription and column, so it cannot be moved.
+func secretAAD(id, column string) []byte { return []byte("pvk/subscriptions/" + id + "/" + column) }
+
+// sealSecrets seals a subscription's secrets (an empty secret stays empty).
+func (s *sqlStore) sealSecrets(id, secret, previous string) (sealedSecret, sealedPrevious []byte, err error) {
+	if s.sealer == nil {
+		return nil, nil, errors.New("pvk store: webhook secrets need the key-encryption key")
+	}
+	sealedSecret, sealedPrevious = []byte{}, []byte{}
+	if secret != "" {
+		sealedSecret = s.sealer.Seal([]byte(secret), secretAAD(id, "secret"))
+	}
+	if previous != "" {
+		sealedPrevious = s.sealer.Seal([]byte(previous), secretAAD(id, "previous_secret"))
+	}
+	return sealedSecret, sealedPrevious, nil
+}
+
+// openSecret opens a sealed secret of a subscription's column.
+func (s *sqlStore) openSecret(id, column string, sealed []byte) (string, error) {
+	if s.sealer == nil {
+		return "", errors.New("pvk store: webhook secrets need the key-encryption key")
+	}
+	plain, err := s.sealer.Open(sealed, secretAAD(id, column))
+	if err != nil {
+		return "", fmt.Errorf("webhook secret of subscription %s: %w", id, err)
+	}
+	return string(plain), nil
+}
+
+// sealClearSecrets seals the webhook secrets an older version stored in the clear, and empties the
+// clear columns, in one transaction. It runs at every start; once done, it finds nothing to do.
+func (s *sqlStore) sealClearSecrets(ctx context.Context) (int, error) {
+	type clear struct{ id, secret, previous string }
+	n := 0
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, secret, previous_secret FROM subscriptions WHERE secret <> '' OR previous_secret <> ''`)
+		if err != nil {
+			return err
+		}
+		var found []clear
+		for rows.Next() {
+			var c clear
+			if err := rows.Scan(&c.id, &c.secret, &c.previous); err != nil {
+				_ = rows.Close()
+				return err
+			}
+			found = append(found, c)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		for _, c := range found {
+			secret, previous, err := s.sealSecrets(c.id, c.secret, c.previous)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE subscriptions SET secret_sealed = ?, previous_secret_sealed = ?, secret = '',
+				previous_secret = '' WHERE id = ?`, secret, previous, c.id); err != nil {
+				return err
+			}
+		}
+		n = len(found)
+		return nil
+	})
+	return n, err
+}
+
 func (s *sqlStore) GetSubscription(ctx context.Context, id string) (Subscription, error) {
-	return scanSubscription(s.db.Read.QueryRowContext(ctx, subscriptionSelect+` WHERE id = ?`, id))
+	return s.scanSubscription(s.db.Read.QueryRowContext(ctx, subscriptionSelect+` WHERE id = ?`, id))
 }
 
 func (s *sqlStore) ListSubscriptions(ctx context.Context, subscriber string) ([]Subscription, error) {
 	return store.Query(ctx, s.db, subscriptionSelect+` WHERE ? = '' OR subscriber = ? ORDER BY create_time_ms, id`,
-		[]any{subscriber, subscriber}, scanSubscription)
+		[]any{subscriber, subscriber}, s.scanSubscription)
 }
 
 func (s *sqlStore) UpdateSubscription(ctx context.Context, id string, ev SubscriptionEvent, change func(*Subscription) error) (Subscription, error) {
 	var sub Subscription
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		if sub, err = scanSubscription(tx.QueryRowContext(ctx, subscriptionSelect+` WHERE id = ?`, id)); err != nil {
+		if sub, err = s.scanSubscription(tx.QueryRowContext(ctx, subscriptionSelect+` WHERE id = ?`, id)); err != nil {
 			return err
 		}
 		if err := change(&sub); err != nil {
@@ -487,9 +590,13 @@ func (s *sqlStore) UpdateSubscription(ctx context.Context, id string, ev Subscri
 		if err != nil {
 			return err
 		}
+		secret, previous, err := s.sealSecrets(id, sub.Secret, sub.PreviousSecret)
+		if err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE subscriptions SET filters = ?, webhook_url = ?, x_auth = ?, status = ?, status_reason = ?,
-			secret = ?, previous_secret = ?, previous_expire_ms = ? WHERE id = ?`,
-			string(filters), sub.WebhookURL, sub.XAuth, sub.Status, sub.StatusReason, sub.Secret, sub.PreviousSecret,
+			secret = '', previous_secret = '', secret_sealed = ?, previous_secret_sealed = ?, previous_expire_ms = ? WHERE id = ?`,
+			string(filters), sub.WebhookURL, sub.XAuth, sub.Status, sub.StatusReason, secret, previous,
 			sub.PreviousExpire.UnixMilli(), id)
 		if err != nil {
 			return err

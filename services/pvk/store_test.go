@@ -1,12 +1,15 @@
 package pvk
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/hnsec/hnsec/pkg/seal"
+	"github.com/hnsec/hnsec/pkg/secrets"
 	"github.com/hnsec/hnsec/pkg/store"
 	"github.com/hnsec/hnsec/pkg/store/storetest"
 )
@@ -16,7 +19,7 @@ func TestStoreContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, cfg store.Config) {
 		ctx := context.Background()
 		db := storetest.Open(t, cfg, "pvk", Migrations)
-		s := &sqlStore{db: db}
+		s := &sqlStore{db: db, sealer: testSealer(t)}
 		must := func(err error) {
 			t.Helper()
 			if err != nil {
@@ -122,6 +125,96 @@ func TestStoreContract(t *testing.T) {
 		key2, err := s.Key(ctx, "k", func() []byte { return []byte{3} })
 		if err != nil || string(key1) != string(key2) {
 			t.Fatalf("Key: %v then %v, %v", key1, key2, err)
+		}
+	})
+}
+
+// testSealer is a sealer under a fresh key-encryption key.
+func testSealer(t *testing.T) *seal.Sealer {
+	t.Helper()
+	sealer, err := seal.New(secrets.NewKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sealer
+}
+
+// Webhook secrets are sealed at rest, bound to their row; secrets an older version left in the clear are
+// sealed by sealClearSecrets and read back the same.
+func TestWebhookSecretsSealedAtRest(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		db := storetest.Open(t, cfg, "pvk", Migrations)
+		s := &sqlStore{db: db, sealer: testSealer(t)}
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		const secret, previous = "whsec_c2VhbGVkLXNlY3JldC1vbmU=", "whsec_c2VhbGVkLXNlY3JldC10d28="
+		sub := Subscription{ID: "6f1c2d3e-0000-4000-8000-0000000000e1", Subscriber: "client", WebhookURL: "https://x.example/hook",
+			Status: 1, CreateTime: now, Secret: secret}
+		if err := s.CreateSubscription(ctx, sub, auditEvent("client", "created", "")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.UpdateSubscription(ctx, sub.ID, auditEvent("client", "rotated", ""), func(x *Subscription) error {
+			x.PreviousSecret, x.PreviousExpire = previous, now.Add(time.Hour)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		raw := func(id string) []byte {
+			var a, b string
+			var c, d []byte
+			if err := db.Read.QueryRowContext(ctx, `SELECT secret, previous_secret, secret_sealed, previous_secret_sealed FROM subscriptions
+				WHERE id = ?`, id).Scan(&a, &b, &c, &d); err != nil {
+				t.Fatal(err)
+			}
+			return bytes.Join([][]byte{[]byte(a), []byte(b), c, d}, []byte("|"))
+		}
+		for _, plain := range []string{secret, previous, secret[6:], previous[6:]} {
+			if bytes.Contains(raw(sub.ID), []byte(plain)) {
+				t.Fatalf("the subscriptions table holds a webhook secret in the clear")
+			}
+		}
+		if got, err := s.GetSubscription(ctx, sub.ID); err != nil || got.Secret != secret || got.PreviousSecret != previous {
+			t.Fatalf("GetSubscription: secrets do not read back (%v)", err)
+		}
+
+		// A sealed secret moved onto another row does not open there.
+		other := Subscription{ID: "6f1c2d3e-0000-4000-8000-0000000000e2", Subscriber: "client", WebhookURL: "https://x.example/hook",
+			Status: 1, CreateTime: now, Secret: "whsec_b3RoZXI="}
+		if err := s.CreateSubscription(ctx, other, auditEvent("client", "created", "")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Write.ExecContext(ctx, `UPDATE subscriptions SET secret_sealed = (SELECT secret_sealed FROM subscriptions WHERE id = ?)
+			WHERE id = ?`, sub.ID, other.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GetSubscription(ctx, other.ID); !errors.Is(err, seal.ErrOpen) {
+			t.Fatalf("a sealed secret moved to another row: %v, want seal.ErrOpen", err)
+		}
+
+		// A row as an older version wrote it: secrets in the clear columns.
+		const old = "6f1c2d3e-0000-4000-8000-0000000000e3"
+		if _, err := db.Write.ExecContext(ctx, `INSERT INTO subscriptions (id, subscriber, filters, webhook_url, x_auth, status, create_time_ms,
+			status_reason, secret, previous_secret, previous_expire_ms) VALUES (?, 'client', '{}', 'https://x.example/hook', FALSE, 1, 0, '', ?, ?, 0)`,
+			old, secret, previous); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.sealClearSecrets(ctx)
+		if err != nil || n != 1 {
+			t.Fatalf("sealClearSecrets = %d, %v; want 1", n, err)
+		}
+		if n, err := s.sealClearSecrets(ctx); err != nil || n != 0 {
+			t.Fatalf("sealClearSecrets again = %d, %v; want 0", n, err)
+		}
+		if bytes.Contains(raw(old), []byte(secret[6:])) || bytes.Contains(raw(old), []byte(previous[6:])) {
+			t.Fatalf("the migrated row still holds a webhook secret in the clear")
+		}
+		if got, err := s.GetSubscription(ctx, old); err != nil || got.Secret != secret || got.PreviousSecret != previous {
+			t.Fatalf("GetSubscription of the migrated row: secrets do not read back (%v)", err)
+		}
+
+		// Without the key-encryption key nothing is written.
+		if err := (&sqlStore{db: db}).CreateSubscription(ctx, Subscription{ID: "x", Secret: secret}, auditEvent("client", "created", "")); err == nil {
+			t.Fatal("a store without a sealer wrote a webhook secret")
 		}
 	})
 }

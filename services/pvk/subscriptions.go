@@ -22,6 +22,7 @@ import (
 	"github.com/hnsec/hnsec/pkg/secrets"
 	"github.com/hnsec/hnsec/pkg/ssrf"
 	"github.com/hnsec/hnsec/pkg/store"
+	"github.com/hnsec/hnsec/pkg/subscriber"
 )
 
 // Subscription codes.
@@ -30,16 +31,30 @@ const (
 	codeSubscriptionState  = "EPVK-100061"
 	codeWebhookURL         = "EPVK-100062"
 	codeSubscriptionFilter = "EPVK-100063"
+	codeSubscriptionLimit  = "EPVK-100064"
+	codeSubscriptionHeld   = "EPVK-100065"
 	codeNoSubscription     = "EPVK-101404"
 )
 
 // Subscriptions implements SubscriptionsService on the PVK server's store and stream.
+//
+// A subscriber that is cut off (its client configuration blocked or deleted, or without an approved grant
+// of the replication scope) receives nothing: PullSubscription refuses it, the dispatcher holds its
+// webhooks, and its changes wait in the stream (and the dispatcher's parked changes) until it is
+// reinstated. Each active subscription of such a subscriber says so in its status_reason (HeldPrefix and
+// the reason) and its audit trail ("held", then "released").
 type Subscriptions struct {
 	pvkv1.UnimplementedSubscriptionsServiceServer
-	pvk     *Server
-	policy  ssrf.Policy
-	mu      sync.Mutex
-	pending map[string]pendingChange // by ack id
+	pvk         *Server
+	policy      ssrf.Policy
+	subscribers *subscriber.Checker
+	mu          sync.Mutex
+	pending     map[string]pendingChange // by ack id
+	// creating serialises creations, so that the per-subscriber limit holds (in this process).
+	creating sync.Mutex
+	// changedClients are the clients the registry announced a change of since the last reconciliation.
+	changedClients map[string]bool
+	reconcile      chan struct{}
 }
 
 var _ pvkv1.SubscriptionsServiceServer = (*Subscriptions)(nil)
@@ -51,14 +66,19 @@ type pendingChange struct {
 	expires      time.Time
 }
 
-// NewSubscriptions returns the subscriptions service of a PVK server.
-func NewSubscriptions(s *Server) (*Subscriptions, error) {
+// NewSubscriptions returns the subscriptions service of a PVK server; subscribers checks, at each pull and
+// whenever the registry announces a change, that a subscriber may still receive.
+func NewSubscriptions(s *Server, subscribers *subscriber.Checker) (*Subscriptions, error) {
 	nets, err := ssrf.ParseCIDRs(s.cfg.WebhookAllowCIDRs)
 	if err != nil {
 		return nil, err
 	}
+	if subscribers == nil {
+		return nil, errors.New("pvk subscriptions: a subscriber checker is required")
+	}
 	return &Subscriptions{pvk: s, policy: ssrf.Policy{AllowNetworks: nets, AllowHTTPHosts: s.cfg.WebhookAllowHTTPHosts},
-		pending: map[string]pendingChange{}}, nil
+		subscribers: subscribers, pending: map[string]pendingChange{}, changedClients: map[string]bool{},
+		reconcile: make(chan struct{}, 1)}, nil
 }
 
 // consumerName is the durable JetStream consumer of a subscription.
@@ -103,6 +123,11 @@ func (s *Subscriptions) CreateSubscription(ctx context.Context, req *pvkv1.Creat
 	if err := s.checkWebhook(ctx, req.GetWebhook()); err != nil {
 		return nil, err
 	}
+	s.creating.Lock()
+	defer s.creating.Unlock()
+	if err := s.checkLimit(ctx, caller); err != nil {
+		return nil, err
+	}
 	sub := Subscription{ID: guid.New(), Subscriber: caller, WebhookURL: req.GetWebhook().GetUrl(), XAuth: req.GetWebhook().GetUseXAuthorization(),
 		Status: int32(pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE), CreateTime: time.Now().UTC().Truncate(time.Millisecond),
 		Filters: filters}
@@ -118,6 +143,19 @@ func (s *Subscriptions) CreateSubscription(ctx context.Context, req *pvkv1.Creat
 	s.changed(sub.ID)
 	s.pvk.log.Info("subscription created", "subscription_id", sub.ID, "subscriber", caller)
 	return &pvkv1.CreateSubscriptionResponse{Subscription: subscriptionProto(sub), WebhookSecret: sub.Secret}, nil
+}
+
+// checkLimit refuses a subscriber who has --max-subscriptions-per-subscriber subscriptions already.
+func (s *Subscriptions) checkLimit(ctx context.Context, caller string) error {
+	subs, err := s.pvk.store.ListSubscriptions(ctx, caller)
+	if err != nil {
+		return err
+	}
+	if limit := s.pvk.cfg.MaxSubscriptionsPerSubscriber; len(subs) >= limit {
+		return apierr.WithCode(apierr.FailedPrecondition, codeSubscriptionLimit,
+			"a subscriber may have at most %d subscriptions; delete one before creating another", limit)
+	}
+	return nil
 }
 
 // WebhookSecretPrefix starts every webhook signing secret (Standard Webhooks).
@@ -411,6 +449,9 @@ func (s *Subscriptions) PullSubscription(ctx context.Context, req *pvkv1.PullSub
 	case req.GetMax() < 0 || req.GetMax() > 500 || req.GetWaitMs() < 0 || req.GetWaitMs() > 30000:
 		return nil, invalid(codeSubscription, "max must be 1 to 500 and waitMs 0 to 30000")
 	}
+	if err := s.mayReceive(ctx, sub.Subscriber); err != nil {
+		return nil, err
+	}
 	max := int(req.GetMax())
 	if max == 0 {
 		max = 100
@@ -585,8 +626,18 @@ func (s *Subscriptions) ListSubscriptionEvents(ctx context.Context, req *pvkv1.L
 	return resp, nil
 }
 
-// Run forgets expired pulled changes until ctx ends.
+// Run forgets expired pulled changes, and keeps the subscriptions' held status up to date, until ctx ends.
 func (s *Subscriptions) Run(ctx context.Context) error {
+	s.subscribers.OnChange(func(clientID string) {
+		s.mu.Lock()
+		s.changedClients[clientID] = true
+		s.mu.Unlock()
+		select {
+		case s.reconcile <- struct{}{}:
+		default:
+		}
+	})
+	go s.followSubscribers(ctx)
 	loop.Every(ctx, s.pvk.cfg.AckWait, s.sweep)
 	return nil
 }
@@ -611,4 +662,101 @@ func subscriptionProto(sub Subscription) *pvkv1.Subscription {
 		out.Webhook = &pvkv1.Webhook{Url: sub.WebhookURL, UseXAuthorization: sub.XAuth}
 	}
 	return out
+}
+
+// HeldPrefix starts the status_reason of an active subscription whose subscriber is cut off; the reason
+// follows it.
+const HeldPrefix = "delivery held: "
+
+// heldSuffix ends a held subscription's status_reason.
+const heldSuffix = "; changes are kept and delivered once the subscriber is reinstated"
+
+// SubscriberCheckActor is the audit trail's actor for holding and releasing a subscription.
+const SubscriberCheckActor = "subscriber-check"
+
+// mayReceive refuses a pull by a subscriber that is cut off, saying why; its changes stay in the stream.
+func (s *Subscriptions) mayReceive(ctx context.Context, clientID string) error {
+	v, err := s.subscribers.Check(ctx, clientID, scope.PVKReplication)
+	if err != nil {
+		s.pvk.log.Warn("subscriber check", "subscriber", clientID, "err", err)
+		return apierr.WithCode(apierr.Unavailable, codeSubscriptionHeld, "the subscriber could not be checked; retry later")
+	}
+	if !v.OK() {
+		return apierr.WithCode(apierr.FailedPrecondition, codeSubscriptionHeld, "%s%s%s", HeldPrefix, v.Reason, heldSuffix)
+	}
+	return nil
+}
+
+// reconcileEvery is how often every subscription's held status is checked without a change event.
+const reconcileEvery = 30 * time.Second
+
+// followSubscribers reconciles the subscriptions of each client the registry announces a change of, and
+// every subscription every reconcileEvery, until ctx ends.
+func (s *Subscriptions) followSubscribers(ctx context.Context) {
+	s.reconcileHolds(ctx, "")
+	t := time.NewTicker(reconcileEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.reconcileHolds(ctx, "")
+		case <-s.reconcile:
+			s.mu.Lock()
+			changed := s.changedClients
+			s.changedClients = map[string]bool{}
+			s.mu.Unlock()
+			for id := range changed {
+				s.reconcileHolds(ctx, id)
+			}
+		}
+	}
+}
+
+// errUnchanged leaves a subscription as it is.
+var errUnchanged = errors.New("unchanged")
+
+// reconcileHolds marks the active subscriptions of a subscriber (every subscriber when empty) held while
+// it is cut off and clears the mark when it is reinstated, with an audit event each time, and tells the
+// dispatcher.
+func (s *Subscriptions) reconcileHolds(ctx context.Context, clientID string) {
+	subs, err := s.pvk.store.ListSubscriptions(ctx, clientID)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.pvk.log.Error("list subscriptions", "err", err)
+		}
+		return
+	}
+	for _, sub := range subs {
+		if sub.Status != int32(pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE) {
+			continue
+		}
+		v, err := s.subscribers.Check(ctx, sub.Subscriber, scope.PVKReplication)
+		if err != nil {
+			continue // unknown: leave it as it is
+		}
+		want, ev := "", auditEvent(SubscriberCheckActor, "released", "the subscriber may receive again")
+		if !v.OK() {
+			want, ev = HeldPrefix+v.Reason+heldSuffix, auditEvent(SubscriberCheckActor, "held", v.Reason)
+		}
+		if sub.StatusReason == want {
+			continue
+		}
+		_, err = s.pvk.store.UpdateSubscription(ctx, sub.ID, ev, func(sub *Subscription) error {
+			if sub.Status != int32(pvkv1.SubscriptionStatus_SUBSCRIPTION_STATUS_ACTIVE) || sub.StatusReason == want {
+				return errUnchanged
+			}
+			sub.StatusReason = want
+			return nil
+		})
+		switch {
+		case errors.Is(err, errUnchanged) || errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			s.pvk.log.Error("hold subscription", "subscription_id", sub.ID, "err", err)
+		default:
+			s.pvk.log.Warn("subscription "+ev.Action, "subscription_id", sub.ID, "subscriber", sub.Subscriber, "cause", string(v.Cause))
+			s.changed(sub.ID)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/fnr"
 	"github.com/hnsec/hnsec/pkg/guid"
+	"github.com/hnsec/hnsec/pkg/text"
 )
 
 // PVK's error codes (our numbering; the real PVK's catalogue is not public).
@@ -111,6 +112,9 @@ func parseEvidence(mime, content string) ([]byte, error) {
 func checkText(field, s string, required bool, max int) error {
 	if (required && s == "") || utf8.RuneCountInString(s) > max || !utf8.ValidString(s) {
 		return invalid(codeDefinitionField, "%s must be %s%d characters", field, map[bool]string{true: "1 to ", false: "at most "}[required], max)
+	}
+	if text.HasControl(s, false) {
+		return invalid(codeDefinitionField, "%s must not contain control characters", field)
 	}
 	return nil
 }

@@ -22,6 +22,9 @@ func (s *Server) CreateApiResource(ctx context.Context, req *registryv1.CreateAp
 	if err := scope.Check(req.GetAudience()); err != nil {
 		return nil, apierr.New(apierr.InvalidRequest, "audience: %v", err)
 	}
+	if scope.Reserved(req.GetAudience()) {
+		return nil, apierr.New(apierr.InvalidRequest, "audience: %s is reserved to the platform", req.GetAudience())
+	}
 	if err := checkName(req.GetName()); err != nil {
 		return nil, err
 	}
@@ -32,8 +35,8 @@ func (s *Server) CreateApiResource(ctx context.Context, req *registryv1.CreateAp
 		return nil, apierr.New(apierr.InvalidRequest, "scopes: at least one scope is required")
 	}
 	for _, sc := range req.GetScopes() {
-		if err := scope.Check(sc); err != nil {
-			return nil, apierr.New(apierr.InvalidRequest, "scopes: %v", err)
+		if err := checkAPIScope(sc, req.GetAudience()); err != nil {
+			return nil, err
 		}
 	}
 	api := APIResource{ID: guid.New(), Audience: req.GetAudience(), Name: req.GetName(), Scopes: req.GetScopes(),
@@ -84,27 +87,36 @@ func (s *Server) AddApiScope(ctx context.Context, req *registryv1.AddApiScopeReq
 	if !guid.Valid(req.GetApiId()) {
 		return nil, apierr.New(apierr.InvalidRequest, "api_id must be a GUID")
 	}
-	if !p.owns(registryv1.Role_ROLE_API_OWNER, req.GetApiId()) {
-		return nil, denied("API")
+	api, err := s.ownAPI(ctx, p, req.GetApiId())
+	if err != nil {
+		return nil, err
 	}
-	if err := scope.Check(req.GetScope()); err != nil {
-		return nil, apierr.New(apierr.InvalidRequest, "scope: %v", err)
-	}
-	if _, err := s.store.GetAPIResource(ctx, req.GetApiId()); err != nil {
-		return nil, lookupError(p, err, "API")
+	if err := checkAPIScope(req.GetScope(), api.Audience); err != nil {
+		return nil, err
 	}
 	if err := s.store.AddAPIScope(ctx, req.GetApiId(), req.GetScope()); err != nil {
 		return nil, storeError(err, "scope")
 	}
-	api, err := s.store.GetAPIResource(ctx, req.GetApiId())
-	if err != nil {
+	if api, err = s.store.GetAPIResource(ctx, req.GetApiId()); err != nil {
 		return nil, err
 	}
 	s.changed("api_resource", api.ID)
 	return &registryv1.AddApiScopeResponse{ApiResource: apiProto(api)}, nil
 }
 
+// checkAPIScope checks that sc is a well-formed scope of the API with audience: "<audience>/<name>"
+// (hnsec's own API: "hnsec:<name>"), and never a platform scope under another audience.
+func checkAPIScope(sc, audience string) error {
+	if err := scope.Check(sc); err != nil {
+		return apierr.New(apierr.InvalidRequest, "scopes: %v", err)
+	}
+	if !scope.Belongs(sc, audience) || (scope.IsPlatform(sc) && !scope.IsPlatformAudience(audience)) {
+		return apierr.New(apierr.InvalidRequest, "scopes: %s is not a scope of audience %s (a scope is <audience>/<name>)", sc, audience)
+	}
+	return nil
+}
+
 func apiProto(a APIResource) *registryv1.ApiResource {
 	return &registryv1.ApiResource{ApiId: a.ID, Audience: a.Audience, Name: a.Name, Scopes: slices.Clone(a.Scopes),
-		CreateTime: timestamppb.New(a.CreateTime)}
+		CreateTime: timestamppb.New(a.CreateTime), Platform: scope.IsPlatformAudience(a.Audience)}
 }

@@ -2,8 +2,13 @@ package registry
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -19,6 +24,20 @@ const (
 	assertionLeeway      = 5 * time.Second
 )
 
+// standInKeys are public keys whose private halves nobody has, one per kind of key an assertion may be
+// signed with: an assertion checked against them fails as one checked against a client's own keys does.
+var standInKeys = sync.OnceValue(func() []jwt.VerificationKey {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return []jwt.VerificationKey{&rsaKey.PublicKey, &ecKey.PublicKey}
+})
+
 // authenticateAssertion verifies a private_key_jwt client assertion (RFC 7523 2.2 and 3): signed by one
 // of the client's registered keys with an allowed algorithm, iss = sub = client_id, aud one of audiences,
 // exp at most two minutes ahead, and a jti never seen before.
@@ -33,13 +52,9 @@ func (s *Server) authenticateAssertion(ctx context.Context, clientID, assertion 
 	if alg, _ := head.Header["alg"].(string); !slices.Contains(AssertionAlgorithms, alg) {
 		return invalid("client assertion must be signed with RS256, PS256, PS512 or ES256, not %q", alg)
 	}
-	c, err := s.store.GetClient(ctx, clientID)
-	if errors.Is(err, store.ErrNotFound) {
-		return invalid("client authentication failed")
-	}
-	if err != nil {
-		return Client{}, err
-	}
+	// The keys are read whether or not the client exists (an unknown one has none), and without a key
+	// that may have signed, stand-in keys take their place: an unknown client, and one whose keys did not
+	// sign, cost the same work and get the same answer.
 	keys, err := s.store.ListKeys(ctx, clientID)
 	if err != nil {
 		return Client{}, err
@@ -56,7 +71,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, clientID, assertion 
 		}
 	}
 	if len(set.Keys) == 0 {
-		return invalid("client authentication failed")
+		set.Keys = standInKeys()
 	}
 	var claims jwt.RegisteredClaims
 	now := time.Now()
@@ -84,6 +99,13 @@ func (s *Server) authenticateAssertion(ctx context.Context, clientID, assertion 
 	}
 	if claims.ID == "" || len(claims.ID) > 200 {
 		return invalid("client assertion needs a jti of at most 200 characters")
+	}
+	c, err := s.store.GetClient(ctx, clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return invalid("client authentication failed")
+	}
+	if err != nil {
+		return Client{}, err
 	}
 	if err := s.store.UseAssertion(ctx, clientID, claims.ID, claims.ExpiresAt.Time, now); err != nil {
 		if errors.Is(err, store.ErrAlreadyExists) {

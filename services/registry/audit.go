@@ -30,6 +30,10 @@ type change struct {
 	before, after        any
 }
 
+// actionKey carries, in a context, the action to audit when it is not the RPC the context carries
+// (AuthorizeAdmin records what another service allowed).
+type actionKey struct{}
+
 // AuditEvent is one recorded change.
 type AuditEvent struct {
 	ID             int64
@@ -51,6 +55,9 @@ func recordAudit(ctx context.Context, tx *sql.Tx, c change) error {
 		actor, role = p.clientID, registryv1.Role_name[int32(p.role)]
 	}
 	action, _ := grpc.Method(ctx)
+	if a, ok := ctx.Value(actionKey{}).(string); ok {
+		action = a
+	}
 	if action == "" {
 		action = "bootstrap"
 	}

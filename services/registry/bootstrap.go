@@ -38,17 +38,18 @@ var (
 	demoOrg    = Organisation{Number: "971000007", Name: "Demo kommune"}
 	demoSystem = ClientSystem{ID: "6f1c2d3e-0000-4000-8000-000000000002", VendorID: demoVendor.ID, Name: "Demo journalsystem",
 		Description: "Demo client system seeded in dev mode", Status: registryv1.ClientSystemStatus_CLIENT_SYSTEM_STATUS_APPROVED}
-	demoAPI = APIResource{ID: "6f1c2d3e-0000-4000-8000-000000000003", Audience: "nhn:helsenorge.eksternapi",
-		Name: "Helsenorge eksterne API-er"}
 	// DemoScopes are the scopes of the demo client configuration.
 	DemoScopes = []string{scope.PVKRead, scope.PVKWrite, scope.PVKReplication}
 )
 
-// Bootstrap writes the operator credential on the first start (or whenever operator.json is missing) and,
-// in dev mode, seeds the demo vendor, organisation, client system and client configuration and a demo API,
-// returning the demo client's credentials (also in dev-client.json). It returns nil credentials when dev
-// is false.
+// Bootstrap creates the platform APIs on every start, writes the operator credential on the first start
+// (or whenever operator.json is missing) and, in dev mode, seeds the demo vendor, organisation, client
+// system and client configuration and a demo API client allowed to introspect, returning the demo
+// client's credentials (also in dev-client.json). It returns nil credentials when dev is false.
 func (s *Server) Bootstrap(ctx context.Context, dataDir string, dev bool) (*Credentials, error) {
+	if err := s.ensurePlatformAPIs(ctx); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(filepath.Join(dataDir, OperatorFile)); errors.Is(err, os.ErrNotExist) {
 		if err := s.ensure(s.store.CreateOrganisation(ctx, Organisation{Number: nhnOrgnr, Name: "Norsk helsenett SF", CreateTime: time.Now()})); err != nil {
 			return nil, err
@@ -69,18 +70,17 @@ func (s *Server) Bootstrap(ctx context.Context, dataDir string, dev bool) (*Cred
 	return s.seedDemo(ctx, dataDir)
 }
 
-// seedDemo seeds the demo entities, the demo client configuration (dev-client.json) and a demo API
+// seedDemo seeds the demo entities, the demo client configuration (dev-client.json) and a demo API client
 // allowed to introspect tokens (dev-api.json), keeping whichever already exist, and returns the demo
 // client's credentials.
 func (s *Server) seedDemo(ctx context.Context, dataDir string) (*Credentials, error) {
 	now := time.Now()
-	vendor, org, system, api := demoVendor, demoOrg, demoSystem, demoAPI
-	vendor.CreateTime, org.CreateTime, system.CreateTime, api.CreateTime, api.Scopes = now, now, now, now, DemoScopes
+	vendor, org, system := demoVendor, demoOrg, demoSystem
+	vendor.CreateTime, org.CreateTime, system.CreateTime = now, now, now
 	for _, err := range []error{
 		s.store.CreateVendor(ctx, vendor),
 		s.store.CreateOrganisation(ctx, org),
 		s.store.CreateClientSystem(ctx, system),
-		s.store.CreateAPIResource(ctx, api),
 	} {
 		if err := s.ensure(err); err != nil {
 			return nil, err

@@ -93,8 +93,10 @@ func (s *Server) decideGrant(ctx context.Context, clientID, sc string, from []re
 	if err != nil && !(errors.Is(err, store.ErrNotFound) && p.isOperator()) {
 		return Grant{}, lookupError(p, err, "scope")
 	}
-	if !p.owns(registryv1.Role_ROLE_API_OWNER, apiID) {
-		return Grant{}, denied("scope")
+	if !p.isOperator() {
+		if _, err := s.ownAPI(ctx, p, apiID); err != nil {
+			return Grant{}, denied("scope")
+		}
 	}
 	g, err := s.store.UpdateGrant(ctx, clientID, sc, func(g Grant, exists bool) (Grant, error) {
 		if !exists {
@@ -130,8 +132,8 @@ func (s *Server) ListGrants(ctx context.Context, req *registryv1.ListGrantsReque
 		if !guid.Valid(req.GetApiId()) {
 			return nil, apierr.New(apierr.InvalidRequest, "api_id must be a GUID")
 		}
-		if !p.owns(registryv1.Role_ROLE_API_OWNER, req.GetApiId()) {
-			return nil, denied("API")
+		if _, err := s.ownAPI(ctx, p, req.GetApiId()); err != nil {
+			return nil, err
 		}
 	}
 	grants, err := s.store.ListGrants(ctx, req.GetClientId(), req.GetApiId())

@@ -44,7 +44,7 @@ func (s *Server) ListClientSecrets(ctx context.Context, req *registryv1.ListClie
 	if err != nil {
 		return nil, err
 	}
-	_, stored, err := s.store.ClientSecrets(ctx, req.GetClientId())
+	stored, err := s.store.ListSecrets(ctx, req.GetClientId())
 	if err != nil {
 		return nil, err
 	}

@@ -373,11 +373,17 @@ type Store interface {
 	// UseAssertion records a client assertion's jti until exp, forgetting those that expired before now;
 	// ErrAlreadyExists when the jti was used already.
 	UseAssertion(ctx context.Context, clientID, jti string, exp, now time.Time) error
+	// Audit records a change that made no other write (an action another service was allowed).
+	Audit(ctx context.Context, c change) error
+	// APIByAudience returns the API of an audience; ErrNotFound when there is none.
+	APIByAudience(ctx context.Context, audience string) (APIResource, error)
+	// MoveAPIScope moves a registered scope to another API.
+	MoveAPIScope(ctx context.Context, scope, apiID string) error
 	// ListAuditEvents lists audit events newest first, those before id beforeID when it is positive,
 	// optionally of one object type and id.
 	ListAuditEvents(ctx context.Context, objectType, objectID string, beforeID int64, limit int) ([]AuditEvent, error)
-	// ClientSecrets returns the client's secrets; ErrNotFound when the client does not exist.
-	ClientSecrets(ctx context.Context, id string) (Client, []Secret, error)
+	// ListSecrets returns the client's secrets, oldest first (none for a client that does not exist).
+	ListSecrets(ctx context.Context, clientID string) ([]Secret, error)
 	// DeleteClient deletes the client with its secrets, keys and grants; ErrNotFound when there is none.
 	DeleteClient(ctx context.Context, id string) error
 	// UpdateClient applies fn to the stored client atomically and stores its result.
@@ -611,13 +617,8 @@ func (s *sqlStore) GetClient(ctx context.Context, id string) (Client, error) {
 	return c, nil
 }
 
-func (s *sqlStore) ClientSecrets(ctx context.Context, id string) (Client, []Secret, error) {
-	c, err := s.GetClient(ctx, id)
-	if err != nil {
-		return Client{}, nil, err
-	}
-	secrets, err := store.Query(ctx, s.db, secretSelect+` WHERE client_id = ? ORDER BY create_time, id`, []any{id}, scanSecret)
-	return c, secrets, err
+func (s *sqlStore) ListSecrets(ctx context.Context, clientID string) ([]Secret, error) {
+	return store.Query(ctx, s.db, secretSelect+` WHERE client_id = ? ORDER BY create_time, id`, []any{clientID}, scanSecret)
 }
 
 const secretSelect = `SELECT id, hash, create_time, expire_time FROM client_secrets`
@@ -792,6 +793,31 @@ func scanAPI(sc scanner) (APIResource, error) {
 	}
 	api.CreateTime, api.Scopes = time.Unix(created, 0).UTC(), strings.Fields(scopes)
 	return api, err
+}
+
+func (s *sqlStore) APIByAudience(ctx context.Context, audience string) (APIResource, error) {
+	return scanAPI(s.db.Read.QueryRowContext(ctx, apiSelect+` WHERE a.audience = ?`, audience))
+}
+
+func (s *sqlStore) MoveAPIScope(ctx context.Context, scope, apiID string) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var old string
+		if err := tx.QueryRowContext(ctx, `SELECT api_id FROM api_scopes WHERE scope = ?`, scope).Scan(&old); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return store.ErrNotFound
+			}
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE api_scopes SET api_id = ? WHERE scope = ?`, apiID, scope); err != nil {
+			return err
+		}
+		return recordAudit(ctx, tx, change{"api_scope", scope, map[string]string{"api_id": old, "scope": scope},
+			map[string]string{"api_id": apiID, "scope": scope}})
+	})
+}
+
+func (s *sqlStore) Audit(ctx context.Context, c change) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error { return recordAudit(ctx, tx, c) })
 }
 
 func (s *sqlStore) GetAPIResource(ctx context.Context, id string) (APIResource, error) {

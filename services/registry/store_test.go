@@ -136,9 +136,9 @@ func TestStoreContract(t *testing.T) {
 			return sec, nil
 		})
 		must(err)
-		_, secrets, err := s.ClientSecrets(ctx, "c1")
+		secrets, err := s.ListSecrets(ctx, "c1")
 		if err != nil || len(secrets) != 2 || !secrets[0].ExpireTime.Equal(sec.ExpireTime) || string(secrets[1].Hash) != "hash-2" {
-			t.Fatalf("ClientSecrets = %+v, %v", secrets, err)
+			t.Fatalf("ListSecrets = %+v, %v", secrets, err)
 		}
 		_, err = s.UpdateSecret(ctx, "c1", "sec-c2", func(sec Secret, _ []Secret) (Secret, error) { return sec, nil })
 		wantErr("another client's secret", err, store.ErrNotFound)

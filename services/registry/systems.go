@@ -10,6 +10,7 @@ import (
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/guid"
+	"github.com/hnsec/hnsec/pkg/text"
 )
 
 // maxDescriptionLen bounds descriptions and reasons (characters).
@@ -184,9 +185,13 @@ func (s *Server) moveSystem(ctx context.Context, id string, operatorOnly bool, f
 	return cs, nil
 }
 
-func checkDescription(field, text string) error {
-	if !utf8.ValidString(text) || utf8.RuneCountInString(text) > maxDescriptionLen {
+// checkDescription checks free text: lines and tabs are allowed, other control characters are not.
+func checkDescription(field, s string) error {
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxDescriptionLen {
 		return apierr.New(apierr.InvalidRequest, "%s must be at most %d characters", field, maxDescriptionLen)
+	}
+	if text.HasControl(s, true) {
+		return apierr.New(apierr.InvalidRequest, "%s must not contain control characters other than line breaks and tabs", field)
 	}
 	return nil
 }

@@ -48,7 +48,11 @@ func (s *Server) ListClients(ctx context.Context, req *registryv1.ListClientsReq
 	clients, next := nextPage(clients, pg, func(c Client) string { return c.Name + "\x00" + c.ID })
 	resp := &registryv1.ListClientsResponse{NextPageToken: next}
 	for _, c := range clients {
-		resp.Clients = append(resp.Clients, toProto(c))
+		// An organisation's list leaves out the admin credentials of other kinds of tenant that share its
+		// number (a vendor's or an API owner's).
+		if p.manages(c) {
+			resp.Clients = append(resp.Clients, toProto(c))
+		}
 	}
 	return resp, nil
 }

@@ -12,7 +12,8 @@ type Config struct {
 	Issuer string
 	// Zone is the zone claim of access tokens.
 	Zone string
-	// PublicURL is where clients reach the REST gateway, for the RFC 8414 metadata.
+	// PublicURL is where clients reach the REST gateway, for the RFC 8414 metadata and client assertion
+	// audiences (the process fills in its default; see package publicurl).
 	PublicURL string
 	// TokenTTL is the access token lifetime (expires_in).
 	TokenTTL time.Duration
@@ -47,7 +48,7 @@ func (c KeyConfig) refreshInterval() time.Duration {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Issuer, "issuer", "sikkerhet.helsenorge.no", "token issuer (iss); a URL issuer also works for RFC 8414 clients")
 	fs.StringVar(&c.Zone, "zone", "ekstern_internett", "zone claim of access tokens")
-	fs.StringVar(&c.PublicURL, "public-url", "", "base URL clients reach the REST gateway at, for the RFC 8414 metadata (default: the issuer when it is a URL, else the request's host)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "base URL clients reach the REST gateway at, for the RFC 8414 metadata and the audiences of private_key_jwt assertions (default: the issuer when it is a URL, else --http-addr's address, https with --http-tls-cert; set it in production)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 30*time.Minute, "access token lifetime (expires_in)")
 	fs.DurationVar(&c.SystemTokenTTL, "system-token-ttl", 5*time.Minute, "SystemToken lifetime")
 	fs.DurationVar(&c.Keys.Rotation, "key-rotation", 30*24*time.Hour, "how long a signing key signs before the next one takes over")

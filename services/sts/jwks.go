@@ -28,9 +28,10 @@ func (s *Server) GetJwks(context.Context, *stsv1.GetJwksRequest) (*stsv1.GetJwks
 	return resp, nil
 }
 
-// GetServerMetadata implements TokenService (RFC 8414).
-func (s *Server) GetServerMetadata(ctx context.Context, _ *stsv1.GetServerMetadataRequest) (*stsv1.GetServerMetadataResponse, error) {
-	base := s.publicURL(ctx)
+// GetServerMetadata implements TokenService (RFC 8414). Its URLs come from configuration, never from the
+// request's Host or X-Forwarded-Host.
+func (s *Server) GetServerMetadata(context.Context, *stsv1.GetServerMetadataRequest) (*stsv1.GetServerMetadataResponse, error) {
+	base := s.publicURL()
 	auth := []string{"client_secret_basic", "client_secret_post"}
 	return &stsv1.GetServerMetadataResponse{
 		Issuer:                            s.cfg.Issuer,
@@ -48,6 +49,6 @@ func (s *Server) GetServerMetadata(ctx context.Context, _ *stsv1.GetServerMetada
 }
 
 // publicURL is where clients reach the REST gateway.
-func (s *Server) publicURL(ctx context.Context) string {
-	return publicurl.Base(ctx, s.cfg.Issuer, s.cfg.PublicURL)
+func (s *Server) publicURL() string {
+	return publicurl.Base(s.cfg.Issuer, s.cfg.PublicURL)
 }

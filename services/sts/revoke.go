@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/authz"
@@ -14,7 +15,6 @@ import (
 	"github.com/hnsec/hnsec/pkg/correlation"
 	"github.com/hnsec/hnsec/pkg/guid"
 	"github.com/hnsec/hnsec/pkg/natsbus"
-	"github.com/hnsec/hnsec/pkg/scope"
 )
 
 // Revoke implements TokenService (RFC 7009): the owning client revokes its token. Tokens that are not
@@ -50,13 +50,19 @@ func (s *Server) Revoke(ctx context.Context, req *stsv1.RevokeRequest) (*stsv1.R
 	return &stsv1.RevokeResponse{}, nil
 }
 
-// RevokeAllTokens implements TokenService: every outstanding token of the client becomes inactive.
+// AuthorizeAdminsWith sets the registry that answers who an admin caller is (RevokeAllTokens).
+func (s *Server) AuthorizeAdminsWith(registry registryv1.ClientRegistryServiceClient) {
+	s.admins = authz.Admins{Resolve: s.resolve, Registry: registry}
+}
+
+// RevokeAllTokens implements TokenService: every outstanding token of the client becomes inactive. The
+// registry decides whether the caller manages the client, and audits it.
 func (s *Server) RevokeAllTokens(ctx context.Context, req *stsv1.RevokeAllTokensRequest) (*stsv1.RevokeAllTokensResponse, error) {
-	if _, err := authz.RequireScope(ctx, s.resolve, scope.RegistryAdmin); err != nil {
-		return nil, err
-	}
 	if !guid.Valid(req.GetClientId()) {
 		return nil, apierr.New(apierr.InvalidRequest, "client_id must be a GUID")
+	}
+	if _, err := s.admins.Require(ctx, req.GetClientId(), stsv1.TokenService_RevokeAllTokens_FullMethodName); err != nil {
+		return nil, err
 	}
 	now := time.Now()
 	if err := s.store.RevokeClientTokens(ctx, req.GetClientId(), now); err != nil {

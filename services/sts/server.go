@@ -8,12 +8,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/pkg/authz"
 	"github.com/hnsec/hnsec/pkg/clientauth"
 	"github.com/hnsec/hnsec/pkg/loop"
 	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/reftoken"
 	"github.com/hnsec/hnsec/pkg/seal"
 	"github.com/hnsec/hnsec/pkg/store"
+	"github.com/hnsec/hnsec/pkg/subscriber"
 )
 
 // InternalMethods are the RPCs only other services may call.
@@ -37,6 +39,10 @@ type Server struct {
 	bus      *natsbus.Bus
 	metrics  *metrics
 	log      *slog.Logger
+	// admins is the principal check of RevokeAllTokens (see AuthorizeAdminsWith).
+	admins authz.Admins
+	// subscribers checks the audience of a replication SystemToken (see CheckSubscribersWith).
+	subscribers *subscriber.Checker
 }
 
 var _ stsv1.TokenServiceServer = (*Server)(nil)

@@ -27,8 +27,9 @@ const StartTimeout = 60 * time.Second
 type Options struct {
 	// Run runs hnsec.
 	Run Runner
-	// Dir holds every process's data directory, the shared key-encryption key and internal credential,
-	// and with Logs each process's log as logs/NAME.log. A cluster started again on the same Dir keeps its
+	// Dir holds every process's data directory, the shared key-encryption key, internal credential and
+	// NATS token (nats-credential, which every NATS client presents), and with Logs each process's log as
+	// logs/NAME.log. A cluster started again on the same Dir keeps its
 	// data (NATS stores, keys, credentials).
 	Dir string
 	// DatabaseURL and SchemaPrefix name the PostgreSQL every service stores in.
@@ -97,11 +98,11 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(c.opts.Dir, "logs"), 0o700); err != nil {
 		return err
 	}
-	kek, cred, err := c.sharedFiles()
+	kek, cred, natsCred, err := c.sharedFiles()
 	if err != nil {
 		return err
 	}
-	if err := c.startNATS(ctx); err != nil {
+	if err := c.startNATS(ctx, natsCred); err != nil {
 		return err
 	}
 
@@ -115,7 +116,7 @@ func (c *Cluster) start(ctx context.Context) error {
 			grpcAddr[s] = append(grpcAddr[s], a)
 		}
 	}
-	common := slices.Concat([]string{"--dev", "--nats-url", c.NATSURL(), "--pvk-stream-replicas", "3",
+	common := slices.Concat([]string{"--dev", "--nats-url", c.NATSURL(), "--nats-credential-file", natsCred, "--pvk-stream-replicas", "3",
 		"--database-url", c.opts.DatabaseURL, "--database-schema-prefix", c.opts.SchemaPrefix, "--database-max-conns", "4",
 		"--kek-file", kek, "--internal-credential-file", cred}, c.opts.Flags)
 	process := func(service string, i int) *Process {
@@ -168,25 +169,35 @@ func (c *Cluster) count(service string) int {
 	return 1
 }
 
-// sharedFiles writes (on the first start) the key-encryption key and internal credential every process
-// shares.
-func (c *Cluster) sharedFiles() (kek, cred string, err error) {
-	kek, cred = filepath.Join(c.opts.Dir, "kek"), filepath.Join(c.opts.Dir, "internal-credential")
-	for _, f := range []string{kek, cred} {
+// sharedFiles writes (on the first start) the key-encryption key, internal credential and NATS token every
+// process shares.
+func (c *Cluster) sharedFiles() (kek, cred, natsCred string, err error) {
+	kek, cred, natsCred = filepath.Join(c.opts.Dir, "kek"), filepath.Join(c.opts.Dir, "internal-credential"), filepath.Join(c.opts.Dir, NATSCredentialFile)
+	for _, f := range []string{kek, cred, natsCred} {
 		if _, err := os.Stat(f); err == nil {
 			continue
 		}
 		b := make([]byte, 32)
 		_, _ = rand.Read(b)
 		if err := os.WriteFile(f, []byte(base64.StdEncoding.EncodeToString(b)), 0o600); err != nil {
-			return "", "", err
+			return "", "", "", err
 		}
 	}
-	return kek, cred, nil
+	return kek, cred, natsCred, nil
 }
 
-// startNATS starts three NATS nodes routed to each other and waits until JetStream has a leader.
-func (c *Cluster) startNATS(ctx context.Context) error {
+// NATSCredentialFile is the file in Dir holding the token every client of the cluster's NATS presents.
+const NATSCredentialFile = "nats-credential"
+
+// NATSToken is the token every client of the cluster's NATS presents.
+func (c *Cluster) NATSToken() (string, error) {
+	b, err := os.ReadFile(filepath.Join(c.opts.Dir, NATSCredentialFile))
+	return strings.TrimSpace(string(b)), err
+}
+
+// startNATS starts three NATS nodes routed to each other, each requiring the token in tokenFile of clients
+// and routes, and waits until JetStream has a leader.
+func (c *Cluster) startNATS(ctx context.Context, tokenFile string) error {
 	var clients, routes []string
 	for range 3 {
 		ca, err := FreeAddr()
@@ -207,13 +218,17 @@ func (c *Cluster) startNATS(ctx context.Context) error {
 			log = filepath.Join(c.opts.Dir, "logs", name+".log")
 		}
 		args := []string{"dev", "nats-node", "--name", name, "--listen", clients[i], "--cluster-listen", routes[i],
-			"--routes", strings.Join(routes, ","), "--store-dir", dir}
+			"--routes", strings.Join(routes, ","), "--store-dir", dir, "--token-file", tokenFile}
 		c.NATS = append(c.NATS, NewProcess(name, c.opts.Run, args, dir, log))
 	}
 	if err := startAll(ctx, c.NATS); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(c.NATSURL())
+	token, err := c.NATSToken()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(c.NATSURL(), nats.Token(token))
 	if err != nil {
 		return err
 	}
@@ -249,7 +264,7 @@ func startAll(ctx context.Context, ps []*Process) error {
 // Options are the options the cluster runs with.
 func (c *Cluster) Options() Options { return c.opts }
 
-// NATSURL lists every NATS node.
+// NATSURL lists every NATS node (clients present NATSToken).
 func (c *Cluster) NATSURL() string {
 	urls := make([]string, len(c.NATS))
 	for i, n := range c.NATS {

@@ -36,8 +36,9 @@ const (
 // and JSON fields (camelCase) under /personvern/Personverninnstillinger/v2/.
 //
 // Callers present "authorization: Bearer <access token>" from this deployment's STS; reading needs the
-// scope nhn:helsenorge.eksternapi/personverninnstilling_read, writing ..._write, managing definitions the
-// operator scope hnsec:registry.admin. Errors carry PVK codes ("EPVK-nnnnnn").
+// scope nhn:helsenorge.eksternapi/personverninnstilling_read, writing ..._write, managing definitions an
+// operator's credential (scope hnsec:registry.admin; the registry confirms the operator on every call).
+// Errors carry PVK codes ("EPVK-nnnnnn").
 type PrivacySettingsServiceClient interface {
 	// CreateDefinition registers a setting definition. Operators only.
 	// Errors: InvalidArgument (a field), AlreadyExists (definisjonGuid), Unauthenticated, PermissionDenied.
@@ -141,8 +142,9 @@ func (c *privacySettingsServiceClient) HentInnbyggereAktivePiForDefinisjon(ctx c
 // and JSON fields (camelCase) under /personvern/Personverninnstillinger/v2/.
 //
 // Callers present "authorization: Bearer <access token>" from this deployment's STS; reading needs the
-// scope nhn:helsenorge.eksternapi/personverninnstilling_read, writing ..._write, managing definitions the
-// operator scope hnsec:registry.admin. Errors carry PVK codes ("EPVK-nnnnnn").
+// scope nhn:helsenorge.eksternapi/personverninnstilling_read, writing ..._write, managing definitions an
+// operator's credential (scope hnsec:registry.admin; the registry confirms the operator on every call).
+// Errors carry PVK codes ("EPVK-nnnnnn").
 type PrivacySettingsServiceServer interface {
 	// CreateDefinition registers a setting definition. Operators only.
 	// Errors: InvalidArgument (a field), AlreadyExists (definisjonGuid), Unauthenticated, PermissionDenied.

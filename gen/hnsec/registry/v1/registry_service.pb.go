@@ -1006,6 +1006,126 @@ func (x *LookupClientResponse) GetClient() *Client {
 	return nil
 }
 
+// AuthorizeAdminRequest names the admin caller and, optionally, the client configuration it acts on.
+type AuthorizeAdminRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// caller_client_id is the client behind the caller's active access token.
+	CallerClientId string `protobuf:"bytes,1,opt,name=caller_client_id,json=callerClientId,proto3" json:"caller_client_id,omitempty"`
+	// client_id is the client configuration the caller wants to act on, if any.
+	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// action names what the caller was allowed to do, for the audit trail (e.g. the RPC), if anything.
+	Action        string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeAdminRequest) Reset() {
+	*x = AuthorizeAdminRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeAdminRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeAdminRequest) ProtoMessage() {}
+
+func (x *AuthorizeAdminRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeAdminRequest.ProtoReflect.Descriptor instead.
+func (*AuthorizeAdminRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AuthorizeAdminRequest) GetCallerClientId() string {
+	if x != nil {
+		return x.CallerClientId
+	}
+	return ""
+}
+
+func (x *AuthorizeAdminRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *AuthorizeAdminRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+// AuthorizeAdminResponse names the caller's principal.
+type AuthorizeAdminResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// role the caller acts in.
+	Role Role `protobuf:"varint,1,opt,name=role,proto3,enum=hnsec.registry.v1.Role" json:"role,omitempty"`
+	// tenant is the vendor id, organisation number or API id of the caller's typed tenant (empty for
+	// operators); the role says which kind it is.
+	Tenant        string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeAdminResponse) Reset() {
+	*x = AuthorizeAdminResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeAdminResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeAdminResponse) ProtoMessage() {}
+
+func (x *AuthorizeAdminResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeAdminResponse.ProtoReflect.Descriptor instead.
+func (*AuthorizeAdminResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AuthorizeAdminResponse) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *AuthorizeAdminResponse) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
 // AdminCredential is a client credential for the admin API, shown once.
 type AdminCredential struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1015,7 +1135,8 @@ type AdminCredential struct {
 	ClientSecret string `protobuf:"bytes,2,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
 	// role it acts in.
 	Role Role `protobuf:"varint,3,opt,name=role,proto3,enum=hnsec.registry.v1.Role" json:"role,omitempty"`
-	// tenant is the vendor id or organisation number it is bound to (empty for operators).
+	// tenant is the vendor id, organisation number or API id it is bound to (empty for operators); the
+	// role says which kind of tenant it is, and tenants of different kinds never overlap.
 	Tenant        string `protobuf:"bytes,4,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1023,7 +1144,7 @@ type AdminCredential struct {
 
 func (x *AdminCredential) Reset() {
 	*x = AdminCredential{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[13]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1156,7 @@ func (x *AdminCredential) String() string {
 func (*AdminCredential) ProtoMessage() {}
 
 func (x *AdminCredential) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[13]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1169,7 @@ func (x *AdminCredential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminCredential.ProtoReflect.Descriptor instead.
 func (*AdminCredential) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{13}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AdminCredential) GetClientId() string {
@@ -1096,7 +1217,7 @@ type Vendor struct {
 
 func (x *Vendor) Reset() {
 	*x = Vendor{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[14]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1229,7 @@ func (x *Vendor) String() string {
 func (*Vendor) ProtoMessage() {}
 
 func (x *Vendor) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[14]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1242,7 @@ func (x *Vendor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vendor.ProtoReflect.Descriptor instead.
 func (*Vendor) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{14}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Vendor) GetVendorId() string {
@@ -1173,7 +1294,7 @@ type ClientSystem struct {
 
 func (x *ClientSystem) Reset() {
 	*x = ClientSystem{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[15]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1306,7 @@ func (x *ClientSystem) String() string {
 func (*ClientSystem) ProtoMessage() {}
 
 func (x *ClientSystem) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[15]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1319,7 @@ func (x *ClientSystem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientSystem.ProtoReflect.Descriptor instead.
 func (*ClientSystem) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{15}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ClientSystem) GetClientSystemId() string {
@@ -1260,7 +1381,7 @@ type Organisation struct {
 
 func (x *Organisation) Reset() {
 	*x = Organisation{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[16]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1393,7 @@ func (x *Organisation) String() string {
 func (*Organisation) ProtoMessage() {}
 
 func (x *Organisation) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[16]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1406,7 @@ func (x *Organisation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Organisation.ProtoReflect.Descriptor instead.
 func (*Organisation) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{16}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Organisation) GetOrganisationNumber() string {
@@ -1329,7 +1450,7 @@ type CreateVendorRequest struct {
 
 func (x *CreateVendorRequest) Reset() {
 	*x = CreateVendorRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[17]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1462,7 @@ func (x *CreateVendorRequest) String() string {
 func (*CreateVendorRequest) ProtoMessage() {}
 
 func (x *CreateVendorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[17]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1475,7 @@ func (x *CreateVendorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVendorRequest.ProtoReflect.Descriptor instead.
 func (*CreateVendorRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{17}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateVendorRequest) GetName() string {
@@ -1384,7 +1505,7 @@ type CreateVendorResponse struct {
 
 func (x *CreateVendorResponse) Reset() {
 	*x = CreateVendorResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[18]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1517,7 @@ func (x *CreateVendorResponse) String() string {
 func (*CreateVendorResponse) ProtoMessage() {}
 
 func (x *CreateVendorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[18]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1530,7 @@ func (x *CreateVendorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVendorResponse.ProtoReflect.Descriptor instead.
 func (*CreateVendorResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{18}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateVendorResponse) GetVendor() *Vendor {
@@ -1437,7 +1558,7 @@ type GetVendorRequest struct {
 
 func (x *GetVendorRequest) Reset() {
 	*x = GetVendorRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[19]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1570,7 @@ func (x *GetVendorRequest) String() string {
 func (*GetVendorRequest) ProtoMessage() {}
 
 func (x *GetVendorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[19]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1583,7 @@ func (x *GetVendorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVendorRequest.ProtoReflect.Descriptor instead.
 func (*GetVendorRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{19}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetVendorRequest) GetVendorId() string {
@@ -1483,7 +1604,7 @@ type GetVendorResponse struct {
 
 func (x *GetVendorResponse) Reset() {
 	*x = GetVendorResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[20]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1616,7 @@ func (x *GetVendorResponse) String() string {
 func (*GetVendorResponse) ProtoMessage() {}
 
 func (x *GetVendorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[20]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1629,7 @@ func (x *GetVendorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVendorResponse.ProtoReflect.Descriptor instead.
 func (*GetVendorResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{20}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetVendorResponse) GetVendor() *Vendor {
@@ -1531,7 +1652,7 @@ type ListVendorsRequest struct {
 
 func (x *ListVendorsRequest) Reset() {
 	*x = ListVendorsRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[21]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1664,7 @@ func (x *ListVendorsRequest) String() string {
 func (*ListVendorsRequest) ProtoMessage() {}
 
 func (x *ListVendorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[21]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1677,7 @@ func (x *ListVendorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVendorsRequest.ProtoReflect.Descriptor instead.
 func (*ListVendorsRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{21}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListVendorsRequest) GetPageSize() int32 {
@@ -1586,7 +1707,7 @@ type ListVendorsResponse struct {
 
 func (x *ListVendorsResponse) Reset() {
 	*x = ListVendorsResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[22]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1719,7 @@ func (x *ListVendorsResponse) String() string {
 func (*ListVendorsResponse) ProtoMessage() {}
 
 func (x *ListVendorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[22]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1732,7 @@ func (x *ListVendorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVendorsResponse.ProtoReflect.Descriptor instead.
 func (*ListVendorsResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{22}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListVendorsResponse) GetVendors() []*Vendor {
@@ -1643,7 +1764,7 @@ type CreateClientSystemRequest struct {
 
 func (x *CreateClientSystemRequest) Reset() {
 	*x = CreateClientSystemRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[23]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1776,7 @@ func (x *CreateClientSystemRequest) String() string {
 func (*CreateClientSystemRequest) ProtoMessage() {}
 
 func (x *CreateClientSystemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[23]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +1789,7 @@ func (x *CreateClientSystemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientSystemRequest.ProtoReflect.Descriptor instead.
 func (*CreateClientSystemRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{23}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateClientSystemRequest) GetVendorId() string {
@@ -1703,7 +1824,7 @@ type CreateClientSystemResponse struct {
 
 func (x *CreateClientSystemResponse) Reset() {
 	*x = CreateClientSystemResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[24]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1715,7 +1836,7 @@ func (x *CreateClientSystemResponse) String() string {
 func (*CreateClientSystemResponse) ProtoMessage() {}
 
 func (x *CreateClientSystemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[24]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1728,7 +1849,7 @@ func (x *CreateClientSystemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientSystemResponse.ProtoReflect.Descriptor instead.
 func (*CreateClientSystemResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{24}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateClientSystemResponse) GetClientSystem() *ClientSystem {
@@ -1749,7 +1870,7 @@ type GetClientSystemRequest struct {
 
 func (x *GetClientSystemRequest) Reset() {
 	*x = GetClientSystemRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[25]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1882,7 @@ func (x *GetClientSystemRequest) String() string {
 func (*GetClientSystemRequest) ProtoMessage() {}
 
 func (x *GetClientSystemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[25]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +1895,7 @@ func (x *GetClientSystemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientSystemRequest.ProtoReflect.Descriptor instead.
 func (*GetClientSystemRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{25}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetClientSystemRequest) GetClientSystemId() string {
@@ -1795,7 +1916,7 @@ type GetClientSystemResponse struct {
 
 func (x *GetClientSystemResponse) Reset() {
 	*x = GetClientSystemResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[26]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +1928,7 @@ func (x *GetClientSystemResponse) String() string {
 func (*GetClientSystemResponse) ProtoMessage() {}
 
 func (x *GetClientSystemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[26]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +1941,7 @@ func (x *GetClientSystemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientSystemResponse.ProtoReflect.Descriptor instead.
 func (*GetClientSystemResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{26}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetClientSystemResponse) GetClientSystem() *ClientSystem {
@@ -1845,7 +1966,7 @@ type ListClientSystemsRequest struct {
 
 func (x *ListClientSystemsRequest) Reset() {
 	*x = ListClientSystemsRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[27]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +1978,7 @@ func (x *ListClientSystemsRequest) String() string {
 func (*ListClientSystemsRequest) ProtoMessage() {}
 
 func (x *ListClientSystemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[27]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +1991,7 @@ func (x *ListClientSystemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientSystemsRequest.ProtoReflect.Descriptor instead.
 func (*ListClientSystemsRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{27}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListClientSystemsRequest) GetVendorId() string {
@@ -1907,7 +2028,7 @@ type ListClientSystemsResponse struct {
 
 func (x *ListClientSystemsResponse) Reset() {
 	*x = ListClientSystemsResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[28]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2040,7 @@ func (x *ListClientSystemsResponse) String() string {
 func (*ListClientSystemsResponse) ProtoMessage() {}
 
 func (x *ListClientSystemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[28]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2053,7 @@ func (x *ListClientSystemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientSystemsResponse.ProtoReflect.Descriptor instead.
 func (*ListClientSystemsResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{28}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListClientSystemsResponse) GetClientSystems() []*ClientSystem {
@@ -1960,7 +2081,7 @@ type SubmitClientSystemRequest struct {
 
 func (x *SubmitClientSystemRequest) Reset() {
 	*x = SubmitClientSystemRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[29]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2093,7 @@ func (x *SubmitClientSystemRequest) String() string {
 func (*SubmitClientSystemRequest) ProtoMessage() {}
 
 func (x *SubmitClientSystemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[29]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2106,7 @@ func (x *SubmitClientSystemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitClientSystemRequest.ProtoReflect.Descriptor instead.
 func (*SubmitClientSystemRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{29}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SubmitClientSystemRequest) GetClientSystemId() string {
@@ -2006,7 +2127,7 @@ type SubmitClientSystemResponse struct {
 
 func (x *SubmitClientSystemResponse) Reset() {
 	*x = SubmitClientSystemResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[30]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2139,7 @@ func (x *SubmitClientSystemResponse) String() string {
 func (*SubmitClientSystemResponse) ProtoMessage() {}
 
 func (x *SubmitClientSystemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[30]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2152,7 @@ func (x *SubmitClientSystemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitClientSystemResponse.ProtoReflect.Descriptor instead.
 func (*SubmitClientSystemResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{30}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SubmitClientSystemResponse) GetClientSystem() *ClientSystem {
@@ -2052,7 +2173,7 @@ type ApproveClientSystemRequest struct {
 
 func (x *ApproveClientSystemRequest) Reset() {
 	*x = ApproveClientSystemRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[31]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2185,7 @@ func (x *ApproveClientSystemRequest) String() string {
 func (*ApproveClientSystemRequest) ProtoMessage() {}
 
 func (x *ApproveClientSystemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[31]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2198,7 @@ func (x *ApproveClientSystemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveClientSystemRequest.ProtoReflect.Descriptor instead.
 func (*ApproveClientSystemRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{31}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ApproveClientSystemRequest) GetClientSystemId() string {
@@ -2098,7 +2219,7 @@ type ApproveClientSystemResponse struct {
 
 func (x *ApproveClientSystemResponse) Reset() {
 	*x = ApproveClientSystemResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[32]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2110,7 +2231,7 @@ func (x *ApproveClientSystemResponse) String() string {
 func (*ApproveClientSystemResponse) ProtoMessage() {}
 
 func (x *ApproveClientSystemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[32]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2123,7 +2244,7 @@ func (x *ApproveClientSystemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveClientSystemResponse.ProtoReflect.Descriptor instead.
 func (*ApproveClientSystemResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{32}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ApproveClientSystemResponse) GetClientSystem() *ClientSystem {
@@ -2146,7 +2267,7 @@ type RejectClientSystemRequest struct {
 
 func (x *RejectClientSystemRequest) Reset() {
 	*x = RejectClientSystemRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[33]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2279,7 @@ func (x *RejectClientSystemRequest) String() string {
 func (*RejectClientSystemRequest) ProtoMessage() {}
 
 func (x *RejectClientSystemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[33]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2292,7 @@ func (x *RejectClientSystemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectClientSystemRequest.ProtoReflect.Descriptor instead.
 func (*RejectClientSystemRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{33}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RejectClientSystemRequest) GetClientSystemId() string {
@@ -2199,7 +2320,7 @@ type RejectClientSystemResponse struct {
 
 func (x *RejectClientSystemResponse) Reset() {
 	*x = RejectClientSystemResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[34]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2332,7 @@ func (x *RejectClientSystemResponse) String() string {
 func (*RejectClientSystemResponse) ProtoMessage() {}
 
 func (x *RejectClientSystemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[34]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2345,7 @@ func (x *RejectClientSystemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectClientSystemResponse.ProtoReflect.Descriptor instead.
 func (*RejectClientSystemResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{34}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RejectClientSystemResponse) GetClientSystem() *ClientSystem {
@@ -2249,7 +2370,7 @@ type CreateOrganisationRequest struct {
 
 func (x *CreateOrganisationRequest) Reset() {
 	*x = CreateOrganisationRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[35]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2382,7 @@ func (x *CreateOrganisationRequest) String() string {
 func (*CreateOrganisationRequest) ProtoMessage() {}
 
 func (x *CreateOrganisationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[35]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2395,7 @@ func (x *CreateOrganisationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrganisationRequest.ProtoReflect.Descriptor instead.
 func (*CreateOrganisationRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{35}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateOrganisationRequest) GetOrganisationNumber() string {
@@ -2311,7 +2432,7 @@ type CreateOrganisationResponse struct {
 
 func (x *CreateOrganisationResponse) Reset() {
 	*x = CreateOrganisationResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[36]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2444,7 @@ func (x *CreateOrganisationResponse) String() string {
 func (*CreateOrganisationResponse) ProtoMessage() {}
 
 func (x *CreateOrganisationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[36]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2457,7 @@ func (x *CreateOrganisationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrganisationResponse.ProtoReflect.Descriptor instead.
 func (*CreateOrganisationResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{36}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateOrganisationResponse) GetOrganisation() *Organisation {
@@ -2364,7 +2485,7 @@ type GetOrganisationRequest struct {
 
 func (x *GetOrganisationRequest) Reset() {
 	*x = GetOrganisationRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[37]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2497,7 @@ func (x *GetOrganisationRequest) String() string {
 func (*GetOrganisationRequest) ProtoMessage() {}
 
 func (x *GetOrganisationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[37]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2510,7 @@ func (x *GetOrganisationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrganisationRequest.ProtoReflect.Descriptor instead.
 func (*GetOrganisationRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{37}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetOrganisationRequest) GetOrganisationNumber() string {
@@ -2410,7 +2531,7 @@ type GetOrganisationResponse struct {
 
 func (x *GetOrganisationResponse) Reset() {
 	*x = GetOrganisationResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[38]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +2543,7 @@ func (x *GetOrganisationResponse) String() string {
 func (*GetOrganisationResponse) ProtoMessage() {}
 
 func (x *GetOrganisationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[38]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +2556,7 @@ func (x *GetOrganisationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrganisationResponse.ProtoReflect.Descriptor instead.
 func (*GetOrganisationResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{38}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetOrganisationResponse) GetOrganisation() *Organisation {
@@ -2458,7 +2579,7 @@ type ListOrganisationsRequest struct {
 
 func (x *ListOrganisationsRequest) Reset() {
 	*x = ListOrganisationsRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[39]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2591,7 @@ func (x *ListOrganisationsRequest) String() string {
 func (*ListOrganisationsRequest) ProtoMessage() {}
 
 func (x *ListOrganisationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[39]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2604,7 @@ func (x *ListOrganisationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrganisationsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrganisationsRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{39}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListOrganisationsRequest) GetPageSize() int32 {
@@ -2513,7 +2634,7 @@ type ListOrganisationsResponse struct {
 
 func (x *ListOrganisationsResponse) Reset() {
 	*x = ListOrganisationsResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[40]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2525,7 +2646,7 @@ func (x *ListOrganisationsResponse) String() string {
 func (*ListOrganisationsResponse) ProtoMessage() {}
 
 func (x *ListOrganisationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[40]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2538,7 +2659,7 @@ func (x *ListOrganisationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrganisationsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrganisationsResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{40}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListOrganisationsResponse) GetOrganisations() []*Organisation {
@@ -2567,14 +2688,17 @@ type ApiResource struct {
 	// scopes are the scopes clients may be granted.
 	Scopes []string `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// create_time is when it was registered.
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// platform APIs hold the scopes hnsec itself checks (hnsec:*, the PVK scopes); they are created at
+	// bootstrap and only operators administer them.
+	Platform      bool `protobuf:"varint,6,opt,name=platform,proto3" json:"platform,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApiResource) Reset() {
 	*x = ApiResource{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[41]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2586,7 +2710,7 @@ func (x *ApiResource) String() string {
 func (*ApiResource) ProtoMessage() {}
 
 func (x *ApiResource) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[41]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2599,7 +2723,7 @@ func (x *ApiResource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiResource.ProtoReflect.Descriptor instead.
 func (*ApiResource) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{41}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ApiResource) GetApiId() string {
@@ -2637,6 +2761,13 @@ func (x *ApiResource) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ApiResource) GetPlatform() bool {
+	if x != nil {
+		return x.Platform
+	}
+	return false
+}
+
 // Grant is one client configuration's access to one scope.
 type Grant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2654,7 +2785,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[42]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2666,7 +2797,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[42]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2679,7 +2810,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{42}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Grant) GetClientId() string {
@@ -2727,7 +2858,7 @@ type CreateApiResourceRequest struct {
 
 func (x *CreateApiResourceRequest) Reset() {
 	*x = CreateApiResourceRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[43]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2739,7 +2870,7 @@ func (x *CreateApiResourceRequest) String() string {
 func (*CreateApiResourceRequest) ProtoMessage() {}
 
 func (x *CreateApiResourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[43]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2752,7 +2883,7 @@ func (x *CreateApiResourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiResourceRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiResourceRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{43}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CreateApiResourceRequest) GetAudience() string {
@@ -2796,7 +2927,7 @@ type CreateApiResourceResponse struct {
 
 func (x *CreateApiResourceResponse) Reset() {
 	*x = CreateApiResourceResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[44]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2808,7 +2939,7 @@ func (x *CreateApiResourceResponse) String() string {
 func (*CreateApiResourceResponse) ProtoMessage() {}
 
 func (x *CreateApiResourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[44]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2821,7 +2952,7 @@ func (x *CreateApiResourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiResourceResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiResourceResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{44}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CreateApiResourceResponse) GetApiResource() *ApiResource {
@@ -2851,7 +2982,7 @@ type ListApiResourcesRequest struct {
 
 func (x *ListApiResourcesRequest) Reset() {
 	*x = ListApiResourcesRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[45]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +2994,7 @@ func (x *ListApiResourcesRequest) String() string {
 func (*ListApiResourcesRequest) ProtoMessage() {}
 
 func (x *ListApiResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[45]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +3007,7 @@ func (x *ListApiResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiResourcesRequest.ProtoReflect.Descriptor instead.
 func (*ListApiResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{45}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListApiResourcesRequest) GetPageSize() int32 {
@@ -2906,7 +3037,7 @@ type ListApiResourcesResponse struct {
 
 func (x *ListApiResourcesResponse) Reset() {
 	*x = ListApiResourcesResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[46]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3049,7 @@ func (x *ListApiResourcesResponse) String() string {
 func (*ListApiResourcesResponse) ProtoMessage() {}
 
 func (x *ListApiResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[46]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3062,7 @@ func (x *ListApiResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiResourcesResponse.ProtoReflect.Descriptor instead.
 func (*ListApiResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{46}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListApiResourcesResponse) GetApiResources() []*ApiResource {
@@ -2961,7 +3092,7 @@ type AddApiScopeRequest struct {
 
 func (x *AddApiScopeRequest) Reset() {
 	*x = AddApiScopeRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[47]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2973,7 +3104,7 @@ func (x *AddApiScopeRequest) String() string {
 func (*AddApiScopeRequest) ProtoMessage() {}
 
 func (x *AddApiScopeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[47]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2986,7 +3117,7 @@ func (x *AddApiScopeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddApiScopeRequest.ProtoReflect.Descriptor instead.
 func (*AddApiScopeRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{47}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AddApiScopeRequest) GetApiId() string {
@@ -3014,7 +3145,7 @@ type AddApiScopeResponse struct {
 
 func (x *AddApiScopeResponse) Reset() {
 	*x = AddApiScopeResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[48]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3026,7 +3157,7 @@ func (x *AddApiScopeResponse) String() string {
 func (*AddApiScopeResponse) ProtoMessage() {}
 
 func (x *AddApiScopeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[48]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3039,7 +3170,7 @@ func (x *AddApiScopeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddApiScopeResponse.ProtoReflect.Descriptor instead.
 func (*AddApiScopeResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{48}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AddApiScopeResponse) GetApiResource() *ApiResource {
@@ -3062,7 +3193,7 @@ type RequestGrantRequest struct {
 
 func (x *RequestGrantRequest) Reset() {
 	*x = RequestGrantRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[49]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +3205,7 @@ func (x *RequestGrantRequest) String() string {
 func (*RequestGrantRequest) ProtoMessage() {}
 
 func (x *RequestGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[49]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3087,7 +3218,7 @@ func (x *RequestGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestGrantRequest.ProtoReflect.Descriptor instead.
 func (*RequestGrantRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{49}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RequestGrantRequest) GetClientId() string {
@@ -3115,7 +3246,7 @@ type RequestGrantResponse struct {
 
 func (x *RequestGrantResponse) Reset() {
 	*x = RequestGrantResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[50]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3127,7 +3258,7 @@ func (x *RequestGrantResponse) String() string {
 func (*RequestGrantResponse) ProtoMessage() {}
 
 func (x *RequestGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[50]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3140,7 +3271,7 @@ func (x *RequestGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestGrantResponse.ProtoReflect.Descriptor instead.
 func (*RequestGrantResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{50}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RequestGrantResponse) GetGrant() *Grant {
@@ -3163,7 +3294,7 @@ type ApproveGrantRequest struct {
 
 func (x *ApproveGrantRequest) Reset() {
 	*x = ApproveGrantRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[51]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3175,7 +3306,7 @@ func (x *ApproveGrantRequest) String() string {
 func (*ApproveGrantRequest) ProtoMessage() {}
 
 func (x *ApproveGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[51]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3188,7 +3319,7 @@ func (x *ApproveGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveGrantRequest.ProtoReflect.Descriptor instead.
 func (*ApproveGrantRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{51}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ApproveGrantRequest) GetClientId() string {
@@ -3216,7 +3347,7 @@ type ApproveGrantResponse struct {
 
 func (x *ApproveGrantResponse) Reset() {
 	*x = ApproveGrantResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[52]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3228,7 +3359,7 @@ func (x *ApproveGrantResponse) String() string {
 func (*ApproveGrantResponse) ProtoMessage() {}
 
 func (x *ApproveGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[52]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3241,7 +3372,7 @@ func (x *ApproveGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveGrantResponse.ProtoReflect.Descriptor instead.
 func (*ApproveGrantResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{52}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ApproveGrantResponse) GetGrant() *Grant {
@@ -3264,7 +3395,7 @@ type RejectGrantRequest struct {
 
 func (x *RejectGrantRequest) Reset() {
 	*x = RejectGrantRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[53]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3276,7 +3407,7 @@ func (x *RejectGrantRequest) String() string {
 func (*RejectGrantRequest) ProtoMessage() {}
 
 func (x *RejectGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[53]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3289,7 +3420,7 @@ func (x *RejectGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectGrantRequest.ProtoReflect.Descriptor instead.
 func (*RejectGrantRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{53}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RejectGrantRequest) GetClientId() string {
@@ -3317,7 +3448,7 @@ type RejectGrantResponse struct {
 
 func (x *RejectGrantResponse) Reset() {
 	*x = RejectGrantResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[54]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3329,7 +3460,7 @@ func (x *RejectGrantResponse) String() string {
 func (*RejectGrantResponse) ProtoMessage() {}
 
 func (x *RejectGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[54]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3342,7 +3473,7 @@ func (x *RejectGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectGrantResponse.ProtoReflect.Descriptor instead.
 func (*RejectGrantResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{54}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RejectGrantResponse) GetGrant() *Grant {
@@ -3365,7 +3496,7 @@ type RevokeGrantRequest struct {
 
 func (x *RevokeGrantRequest) Reset() {
 	*x = RevokeGrantRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[55]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3377,7 +3508,7 @@ func (x *RevokeGrantRequest) String() string {
 func (*RevokeGrantRequest) ProtoMessage() {}
 
 func (x *RevokeGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[55]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3390,7 +3521,7 @@ func (x *RevokeGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeGrantRequest.ProtoReflect.Descriptor instead.
 func (*RevokeGrantRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{55}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RevokeGrantRequest) GetClientId() string {
@@ -3418,7 +3549,7 @@ type RevokeGrantResponse struct {
 
 func (x *RevokeGrantResponse) Reset() {
 	*x = RevokeGrantResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[56]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3430,7 +3561,7 @@ func (x *RevokeGrantResponse) String() string {
 func (*RevokeGrantResponse) ProtoMessage() {}
 
 func (x *RevokeGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[56]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3443,7 +3574,7 @@ func (x *RevokeGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeGrantResponse.ProtoReflect.Descriptor instead.
 func (*RevokeGrantResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{56}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RevokeGrantResponse) GetGrant() *Grant {
@@ -3466,7 +3597,7 @@ type ListGrantsRequest struct {
 
 func (x *ListGrantsRequest) Reset() {
 	*x = ListGrantsRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[57]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3478,7 +3609,7 @@ func (x *ListGrantsRequest) String() string {
 func (*ListGrantsRequest) ProtoMessage() {}
 
 func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[57]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3491,7 +3622,7 @@ func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsRequest.ProtoReflect.Descriptor instead.
 func (*ListGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{57}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListGrantsRequest) GetClientId() string {
@@ -3519,7 +3650,7 @@ type ListGrantsResponse struct {
 
 func (x *ListGrantsResponse) Reset() {
 	*x = ListGrantsResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[58]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3531,7 +3662,7 @@ func (x *ListGrantsResponse) String() string {
 func (*ListGrantsResponse) ProtoMessage() {}
 
 func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[58]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3544,7 +3675,7 @@ func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsResponse.ProtoReflect.Descriptor instead.
 func (*ListGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{58}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListGrantsResponse) GetGrants() []*Grant {
@@ -3569,7 +3700,7 @@ type ClientSecret struct {
 
 func (x *ClientSecret) Reset() {
 	*x = ClientSecret{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[59]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3581,7 +3712,7 @@ func (x *ClientSecret) String() string {
 func (*ClientSecret) ProtoMessage() {}
 
 func (x *ClientSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[59]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3594,7 +3725,7 @@ func (x *ClientSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientSecret.ProtoReflect.Descriptor instead.
 func (*ClientSecret) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{59}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ClientSecret) GetSecretId() string {
@@ -3631,7 +3762,7 @@ type AddClientSecretRequest struct {
 
 func (x *AddClientSecretRequest) Reset() {
 	*x = AddClientSecretRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[60]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3643,7 +3774,7 @@ func (x *AddClientSecretRequest) String() string {
 func (*AddClientSecretRequest) ProtoMessage() {}
 
 func (x *AddClientSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[60]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3656,7 +3787,7 @@ func (x *AddClientSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClientSecretRequest.ProtoReflect.Descriptor instead.
 func (*AddClientSecretRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{60}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *AddClientSecretRequest) GetClientId() string {
@@ -3686,7 +3817,7 @@ type AddClientSecretResponse struct {
 
 func (x *AddClientSecretResponse) Reset() {
 	*x = AddClientSecretResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[61]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3698,7 +3829,7 @@ func (x *AddClientSecretResponse) String() string {
 func (*AddClientSecretResponse) ProtoMessage() {}
 
 func (x *AddClientSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[61]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3711,7 +3842,7 @@ func (x *AddClientSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClientSecretResponse.ProtoReflect.Descriptor instead.
 func (*AddClientSecretResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{61}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *AddClientSecretResponse) GetSecret() *ClientSecret {
@@ -3739,7 +3870,7 @@ type ListClientSecretsRequest struct {
 
 func (x *ListClientSecretsRequest) Reset() {
 	*x = ListClientSecretsRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[62]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3751,7 +3882,7 @@ func (x *ListClientSecretsRequest) String() string {
 func (*ListClientSecretsRequest) ProtoMessage() {}
 
 func (x *ListClientSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[62]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3764,7 +3895,7 @@ func (x *ListClientSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListClientSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{62}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListClientSecretsRequest) GetClientId() string {
@@ -3785,7 +3916,7 @@ type ListClientSecretsResponse struct {
 
 func (x *ListClientSecretsResponse) Reset() {
 	*x = ListClientSecretsResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[63]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3797,7 +3928,7 @@ func (x *ListClientSecretsResponse) String() string {
 func (*ListClientSecretsResponse) ProtoMessage() {}
 
 func (x *ListClientSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[63]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3810,7 +3941,7 @@ func (x *ListClientSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListClientSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{63}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListClientSecretsResponse) GetSecrets() []*ClientSecret {
@@ -3835,7 +3966,7 @@ type RevokeClientSecretRequest struct {
 
 func (x *RevokeClientSecretRequest) Reset() {
 	*x = RevokeClientSecretRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[64]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3847,7 +3978,7 @@ func (x *RevokeClientSecretRequest) String() string {
 func (*RevokeClientSecretRequest) ProtoMessage() {}
 
 func (x *RevokeClientSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[64]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3860,7 +3991,7 @@ func (x *RevokeClientSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeClientSecretRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{64}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RevokeClientSecretRequest) GetClientId() string {
@@ -3895,7 +4026,7 @@ type RevokeClientSecretResponse struct {
 
 func (x *RevokeClientSecretResponse) Reset() {
 	*x = RevokeClientSecretResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[65]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3907,7 +4038,7 @@ func (x *RevokeClientSecretResponse) String() string {
 func (*RevokeClientSecretResponse) ProtoMessage() {}
 
 func (x *RevokeClientSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[65]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3920,7 +4051,7 @@ func (x *RevokeClientSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientSecretResponse.ProtoReflect.Descriptor instead.
 func (*RevokeClientSecretResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{65}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RevokeClientSecretResponse) GetSecret() *ClientSecret {
@@ -3949,7 +4080,7 @@ type ClientKey struct {
 
 func (x *ClientKey) Reset() {
 	*x = ClientKey{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[66]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3961,7 +4092,7 @@ func (x *ClientKey) String() string {
 func (*ClientKey) ProtoMessage() {}
 
 func (x *ClientKey) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[66]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3974,7 +4105,7 @@ func (x *ClientKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientKey.ProtoReflect.Descriptor instead.
 func (*ClientKey) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{66}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ClientKey) GetKid() string {
@@ -4025,7 +4156,7 @@ type AddClientKeyRequest struct {
 
 func (x *AddClientKeyRequest) Reset() {
 	*x = AddClientKeyRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[67]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4037,7 +4168,7 @@ func (x *AddClientKeyRequest) String() string {
 func (*AddClientKeyRequest) ProtoMessage() {}
 
 func (x *AddClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[67]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4050,7 +4181,7 @@ func (x *AddClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*AddClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{67}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *AddClientKeyRequest) GetClientId() string {
@@ -4078,7 +4209,7 @@ type AddClientKeyResponse struct {
 
 func (x *AddClientKeyResponse) Reset() {
 	*x = AddClientKeyResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[68]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4090,7 +4221,7 @@ func (x *AddClientKeyResponse) String() string {
 func (*AddClientKeyResponse) ProtoMessage() {}
 
 func (x *AddClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[68]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4103,7 +4234,7 @@ func (x *AddClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*AddClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{68}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *AddClientKeyResponse) GetKey() *ClientKey {
@@ -4124,7 +4255,7 @@ type ListClientKeysRequest struct {
 
 func (x *ListClientKeysRequest) Reset() {
 	*x = ListClientKeysRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[69]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4136,7 +4267,7 @@ func (x *ListClientKeysRequest) String() string {
 func (*ListClientKeysRequest) ProtoMessage() {}
 
 func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[69]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4149,7 +4280,7 @@ func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListClientKeysRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{69}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListClientKeysRequest) GetClientId() string {
@@ -4170,7 +4301,7 @@ type ListClientKeysResponse struct {
 
 func (x *ListClientKeysResponse) Reset() {
 	*x = ListClientKeysResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[70]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4182,7 +4313,7 @@ func (x *ListClientKeysResponse) String() string {
 func (*ListClientKeysResponse) ProtoMessage() {}
 
 func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[70]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4195,7 +4326,7 @@ func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListClientKeysResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{70}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListClientKeysResponse) GetKeys() []*ClientKey {
@@ -4218,7 +4349,7 @@ type RemoveClientKeyRequest struct {
 
 func (x *RemoveClientKeyRequest) Reset() {
 	*x = RemoveClientKeyRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[71]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4230,7 +4361,7 @@ func (x *RemoveClientKeyRequest) String() string {
 func (*RemoveClientKeyRequest) ProtoMessage() {}
 
 func (x *RemoveClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[71]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4243,7 +4374,7 @@ func (x *RemoveClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*RemoveClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{71}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *RemoveClientKeyRequest) GetClientId() string {
@@ -4269,7 +4400,7 @@ type RemoveClientKeyResponse struct {
 
 func (x *RemoveClientKeyResponse) Reset() {
 	*x = RemoveClientKeyResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[72]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4281,7 +4412,7 @@ func (x *RemoveClientKeyResponse) String() string {
 func (*RemoveClientKeyResponse) ProtoMessage() {}
 
 func (x *RemoveClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[72]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4294,7 +4425,7 @@ func (x *RemoveClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*RemoveClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{72}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{74}
 }
 
 // AuditEvent is one recorded change.
@@ -4327,7 +4458,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[73]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4339,7 +4470,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[73]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4352,7 +4483,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{73}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *AuditEvent) GetEventId() int64 {
@@ -4442,7 +4573,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[74]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4454,7 +4585,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[74]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4467,7 +4598,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{74}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ListAuditEventsRequest) GetObjectType() string {
@@ -4511,7 +4642,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[75]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4523,7 +4654,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[75]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4536,7 +4667,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{75}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -4568,7 +4699,7 @@ type ListClientsRequest struct {
 
 func (x *ListClientsRequest) Reset() {
 	*x = ListClientsRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[76]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4580,7 +4711,7 @@ func (x *ListClientsRequest) String() string {
 func (*ListClientsRequest) ProtoMessage() {}
 
 func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[76]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4593,7 +4724,7 @@ func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsRequest.ProtoReflect.Descriptor instead.
 func (*ListClientsRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{76}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ListClientsRequest) GetOrganisationNumber() string {
@@ -4630,7 +4761,7 @@ type ListClientsResponse struct {
 
 func (x *ListClientsResponse) Reset() {
 	*x = ListClientsResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[77]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4642,7 +4773,7 @@ func (x *ListClientsResponse) String() string {
 func (*ListClientsResponse) ProtoMessage() {}
 
 func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[77]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4655,7 +4786,7 @@ func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsResponse.ProtoReflect.Descriptor instead.
 func (*ListClientsResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{77}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ListClientsResponse) GetClients() []*Client {
@@ -4685,7 +4816,7 @@ type UpdateClientRequest struct {
 
 func (x *UpdateClientRequest) Reset() {
 	*x = UpdateClientRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[78]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4697,7 +4828,7 @@ func (x *UpdateClientRequest) String() string {
 func (*UpdateClientRequest) ProtoMessage() {}
 
 func (x *UpdateClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[78]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4710,7 +4841,7 @@ func (x *UpdateClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClientRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClientRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{78}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *UpdateClientRequest) GetClient() *Client {
@@ -4738,7 +4869,7 @@ type UpdateClientResponse struct {
 
 func (x *UpdateClientResponse) Reset() {
 	*x = UpdateClientResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[79]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4750,7 +4881,7 @@ func (x *UpdateClientResponse) String() string {
 func (*UpdateClientResponse) ProtoMessage() {}
 
 func (x *UpdateClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[79]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4763,7 +4894,7 @@ func (x *UpdateClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClientResponse.ProtoReflect.Descriptor instead.
 func (*UpdateClientResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{79}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *UpdateClientResponse) GetClient() *Client {
@@ -4786,7 +4917,7 @@ type UpdateClientSystemRequest struct {
 
 func (x *UpdateClientSystemRequest) Reset() {
 	*x = UpdateClientSystemRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[80]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4798,7 +4929,7 @@ func (x *UpdateClientSystemRequest) String() string {
 func (*UpdateClientSystemRequest) ProtoMessage() {}
 
 func (x *UpdateClientSystemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[80]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4811,7 +4942,7 @@ func (x *UpdateClientSystemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClientSystemRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClientSystemRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{80}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *UpdateClientSystemRequest) GetClientSystem() *ClientSystem {
@@ -4839,7 +4970,7 @@ type UpdateClientSystemResponse struct {
 
 func (x *UpdateClientSystemResponse) Reset() {
 	*x = UpdateClientSystemResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[81]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4851,7 +4982,7 @@ func (x *UpdateClientSystemResponse) String() string {
 func (*UpdateClientSystemResponse) ProtoMessage() {}
 
 func (x *UpdateClientSystemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[81]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4864,7 +4995,7 @@ func (x *UpdateClientSystemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClientSystemResponse.ProtoReflect.Descriptor instead.
 func (*UpdateClientSystemResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{81}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *UpdateClientSystemResponse) GetClientSystem() *ClientSystem {
@@ -4885,7 +5016,7 @@ type DeleteClientRequest struct {
 
 func (x *DeleteClientRequest) Reset() {
 	*x = DeleteClientRequest{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[82]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4897,7 +5028,7 @@ func (x *DeleteClientRequest) String() string {
 func (*DeleteClientRequest) ProtoMessage() {}
 
 func (x *DeleteClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[82]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4910,7 +5041,7 @@ func (x *DeleteClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClientRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClientRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{82}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *DeleteClientRequest) GetClientId() string {
@@ -4929,7 +5060,7 @@ type DeleteClientResponse struct {
 
 func (x *DeleteClientResponse) Reset() {
 	*x = DeleteClientResponse{}
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[83]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4941,7 +5072,7 @@ func (x *DeleteClientResponse) String() string {
 func (*DeleteClientResponse) ProtoMessage() {}
 
 func (x *DeleteClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[83]
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4954,7 +5085,7 @@ func (x *DeleteClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClientResponse.ProtoReflect.Descriptor instead.
 func (*DeleteClientResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{83}
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{85}
 }
 
 var File_hnsec_registry_v1_registry_service_proto protoreflect.FileDescriptor
@@ -5004,7 +5135,14 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x13LookupClientRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\"I\n" +
 	"\x14LookupClientResponse\x121\n" +
-	"\x06client\x18\x01 \x01(\v2\x19.hnsec.registry.v1.ClientR\x06client\"\x98\x01\n" +
+	"\x06client\x18\x01 \x01(\v2\x19.hnsec.registry.v1.ClientR\x06client\"v\n" +
+	"\x15AuthorizeAdminRequest\x12(\n" +
+	"\x10caller_client_id\x18\x01 \x01(\tR\x0ecallerClientId\x12\x1b\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\"]\n" +
+	"\x16AuthorizeAdminResponse\x12+\n" +
+	"\x04role\x18\x01 \x01(\x0e2\x17.hnsec.registry.v1.RoleR\x04role\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\"\x98\x01\n" +
 	"\x0fAdminCredential\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12#\n" +
 	"\rclient_secret\x18\x02 \x01(\tR\fclientSecret\x12+\n" +
@@ -5095,14 +5233,15 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"\x8a\x01\n" +
 	"\x19ListOrganisationsResponse\x12E\n" +
 	"\rorganisations\x18\x01 \x03(\v2\x1f.hnsec.registry.v1.OrganisationR\rorganisations\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa9\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc5\x01\n" +
 	"\vApiResource\x12\x15\n" +
 	"\x06api_id\x18\x01 \x01(\tR\x05apiId\x12\x1a\n" +
 	"\baudience\x18\x02 \x01(\tR\baudience\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
 	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x12;\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xaf\x01\n" +
+	"createTime\x12\x1a\n" +
+	"\bplatform\x18\x06 \x01(\bR\bplatform\"\xaf\x01\n" +
 	"\x05Grant\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
 	"\x05scope\x18\x02 \x01(\tR\x05scope\x126\n" +
@@ -5267,7 +5406,7 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x14GRANT_STATUS_PENDING\x10\x01\x12\x19\n" +
 	"\x15GRANT_STATUS_APPROVED\x10\x02\x12\x19\n" +
 	"\x15GRANT_STATUS_REJECTED\x10\x03\x12\x18\n" +
-	"\x14GRANT_STATUS_REVOKED\x10\x042\x83\x1e\n" +
+	"\x14GRANT_STATUS_REVOKED\x10\x042\xea\x1e\n" +
 	"\x15ClientRegistryService\x12_\n" +
 	"\fCreateVendor\x12&.hnsec.registry.v1.CreateVendorRequest\x1a'.hnsec.registry.v1.CreateVendorResponse\x12V\n" +
 	"\tGetVendor\x12#.hnsec.registry.v1.GetVendorRequest\x1a$.hnsec.registry.v1.GetVendorResponse\x12\\\n" +
@@ -5306,7 +5445,8 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\vBlockClient\x12%.hnsec.registry.v1.BlockClientRequest\x1a&.hnsec.registry.v1.BlockClientResponse\x12b\n" +
 	"\rUnblockClient\x12'.hnsec.registry.v1.UnblockClientRequest\x1a(.hnsec.registry.v1.UnblockClientResponse\x12q\n" +
 	"\x12AuthenticateClient\x12,.hnsec.registry.v1.AuthenticateClientRequest\x1a-.hnsec.registry.v1.AuthenticateClientResponse\x12_\n" +
-	"\fLookupClient\x12&.hnsec.registry.v1.LookupClientRequest\x1a'.hnsec.registry.v1.LookupClientResponseB9Z7github.com/hnsec/hnsec/gen/hnsec/registry/v1;registryv1b\x06proto3"
+	"\fLookupClient\x12&.hnsec.registry.v1.LookupClientRequest\x1a'.hnsec.registry.v1.LookupClientResponse\x12e\n" +
+	"\x0eAuthorizeAdmin\x12(.hnsec.registry.v1.AuthorizeAdminRequest\x1a).hnsec.registry.v1.AuthorizeAdminResponseB9Z7github.com/hnsec/hnsec/gen/hnsec/registry/v1;registryv1b\x06proto3"
 
 var (
 	file_hnsec_registry_v1_registry_service_proto_rawDescOnce sync.Once
@@ -5321,7 +5461,7 @@ func file_hnsec_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 }
 
 var file_hnsec_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
+var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
 var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
 	(ClientStatus)(0),                   // 0: hnsec.registry.v1.ClientStatus
 	(Role)(0),                           // 1: hnsec.registry.v1.Role
@@ -5340,219 +5480,224 @@ var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
 	(*AuthenticateClientResponse)(nil),  // 14: hnsec.registry.v1.AuthenticateClientResponse
 	(*LookupClientRequest)(nil),         // 15: hnsec.registry.v1.LookupClientRequest
 	(*LookupClientResponse)(nil),        // 16: hnsec.registry.v1.LookupClientResponse
-	(*AdminCredential)(nil),             // 17: hnsec.registry.v1.AdminCredential
-	(*Vendor)(nil),                      // 18: hnsec.registry.v1.Vendor
-	(*ClientSystem)(nil),                // 19: hnsec.registry.v1.ClientSystem
-	(*Organisation)(nil),                // 20: hnsec.registry.v1.Organisation
-	(*CreateVendorRequest)(nil),         // 21: hnsec.registry.v1.CreateVendorRequest
-	(*CreateVendorResponse)(nil),        // 22: hnsec.registry.v1.CreateVendorResponse
-	(*GetVendorRequest)(nil),            // 23: hnsec.registry.v1.GetVendorRequest
-	(*GetVendorResponse)(nil),           // 24: hnsec.registry.v1.GetVendorResponse
-	(*ListVendorsRequest)(nil),          // 25: hnsec.registry.v1.ListVendorsRequest
-	(*ListVendorsResponse)(nil),         // 26: hnsec.registry.v1.ListVendorsResponse
-	(*CreateClientSystemRequest)(nil),   // 27: hnsec.registry.v1.CreateClientSystemRequest
-	(*CreateClientSystemResponse)(nil),  // 28: hnsec.registry.v1.CreateClientSystemResponse
-	(*GetClientSystemRequest)(nil),      // 29: hnsec.registry.v1.GetClientSystemRequest
-	(*GetClientSystemResponse)(nil),     // 30: hnsec.registry.v1.GetClientSystemResponse
-	(*ListClientSystemsRequest)(nil),    // 31: hnsec.registry.v1.ListClientSystemsRequest
-	(*ListClientSystemsResponse)(nil),   // 32: hnsec.registry.v1.ListClientSystemsResponse
-	(*SubmitClientSystemRequest)(nil),   // 33: hnsec.registry.v1.SubmitClientSystemRequest
-	(*SubmitClientSystemResponse)(nil),  // 34: hnsec.registry.v1.SubmitClientSystemResponse
-	(*ApproveClientSystemRequest)(nil),  // 35: hnsec.registry.v1.ApproveClientSystemRequest
-	(*ApproveClientSystemResponse)(nil), // 36: hnsec.registry.v1.ApproveClientSystemResponse
-	(*RejectClientSystemRequest)(nil),   // 37: hnsec.registry.v1.RejectClientSystemRequest
-	(*RejectClientSystemResponse)(nil),  // 38: hnsec.registry.v1.RejectClientSystemResponse
-	(*CreateOrganisationRequest)(nil),   // 39: hnsec.registry.v1.CreateOrganisationRequest
-	(*CreateOrganisationResponse)(nil),  // 40: hnsec.registry.v1.CreateOrganisationResponse
-	(*GetOrganisationRequest)(nil),      // 41: hnsec.registry.v1.GetOrganisationRequest
-	(*GetOrganisationResponse)(nil),     // 42: hnsec.registry.v1.GetOrganisationResponse
-	(*ListOrganisationsRequest)(nil),    // 43: hnsec.registry.v1.ListOrganisationsRequest
-	(*ListOrganisationsResponse)(nil),   // 44: hnsec.registry.v1.ListOrganisationsResponse
-	(*ApiResource)(nil),                 // 45: hnsec.registry.v1.ApiResource
-	(*Grant)(nil),                       // 46: hnsec.registry.v1.Grant
-	(*CreateApiResourceRequest)(nil),    // 47: hnsec.registry.v1.CreateApiResourceRequest
-	(*CreateApiResourceResponse)(nil),   // 48: hnsec.registry.v1.CreateApiResourceResponse
-	(*ListApiResourcesRequest)(nil),     // 49: hnsec.registry.v1.ListApiResourcesRequest
-	(*ListApiResourcesResponse)(nil),    // 50: hnsec.registry.v1.ListApiResourcesResponse
-	(*AddApiScopeRequest)(nil),          // 51: hnsec.registry.v1.AddApiScopeRequest
-	(*AddApiScopeResponse)(nil),         // 52: hnsec.registry.v1.AddApiScopeResponse
-	(*RequestGrantRequest)(nil),         // 53: hnsec.registry.v1.RequestGrantRequest
-	(*RequestGrantResponse)(nil),        // 54: hnsec.registry.v1.RequestGrantResponse
-	(*ApproveGrantRequest)(nil),         // 55: hnsec.registry.v1.ApproveGrantRequest
-	(*ApproveGrantResponse)(nil),        // 56: hnsec.registry.v1.ApproveGrantResponse
-	(*RejectGrantRequest)(nil),          // 57: hnsec.registry.v1.RejectGrantRequest
-	(*RejectGrantResponse)(nil),         // 58: hnsec.registry.v1.RejectGrantResponse
-	(*RevokeGrantRequest)(nil),          // 59: hnsec.registry.v1.RevokeGrantRequest
-	(*RevokeGrantResponse)(nil),         // 60: hnsec.registry.v1.RevokeGrantResponse
-	(*ListGrantsRequest)(nil),           // 61: hnsec.registry.v1.ListGrantsRequest
-	(*ListGrantsResponse)(nil),          // 62: hnsec.registry.v1.ListGrantsResponse
-	(*ClientSecret)(nil),                // 63: hnsec.registry.v1.ClientSecret
-	(*AddClientSecretRequest)(nil),      // 64: hnsec.registry.v1.AddClientSecretRequest
-	(*AddClientSecretResponse)(nil),     // 65: hnsec.registry.v1.AddClientSecretResponse
-	(*ListClientSecretsRequest)(nil),    // 66: hnsec.registry.v1.ListClientSecretsRequest
-	(*ListClientSecretsResponse)(nil),   // 67: hnsec.registry.v1.ListClientSecretsResponse
-	(*RevokeClientSecretRequest)(nil),   // 68: hnsec.registry.v1.RevokeClientSecretRequest
-	(*RevokeClientSecretResponse)(nil),  // 69: hnsec.registry.v1.RevokeClientSecretResponse
-	(*ClientKey)(nil),                   // 70: hnsec.registry.v1.ClientKey
-	(*AddClientKeyRequest)(nil),         // 71: hnsec.registry.v1.AddClientKeyRequest
-	(*AddClientKeyResponse)(nil),        // 72: hnsec.registry.v1.AddClientKeyResponse
-	(*ListClientKeysRequest)(nil),       // 73: hnsec.registry.v1.ListClientKeysRequest
-	(*ListClientKeysResponse)(nil),      // 74: hnsec.registry.v1.ListClientKeysResponse
-	(*RemoveClientKeyRequest)(nil),      // 75: hnsec.registry.v1.RemoveClientKeyRequest
-	(*RemoveClientKeyResponse)(nil),     // 76: hnsec.registry.v1.RemoveClientKeyResponse
-	(*AuditEvent)(nil),                  // 77: hnsec.registry.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),      // 78: hnsec.registry.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),     // 79: hnsec.registry.v1.ListAuditEventsResponse
-	(*ListClientsRequest)(nil),          // 80: hnsec.registry.v1.ListClientsRequest
-	(*ListClientsResponse)(nil),         // 81: hnsec.registry.v1.ListClientsResponse
-	(*UpdateClientRequest)(nil),         // 82: hnsec.registry.v1.UpdateClientRequest
-	(*UpdateClientResponse)(nil),        // 83: hnsec.registry.v1.UpdateClientResponse
-	(*UpdateClientSystemRequest)(nil),   // 84: hnsec.registry.v1.UpdateClientSystemRequest
-	(*UpdateClientSystemResponse)(nil),  // 85: hnsec.registry.v1.UpdateClientSystemResponse
-	(*DeleteClientRequest)(nil),         // 86: hnsec.registry.v1.DeleteClientRequest
-	(*DeleteClientResponse)(nil),        // 87: hnsec.registry.v1.DeleteClientResponse
-	(*timestamppb.Timestamp)(nil),       // 88: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),       // 89: google.protobuf.FieldMask
+	(*AuthorizeAdminRequest)(nil),       // 17: hnsec.registry.v1.AuthorizeAdminRequest
+	(*AuthorizeAdminResponse)(nil),      // 18: hnsec.registry.v1.AuthorizeAdminResponse
+	(*AdminCredential)(nil),             // 19: hnsec.registry.v1.AdminCredential
+	(*Vendor)(nil),                      // 20: hnsec.registry.v1.Vendor
+	(*ClientSystem)(nil),                // 21: hnsec.registry.v1.ClientSystem
+	(*Organisation)(nil),                // 22: hnsec.registry.v1.Organisation
+	(*CreateVendorRequest)(nil),         // 23: hnsec.registry.v1.CreateVendorRequest
+	(*CreateVendorResponse)(nil),        // 24: hnsec.registry.v1.CreateVendorResponse
+	(*GetVendorRequest)(nil),            // 25: hnsec.registry.v1.GetVendorRequest
+	(*GetVendorResponse)(nil),           // 26: hnsec.registry.v1.GetVendorResponse
+	(*ListVendorsRequest)(nil),          // 27: hnsec.registry.v1.ListVendorsRequest
+	(*ListVendorsResponse)(nil),         // 28: hnsec.registry.v1.ListVendorsResponse
+	(*CreateClientSystemRequest)(nil),   // 29: hnsec.registry.v1.CreateClientSystemRequest
+	(*CreateClientSystemResponse)(nil),  // 30: hnsec.registry.v1.CreateClientSystemResponse
+	(*GetClientSystemRequest)(nil),      // 31: hnsec.registry.v1.GetClientSystemRequest
+	(*GetClientSystemResponse)(nil),     // 32: hnsec.registry.v1.GetClientSystemResponse
+	(*ListClientSystemsRequest)(nil),    // 33: hnsec.registry.v1.ListClientSystemsRequest
+	(*ListClientSystemsResponse)(nil),   // 34: hnsec.registry.v1.ListClientSystemsResponse
+	(*SubmitClientSystemRequest)(nil),   // 35: hnsec.registry.v1.SubmitClientSystemRequest
+	(*SubmitClientSystemResponse)(nil),  // 36: hnsec.registry.v1.SubmitClientSystemResponse
+	(*ApproveClientSystemRequest)(nil),  // 37: hnsec.registry.v1.ApproveClientSystemRequest
+	(*ApproveClientSystemResponse)(nil), // 38: hnsec.registry.v1.ApproveClientSystemResponse
+	(*RejectClientSystemRequest)(nil),   // 39: hnsec.registry.v1.RejectClientSystemRequest
+	(*RejectClientSystemResponse)(nil),  // 40: hnsec.registry.v1.RejectClientSystemResponse
+	(*CreateOrganisationRequest)(nil),   // 41: hnsec.registry.v1.CreateOrganisationRequest
+	(*CreateOrganisationResponse)(nil),  // 42: hnsec.registry.v1.CreateOrganisationResponse
+	(*GetOrganisationRequest)(nil),      // 43: hnsec.registry.v1.GetOrganisationRequest
+	(*GetOrganisationResponse)(nil),     // 44: hnsec.registry.v1.GetOrganisationResponse
+	(*ListOrganisationsRequest)(nil),    // 45: hnsec.registry.v1.ListOrganisationsRequest
+	(*ListOrganisationsResponse)(nil),   // 46: hnsec.registry.v1.ListOrganisationsResponse
+	(*ApiResource)(nil),                 // 47: hnsec.registry.v1.ApiResource
+	(*Grant)(nil),                       // 48: hnsec.registry.v1.Grant
+	(*CreateApiResourceRequest)(nil),    // 49: hnsec.registry.v1.CreateApiResourceRequest
+	(*CreateApiResourceResponse)(nil),   // 50: hnsec.registry.v1.CreateApiResourceResponse
+	(*ListApiResourcesRequest)(nil),     // 51: hnsec.registry.v1.ListApiResourcesRequest
+	(*ListApiResourcesResponse)(nil),    // 52: hnsec.registry.v1.ListApiResourcesResponse
+	(*AddApiScopeRequest)(nil),          // 53: hnsec.registry.v1.AddApiScopeRequest
+	(*AddApiScopeResponse)(nil),         // 54: hnsec.registry.v1.AddApiScopeResponse
+	(*RequestGrantRequest)(nil),         // 55: hnsec.registry.v1.RequestGrantRequest
+	(*RequestGrantResponse)(nil),        // 56: hnsec.registry.v1.RequestGrantResponse
+	(*ApproveGrantRequest)(nil),         // 57: hnsec.registry.v1.ApproveGrantRequest
+	(*ApproveGrantResponse)(nil),        // 58: hnsec.registry.v1.ApproveGrantResponse
+	(*RejectGrantRequest)(nil),          // 59: hnsec.registry.v1.RejectGrantRequest
+	(*RejectGrantResponse)(nil),         // 60: hnsec.registry.v1.RejectGrantResponse
+	(*RevokeGrantRequest)(nil),          // 61: hnsec.registry.v1.RevokeGrantRequest
+	(*RevokeGrantResponse)(nil),         // 62: hnsec.registry.v1.RevokeGrantResponse
+	(*ListGrantsRequest)(nil),           // 63: hnsec.registry.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),          // 64: hnsec.registry.v1.ListGrantsResponse
+	(*ClientSecret)(nil),                // 65: hnsec.registry.v1.ClientSecret
+	(*AddClientSecretRequest)(nil),      // 66: hnsec.registry.v1.AddClientSecretRequest
+	(*AddClientSecretResponse)(nil),     // 67: hnsec.registry.v1.AddClientSecretResponse
+	(*ListClientSecretsRequest)(nil),    // 68: hnsec.registry.v1.ListClientSecretsRequest
+	(*ListClientSecretsResponse)(nil),   // 69: hnsec.registry.v1.ListClientSecretsResponse
+	(*RevokeClientSecretRequest)(nil),   // 70: hnsec.registry.v1.RevokeClientSecretRequest
+	(*RevokeClientSecretResponse)(nil),  // 71: hnsec.registry.v1.RevokeClientSecretResponse
+	(*ClientKey)(nil),                   // 72: hnsec.registry.v1.ClientKey
+	(*AddClientKeyRequest)(nil),         // 73: hnsec.registry.v1.AddClientKeyRequest
+	(*AddClientKeyResponse)(nil),        // 74: hnsec.registry.v1.AddClientKeyResponse
+	(*ListClientKeysRequest)(nil),       // 75: hnsec.registry.v1.ListClientKeysRequest
+	(*ListClientKeysResponse)(nil),      // 76: hnsec.registry.v1.ListClientKeysResponse
+	(*RemoveClientKeyRequest)(nil),      // 77: hnsec.registry.v1.RemoveClientKeyRequest
+	(*RemoveClientKeyResponse)(nil),     // 78: hnsec.registry.v1.RemoveClientKeyResponse
+	(*AuditEvent)(nil),                  // 79: hnsec.registry.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),      // 80: hnsec.registry.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),     // 81: hnsec.registry.v1.ListAuditEventsResponse
+	(*ListClientsRequest)(nil),          // 82: hnsec.registry.v1.ListClientsRequest
+	(*ListClientsResponse)(nil),         // 83: hnsec.registry.v1.ListClientsResponse
+	(*UpdateClientRequest)(nil),         // 84: hnsec.registry.v1.UpdateClientRequest
+	(*UpdateClientResponse)(nil),        // 85: hnsec.registry.v1.UpdateClientResponse
+	(*UpdateClientSystemRequest)(nil),   // 86: hnsec.registry.v1.UpdateClientSystemRequest
+	(*UpdateClientSystemResponse)(nil),  // 87: hnsec.registry.v1.UpdateClientSystemResponse
+	(*DeleteClientRequest)(nil),         // 88: hnsec.registry.v1.DeleteClientRequest
+	(*DeleteClientResponse)(nil),        // 89: hnsec.registry.v1.DeleteClientResponse
+	(*timestamppb.Timestamp)(nil),       // 90: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),       // 91: google.protobuf.FieldMask
 }
 var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
 	0,  // 0: hnsec.registry.v1.Client.status:type_name -> hnsec.registry.v1.ClientStatus
-	88, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
-	46, // 2: hnsec.registry.v1.Client.grants:type_name -> hnsec.registry.v1.Grant
+	90, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
+	48, // 2: hnsec.registry.v1.Client.grants:type_name -> hnsec.registry.v1.Grant
 	4,  // 3: hnsec.registry.v1.CreateClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 4: hnsec.registry.v1.GetClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 5: hnsec.registry.v1.BlockClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 6: hnsec.registry.v1.UnblockClientResponse.client:type_name -> hnsec.registry.v1.Client
 	4,  // 7: hnsec.registry.v1.AuthenticateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	88, // 8: hnsec.registry.v1.AuthenticateClientResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
+	90, // 8: hnsec.registry.v1.AuthenticateClientResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
 	4,  // 9: hnsec.registry.v1.LookupClientResponse.client:type_name -> hnsec.registry.v1.Client
-	1,  // 10: hnsec.registry.v1.AdminCredential.role:type_name -> hnsec.registry.v1.Role
-	88, // 11: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
-	2,  // 12: hnsec.registry.v1.ClientSystem.status:type_name -> hnsec.registry.v1.ClientSystemStatus
-	88, // 13: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
-	88, // 14: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
-	18, // 15: hnsec.registry.v1.CreateVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
-	17, // 16: hnsec.registry.v1.CreateVendorResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
-	18, // 17: hnsec.registry.v1.GetVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
-	18, // 18: hnsec.registry.v1.ListVendorsResponse.vendors:type_name -> hnsec.registry.v1.Vendor
-	19, // 19: hnsec.registry.v1.CreateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	19, // 20: hnsec.registry.v1.GetClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	19, // 21: hnsec.registry.v1.ListClientSystemsResponse.client_systems:type_name -> hnsec.registry.v1.ClientSystem
-	19, // 22: hnsec.registry.v1.SubmitClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	19, // 23: hnsec.registry.v1.ApproveClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	19, // 24: hnsec.registry.v1.RejectClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	20, // 25: hnsec.registry.v1.CreateOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
-	17, // 26: hnsec.registry.v1.CreateOrganisationResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
-	20, // 27: hnsec.registry.v1.GetOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
-	20, // 28: hnsec.registry.v1.ListOrganisationsResponse.organisations:type_name -> hnsec.registry.v1.Organisation
-	88, // 29: hnsec.registry.v1.ApiResource.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 30: hnsec.registry.v1.Grant.status:type_name -> hnsec.registry.v1.GrantStatus
-	88, // 31: hnsec.registry.v1.Grant.update_time:type_name -> google.protobuf.Timestamp
-	45, // 32: hnsec.registry.v1.CreateApiResourceResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
-	17, // 33: hnsec.registry.v1.CreateApiResourceResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
-	45, // 34: hnsec.registry.v1.ListApiResourcesResponse.api_resources:type_name -> hnsec.registry.v1.ApiResource
-	45, // 35: hnsec.registry.v1.AddApiScopeResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
-	46, // 36: hnsec.registry.v1.RequestGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
-	46, // 37: hnsec.registry.v1.ApproveGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
-	46, // 38: hnsec.registry.v1.RejectGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
-	46, // 39: hnsec.registry.v1.RevokeGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
-	46, // 40: hnsec.registry.v1.ListGrantsResponse.grants:type_name -> hnsec.registry.v1.Grant
-	88, // 41: hnsec.registry.v1.ClientSecret.create_time:type_name -> google.protobuf.Timestamp
-	88, // 42: hnsec.registry.v1.ClientSecret.expire_time:type_name -> google.protobuf.Timestamp
-	88, // 43: hnsec.registry.v1.AddClientSecretRequest.expire_time:type_name -> google.protobuf.Timestamp
-	63, // 44: hnsec.registry.v1.AddClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
-	63, // 45: hnsec.registry.v1.ListClientSecretsResponse.secrets:type_name -> hnsec.registry.v1.ClientSecret
-	63, // 46: hnsec.registry.v1.RevokeClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
-	88, // 47: hnsec.registry.v1.ClientKey.create_time:type_name -> google.protobuf.Timestamp
-	70, // 48: hnsec.registry.v1.AddClientKeyResponse.key:type_name -> hnsec.registry.v1.ClientKey
-	70, // 49: hnsec.registry.v1.ListClientKeysResponse.keys:type_name -> hnsec.registry.v1.ClientKey
-	88, // 50: hnsec.registry.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	77, // 51: hnsec.registry.v1.ListAuditEventsResponse.events:type_name -> hnsec.registry.v1.AuditEvent
-	4,  // 52: hnsec.registry.v1.ListClientsResponse.clients:type_name -> hnsec.registry.v1.Client
-	4,  // 53: hnsec.registry.v1.UpdateClientRequest.client:type_name -> hnsec.registry.v1.Client
-	89, // 54: hnsec.registry.v1.UpdateClientRequest.update_mask:type_name -> google.protobuf.FieldMask
-	4,  // 55: hnsec.registry.v1.UpdateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	19, // 56: hnsec.registry.v1.UpdateClientSystemRequest.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	89, // 57: hnsec.registry.v1.UpdateClientSystemRequest.update_mask:type_name -> google.protobuf.FieldMask
-	19, // 58: hnsec.registry.v1.UpdateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	21, // 59: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
-	23, // 60: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
-	25, // 61: hnsec.registry.v1.ClientRegistryService.ListVendors:input_type -> hnsec.registry.v1.ListVendorsRequest
-	27, // 62: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:input_type -> hnsec.registry.v1.CreateClientSystemRequest
-	29, // 63: hnsec.registry.v1.ClientRegistryService.GetClientSystem:input_type -> hnsec.registry.v1.GetClientSystemRequest
-	31, // 64: hnsec.registry.v1.ClientRegistryService.ListClientSystems:input_type -> hnsec.registry.v1.ListClientSystemsRequest
-	33, // 65: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:input_type -> hnsec.registry.v1.SubmitClientSystemRequest
-	35, // 66: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:input_type -> hnsec.registry.v1.ApproveClientSystemRequest
-	37, // 67: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:input_type -> hnsec.registry.v1.RejectClientSystemRequest
-	39, // 68: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:input_type -> hnsec.registry.v1.CreateOrganisationRequest
-	41, // 69: hnsec.registry.v1.ClientRegistryService.GetOrganisation:input_type -> hnsec.registry.v1.GetOrganisationRequest
-	43, // 70: hnsec.registry.v1.ClientRegistryService.ListOrganisations:input_type -> hnsec.registry.v1.ListOrganisationsRequest
-	47, // 71: hnsec.registry.v1.ClientRegistryService.CreateApiResource:input_type -> hnsec.registry.v1.CreateApiResourceRequest
-	49, // 72: hnsec.registry.v1.ClientRegistryService.ListApiResources:input_type -> hnsec.registry.v1.ListApiResourcesRequest
-	51, // 73: hnsec.registry.v1.ClientRegistryService.AddApiScope:input_type -> hnsec.registry.v1.AddApiScopeRequest
-	53, // 74: hnsec.registry.v1.ClientRegistryService.RequestGrant:input_type -> hnsec.registry.v1.RequestGrantRequest
-	55, // 75: hnsec.registry.v1.ClientRegistryService.ApproveGrant:input_type -> hnsec.registry.v1.ApproveGrantRequest
-	57, // 76: hnsec.registry.v1.ClientRegistryService.RejectGrant:input_type -> hnsec.registry.v1.RejectGrantRequest
-	59, // 77: hnsec.registry.v1.ClientRegistryService.RevokeGrant:input_type -> hnsec.registry.v1.RevokeGrantRequest
-	61, // 78: hnsec.registry.v1.ClientRegistryService.ListGrants:input_type -> hnsec.registry.v1.ListGrantsRequest
-	64, // 79: hnsec.registry.v1.ClientRegistryService.AddClientSecret:input_type -> hnsec.registry.v1.AddClientSecretRequest
-	66, // 80: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:input_type -> hnsec.registry.v1.ListClientSecretsRequest
-	68, // 81: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:input_type -> hnsec.registry.v1.RevokeClientSecretRequest
-	71, // 82: hnsec.registry.v1.ClientRegistryService.AddClientKey:input_type -> hnsec.registry.v1.AddClientKeyRequest
-	73, // 83: hnsec.registry.v1.ClientRegistryService.ListClientKeys:input_type -> hnsec.registry.v1.ListClientKeysRequest
-	75, // 84: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:input_type -> hnsec.registry.v1.RemoveClientKeyRequest
-	78, // 85: hnsec.registry.v1.ClientRegistryService.ListAuditEvents:input_type -> hnsec.registry.v1.ListAuditEventsRequest
-	80, // 86: hnsec.registry.v1.ClientRegistryService.ListClients:input_type -> hnsec.registry.v1.ListClientsRequest
-	82, // 87: hnsec.registry.v1.ClientRegistryService.UpdateClient:input_type -> hnsec.registry.v1.UpdateClientRequest
-	84, // 88: hnsec.registry.v1.ClientRegistryService.UpdateClientSystem:input_type -> hnsec.registry.v1.UpdateClientSystemRequest
-	86, // 89: hnsec.registry.v1.ClientRegistryService.DeleteClient:input_type -> hnsec.registry.v1.DeleteClientRequest
-	5,  // 90: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
-	7,  // 91: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
-	9,  // 92: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
-	11, // 93: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
-	13, // 94: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
-	15, // 95: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
-	22, // 96: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
-	24, // 97: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
-	26, // 98: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
-	28, // 99: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
-	30, // 100: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
-	32, // 101: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
-	34, // 102: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
-	36, // 103: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
-	38, // 104: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
-	40, // 105: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
-	42, // 106: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
-	44, // 107: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
-	48, // 108: hnsec.registry.v1.ClientRegistryService.CreateApiResource:output_type -> hnsec.registry.v1.CreateApiResourceResponse
-	50, // 109: hnsec.registry.v1.ClientRegistryService.ListApiResources:output_type -> hnsec.registry.v1.ListApiResourcesResponse
-	52, // 110: hnsec.registry.v1.ClientRegistryService.AddApiScope:output_type -> hnsec.registry.v1.AddApiScopeResponse
-	54, // 111: hnsec.registry.v1.ClientRegistryService.RequestGrant:output_type -> hnsec.registry.v1.RequestGrantResponse
-	56, // 112: hnsec.registry.v1.ClientRegistryService.ApproveGrant:output_type -> hnsec.registry.v1.ApproveGrantResponse
-	58, // 113: hnsec.registry.v1.ClientRegistryService.RejectGrant:output_type -> hnsec.registry.v1.RejectGrantResponse
-	60, // 114: hnsec.registry.v1.ClientRegistryService.RevokeGrant:output_type -> hnsec.registry.v1.RevokeGrantResponse
-	62, // 115: hnsec.registry.v1.ClientRegistryService.ListGrants:output_type -> hnsec.registry.v1.ListGrantsResponse
-	65, // 116: hnsec.registry.v1.ClientRegistryService.AddClientSecret:output_type -> hnsec.registry.v1.AddClientSecretResponse
-	67, // 117: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:output_type -> hnsec.registry.v1.ListClientSecretsResponse
-	69, // 118: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:output_type -> hnsec.registry.v1.RevokeClientSecretResponse
-	72, // 119: hnsec.registry.v1.ClientRegistryService.AddClientKey:output_type -> hnsec.registry.v1.AddClientKeyResponse
-	74, // 120: hnsec.registry.v1.ClientRegistryService.ListClientKeys:output_type -> hnsec.registry.v1.ListClientKeysResponse
-	76, // 121: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:output_type -> hnsec.registry.v1.RemoveClientKeyResponse
-	79, // 122: hnsec.registry.v1.ClientRegistryService.ListAuditEvents:output_type -> hnsec.registry.v1.ListAuditEventsResponse
-	81, // 123: hnsec.registry.v1.ClientRegistryService.ListClients:output_type -> hnsec.registry.v1.ListClientsResponse
-	83, // 124: hnsec.registry.v1.ClientRegistryService.UpdateClient:output_type -> hnsec.registry.v1.UpdateClientResponse
-	85, // 125: hnsec.registry.v1.ClientRegistryService.UpdateClientSystem:output_type -> hnsec.registry.v1.UpdateClientSystemResponse
-	87, // 126: hnsec.registry.v1.ClientRegistryService.DeleteClient:output_type -> hnsec.registry.v1.DeleteClientResponse
-	6,  // 127: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
-	8,  // 128: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
-	10, // 129: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
-	12, // 130: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
-	14, // 131: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
-	16, // 132: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
-	96, // [96:133] is the sub-list for method output_type
-	59, // [59:96] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	1,  // 10: hnsec.registry.v1.AuthorizeAdminResponse.role:type_name -> hnsec.registry.v1.Role
+	1,  // 11: hnsec.registry.v1.AdminCredential.role:type_name -> hnsec.registry.v1.Role
+	90, // 12: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
+	2,  // 13: hnsec.registry.v1.ClientSystem.status:type_name -> hnsec.registry.v1.ClientSystemStatus
+	90, // 14: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
+	90, // 15: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
+	20, // 16: hnsec.registry.v1.CreateVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
+	19, // 17: hnsec.registry.v1.CreateVendorResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	20, // 18: hnsec.registry.v1.GetVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
+	20, // 19: hnsec.registry.v1.ListVendorsResponse.vendors:type_name -> hnsec.registry.v1.Vendor
+	21, // 20: hnsec.registry.v1.CreateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	21, // 21: hnsec.registry.v1.GetClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	21, // 22: hnsec.registry.v1.ListClientSystemsResponse.client_systems:type_name -> hnsec.registry.v1.ClientSystem
+	21, // 23: hnsec.registry.v1.SubmitClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	21, // 24: hnsec.registry.v1.ApproveClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	21, // 25: hnsec.registry.v1.RejectClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	22, // 26: hnsec.registry.v1.CreateOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
+	19, // 27: hnsec.registry.v1.CreateOrganisationResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	22, // 28: hnsec.registry.v1.GetOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
+	22, // 29: hnsec.registry.v1.ListOrganisationsResponse.organisations:type_name -> hnsec.registry.v1.Organisation
+	90, // 30: hnsec.registry.v1.ApiResource.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 31: hnsec.registry.v1.Grant.status:type_name -> hnsec.registry.v1.GrantStatus
+	90, // 32: hnsec.registry.v1.Grant.update_time:type_name -> google.protobuf.Timestamp
+	47, // 33: hnsec.registry.v1.CreateApiResourceResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
+	19, // 34: hnsec.registry.v1.CreateApiResourceResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	47, // 35: hnsec.registry.v1.ListApiResourcesResponse.api_resources:type_name -> hnsec.registry.v1.ApiResource
+	47, // 36: hnsec.registry.v1.AddApiScopeResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
+	48, // 37: hnsec.registry.v1.RequestGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	48, // 38: hnsec.registry.v1.ApproveGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	48, // 39: hnsec.registry.v1.RejectGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	48, // 40: hnsec.registry.v1.RevokeGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	48, // 41: hnsec.registry.v1.ListGrantsResponse.grants:type_name -> hnsec.registry.v1.Grant
+	90, // 42: hnsec.registry.v1.ClientSecret.create_time:type_name -> google.protobuf.Timestamp
+	90, // 43: hnsec.registry.v1.ClientSecret.expire_time:type_name -> google.protobuf.Timestamp
+	90, // 44: hnsec.registry.v1.AddClientSecretRequest.expire_time:type_name -> google.protobuf.Timestamp
+	65, // 45: hnsec.registry.v1.AddClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
+	65, // 46: hnsec.registry.v1.ListClientSecretsResponse.secrets:type_name -> hnsec.registry.v1.ClientSecret
+	65, // 47: hnsec.registry.v1.RevokeClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
+	90, // 48: hnsec.registry.v1.ClientKey.create_time:type_name -> google.protobuf.Timestamp
+	72, // 49: hnsec.registry.v1.AddClientKeyResponse.key:type_name -> hnsec.registry.v1.ClientKey
+	72, // 50: hnsec.registry.v1.ListClientKeysResponse.keys:type_name -> hnsec.registry.v1.ClientKey
+	90, // 51: hnsec.registry.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	79, // 52: hnsec.registry.v1.ListAuditEventsResponse.events:type_name -> hnsec.registry.v1.AuditEvent
+	4,  // 53: hnsec.registry.v1.ListClientsResponse.clients:type_name -> hnsec.registry.v1.Client
+	4,  // 54: hnsec.registry.v1.UpdateClientRequest.client:type_name -> hnsec.registry.v1.Client
+	91, // 55: hnsec.registry.v1.UpdateClientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	4,  // 56: hnsec.registry.v1.UpdateClientResponse.client:type_name -> hnsec.registry.v1.Client
+	21, // 57: hnsec.registry.v1.UpdateClientSystemRequest.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	91, // 58: hnsec.registry.v1.UpdateClientSystemRequest.update_mask:type_name -> google.protobuf.FieldMask
+	21, // 59: hnsec.registry.v1.UpdateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	23, // 60: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
+	25, // 61: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
+	27, // 62: hnsec.registry.v1.ClientRegistryService.ListVendors:input_type -> hnsec.registry.v1.ListVendorsRequest
+	29, // 63: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:input_type -> hnsec.registry.v1.CreateClientSystemRequest
+	31, // 64: hnsec.registry.v1.ClientRegistryService.GetClientSystem:input_type -> hnsec.registry.v1.GetClientSystemRequest
+	33, // 65: hnsec.registry.v1.ClientRegistryService.ListClientSystems:input_type -> hnsec.registry.v1.ListClientSystemsRequest
+	35, // 66: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:input_type -> hnsec.registry.v1.SubmitClientSystemRequest
+	37, // 67: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:input_type -> hnsec.registry.v1.ApproveClientSystemRequest
+	39, // 68: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:input_type -> hnsec.registry.v1.RejectClientSystemRequest
+	41, // 69: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:input_type -> hnsec.registry.v1.CreateOrganisationRequest
+	43, // 70: hnsec.registry.v1.ClientRegistryService.GetOrganisation:input_type -> hnsec.registry.v1.GetOrganisationRequest
+	45, // 71: hnsec.registry.v1.ClientRegistryService.ListOrganisations:input_type -> hnsec.registry.v1.ListOrganisationsRequest
+	49, // 72: hnsec.registry.v1.ClientRegistryService.CreateApiResource:input_type -> hnsec.registry.v1.CreateApiResourceRequest
+	51, // 73: hnsec.registry.v1.ClientRegistryService.ListApiResources:input_type -> hnsec.registry.v1.ListApiResourcesRequest
+	53, // 74: hnsec.registry.v1.ClientRegistryService.AddApiScope:input_type -> hnsec.registry.v1.AddApiScopeRequest
+	55, // 75: hnsec.registry.v1.ClientRegistryService.RequestGrant:input_type -> hnsec.registry.v1.RequestGrantRequest
+	57, // 76: hnsec.registry.v1.ClientRegistryService.ApproveGrant:input_type -> hnsec.registry.v1.ApproveGrantRequest
+	59, // 77: hnsec.registry.v1.ClientRegistryService.RejectGrant:input_type -> hnsec.registry.v1.RejectGrantRequest
+	61, // 78: hnsec.registry.v1.ClientRegistryService.RevokeGrant:input_type -> hnsec.registry.v1.RevokeGrantRequest
+	63, // 79: hnsec.registry.v1.ClientRegistryService.ListGrants:input_type -> hnsec.registry.v1.ListGrantsRequest
+	66, // 80: hnsec.registry.v1.ClientRegistryService.AddClientSecret:input_type -> hnsec.registry.v1.AddClientSecretRequest
+	68, // 81: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:input_type -> hnsec.registry.v1.ListClientSecretsRequest
+	70, // 82: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:input_type -> hnsec.registry.v1.RevokeClientSecretRequest
+	73, // 83: hnsec.registry.v1.ClientRegistryService.AddClientKey:input_type -> hnsec.registry.v1.AddClientKeyRequest
+	75, // 84: hnsec.registry.v1.ClientRegistryService.ListClientKeys:input_type -> hnsec.registry.v1.ListClientKeysRequest
+	77, // 85: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:input_type -> hnsec.registry.v1.RemoveClientKeyRequest
+	80, // 86: hnsec.registry.v1.ClientRegistryService.ListAuditEvents:input_type -> hnsec.registry.v1.ListAuditEventsRequest
+	82, // 87: hnsec.registry.v1.ClientRegistryService.ListClients:input_type -> hnsec.registry.v1.ListClientsRequest
+	84, // 88: hnsec.registry.v1.ClientRegistryService.UpdateClient:input_type -> hnsec.registry.v1.UpdateClientRequest
+	86, // 89: hnsec.registry.v1.ClientRegistryService.UpdateClientSystem:input_type -> hnsec.registry.v1.UpdateClientSystemRequest
+	88, // 90: hnsec.registry.v1.ClientRegistryService.DeleteClient:input_type -> hnsec.registry.v1.DeleteClientRequest
+	5,  // 91: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
+	7,  // 92: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
+	9,  // 93: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
+	11, // 94: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
+	13, // 95: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
+	15, // 96: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
+	17, // 97: hnsec.registry.v1.ClientRegistryService.AuthorizeAdmin:input_type -> hnsec.registry.v1.AuthorizeAdminRequest
+	24, // 98: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
+	26, // 99: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
+	28, // 100: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
+	30, // 101: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
+	32, // 102: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
+	34, // 103: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
+	36, // 104: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
+	38, // 105: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
+	40, // 106: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
+	42, // 107: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
+	44, // 108: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
+	46, // 109: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
+	50, // 110: hnsec.registry.v1.ClientRegistryService.CreateApiResource:output_type -> hnsec.registry.v1.CreateApiResourceResponse
+	52, // 111: hnsec.registry.v1.ClientRegistryService.ListApiResources:output_type -> hnsec.registry.v1.ListApiResourcesResponse
+	54, // 112: hnsec.registry.v1.ClientRegistryService.AddApiScope:output_type -> hnsec.registry.v1.AddApiScopeResponse
+	56, // 113: hnsec.registry.v1.ClientRegistryService.RequestGrant:output_type -> hnsec.registry.v1.RequestGrantResponse
+	58, // 114: hnsec.registry.v1.ClientRegistryService.ApproveGrant:output_type -> hnsec.registry.v1.ApproveGrantResponse
+	60, // 115: hnsec.registry.v1.ClientRegistryService.RejectGrant:output_type -> hnsec.registry.v1.RejectGrantResponse
+	62, // 116: hnsec.registry.v1.ClientRegistryService.RevokeGrant:output_type -> hnsec.registry.v1.RevokeGrantResponse
+	64, // 117: hnsec.registry.v1.ClientRegistryService.ListGrants:output_type -> hnsec.registry.v1.ListGrantsResponse
+	67, // 118: hnsec.registry.v1.ClientRegistryService.AddClientSecret:output_type -> hnsec.registry.v1.AddClientSecretResponse
+	69, // 119: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:output_type -> hnsec.registry.v1.ListClientSecretsResponse
+	71, // 120: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:output_type -> hnsec.registry.v1.RevokeClientSecretResponse
+	74, // 121: hnsec.registry.v1.ClientRegistryService.AddClientKey:output_type -> hnsec.registry.v1.AddClientKeyResponse
+	76, // 122: hnsec.registry.v1.ClientRegistryService.ListClientKeys:output_type -> hnsec.registry.v1.ListClientKeysResponse
+	78, // 123: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:output_type -> hnsec.registry.v1.RemoveClientKeyResponse
+	81, // 124: hnsec.registry.v1.ClientRegistryService.ListAuditEvents:output_type -> hnsec.registry.v1.ListAuditEventsResponse
+	83, // 125: hnsec.registry.v1.ClientRegistryService.ListClients:output_type -> hnsec.registry.v1.ListClientsResponse
+	85, // 126: hnsec.registry.v1.ClientRegistryService.UpdateClient:output_type -> hnsec.registry.v1.UpdateClientResponse
+	87, // 127: hnsec.registry.v1.ClientRegistryService.UpdateClientSystem:output_type -> hnsec.registry.v1.UpdateClientSystemResponse
+	89, // 128: hnsec.registry.v1.ClientRegistryService.DeleteClient:output_type -> hnsec.registry.v1.DeleteClientResponse
+	6,  // 129: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
+	8,  // 130: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
+	10, // 131: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
+	12, // 132: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
+	14, // 133: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
+	16, // 134: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
+	18, // 135: hnsec.registry.v1.ClientRegistryService.AuthorizeAdmin:output_type -> hnsec.registry.v1.AuthorizeAdminResponse
+	98, // [98:136] is the sub-list for method output_type
+	60, // [60:98] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_registry_v1_registry_service_proto_init() }
@@ -5566,7 +5711,7 @@ func file_hnsec_registry_v1_registry_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_registry_v1_registry_service_proto_rawDesc), len(file_hnsec_registry_v1_registry_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   84,
+			NumMessages:   86,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

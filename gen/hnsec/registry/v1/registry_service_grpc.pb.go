@@ -56,6 +56,7 @@ const (
 	ClientRegistryService_UnblockClient_FullMethodName       = "/hnsec.registry.v1.ClientRegistryService/UnblockClient"
 	ClientRegistryService_AuthenticateClient_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/AuthenticateClient"
 	ClientRegistryService_LookupClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/LookupClient"
+	ClientRegistryService_AuthorizeAdmin_FullMethodName      = "/hnsec.registry.v1.ClientRegistryService/AuthorizeAdmin"
 )
 
 // ClientRegistryServiceClient is the client API for ClientRegistryService service.
@@ -111,14 +112,17 @@ type ClientRegistryServiceClient interface {
 	// admin's own otherwise. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
 	ListOrganisations(ctx context.Context, in *ListOrganisationsRequest, opts ...grpc.CallOption) (*ListOrganisationsResponse, error)
 	// CreateApiResource registers an API (an audience and its scopes) and returns its first API-owner
-	// credential (shown once). Operators only. Errors: InvalidArgument (audience, name, scopes),
-	// AlreadyExists (audience or a scope already registered), Unauthenticated, PermissionDenied.
+	// credential (shown once). Every scope is "<audience>/<name>"; an audience has no "/" and is not
+	// reserved (hnsec, hnsec:*, hnsec.*, and the platform APIs' audiences). Operators only.
+	// Errors: InvalidArgument (audience, name, scopes), AlreadyExists (audience or a scope already
+	// registered), Unauthenticated, PermissionDenied.
 	CreateApiResource(ctx context.Context, in *CreateApiResourceRequest, opts ...grpc.CallOption) (*CreateApiResourceResponse, error)
 	// ListApiResources lists APIs by audience, a page at a time; any admin may read them.
 	// Errors: InvalidArgument, Unauthenticated, PermissionDenied.
 	ListApiResources(ctx context.Context, in *ListApiResourcesRequest, opts ...grpc.CallOption) (*ListApiResourcesResponse, error)
-	// AddApiScope adds a scope to an API. Operators and the API's owners.
-	// Errors: InvalidArgument, AlreadyExists, NotFound (operators only), Unauthenticated, PermissionDenied.
+	// AddApiScope adds a scope under the API's audience ("<audience>/<name>") to an API. Operators, and the
+	// API's owners unless it is a platform API. Errors: InvalidArgument (a scope outside the audience),
+	// AlreadyExists, NotFound (operators only), Unauthenticated, PermissionDenied.
 	AddApiScope(ctx context.Context, in *AddApiScopeRequest, opts ...grpc.CallOption) (*AddApiScopeResponse, error)
 	// RequestGrant asks for a scope for a client configuration: pending until the API's owner decides, or
 	// approved at once when an operator asks. The client's organisation admins, and operators.
@@ -201,6 +205,14 @@ type ClientRegistryServiceClient interface {
 	// introspection service checks that a token's client still exists and is not blocked); never exposed
 	// over REST. Errors: InvalidArgument (client_id not a GUID), NotFound.
 	LookupClient(ctx context.Context, in *LookupClientRequest, opts ...grpc.CallOption) (*LookupClientResponse, error)
+	// AuthorizeAdmin is the principal check of privileged RPCs in other services (the STS's RevokeAllTokens,
+	// PVK's definition management): it answers who the admin behind caller_client_id is (role and typed
+	// tenant), asked afresh on every call, and, when client_id is set, whether that principal may manage the
+	// client configuration (the operator, or an admin of the client's own typed tenant). When action is set
+	// and the answer is yes, the registry records action in its audit trail. Internal callers only; never
+	// exposed over REST. Errors: InvalidArgument (an id not a GUID), Unauthenticated (the caller's client no
+	// longer exists or is blocked), PermissionDenied (no admin role, or it may not manage the client).
+	AuthorizeAdmin(ctx context.Context, in *AuthorizeAdminRequest, opts ...grpc.CallOption) (*AuthorizeAdminResponse, error)
 }
 
 type clientRegistryServiceClient struct {
@@ -581,6 +593,16 @@ func (c *clientRegistryServiceClient) LookupClient(ctx context.Context, in *Look
 	return out, nil
 }
 
+func (c *clientRegistryServiceClient) AuthorizeAdmin(ctx context.Context, in *AuthorizeAdminRequest, opts ...grpc.CallOption) (*AuthorizeAdminResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuthorizeAdminResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_AuthorizeAdmin_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClientRegistryServiceServer is the server API for ClientRegistryService service.
 // All implementations must embed UnimplementedClientRegistryServiceServer
 // for forward compatibility.
@@ -634,14 +656,17 @@ type ClientRegistryServiceServer interface {
 	// admin's own otherwise. Errors: InvalidArgument, Unauthenticated, PermissionDenied.
 	ListOrganisations(context.Context, *ListOrganisationsRequest) (*ListOrganisationsResponse, error)
 	// CreateApiResource registers an API (an audience and its scopes) and returns its first API-owner
-	// credential (shown once). Operators only. Errors: InvalidArgument (audience, name, scopes),
-	// AlreadyExists (audience or a scope already registered), Unauthenticated, PermissionDenied.
+	// credential (shown once). Every scope is "<audience>/<name>"; an audience has no "/" and is not
+	// reserved (hnsec, hnsec:*, hnsec.*, and the platform APIs' audiences). Operators only.
+	// Errors: InvalidArgument (audience, name, scopes), AlreadyExists (audience or a scope already
+	// registered), Unauthenticated, PermissionDenied.
 	CreateApiResource(context.Context, *CreateApiResourceRequest) (*CreateApiResourceResponse, error)
 	// ListApiResources lists APIs by audience, a page at a time; any admin may read them.
 	// Errors: InvalidArgument, Unauthenticated, PermissionDenied.
 	ListApiResources(context.Context, *ListApiResourcesRequest) (*ListApiResourcesResponse, error)
-	// AddApiScope adds a scope to an API. Operators and the API's owners.
-	// Errors: InvalidArgument, AlreadyExists, NotFound (operators only), Unauthenticated, PermissionDenied.
+	// AddApiScope adds a scope under the API's audience ("<audience>/<name>") to an API. Operators, and the
+	// API's owners unless it is a platform API. Errors: InvalidArgument (a scope outside the audience),
+	// AlreadyExists, NotFound (operators only), Unauthenticated, PermissionDenied.
 	AddApiScope(context.Context, *AddApiScopeRequest) (*AddApiScopeResponse, error)
 	// RequestGrant asks for a scope for a client configuration: pending until the API's owner decides, or
 	// approved at once when an operator asks. The client's organisation admins, and operators.
@@ -724,6 +749,14 @@ type ClientRegistryServiceServer interface {
 	// introspection service checks that a token's client still exists and is not blocked); never exposed
 	// over REST. Errors: InvalidArgument (client_id not a GUID), NotFound.
 	LookupClient(context.Context, *LookupClientRequest) (*LookupClientResponse, error)
+	// AuthorizeAdmin is the principal check of privileged RPCs in other services (the STS's RevokeAllTokens,
+	// PVK's definition management): it answers who the admin behind caller_client_id is (role and typed
+	// tenant), asked afresh on every call, and, when client_id is set, whether that principal may manage the
+	// client configuration (the operator, or an admin of the client's own typed tenant). When action is set
+	// and the answer is yes, the registry records action in its audit trail. Internal callers only; never
+	// exposed over REST. Errors: InvalidArgument (an id not a GUID), Unauthenticated (the caller's client no
+	// longer exists or is blocked), PermissionDenied (no admin role, or it may not manage the client).
+	AuthorizeAdmin(context.Context, *AuthorizeAdminRequest) (*AuthorizeAdminResponse, error)
 	mustEmbedUnimplementedClientRegistryServiceServer()
 }
 
@@ -844,6 +877,9 @@ func (UnimplementedClientRegistryServiceServer) AuthenticateClient(context.Conte
 }
 func (UnimplementedClientRegistryServiceServer) LookupClient(context.Context, *LookupClientRequest) (*LookupClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LookupClient not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) AuthorizeAdmin(context.Context, *AuthorizeAdminRequest) (*AuthorizeAdminResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuthorizeAdmin not implemented")
 }
 func (UnimplementedClientRegistryServiceServer) mustEmbedUnimplementedClientRegistryServiceServer() {}
 func (UnimplementedClientRegistryServiceServer) testEmbeddedByValue()                               {}
@@ -1532,6 +1568,24 @@ func _ClientRegistryService_LookupClient_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClientRegistryService_AuthorizeAdmin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuthorizeAdminRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).AuthorizeAdmin(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_AuthorizeAdmin_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).AuthorizeAdmin(ctx, req.(*AuthorizeAdminRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClientRegistryService_ServiceDesc is the grpc.ServiceDesc for ClientRegistryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1686,6 +1740,10 @@ var ClientRegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LookupClient",
 			Handler:    _ClientRegistryService_LookupClient_Handler,
+		},
+		{
+			MethodName: "AuthorizeAdmin",
+			Handler:    _ClientRegistryService_AuthorizeAdmin_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -57,9 +57,10 @@ type TokenServiceClient interface {
 	// to another client), InvalidArgument (token missing), ResourceExhausted (too many failed
 	// authentications).
 	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeResponse, error)
-	// RevokeAllTokens revokes every outstanding access token of a client configuration. Operators only
-	// ("authorization: Bearer" with scope hnsec:registry.admin). Errors: InvalidArgument (client_id not a
-	// GUID), Unauthenticated (invalid_token), PermissionDenied.
+	// RevokeAllTokens revokes every outstanding access token of a client configuration. The operator, or an
+	// admin who manages that client configuration ("authorization: Bearer" with scope hnsec:registry.admin;
+	// the registry's AuthorizeAdmin decides, and audits it). Errors: InvalidArgument (client_id not a GUID),
+	// Unauthenticated (invalid_token), PermissionDenied.
 	RevokeAllTokens(ctx context.Context, in *RevokeAllTokensRequest, opts ...grpc.CallOption) (*RevokeAllTokensResponse, error)
 	// GetJwks returns the public keys that verify SystemTokens (RFC 7517 JWK Set): the key that signs now,
 	// the next one (published before it signs) and retired ones until their tokens have expired. Reference
@@ -182,9 +183,10 @@ type TokenServiceServer interface {
 	// to another client), InvalidArgument (token missing), ResourceExhausted (too many failed
 	// authentications).
 	Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error)
-	// RevokeAllTokens revokes every outstanding access token of a client configuration. Operators only
-	// ("authorization: Bearer" with scope hnsec:registry.admin). Errors: InvalidArgument (client_id not a
-	// GUID), Unauthenticated (invalid_token), PermissionDenied.
+	// RevokeAllTokens revokes every outstanding access token of a client configuration. The operator, or an
+	// admin who manages that client configuration ("authorization: Bearer" with scope hnsec:registry.admin;
+	// the registry's AuthorizeAdmin decides, and audits it). Errors: InvalidArgument (client_id not a GUID),
+	// Unauthenticated (invalid_token), PermissionDenied.
 	RevokeAllTokens(context.Context, *RevokeAllTokensRequest) (*RevokeAllTokensResponse, error)
 	// GetJwks returns the public keys that verify SystemTokens (RFC 7517 JWK Set): the key that signs now,
 	// the next one (published before it signs) and retired ones until their tokens have expired. Reference

@@ -1,0 +1,76 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/hnsec/hnsec/pkg/seal"
+	"github.com/hnsec/hnsec/pkg/secrets"
+	"github.com/hnsec/hnsec/pkg/store"
+	"github.com/hnsec/hnsec/pkg/store/storetest"
+)
+
+// The secret hash key is sealed at rest; a key an older version stored in the clear is sealed (and the
+// clear row deleted) on the first start, and is the same key afterwards.
+func TestSecretHashKeySealedAtRest(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		s := &sqlStore{db: storetest.Open(t, cfg, "registry", Migrations)}
+		sealer, err := seal.New(secrets.NewKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := func() map[string][]byte {
+			got := map[string][]byte{}
+			r, err := s.db.Read.QueryContext(ctx, `SELECT name, value FROM settings_kv`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			for r.Next() {
+				var name string
+				var value []byte
+				if err := r.Scan(&name, &value); err != nil {
+					t.Fatal(err)
+				}
+				got[name] = value
+			}
+			return got
+		}
+
+		// An older version's clear key.
+		clear, err := s.Setting(ctx, "secret_hash_key", secrets.NewKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, err := s.sealedSetting(ctx, sealer, "secret_hash_key", func() []byte { t.Fatal("created a new key"); return nil })
+		if err != nil || !bytes.Equal(key, clear) {
+			t.Fatalf("sealedSetting did not keep the clear key (%v)", err)
+		}
+		stored := rows()
+		if _, ok := stored["secret_hash_key"]; ok {
+			t.Fatal("the clear row is still there")
+		}
+		if bytes.Contains(stored["secret_hash_key.sealed"], key) || len(stored["secret_hash_key.sealed"]) == 0 {
+			t.Fatal("the key is not sealed")
+		}
+		again, err := s.sealedSetting(ctx, sealer, "secret_hash_key", func() []byte { t.Fatal("created a new key"); return nil })
+		if err != nil || !bytes.Equal(again, key) {
+			t.Fatalf("second start: another key (%v)", err)
+		}
+
+		// Another key-encryption key cannot open it, and does not replace it.
+		other, _ := seal.New(secrets.NewKey())
+		if _, err := s.sealedSetting(ctx, other, "secret_hash_key", secrets.NewKey); !errors.Is(err, seal.ErrOpen) {
+			t.Fatalf("another KEK: %v, want seal.ErrOpen", err)
+		}
+
+		// A fresh setting is created sealed.
+		fresh, err := s.sealedSetting(ctx, sealer, "fresh", secrets.NewKey)
+		if err != nil || len(fresh) != secrets.Bytes || bytes.Contains(rows()["fresh.sealed"], fresh) {
+			t.Fatalf("fresh setting: %v", err)
+		}
+	})
+}
