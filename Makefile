@@ -42,6 +42,11 @@ check-generate: generate ## fail when gen/ differs from what proto/ generates
 	@git diff --exit-code -- gen || { echo "gen/ is stale: run make generate and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo "gen/ has untracked files: run make generate and commit"; exit 1; }
 
+.PHONY: check-size
+check-size: ## fail when git tracks a file over 1 MiB outside testdata (build outputs stay out of the repository)
+	@big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' | awk '$$1 > 1048576 && $$2 !~ /(^|\/)testdata\// {print $$2}'); \
+	test -z "$$big" || { echo "tracked files over 1 MiB (build outputs stay out of git):"; echo "$$big"; exit 1; }
+
 .PHONY: build
 build: ## build bin/hnsec
 	$(GO) build -o $(BIN)/hnsec ./services/hnsec

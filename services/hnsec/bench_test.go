@@ -44,6 +44,10 @@ func TestMain(m *testing.M) {
 		main2(strings.Split(args, " "))
 		return
 	}
+	if os.Getenv(asHnsecEnv) != "" { // bin/hnsec of TestReadme
+		main2(os.Args[1:])
+		return
+	}
 	// The benchmarks' load generator shares the two cores with the server: it runs with the server's
 	// runtime settings.
 	setGCPercent()

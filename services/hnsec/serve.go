@@ -143,6 +143,7 @@ func serveCommand(out io.Writer) *ffcli.Command {
 			}
 			setGCPercent()
 			setProcs()
+			devWebhookDefaults(&cfg)
 			a, err := newApp(ctx, cfg, log)
 			if err != nil {
 				return err
@@ -615,8 +616,7 @@ func (a *app) run(ctx context.Context) error {
 		group.Add(ac.execute, ac.interrupt)
 	}
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	a.log.Info("hnsec serving", "http", a.httpAddr(), "grpc", a.grpcLis.Addr().String(), "services", a.cfg.Services,
-		"data_dir", a.cfg.DataDir)
+	a.log.Info("hnsec serving", a.settings()...)
 	err := group.Run()
 	a.log.Info("hnsec stopped")
 	return err
@@ -630,6 +630,38 @@ func (a *app) close() {
 		}
 	}
 	a.closers = nil
+}
+
+// settings are the process's effective settings as log attributes: what it serves, where its data is,
+// and the checks that differ between dev and production. Never a secret, nor a database URL (it may hold
+// a password).
+func (a *app) settings() []any {
+	database, nats := "sqlite in --data-dir", "embedded, in-process only"
+	if a.cfg.DatabaseURL != "" {
+		database = "postgresql"
+	}
+	switch {
+	case a.cfg.NATSURL != "":
+		nats = "external"
+	case a.cfg.NATSListen != "":
+		nats = "embedded, listening on " + a.cfg.NATSListen + " (token in the credential file)"
+	}
+	return []any{"http", a.httpAddr(), "grpc", a.grpcLis.Addr().String(), "ops", a.cfg.OpsAddr, "services", a.cfg.Services,
+		"dev", a.cfg.Dev, "data_dir", a.cfg.DataDir, "database", database, "nats", nats, "issuer", a.cfg.STS.Issuer,
+		"public_url", a.cfg.STS.PublicURL, "trusted_proxies", a.cfg.ClientAuth.TrustedProxies.String(),
+		"webhook_allow_cidrs", strings.Join(a.cfg.PVK.WebhookAllowCIDRs, ","),
+		"webhook_allow_http_hosts", strings.Join(a.cfg.PVK.WebhookAllowHTTPHosts, ",")}
+}
+
+// devWebhookDefaults lets dev mode's webhooks call receivers on this machine over plain http, so a demo
+// runs without flags, unless --webhook-allow-cidr or --webhook-allow-http-host say otherwise. Production
+// (no --dev) keeps the strict rules.
+func devWebhookDefaults(c *serveConfig) {
+	if !c.Dev || len(c.PVK.WebhookAllowCIDRs) > 0 || len(c.PVK.WebhookAllowHTTPHosts) > 0 {
+		return
+	}
+	c.PVK.WebhookAllowCIDRs = []string{"127.0.0.0/8", "::1/128"}
+	c.PVK.WebhookAllowHTTPHosts = []string{"127.0.0.1", "localhost", "::1"}
 }
 
 func (a *app) httpAddr() string {
@@ -653,4 +685,12 @@ hnsec dev mode: demo client configuration (also in %s; a demo API allowed to int
 
 `, filepath.Join(a.cfg.DataDir, registry.DevClientFile), filepath.Join(a.cfg.DataDir, registry.DevAPIFile), c.ClientID, c.ClientSecret, strings.Join(c.Scopes, " "),
 		a.httpAddr(), c.ClientID, c.ClientSecret)
+	fmt.Fprintln(out, "settings (hnsec serve --help lists every flag):")
+	kv := a.settings()
+	for i := 0; i+1 < len(kv); i += 2 {
+		if v := fmt.Sprint(kv[i+1]); v != "" {
+			fmt.Fprintf(out, "  %-25s %s\n", kv[i].(string)+":", v)
+		}
+	}
+	fmt.Fprintln(out)
 }

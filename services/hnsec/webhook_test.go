@@ -15,12 +15,11 @@ import (
 	"github.com/hnsec/hnsec/services/dispatcher"
 )
 
-// newWebhookServer starts a server whose webhooks may call loopback over http, retrying on a schedule of
-// milliseconds.
+// newWebhookServer starts a dev server whose webhooks may call loopback over http as `make run`'s do
+// (devWebhookDefaults), retrying on a schedule of milliseconds.
 func newWebhookServer(t *testing.T, mods ...func(*serveConfig)) *testServer {
 	return newTestServer(t, append([]func(*serveConfig){func(c *serveConfig) {
-		c.PVK.WebhookAllowCIDRs = []string{"127.0.0.0/8"}
-		c.PVK.WebhookAllowHTTPHosts = []string{"127.0.0.1"}
+		devWebhookDefaults(c)
 		c.Dispatcher.Schedule = dispatcher.Schedule{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond}
 		c.Dispatcher.RetryTick = 10 * time.Millisecond
 	}}, mods...)...)

@@ -1,0 +1,30 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Dev mode lets webhooks call this machine over http unless a flag says otherwise; production stays strict.
+func TestDevWebhookDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		dev               bool
+		cidrs, hosts      []string
+		wantCIDRs, wantHT []string
+	}{
+		{"dev", true, nil, nil, []string{"127.0.0.0/8", "::1/128"}, []string{"127.0.0.1", "localhost", "::1"}},
+		{"production", false, nil, nil, nil, nil},
+		{"dev with a network of its own", true, []string{"10.1.0.0/16"}, nil, []string{"10.1.0.0/16"}, nil},
+		{"dev with an http host of its own", true, nil, []string{"receiver.test"}, nil, []string{"receiver.test"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c serveConfig
+			c.Dev, c.PVK.WebhookAllowCIDRs, c.PVK.WebhookAllowHTTPHosts = tc.dev, tc.cidrs, tc.hosts
+			devWebhookDefaults(&c)
+			require.Equal(t, tc.wantCIDRs, []string(c.PVK.WebhookAllowCIDRs))
+			require.Equal(t, tc.wantHT, []string(c.PVK.WebhookAllowHTTPHosts))
+		})
+	}
+}
