@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
 	"github.com/hnsec/hnsec/pkg/natsbus"
@@ -182,6 +183,14 @@ func TestPVKBadInput(t *testing.T) {
 			"signertBevisInnhold is larger than 256 KiB"},
 		{"evidence without type", with(func(b map[string]any) { b["signertBevisInnhold"] = "AAAA" }), 400, "EPVK-100033",
 			"signertBevisMimeType and signertBevisInnhold go together"},
+		// A required field that is missing, or misspelt (unknown fields are ignored, as the real PVK does), is
+		// refused rather than defaulted.
+		{"aktiv misspelt", with(func(b map[string]any) { delete(b, "aktiv"); b["aktivv"] = true }), 400, "EPVK-100021", "aktiv is required (true or false)"},
+		{"aktiv missing", with(func(b map[string]any) { delete(b, "aktiv") }), 400, "EPVK-100021", "aktiv is required (true or false)"},
+		{"innbyggerFnr missing", with(func(b map[string]any) { delete(b, "innbyggerFnr") }), 400, "EPVK-100001", "innbyggerFnr is required"},
+		{"definisjonGuid missing", with(func(b map[string]any) { delete(b, "definisjonGuid") }), 400, "EPVK-100010", "definisjonGuid is required"},
+		{"typePi missing", with(func(b map[string]any) { delete(b, "typePi") }), 400, "EPVK-100013", "typePi is required"},
+		{"tidspunkt missing", with(func(b map[string]any) { delete(b, "tidspunkt") }), 400, "EPVK-100020", "tidspunkt is required"},
 		{"oversize body", with(func(b map[string]any) { b["x"] = strings.Repeat("a", 600<<10) }), 413, "EPVK-101413", "request body is larger than 512 KiB"},
 	}
 	for _, tt := range tests {
@@ -251,7 +260,7 @@ func TestPVKInitialSyncPagesThrough10000Settings(t *testing.T) {
 			defer wg.Done()
 			for i := w; i < n; i += 16 {
 				_, err := client.SettInnbyggersPersonvernInnstilling(ctx, &pvkv1.SettInnbyggersPersonvernInnstillingRequest{
-					InnbyggerFnr: validFnr(i), DefinisjonGuid: pvk.DemoDefinition.GUID, TypePi: "samtykke", Aktiv: true, Tidspunkt: "2026-11-22T10:00:00Z"})
+					InnbyggerFnr: validFnr(i), DefinisjonGuid: pvk.DemoDefinition.GUID, TypePi: "samtykke", Aktiv: proto.Bool(true), Tidspunkt: "2026-11-22T10:00:00Z"})
 				if err != nil {
 					errs <- err
 					return

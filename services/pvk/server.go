@@ -232,6 +232,9 @@ func (s *Server) SettInnbyggersPersonvernInnstilling(ctx context.Context, req *p
 	if req.GetTypePi() != def.TypePi {
 		return nil, invalid(codeTypePiMismatch, "typePi does not match the definition (%s)", def.TypePi)
 	}
+	if req.Aktiv == nil {
+		return nil, invalid(codeAktiv, "aktiv is required (true or false)")
+	}
 	tidspunkt, err := parseTidspunkt(req.GetTidspunkt())
 	if err != nil {
 		return nil, err

@@ -25,6 +25,7 @@ const (
 	codeDefinitionField = "EPVK-100014"
 	codeDefinitionTaken = "EPVK-100015"
 	codeTidspunkt       = "EPVK-100020"
+	codeAktiv           = "EPVK-100021"
 	codeEvidenceMime    = "EPVK-100030"
 	codeEvidenceBase64  = "EPVK-100031"
 	codeEvidenceSize    = "EPVK-100032"
@@ -51,6 +52,8 @@ func invalid(code, format string, args ...any) *apierr.Error {
 // checkFnr validates a national identity number with PVK codes.
 func checkFnr(s string) error {
 	switch err := fnr.Check(s); {
+	case s == "":
+		return invalid(codeFnrLength, "innbyggerFnr is required")
 	case err == nil:
 		return nil
 	case errors.Is(err, fnr.ErrCheckDigit):
@@ -63,6 +66,9 @@ func checkFnr(s string) error {
 }
 
 func checkGUID(s string) error {
+	if s == "" {
+		return invalid(codeDefinitionGUID, "definisjonGuid is required")
+	}
 	if !guid.Valid(s) {
 		return invalid(codeDefinitionGUID, "definisjonGuid must be a GUID")
 	}
@@ -70,6 +76,9 @@ func checkGUID(s string) error {
 }
 
 func checkTypePi(s string) error {
+	if s == "" {
+		return invalid(codeTypePiUnknown, "typePi is required")
+	}
 	if !slices.Contains(TypesPi, s) {
 		return invalid(codeTypePiUnknown, "typePi must be samtykke, reservasjon or tilgangsbegrensning")
 	}
@@ -78,6 +87,9 @@ func checkTypePi(s string) error {
 
 // parseTidspunkt parses an RFC 3339 time.
 func parseTidspunkt(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, invalid(codeTidspunkt, "tidspunkt is required")
+	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}, invalid(codeTidspunkt, "tidspunkt must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z")

@@ -482,8 +482,9 @@ type SettInnbyggersPersonvernInnstillingRequest struct {
 	PartKode string `protobuf:"bytes,4,opt,name=part_kode,json=partKode,proto3" json:"part_kode,omitempty"`
 	// type_pi must match the definition's.
 	TypePi string `protobuf:"bytes,5,opt,name=type_pi,json=typePi,proto3" json:"type_pi,omitempty"`
-	// aktiv is the new state.
-	Aktiv bool `protobuf:"varint,6,opt,name=aktiv,proto3" json:"aktiv,omitempty"`
+	// aktiv is the new state; required (a request without it is refused, so a misspelt field never stores
+	// false).
+	Aktiv *bool `protobuf:"varint,6,opt,name=aktiv,proto3,oneof" json:"aktiv,omitempty"`
 	// tidspunkt is when the citizen chose (RFC 3339).
 	Tidspunkt string `protobuf:"bytes,7,opt,name=tidspunkt,proto3" json:"tidspunkt,omitempty"`
 	// signert_bevis_mime_type is the signed evidence's type (application/pdf, application/xml,
@@ -561,8 +562,8 @@ func (x *SettInnbyggersPersonvernInnstillingRequest) GetTypePi() string {
 }
 
 func (x *SettInnbyggersPersonvernInnstillingRequest) GetAktiv() bool {
-	if x != nil {
-		return x.Aktiv
+	if x != nil && x.Aktiv != nil {
+		return *x.Aktiv
 	}
 	return false
 }
@@ -1003,17 +1004,18 @@ const file_hnsec_pvk_v1_privacy_settings_service_proto_rawDesc = "" +
 	"definisjon\"\x18\n" +
 	"\x16ListDefinitionsRequest\"W\n" +
 	"\x17ListDefinitionsResponse\x12<\n" +
-	"\fdefinisjoner\x18\x01 \x03(\v2\x18.hnsec.pvk.v1.DefinisjonR\fdefinisjoner\"\xf8\x02\n" +
+	"\fdefinisjoner\x18\x01 \x03(\v2\x18.hnsec.pvk.v1.DefinisjonR\fdefinisjoner\"\x87\x03\n" +
 	"*SettInnbyggersPersonvernInnstillingRequest\x12#\n" +
 	"\rinnbygger_fnr\x18\x01 \x01(\tR\finnbyggerFnr\x12'\n" +
 	"\x0fdefinisjon_guid\x18\x02 \x01(\tR\x0edefinisjonGuid\x12'\n" +
 	"\x0fdefinisjon_navn\x18\x03 \x01(\tR\x0edefinisjonNavn\x12\x1b\n" +
 	"\tpart_kode\x18\x04 \x01(\tR\bpartKode\x12\x17\n" +
-	"\atype_pi\x18\x05 \x01(\tR\x06typePi\x12\x14\n" +
-	"\x05aktiv\x18\x06 \x01(\bR\x05aktiv\x12\x1c\n" +
+	"\atype_pi\x18\x05 \x01(\tR\x06typePi\x12\x19\n" +
+	"\x05aktiv\x18\x06 \x01(\bH\x00R\x05aktiv\x88\x01\x01\x12\x1c\n" +
 	"\ttidspunkt\x18\a \x01(\tR\ttidspunkt\x125\n" +
 	"\x17signert_bevis_mime_type\x18\b \x01(\tR\x14signertBevisMimeType\x122\n" +
-	"\x15signert_bevis_innhold\x18\t \x01(\tR\x13signertBevisInnhold\"s\n" +
+	"\x15signert_bevis_innhold\x18\t \x01(\tR\x13signertBevisInnholdB\b\n" +
+	"\x06_aktiv\"s\n" +
 	"+SettInnbyggersPersonvernInnstillingResponse\x12\x1d\n" +
 	"\n" +
 	"retur_kode\x18\x01 \x01(\tR\treturKode\x12%\n" +
@@ -1105,6 +1107,7 @@ func file_hnsec_pvk_v1_privacy_settings_service_proto_init() {
 	if File_hnsec_pvk_v1_privacy_settings_service_proto != nil {
 		return
 	}
+	file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
