@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -222,10 +223,30 @@ func DecodeJSON(opts protojson.UnmarshalOptions, b []byte, msg proto.Message) er
 	if err := checkJSON(b); err != nil {
 		return err
 	}
+	opts.DiscardUnknown = opts.DiscardUnknown && lenient(msg.ProtoReflect().Descriptor())
 	if err := opts.Unmarshal(b, msg); err != nil {
 		return errors.New(badJSON + jsonProblem(b, msg.ProtoReflect().Descriptor()))
 	}
 	return nil
+}
+
+// lenientPackages and lenientMessages are the requests whose unknown JSON fields are ignored: the OAuth2
+// endpoints (RFC 6749 3.2 and 4.4: unrecognised parameters are ignored) and PVK v2's operations (the real
+// PVK ignores them; required fields are checked on their own, so a misspelt one is never defaulted).
+// hnsec's own APIs (registry, subscriptions, deliveries, definitions) refuse an unknown field, naming it.
+var (
+	lenientPackages = []protoreflect.FullName{"hnsec.sts.v1", "hnsec.introspection.v1"}
+	lenientMessages = []protoreflect.FullName{
+		"hnsec.pvk.v1.SettInnbyggersPersonvernInnstillingRequest",
+		"hnsec.pvk.v1.SjekkInnbyggersPiStatusRequest",
+		"hnsec.pvk.v1.HentInnbyggersPiForPartRequest",
+		"hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonRequest",
+	}
+)
+
+// lenient reports whether a request message ignores unknown JSON fields.
+func lenient(md protoreflect.MessageDescriptor) bool {
+	return slices.Contains(lenientPackages, md.ParentFile().Package()) || slices.Contains(lenientMessages, md.FullName())
 }
 
 // checkJSON refuses bodies that are not UTF-8 or nest too deeply.

@@ -40,7 +40,70 @@ func jsonProblem(b []byte, md protoreflect.MessageDescriptor) string {
 	if p := objectProblem(b, md, ""); p != "" {
 		return p
 	}
+	if p := unknownField(b, md, ""); p != "" {
+		return p
+	}
 	return "the body does not fit this endpoint's message"
+}
+
+// unknownField names the first field of a JSON object (in body order, nested objects included) that md
+// does not have, for the strict decoding of hnsec's own APIs. The name is the client's own text, so it is
+// named only when it looks like a field name (letters, digits, "_", at most 64 characters); any other key
+// could be a value sent by mistake.
+func unknownField(raw []byte, md protoreflect.MessageDescriptor, path string) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return ""
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		key, _ := tok.(string)
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			return ""
+		}
+		fd := fieldNamed(md, key)
+		if fd == nil {
+			if !fieldLike(key) {
+				return fmt.Sprintf("%s has a field that this endpoint does not know", objectName(path))
+			}
+			return fmt.Sprintf("field %s is not a field of this endpoint's message", join(path, key))
+		}
+		sub := fd.Message()
+		if sub == nil || isWellKnown(sub) || fd.IsMap() || isNull(val) {
+			continue
+		}
+		items := []json.RawMessage{val}
+		if fd.IsList() && json.Unmarshal(val, &items) != nil {
+			continue
+		}
+		for i, item := range items {
+			name := join(path, key)
+			if fd.IsList() {
+				name += "[" + strconv.Itoa(i) + "]"
+			}
+			if p := unknownField(item, sub, name); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// fieldLike reports whether a JSON key looks like a field name, and so may be named in an error.
+func fieldLike(key string) bool {
+	if key == "" || len(key) > 64 || (key[0] >= '0' && key[0] <= '9') {
+		return false
+	}
+	for _, c := range key {
+		if !(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+			return false
+		}
+	}
+	return true
 }
 
 // objectProblem checks a JSON object against md field by field; path names the object ("" at the top).

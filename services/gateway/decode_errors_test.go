@@ -11,6 +11,7 @@ import (
 
 	pvkv1 "github.com/hnsec/hnsec/gen/hnsec/pvk/v1"
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
+	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 )
 
 // secretish is a value no error text may contain: it stands for an fnr or a secret in a wrong place.
@@ -96,6 +97,42 @@ func TestQueryParameterErrors(t *testing.T) {
 				return
 			}
 			require.EqualError(t, err, tt.wantErr)
+			require.NotContains(t, err.Error(), secretish)
+		})
+	}
+}
+
+// hnsec's own APIs refuse an unknown field, naming it when it looks like a field name; the OAuth2 and PVK
+// v2 requests ignore unknown fields, as the RFCs and the real PVK do.
+func TestUnknownFields(t *testing.T) {
+	opts := protojson.UnmarshalOptions{DiscardUnknown: true}
+	tests := []struct {
+		name    string
+		msg     proto.Message
+		body    string
+		wantErr string
+	}{
+		{"registry: a misspelt field", &registryv1.CreateClientRequest{}, `{"name":"x","scopse":["a/b"]}`,
+			"field scopse is not a field of this endpoint's message"},
+		{"registry: proto and JSON names both work", &registryv1.CreateClientRequest{}, `{"organisation_number":"1","clientSystemId":"x"}`, ""},
+		{"subscriptions: nested", &pvkv1.CreateSubscriptionRequest{}, `{"webhook":{"url":"https://x","useXAuth":true}}`,
+			"field webhook.useXAuth is not a field of this endpoint's message"},
+		{"definitions: in a list", &pvkv1.CreateDefinitionRequest{}, `{"definisjon":{"omfangElementer":[{"omfangKode":"a"},{"kode":"b"}]}}`,
+			"field definisjon.omfangElementer[1].kode is not a field of this endpoint's message"},
+		{"a key that is no field name is not echoed", &registryv1.CreateClientRequest{}, `{"31415926535":"x"}`,
+			"the body has a field that this endpoint does not know"},
+		{"a value problem comes first", &registryv1.CreateClientRequest{}, `{"x":1,"name":31415926535}`, "field name must be a string, not a number"},
+		{"PVK v2 ignores unknown fields", &pvkv1.SettInnbyggersPersonvernInnstillingRequest{}, `{"aktiv":true,"ukjent":1}`, ""},
+		{"OAuth2 ignores unknown fields", &stsv1.TokenRequest{}, `{"grant_type":"client_credentials","ukjent":1}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := DecodeJSON(opts, []byte(tt.body), tt.msg)
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.EqualError(t, err, badJSON+tt.wantErr)
 			require.NotContains(t, err.Error(), secretish)
 		})
 	}
