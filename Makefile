@@ -48,8 +48,9 @@ check-size: ## fail when git tracks a file over 1 MiB outside testdata (build ou
 	test -z "$$big" || { echo "tracked files over 1 MiB (build outputs stay out of git):"; echo "$$big"; exit 1; }
 
 .PHONY: build
-build: ## build bin/hnsec
-	$(GO) build -o $(BIN)/hnsec ./services/hnsec
+build: ## build bin/hnsec (hnsec version names the commit)
+	$(GO) build -ldflags "-X github.com/hnsec/hnsec/pkg/version.commit=$$(git rev-parse --short HEAD 2>/dev/null)$$(git diff --quiet HEAD 2>/dev/null || echo -modified)" \
+		-o $(BIN)/hnsec ./services/hnsec
 
 .PHONY: run
 run: build ## run every service in one process in dev mode (REST :8080, gRPC :9090, data in ./data)

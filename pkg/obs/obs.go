@@ -3,6 +3,8 @@
 package obs
 
 import (
+	"github.com/hnsec/hnsec/pkg/version"
+
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,5 +27,10 @@ func NewLogger(w io.Writer, level string) (*slog.Logger, error) {
 func NewRegistry() *prometheus.Registry {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	v := version.Get()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hnsec_build_info",
+		Help: "The running build: always 1, with the version, commit and Go version as labels."}, []string{"version", "commit", "goversion"})
+	build.WithLabelValues(v.Version, v.Commit, v.GoVersion).Set(1)
+	r.MustRegister(build)
 	return r
 }

@@ -467,29 +467,30 @@ func adminCommand(out io.Writer) *ffcli.Command {
 		return &ffcli.Command{
 			Name: name, ShortUsage: "hnsec admin " + name + " <" + strings.Join(names, "|") + ">", ShortHelp: help,
 			FlagSet: flag.NewFlagSet("hnsec admin "+name, flag.ContinueOnError), Subcommands: cmds,
-			Exec: func(context.Context, []string) error { return flag.ErrHelp },
+			Exec: groupExec(cmds),
 		}
+	}
+	groups := []*ffcli.Command{
+		group("vendor", "system vendors", vendorCmds),
+		group("system", "client systems", systemCmds),
+		group("org", "organisations", orgCmds),
+		group("client", "client configurations", clientCmds),
+		group("secret", "client secrets", secretCmds),
+		group("key", "client public keys (private_key_jwt)", keyCmds),
+		group("api", "APIs and their scopes", apiCmds),
+		group("grant", "access grants", grantCmds),
+		group("token", "access tokens", tokenCmds),
+		group("audit", "the registry's audit trail", auditCmds),
+		group("pvk", "PVK privacy setting definitions and subscriptions", append(pvkCmds,
+			group("subscription", "the subscriber's subscriptions (as the client in --credentials-file)",
+				subscriptionCommands(&cfg, call, withID, byID)))),
 	}
 	return &ffcli.Command{
 		Name: "admin", ShortUsage: "hnsec admin <vendor|system|org|client|secret|key|api|grant|token|audit|pvk> <command> [flags]",
-		ShortHelp: "administer hnsec over gRPC (as the operator, or --credentials-file for another admin credential)",
-		FlagSet:   fs,
-		Subcommands: []*ffcli.Command{
-			group("vendor", "system vendors", vendorCmds),
-			group("system", "client systems", systemCmds),
-			group("org", "organisations", orgCmds),
-			group("client", "client configurations", clientCmds),
-			group("secret", "client secrets", secretCmds),
-			group("key", "client public keys (private_key_jwt)", keyCmds),
-			group("api", "APIs and their scopes", apiCmds),
-			group("grant", "access grants", grantCmds),
-			group("token", "access tokens", tokenCmds),
-			group("audit", "the registry's audit trail", auditCmds),
-			group("pvk", "PVK privacy setting definitions and subscriptions", append(pvkCmds,
-				group("subscription", "the subscriber's subscriptions (as the client in --credentials-file)",
-					subscriptionCommands(&cfg, call, withID, byID)))),
-		},
-		Exec: func(context.Context, []string) error { return flag.ErrHelp },
+		ShortHelp:   "administer hnsec over gRPC (as the operator, or --credentials-file for another admin credential)",
+		FlagSet:     fs,
+		Subcommands: groups,
+		Exec:        groupExec(groups),
 	}
 }
 

@@ -32,11 +32,12 @@ const (
 
 // devCommand groups developer tools.
 func devCommand(out io.Writer) *ffcli.Command {
+	subs := []*ffcli.Command{devCertsCommand(out), devClusterCommand(out), devNATSNodeCommand()}
 	return &ffcli.Command{
 		Name: "dev", ShortUsage: "hnsec dev <certs|cluster|nats-node> [flags]", ShortHelp: "developer tools",
 		FlagSet:     flag.NewFlagSet("hnsec dev", flag.ContinueOnError),
-		Subcommands: []*ffcli.Command{devCertsCommand(out), devClusterCommand(out), devNATSNodeCommand()},
-		Exec:        func(context.Context, []string) error { return flag.ErrHelp },
+		Subcommands: subs,
+		Exec:        groupExec(subs),
 	}
 }
 

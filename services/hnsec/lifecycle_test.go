@@ -178,6 +178,7 @@ func TestHealthMetricsAndLogHygiene(t *testing.T) {
 	require.Contains(t, metrics, `hnsec_sts_token_requests_total{outcome="issued"} 1`)
 	require.Contains(t, metrics, `hnsec_sts_token_requests_total{outcome="invalid_client"} 2`)
 	require.Contains(t, metrics, `hnsec_sts_token_duration_seconds_bucket`)
+	require.Contains(t, metrics, `hnsec_build_info{commit="`, "the build is named")
 
 	openapi := s.do(http.MethodGet, "/openapi.json", "", nil, nil)
 	require.Equal(t, http.StatusOK, openapi.status)

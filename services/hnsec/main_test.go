@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/hnsec/hnsec/pkg/version"
+)
+
+// The command line names what it does not know, with the command meant when one is close, and prints the
+// build's version.
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+		wantOut string
+	}{
+		{[]string{"sevre"}, `unknown command "sevre"; did you mean "serve"?`, ""},
+		{[]string{"frobnicate"}, `unknown command "frobnicate" (see --help)`, ""},
+		{[]string{"admin", "vendr", "list"}, `unknown command "vendr"; did you mean "vendor"?`, ""},
+		{[]string{"admin", "vendor", "lst"}, `unknown command "lst"; did you mean "list"?`, ""},
+		{[]string{"admin", "pvk", "subscription", "creat"}, `unknown command "creat"; did you mean "create"?`, ""},
+		{[]string{"admin", "gr"}, `unknown command "gr"; did you mean "grant"?`, ""},
+		{[]string{"dev", "cert"}, `unknown command "cert"; did you mean "certs"?`, ""},
+		{[]string{"serve", "--no-such-flag"}, "error parsing commandline arguments: flag provided but not defined: -no-such-flag", ""},
+		{[]string{"version", "extra"}, "version takes no arguments", ""},
+		{[]string{"version"}, "", version.Get().String() + "\n"},
+		{[]string{"--version"}, "", version.Get().String() + "\n"},
+		{[]string{"admin"}, flag.ErrHelp.Error(), ""},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out bytes.Buffer
+			root := rootCommand(&out)
+			root.FlagSet.SetOutput(new(bytes.Buffer))
+			err := root.ParseAndRun(context.Background(), tt.args)
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+			} else {
+				require.EqualError(t, err, tt.wantErr)
+			}
+			require.Equal(t, tt.wantOut, out.String())
+		})
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{{"", "", 0}, {"serve", "serve", 0}, {"sevre", "serve", 2}, {"vendr", "vendor", 1}, {"", "abc", 3}, {"kitten", "sitting", 3}} {
+		require.Equal(t, tc.want, editDistance(tc.a, tc.b), "%s %s", tc.a, tc.b)
+	}
+}
