@@ -141,6 +141,14 @@ func TestSecurityTenantsAreTyped(t *testing.T) {
 	require.Len(t, listed, 1)
 	require.Equal(t, org["client_id"], listed[0].(map[string]any)["client_id"])
 	must(t)(s.adminAs(org, "secret", "list", "--client", org["client_id"].(string)))
+	// No admin locks its tenant out: its own credential is not blocked or deleted by itself.
+	for cred, wantErr := range map[string]string{"block": "failed_precondition: a credential cannot block itself",
+		"delete": "failed_precondition: a credential cannot delete itself"} {
+		_, err := s.adminAs(org, "client", cred, org["client_id"].(string))
+		require.EqualError(t, err, wantErr)
+		_, err = s.adminAs(op, "client", cred, s.operatorCredentials().ClientID)
+		require.EqualError(t, err, wantErr)
+	}
 	must(t)(s.adminAs(vendor, "secret", "add", "--client", vendor["client_id"].(string)))
 }
 

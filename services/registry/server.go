@@ -212,12 +212,17 @@ func (s *Server) UnblockClient(ctx context.Context, req *registryv1.UnblockClien
 	return &registryv1.UnblockClientResponse{Client: toProto(c)}, nil
 }
 
+// setStatus sets a client's status. No credential blocks itself: an organisation's (or the operator's)
+// only admin credential would lock its tenant out for good.
 func (s *Server) setStatus(ctx context.Context, id string, st registryv1.ClientStatus) (Client, error) {
-	_, _, ctx, err := s.managedClient(ctx, id)
+	p, c, ctx, err := s.managedClient(ctx, id)
 	if err != nil {
 		return Client{}, err
 	}
-	c, err := s.store.UpdateClient(ctx, id, func(c Client) (Client, error) {
+	if c.ID == p.clientID && st == registryv1.ClientStatus_CLIENT_STATUS_BLOCKED {
+		return Client{}, apierr.New(apierr.FailedPrecondition, "a credential cannot block itself")
+	}
+	c, err = s.store.UpdateClient(ctx, id, func(c Client) (Client, error) {
 		c.Status = st
 		return c, nil
 	})
