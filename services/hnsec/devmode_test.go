@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -27,4 +28,18 @@ func TestDevWebhookDefaults(t *testing.T) {
 			require.Equal(t, tc.wantHT, []string(c.PVK.WebhookAllowHTTPHosts))
 		})
 	}
+}
+
+// A second process on the same data directory is refused at start, at once and clearly; the directory is
+// free again once the first stops.
+func TestSecondProcessOnTheDataDirectoryIsRefused(t *testing.T) {
+	s := newTestServer(t)
+	cfg := s.cfg
+	cfg.HTTPAddr, cfg.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
+	log, _ := newTestLogger(t)
+	_, err := newApp(context.Background(), cfg, log)
+	require.ErrorIs(t, err, errDataDirInUse)
+	require.EqualError(t, err, "start nats: "+cfg.DataDir+": "+errDataDirInUse.Error())
+	s.stop()
+	startTestServer(t, cfg)
 }

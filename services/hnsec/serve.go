@@ -310,6 +310,13 @@ func startOrder(services string) ([]string, error) {
 }
 
 func (a *app) initNATS(context.Context) error {
+	if a.cfg.NATSURL == "" {
+		unlock, err := lockDataDir(a.cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		a.closers = append(a.closers, unlock)
+	}
 	token, credsFile, err := a.natsCredential()
 	if err != nil {
 		return err
