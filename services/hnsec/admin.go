@@ -15,7 +15,9 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -524,6 +526,10 @@ func openAdminSession(ctx context.Context, cfg adminConfig, out io.Writer) (*adm
 	tok, err := stsv1.NewTokenServiceClient(conn).Token(ctx, &stsv1.TokenRequest{
 		GrantType: sts.GrantClientCredentials, ClientId: cred.ClientID, ClientSecret: cred.ClientSecret, Scope: cfg.as.scope,
 	})
+	if status.Code(err) == codes.Unavailable {
+		conn.Close()
+		return nil, fmt.Errorf("cannot reach hnsec at %s (is it running? --addr names another)", cfg.Addr)
+	}
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("access token: %w", describe(err))

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -56,4 +58,13 @@ func TestEditDistance(t *testing.T) {
 	}{{"", "", 0}, {"serve", "serve", 0}, {"sevre", "serve", 2}, {"vendr", "vendor", 1}, {"", "abc", 3}, {"kitten", "sitting", 3}} {
 		require.Equal(t, tc.want, editDistance(tc.a, tc.b), "%s %s", tc.a, tc.b)
 	}
+}
+
+// An admin command against an address where no hnsec runs says so, not a raw dial error.
+func TestAdminCannotReachTheServer(t *testing.T) {
+	cred := filepath.Join(t.TempDir(), "cred.json")
+	require.NoError(t, os.WriteFile(cred, []byte(`{"client_id":"6f1c2d3e-0000-4000-8000-000000000001","client_secret":"x"}`), 0o600))
+	addr := freeAddr(t)
+	err := rootCommand(new(bytes.Buffer)).ParseAndRun(context.Background(), []string{"admin", "--addr", addr, "--credentials-file", cred, "vendor", "list"})
+	require.EqualError(t, err, "cannot reach hnsec at "+addr+" (is it running? --addr names another)")
 }
