@@ -5,7 +5,10 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
@@ -42,4 +45,15 @@ func TestGRPCTokenAndReflection(t *testing.T) {
 		names = append(names, svc.GetName())
 	}
 	require.Subset(t, names, []string{"hnsec.sts.v1.TokenService", "hnsec.registry.v1.ClientRegistryService", "grpc.health.v1.Health"})
+
+	// gRPC health answers for the whole server ("") and for each API by name.
+	health := healthpb.NewHealthClient(s.conn)
+	for _, name := range []string{"", "hnsec.sts.v1.TokenService", "hnsec.registry.v1.ClientRegistryService", "hnsec.pvk.v1.PrivacySettingsService",
+		"hnsec.introspection.v1.IntrospectionService", "hnsec.dispatcher.v1.DeliveriesService"} {
+		h, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: name})
+		require.NoError(t, err, name)
+		require.Equal(t, healthpb.HealthCheckResponse_SERVING, h.GetStatus(), name)
+	}
+	_, err = health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "hnsec.nope.v1.Nothing"})
+	require.Equal(t, codes.NotFound, status.Code(err))
 }

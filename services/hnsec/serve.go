@@ -623,6 +623,9 @@ func (a *app) run(ctx context.Context) error {
 		group.Add(ac.execute, ac.interrupt)
 	}
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	for name := range a.grpcSrv.GetServiceInfo() { // each API by its name too, for probes and load balancers
+		a.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
 	a.log.Info("hnsec serving", a.settings()...)
 	err := group.Run()
 	a.log.Info("hnsec stopped")
