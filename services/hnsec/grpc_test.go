@@ -8,8 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
