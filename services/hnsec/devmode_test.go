@@ -43,3 +43,28 @@ func TestSecondProcessOnTheDataDirectoryIsRefused(t *testing.T) {
 	s.stop()
 	startTestServer(t, cfg)
 }
+
+// --log-format decides; without it a person at a terminal in dev mode gets text, everything else JSON.
+func TestLogFormatDefault(t *testing.T) {
+	for _, tc := range []struct {
+		flag     string
+		dev, tty bool
+		want     string
+	}{
+		{"", true, true, "text"},
+		{"", true, false, "json"},
+		{"", false, true, "json"},
+		{"json", true, true, "json"},
+		{"text", false, false, "text"},
+	} {
+		c := serveConfig{LogFormat: tc.flag, Dev: tc.dev}
+		require.Equal(t, tc.want, c.logFormat(tc.tty), "%+v", tc)
+	}
+}
+
+// The server says why it shuts down.
+func TestShutdownIsLogged(t *testing.T) {
+	s := newTestServer(t)
+	s.stop()
+	require.Contains(t, s.logs.String(), `"msg":"shutting down","cause":"context canceled"`)
+}

@@ -73,6 +73,7 @@ type serveConfig struct {
 	Services                 string
 	Dev                      bool
 	LogLevel                 string
+	LogFormat                string
 	DebugAddr                string
 	OpsAddr                  string
 	IntrospectionCacheAge    time.Duration
@@ -106,6 +107,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Services, "services", "all", "services to run: all, or a comma-separated subset of "+strings.Join(serviceNames, ","))
 	fs.BoolVar(&c.Dev, "dev", false, "dev mode: seed a demo vendor, organisation, client system and client, and print its credentials")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", "", "log format: json, or text (key=value lines); default text in dev mode at a terminal, json otherwise")
 	fs.StringVar(&c.KEKFile, "kek-file", "", "file holding the base64 key-encryption key that seals the key ring (or HNSEC_KEK with the key itself; dev mode generates <data-dir>/kek)")
 	fs.StringVar(&c.InternalCredentialFile, "internal-credential-file", "", "file holding the credential services present to each other's internal RPCs (default: <data-dir>/internal-credential, created on the first start)")
 	fs.DurationVar(&c.IntrospectionCacheAge, "introspection-cache-max-age", 5*time.Minute, "how long introspection trusts a cached answer at most (revocation events drop it sooner)")
@@ -137,7 +139,7 @@ func serveCommand(out io.Writer) *ffcli.Command {
 		FlagSet:    fs,
 		Options:    []ff.Option{ff.WithEnvVarPrefix("HNSEC")},
 		Exec: func(ctx context.Context, _ []string) error {
-			log, err := obs.NewLogger(os.Stderr, cfg.LogLevel)
+			log, err := obs.NewFormatLogger(os.Stderr, cfg.LogLevel, cfg.logFormat(isTerminal(os.Stderr)))
 			if err != nil {
 				return err
 			}
@@ -587,6 +589,7 @@ func (a *app) run(ctx context.Context) error {
 	group.Add(func() error {
 		select {
 		case <-ctx.Done():
+			a.log.Info("shutting down", "cause", context.Cause(ctx).Error())
 		case <-stopped:
 		}
 		return nil
@@ -661,6 +664,23 @@ func (a *app) settings() []any {
 		"public_url", a.cfg.STS.PublicURL, "trusted_proxies", a.cfg.ClientAuth.TrustedProxies.String(),
 		"webhook_allow_cidrs", strings.Join(a.cfg.PVK.WebhookAllowCIDRs, ","),
 		"webhook_allow_http_hosts", strings.Join(a.cfg.PVK.WebhookAllowHTTPHosts, ",")}
+}
+
+// logFormat is --log-format, or its default: text for a person at a terminal in dev mode, json otherwise.
+func (c *serveConfig) logFormat(terminal bool) string {
+	switch {
+	case c.LogFormat != "":
+		return c.LogFormat
+	case c.Dev && terminal:
+		return "text"
+	}
+	return "json"
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // devWebhookDefaults lets dev mode's webhooks call receivers on this machine over plain http, so a demo
