@@ -136,8 +136,46 @@ func RetryAfterSeconds(d time.Duration) int {
 	return max(s, 1)
 }
 
+// UnavailableDescription is the description of a call between hnsec's services that failed in transport
+// (the peer down, unreachable or too slow: gRPC's Unavailable or DeadlineExceeded without hnsec's
+// ErrorInfo). gRPC's own text names the peer's address; it goes to the log, never to the caller.
+const UnavailableDescription = "a service this request needs is unavailable; retry later"
+
+// Hidden reports whether err is a gRPC status that is no documented hnsec error and whose text may name
+// internals: a call between services that failed in transport (Unavailable, DeadlineExceeded) or a
+// peer's internal failure (Unknown, Internal, DataLoss). FromGRPC replaces its text (with
+// UnavailableDescription or "internal error"); whoever maps it should log the original.
+func Hidden(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return false
+	}
+	st, ok := status.FromError(err)
+	if !ok || documented(st) {
+		return false
+	}
+	switch st.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Unknown, codes.Internal, codes.DataLoss:
+		return true
+	}
+	return false
+}
+
+// documented reports whether st carries hnsec's ErrorInfo with a known kind: a documented error a peer
+// service answered, whose description is fit for the client.
+func documented(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == Domain {
+			_, known := kindsByName[info.GetReason()]
+			return known
+		}
+	}
+	return false
+}
+
 // FromGRPC turns any error (an *Error, a gRPC status from a peer, or anything else) into an *Error.
-// Unknown errors become ServerError with a description that leaks nothing.
+// Unknown errors become ServerError with a description that leaks nothing, and so do the Hidden ones:
+// a transport failure between services becomes Unavailable with UnavailableDescription.
 func FromGRPC(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
@@ -163,6 +201,9 @@ func FromGRPC(err error) *Error {
 		return out
 	}
 	if k, known := byGRPC[st.Code()]; known {
+		if Hidden(err) {
+			return New(k, UnavailableDescription)
+		}
 		return &Error{Kind: k, Description: st.Message()}
 	}
 	return New(ServerError, "internal error")

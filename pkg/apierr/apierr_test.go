@@ -49,6 +49,13 @@ func TestFromGRPCForeignErrors(t *testing.T) {
 		{"bare not found", status.Error(codes.NotFound, "x"), apierr.NotFound, "x"},
 		{"bare internal leaks nothing", status.Error(codes.Internal, "stack trace"), apierr.ServerError, "internal error"},
 		{"wrapped apierr", fmt.Errorf("ctx: %w", apierr.New(apierr.InvalidScope, "s")), apierr.InvalidScope, "s"},
+		{"transport failure leaks no address", status.Error(codes.Unavailable,
+			`connection error: desc = "transport: Error while dialing: dial tcp 10.0.0.7:9090: connect: connection refused"`),
+			apierr.Unavailable, apierr.UnavailableDescription},
+		{"timed-out peer call leaks nothing", status.Error(codes.DeadlineExceeded, "context deadline exceeded calling 10.0.0.7:9090"),
+			apierr.Unavailable, apierr.UnavailableDescription},
+		{"a peer's documented unavailable keeps its text", apierr.New(apierr.Unavailable, "the token could not be stored").GRPCStatus().Err(),
+			apierr.Unavailable, "the token could not be stored"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -98,6 +98,9 @@ func (a *Authenticator) check(ctx context.Context, creds Credentials) (*registry
 	base := publicurl.Base(a.cfg.Issuer, a.cfg.PublicURL)
 	resp, err := a.registry.AuthenticateClient(ctx, &registryv1.AuthenticateClientRequest{ClientId: creds.ID, ClientAssertion: creds.Assertion,
 		Audiences: []string{a.cfg.Issuer, base + "/sts/Token", base + "/sts/token"}})
+	if apierr.Hidden(err) {
+		return nil, err // the server's interceptor logs it and answers the documented error
+	}
 	if err != nil {
 		return nil, apierr.FromGRPC(err)
 	}

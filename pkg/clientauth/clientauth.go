@@ -27,6 +27,17 @@ import (
 // AssertionType is the client_assertion_type of private_key_jwt (RFC 7523 2.2).
 const AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
+// AssertionAlgorithms are the signature algorithms a private_key_jwt client assertion may use (the
+// registry checks them; the server metadata lists them). RS384 and RS512 are what NORPREG's PVK broker
+// signs with for 3072- and 4096-bit keys.
+var AssertionAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS512", "ES256"}
+
+// AssertionAlgorithmsText lists AssertionAlgorithms for messages: "RS256, ..., PS512 or ES256".
+func AssertionAlgorithmsText() string {
+	n := len(AssertionAlgorithms)
+	return strings.Join(AssertionAlgorithms[:n-1], ", ") + " or " + AssertionAlgorithms[n-1]
+}
+
 // Body holds the client authentication parameters of a request body.
 type Body struct {
 	ClientID, ClientSecret, AssertionType, Assertion string
@@ -130,13 +141,17 @@ func ParseBasic(v string) (id, secret string, err error) {
 }
 
 // Cache remembers, per client, the digest of the last secret the registry accepted, so that repeat
-// requests need no registry call. Entries expire after ttl and are dropped at once on a registry change
-// event for the client.
+// requests need no registry call. Entries expire after ttl, are dropped at once on a registry change
+// event for the client, and all of them when the NATS connection comes back (events may have been
+// missed). A lookup under way when its client changed answers its caller but is not cached.
 type Cache struct {
 	registry registryv1.ClientRegistryServiceClient
 	ttl      time.Duration
 	mu       sync.RWMutex
 	entries  map[string]cacheEntry
+	// generation counts drops and flushes (under mu): a lookup stores its answer only when none happened
+	// while it ran.
+	generation uint64
 }
 
 type cacheEntry struct {
@@ -160,7 +175,13 @@ func (c *Cache) Authenticate(ctx context.Context, id, secret string) (*registryv
 	if ok && now.Before(e.expires) && secrets.Equal(e.digest, digest) {
 		return e.client, nil
 	}
+	c.mu.RLock()
+	generation := c.generation
+	c.mu.RUnlock()
 	resp, err := c.registry.AuthenticateClient(ctx, &registryv1.AuthenticateClientRequest{ClientId: id, ClientSecret: secret})
+	if apierr.Hidden(err) {
+		return nil, err // the server's interceptor logs it and answers the documented error
+	}
 	if err != nil {
 		return nil, apierr.FromGRPC(err)
 	}
@@ -169,15 +190,26 @@ func (c *Cache) Authenticate(ctx context.Context, id, secret string) (*registryv
 		expires = t.AsTime() // never trust a secret past its own expiry
 	}
 	c.mu.Lock()
-	c.entries[id] = cacheEntry{digest: digest, client: resp.GetClient(), expires: expires}
+	if c.generation == generation { // else the client changed (or events were missed) while the registry answered
+		c.entries[id] = cacheEntry{digest: digest, client: resp.GetClient(), expires: expires}
+	}
 	c.mu.Unlock()
 	return resp.GetClient(), nil
 }
 
-// Drop forgets the client.
+// Drop forgets the client, and keeps lookups under way from caching their answers.
 func (c *Cache) Drop(id string) {
 	c.mu.Lock()
+	c.generation++
 	delete(c.entries, id)
+	c.mu.Unlock()
+}
+
+// Flush forgets every client, and keeps lookups under way from caching their answers.
+func (c *Cache) Flush() {
+	c.mu.Lock()
+	c.generation++
+	clear(c.entries)
 	c.mu.Unlock()
 }
 
@@ -192,11 +224,16 @@ func (c *Cache) Sweep(now time.Time) {
 	}
 }
 
-// Follow drops cached clients when the registry announces a change, until the returned stop is called.
+// Follow drops cached clients when the registry announces a change, and every one when the NATS
+// connection comes back, until the returned stop is called.
 func (c *Cache) Follow(bus *natsbus.Bus) (stop func(), err error) {
 	sub, err := bus.Conn.Subscribe(bus.Subject(natsbus.SubjectClientChanged), func(m *nats.Msg) { c.Drop(string(m.Data)) })
 	if err != nil {
 		return nil, err
 	}
-	return func() { _ = sub.Unsubscribe() }, nil
+	remove := bus.OnReconnect(c.Flush)
+	return func() {
+		remove()
+		_ = sub.Unsubscribe()
+	}, nil
 }

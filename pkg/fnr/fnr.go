@@ -1,8 +1,9 @@
 // Package fnr checks Norwegian national identity numbers (fødselsnummer, and D-numbers, whose first digit
 // is raised by 4): 11 digits, the first six a real calendar date (DDMMYY), the century taken from the
 // individual number (digits 7 to 9) as the population register assigns it, the last two mod-11 check
-// digits. H-numbers (month raised by 4) and synthetic test numbers (Tenor's, month raised by 8) are not
-// accepted. An fnr is personal data: never log it, put it in a URL or a metric label.
+// digits. Synthetic test persons, H-numbers (month raised by 40) and Tenor's test numbers (month raised
+// by 80), are refused by Check with ErrSynthetic and accepted by Rules{Synthetic: true}.Check. An fnr is
+// personal data: never log it, put it in a URL or a metric label.
 package fnr
 
 import (
@@ -15,6 +16,22 @@ var (
 	ErrLength     = errors.New("innbyggerFnr must be 11 digits")
 	ErrCheckDigit = errors.New("innbyggerFnr has a wrong check digit")
 	ErrDate       = errors.New("innbyggerFnr does not start with a valid date")
+	// ErrSynthetic is a well-formed synthetic test number (H-number or Tenor's) where only real numbers
+	// are accepted.
+	ErrSynthetic = errors.New("innbyggerFnr is a synthetic test number (H-number or Tenor), not accepted here")
+)
+
+// Rules say which numbers beyond fødselsnummer and D-numbers Check accepts.
+type Rules struct {
+	// Synthetic accepts synthetic test persons: H-numbers (month raised by 40) and Tenor's test numbers
+	// (month raised by 80), also with a D-number's day.
+	Synthetic bool
+}
+
+// Month offsets of synthetic test persons.
+const (
+	hNumberMonth = 40
+	tenorMonth   = 80
 )
 
 var (
@@ -22,8 +39,12 @@ var (
 	weights2 = [10]int{5, 4, 3, 2, 7, 6, 5, 4, 3, 2}
 )
 
-// Check validates s as a fødselsnummer or D-number.
-func Check(s string) error {
+// Check validates s as a fødselsnummer or D-number; a synthetic test number is ErrSynthetic.
+func Check(s string) error { return Rules{}.Check(s) }
+
+// Check validates s as a fødselsnummer or D-number, or a synthetic test number when r.Synthetic. A
+// synthetic number r refuses is ErrSynthetic, and only when its date and check digits are right.
+func (r Rules) Check(s string) error {
 	if len(s) != 11 {
 		return ErrLength
 	}
@@ -39,12 +60,22 @@ func Check(s string) error {
 		day -= 40
 	}
 	month := d[2]*10 + d[3]
+	synthetic := false
+	switch {
+	case month > tenorMonth:
+		month, synthetic = month-tenorMonth, true
+	case month > hNumberMonth:
+		month, synthetic = month-hNumberMonth, true
+	}
 	year := birthYear(d[4]*10+d[5], d[6]*100+d[7]*10+d[8])
 	if month < 1 || month > 12 || day < 1 || day > daysIn(year, time.Month(month)) {
 		return ErrDate
 	}
 	if checkDigit(d[:9], weights1[:]) != d[9] || checkDigit(d[:10], weights2[:]) != d[10] {
 		return ErrCheckDigit
+	}
+	if synthetic && !r.Synthetic {
+		return ErrSynthetic
 	}
 	return nil
 }

@@ -50,13 +50,53 @@ func TestCheck(t *testing.T) {
 		{"D-number 29 February 2000", "69020050071", nil},
 		{"D-number 29 February 1900", "69020000058", fnr.ErrDate},
 		{"D-number day 32", "72010100187", fnr.ErrDate},
-		// Not accepted: H-numbers (month raised by 4) and Tenor's synthetic numbers (month raised by 8).
-		{"H-number", "01410100033", fnr.ErrDate},
-		{"Tenor synthetic number", "01810100016", fnr.ErrDate},
+		// Synthetic test persons are refused, but only once their date and check digits are right.
+		{"H-number", "01410100033", fnr.ErrSynthetic},
+		{"Tenor synthetic number", "01810100016", fnr.ErrSynthetic},
+		{"Tenor synthetic D-number (the broker's test person)", "54896001798", fnr.ErrSynthetic},
+		{"Tenor synthetic number, wrong check digit", "01810100017", fnr.ErrCheckDigit},
+		{"Tenor synthetic number, 31 April", "31048100069", fnr.ErrDate},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			require.Equal(t, tt.want, fnr.Check(tt.in))
+		})
+	}
+}
+
+// With Rules.Synthetic, H-numbers (month + 40) and Tenor's numbers (month + 80) are checked like real
+// ones: the date after taking the offset off, both check digits, the D-number's day.
+func TestCheckSynthetic(t *testing.T) {
+	synthetic := fnr.Rules{Synthetic: true}
+	tests := []struct {
+		name, in string
+		want     error
+	}{
+		{"the broker's test person (Tenor D-number, 14 September 1960)", "54896001798", nil},
+		{"H-number 1 January", "01410100033", nil},
+		{"H-number, other individual number", "01410100114", nil},
+		{"Tenor 1 January", "01810100016", nil},
+		{"Tenor D-number", "41018150083", nil},
+		{"Tenor 31 September", "31098100019", fnr.ErrDate},
+		{"Tenor 31 November", "31118100037", fnr.ErrDate},
+		{"Tenor 31 April", "31048100069", fnr.ErrDate},
+		{"Tenor 29 February 2000", "29028090054", nil},
+		{"H-number 29 February 2000", "29024090041", nil},
+		{"H-number 29 February 1900", "29024100098", fnr.ErrDate},
+		{"month 99 (Tenor 19)", "29996000077", fnr.ErrDate},
+		{"month 53 (H 13)", "01530100061", fnr.ErrDate},
+		{"month 93 (Tenor 13)", "01930100044", fnr.ErrDate},
+		{"wrong first check digit", "01810100026", fnr.ErrCheckDigit},
+		{"wrong second check digit", "54896001797", fnr.ErrCheckDigit},
+		{"ten digits", "5489600179", fnr.ErrLength},
+		// Real numbers are accepted as before.
+		{"fødselsnummer", "01010150155", nil},
+		{"D-number", "41010150068", nil},
+		{"month 13", "01130150155", fnr.ErrDate},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, synthetic.Check(tt.in))
 		})
 	}
 }

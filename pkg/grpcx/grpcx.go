@@ -67,13 +67,18 @@ func (in *Internal) check(ctx context.Context, method string) error {
 	return apierr.New(apierr.PermissionDenied, "%s is for internal callers only", method)
 }
 
+// MaxRecvMsgBytes bounds a request message: PVK's set request carries up to 4 MiB of signed evidence in
+// base64 (gRPC's default of 4 MiB would refuse it between processes).
+const MaxRecvMsgBytes = 8 << 20
+
 // NewServer returns a gRPC server with hnsec's interceptors and a health service (returned so services can
 // report their state). Reflection is registered separately (Reflection), on it or on an ops listener.
 func NewServer(log *slog.Logger, in *Internal, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(unaryServerInterceptor(log, in)),
 		// Long-lived workers keep their grown stacks (a goroutine per stream grows one for every call);
 		// idle ones cost little, and beyond 256 concurrent calls gRPC spawns goroutines as usual.
-		grpc.NumStreamWorkers(256)}, opts...)...)
+		grpc.NumStreamWorkers(256),
+		grpc.MaxRecvMsgSize(MaxRecvMsgBytes)}, opts...)...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	return srv, hs
@@ -113,12 +118,18 @@ func unaryServerInterceptor(log *slog.Logger, in *Internal) grpc.UnaryServerInte
 	}
 }
 
-// publicError keeps documented errors and peer statuses, and replaces anything else with ServerError after
-// logging it: a client never sees an internal error text.
+// publicError keeps documented errors and peer statuses, except those whose text may name internals
+// (apierr.Hidden: a call to another service that failed in transport, with the peer's address in gRPC's
+// text, becomes the documented temporarily_unavailable), and replaces anything else with ServerError,
+// logging what it replaced: a client never sees an internal error text or address.
 func publicError(log *slog.Logger, method, id string, err error) error {
 	var e *apierr.Error
 	if errors.As(err, &e) {
 		return e
+	}
+	if apierr.Hidden(err) {
+		log.Warn("call to another service failed", "method", method, correlation.LogKey, id, "err", err)
+		return apierr.FromGRPC(err)
 	}
 	if _, ok := status.FromError(err); ok {
 		return err

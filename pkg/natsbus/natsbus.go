@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -76,6 +77,43 @@ type Bus struct {
 	// Namespace prefixes subjects, streams and buckets (see Config).
 	Namespace string
 	server    *server.Server
+
+	mu sync.Mutex
+	// onReconnect are the functions OnReconnect registered, by registration number.
+	onReconnect map[int]func()
+	registered  int
+}
+
+// OnReconnect registers f to run (on the connection's callback goroutine; it must not block) each time
+// the connection is back after losing the server: events published meanwhile never reached this
+// process, so whoever keeps what events invalidate (caches) drops it. remove unregisters f.
+func (b *Bus) OnReconnect(f func()) (remove func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.onReconnect == nil {
+		b.onReconnect = map[int]func(){}
+	}
+	b.registered++
+	n := b.registered
+	b.onReconnect[n] = f
+	return func() {
+		b.mu.Lock()
+		delete(b.onReconnect, n)
+		b.mu.Unlock()
+	}
+}
+
+// reconnected runs the OnReconnect functions.
+func (b *Bus) reconnected(*nats.Conn) {
+	b.mu.Lock()
+	fs := make([]func(), 0, len(b.onReconnect))
+	for _, f := range b.onReconnect {
+		fs = append(fs, f)
+	}
+	b.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
 }
 
 // Subject is a subject in the bus's namespace: "<namespace>.<subject>".
@@ -99,8 +137,9 @@ func Open(cfg Config) (*Bus, error) {
 	if !validNamespace(cfg.Namespace) {
 		return nil, fmt.Errorf("nats namespace %q: use letters, digits, - and _", cfg.Namespace)
 	}
+	b := &Bus{Namespace: cfg.Namespace}
 	if cfg.URL != "" {
-		opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1)}
+		opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectHandler(b.reconnected)}
 		switch {
 		case cfg.CredsFile != "":
 			opts = append(opts, nats.UserCredentials(cfg.CredsFile))
@@ -111,7 +150,8 @@ func Open(cfg Config) (*Bus, error) {
 		if err != nil {
 			return nil, fmt.Errorf("nats %s: %w", redact(cfg.URL), err)
 		}
-		return &Bus{Conn: nc, Namespace: cfg.Namespace}, nil
+		b.Conn = nc
+		return b, nil
 	}
 	if cfg.Listen != "" && cfg.Token == "" {
 		return nil, errors.New("embedded nats: a listener needs a token (no client may connect without one)")
@@ -152,7 +192,7 @@ func Open(cfg Config) (*Bus, error) {
 		ns.Shutdown()
 		return nil, errors.New("embedded nats: not ready after 30s")
 	}
-	connOpts := []nats.Option{nats.Name(cfg.Name), nats.InProcessServer(ns)}
+	connOpts := []nats.Option{nats.Name(cfg.Name), nats.InProcessServer(ns), nats.ReconnectHandler(b.reconnected)}
 	if cfg.Token != "" {
 		connOpts = append(connOpts, nats.Token(cfg.Token))
 	}
@@ -161,7 +201,8 @@ func Open(cfg Config) (*Bus, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded nats connect: %w", err)
 	}
-	return &Bus{Conn: nc, Namespace: cfg.Namespace, server: ns}, nil
+	b.Conn, b.server = nc, ns
+	return b, nil
 }
 
 // ClientURL is the embedded server's client URL when it listens, else "". It holds no credentials.

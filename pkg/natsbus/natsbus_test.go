@@ -118,3 +118,43 @@ func TestRedact(t *testing.T) {
 		require.Equal(t, want, redact(in), in)
 	}
 }
+
+// The functions registered with OnReconnect run each time the connection comes back, until removed.
+func TestOnReconnect(t *testing.T) {
+	server, err := Open(Config{DataDir: t.TempDir(), Name: "test", Listen: "127.0.0.1:0", Token: testToken})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = server.Close() })
+	bus, err := Open(Config{URL: server.ClientURL(), Token: testToken, Name: "test"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = bus.Close() })
+	calls := make(chan string, 10)
+	removeA := bus.OnReconnect(func() { calls <- "a" })
+	bus.OnReconnect(func() { calls <- "b" })
+	got := func() []string {
+		var out []string
+		for len(out) < 2 {
+			select {
+			case c := <-calls:
+				out = append(out, c)
+			case <-time.After(10 * time.Second):
+				return out
+			}
+		}
+		return out
+	}
+	require.NoError(t, bus.Conn.ForceReconnect())
+	require.ElementsMatch(t, []string{"a", "b"}, got())
+	removeA()
+	require.NoError(t, bus.Conn.ForceReconnect())
+	select {
+	case c := <-calls:
+		require.Equal(t, "b", c)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no call after the second reconnect")
+	}
+	select {
+	case c := <-calls:
+		t.Fatalf("%q called after it was removed", c)
+	case <-time.After(200 * time.Millisecond):
+	}
+}

@@ -19,6 +19,11 @@ const (
 	// SubjectClientTokensRevoked carries a client_id (plain text) whose every outstanding token was revoked.
 	SubjectClientTokensRevoked = "hnsec.sts.client.tokens_revoked"
 	// SubjectSubscriptionChanged carries a PVK subscription id (plain text) whenever the subscription is
-	// created, changed or deleted; the dispatcher reloads its webhook targets.
+	// created, changed or deleted; the dispatcher reloads its webhook targets. A deletion's event has the
+	// header HeaderSubscriptionDeleted.
 	SubjectSubscriptionChanged = "hnsec.pvk.subscription.changed"
 )
+
+// HeaderSubscriptionDeleted ("true") marks the SubjectSubscriptionChanged event of a deleted subscription:
+// the dispatcher deletes the subscription's parked changes, dead letters and delivery log.
+const HeaderSubscriptionDeleted = "Hnsec-Subscription-Deleted"

@@ -22,11 +22,33 @@ const (
 	PVKReplication = "nhn:helsenorge.eksternapi/personverninnstilling_replikering"
 )
 
+// The scopes of citizen login through Helsenorge's OpenID Connect provider (OIDC.md section 1). They are
+// OpenID Connect's bare names, not "<audience>/<name>": they belong to the platform API OIDCAudience,
+// which lists them one by one.
+const (
+	// OpenID asks for an ID token (OpenID Connect Core 3.1.2.1).
+	OpenID = "openid"
+	// OfflineAccess asks for a refresh token, given only to clients allowed to refresh.
+	OfflineAccess = "offline_access"
+	// OIDCName asks for the citizen's names in the ID token (given_name, middle_name, family_name, name).
+	OIDCName = "oidcnavn"
+	// OIDCBirthdate asks for the citizen's birthdate in the ID token.
+	OIDCBirthdate = "oidcfodselsdatoinformasjon"
+	// OIDCPid asks for the citizen's fødselsnummer (pid) in the ID token.
+	OIDCPid = "oidcfodselsnummer"
+)
+
+// OIDCAudience is the audience of the platform API that owns the citizen login scopes.
+const OIDCAudience = "nhn:helsenorge.oidc"
+
 // PlatformAPI is an API whose scopes hnsec itself checks. Platform APIs are created at bootstrap, only
 // operators administer them, and no API owner can register their audiences or scopes.
 type PlatformAPI struct {
 	Audience, Name string
 	Scopes         []string
+	// Bare says the scopes are bare names (OpenID Connect's) rather than "<audience>/<name>": exactly
+	// those listed belong to the API.
+	Bare bool
 }
 
 // PlatformAudience is the audience of hnsec's own API, whose scopes are "hnsec:<name>".
@@ -36,6 +58,18 @@ const PlatformAudience = "hnsec"
 var PlatformAPIs = []PlatformAPI{
 	{Audience: PlatformAudience, Name: "hnsec", Scopes: []string{RegistryAdmin, Introspect}},
 	{Audience: Audience(PVKRead), Name: "Helsenorge eksterne API-er", Scopes: []string{PVKRead, PVKWrite, PVKReplication}},
+	{Audience: OIDCAudience, Name: "Helsenorge innbyggerinnlogging (OpenID Connect)", Bare: true,
+		Scopes: []string{OpenID, OfflineAccess, OIDCName, OIDCBirthdate, OIDCPid}},
+}
+
+// bareAPI returns the platform API with bare scopes that lists tok.
+func bareAPI(tok string) (PlatformAPI, bool) {
+	for _, p := range PlatformAPIs {
+		if p.Bare && slices.Contains(p.Scopes, tok) {
+			return p, true
+		}
+	}
+	return PlatformAPI{}, false
 }
 
 // IsPlatformAudience reports whether audience is a platform API's.
@@ -43,16 +77,26 @@ func IsPlatformAudience(audience string) bool {
 	return slices.ContainsFunc(PlatformAPIs, func(p PlatformAPI) bool { return p.Audience == audience })
 }
 
-// Reserved reports whether an API owner may never register the audience: a platform API's, hnsec's own
-// names (hnsec, hnsec:*, hnsec.*), or one containing "/" (a scope's audience ends at its first "/").
+// Reserved reports whether an API owner may never register the audience: a platform API's, a bare
+// platform scope's name (openid, ...), hnsec's own names (hnsec, hnsec:*, hnsec.*), or one containing "/"
+// (a scope's audience ends at its first "/").
 func Reserved(audience string) bool {
-	return IsPlatformAudience(audience) || strings.HasPrefix(audience, PlatformAudience+":") ||
+	_, bare := bareAPI(audience)
+	return IsPlatformAudience(audience) || bare || strings.HasPrefix(audience, PlatformAudience+":") ||
 		strings.HasPrefix(audience, PlatformAudience+".") || strings.Contains(audience, "/")
 }
 
-// Belongs reports whether scope tok may be registered under audience: "<audience>/<name>", or for hnsec's
-// own API "hnsec:<name>".
+// Belongs reports whether scope tok may be registered under audience: "<audience>/<name>", for hnsec's
+// own API "hnsec:<name>", and for a platform API with bare scopes exactly those it lists.
 func Belongs(tok, audience string) bool {
+	if api, ok := bareAPI(tok); ok {
+		return api.Audience == audience
+	}
+	for _, p := range PlatformAPIs {
+		if p.Bare && p.Audience == audience {
+			return false
+		}
+	}
 	prefix := audience + "/"
 	if audience == PlatformAudience {
 		prefix = PlatformAudience + ":"
@@ -60,9 +104,12 @@ func Belongs(tok, audience string) bool {
 	return len(tok) > len(prefix) && strings.HasPrefix(tok, prefix)
 }
 
-// IsPlatform reports whether tok is a scope only a platform API may hold: under a platform audience or
-// hnsec's own prefix.
+// IsPlatform reports whether tok is a scope only a platform API may hold: under a platform audience,
+// hnsec's own prefix, or a bare scope a platform API lists (openid, ...).
 func IsPlatform(tok string) bool {
+	if _, ok := bareAPI(tok); ok {
+		return true
+	}
 	return strings.HasPrefix(tok, PlatformAudience+":") || IsPlatformAudience(Audience(tok))
 }
 

@@ -68,6 +68,10 @@ func TestPlatformScopes(t *testing.T) {
 		{"nhn:test.api", false},
 		{"hnsecure", false},
 		{"nhn:helsenorge.eksternapi2", false},
+		{scope.OIDCAudience, true},
+		{"openid", true},
+		{"oidcfodselsnummer", true},
+		{"nhn:helsenorge.oidc2", false},
 	} {
 		require.Equal(t, tc.reserved, scope.Reserved(tc.audience), tc.audience)
 	}
@@ -87,6 +91,19 @@ func TestPlatformScopes(t *testing.T) {
 		{scope.Introspect, scope.PlatformAudience, true, true},
 		{"hnsec/x", scope.PlatformAudience, false, true},
 		{scope.Introspect, "nhn:test.api", false, true},
+		// The citizen login scopes are bare names that belong only to the OIDC platform API, which holds
+		// no other scope.
+		{scope.OpenID, scope.OIDCAudience, true, true},
+		{scope.OfflineAccess, scope.OIDCAudience, true, true},
+		{scope.OIDCName, scope.OIDCAudience, true, true},
+		{scope.OIDCBirthdate, scope.OIDCAudience, true, true},
+		{scope.OIDCPid, scope.OIDCAudience, true, true},
+		{scope.OpenID, "nhn:test.api", false, true},
+		{scope.OIDCPid, scope.PlatformAudience, false, true},
+		{scope.OIDCAudience + "/read", scope.OIDCAudience, false, true},
+		{"profile", scope.OIDCAudience, false, false},
+		{"openid2", "nhn:test.api", false, false},
+		{"nhn:test.api/openid", "nhn:test.api", true, false},
 	} {
 		require.Equal(t, tc.belongs, scope.Belongs(tc.sc, tc.audience), "%s under %s", tc.sc, tc.audience)
 		require.Equal(t, tc.platform, scope.IsPlatform(tc.sc), tc.sc)

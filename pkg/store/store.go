@@ -6,7 +6,9 @@
 // committed transaction survives a crash, and one writer connection (many readers), which is what SQLite
 // can do without "database is locked" errors. PostgreSQL (pgx) is there to scale: one pool, a statement
 // timeout, and transactions run again after a serialization failure. Stores write one set of queries with
-// "?" placeholders and, where the dialects differ, a schema per dialect.
+// "?" placeholders and, where the dialects differ, a schema per dialect. PostgreSQL runs them under read
+// committed, so a read-modify-write (an atomic Update(fn)) ends its SELECT with DB.ForUpdate, which locks
+// the rows read on PostgreSQL and is nothing on SQLite.
 package store
 
 import (
@@ -59,8 +61,12 @@ type Migrations struct {
 }
 
 // DB is a service's database: a reader pool and a writer handle.
+// sqliteReadConns bounds an SQLite database's read connections; they stay open between reads (WAL lets them
+// read beside the one writer).
+const sqliteReadConns = 16
+
 type DB struct {
-	// Read serves queries; any number of connections.
+	// Read serves queries: with SQLite up to sqliteReadConns connections, all kept open.
 	Read *sql.DB
 	// Write serves transactions; one connection with SQLite (the same pool as Read with PostgreSQL).
 	Write *sql.DB
@@ -120,6 +126,10 @@ func Attach(ctx context.Context, cfg Config, name string) (*DB, error) {
 		return nil, err
 	}
 	write.SetMaxOpenConns(1)
+	// Readers keep their connections: a new SQLite connection opens the file and parses the schema, which
+	// was most of an uncached read when Go's default kept only two idle.
+	read.SetMaxOpenConns(sqliteReadConns)
+	read.SetMaxIdleConns(sqliteReadConns)
 	db := &DB{Read: read, Write: write}
 	// Create the file now so its mode can be set before anything is written to it.
 	if err := write.PingContext(ctx); err != nil {
@@ -176,6 +186,24 @@ func (db *DB) Lock(ctx context.Context, tx *sql.Tx, name string) error {
 	}
 	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext(coalesce(current_schema(), '') || '.' || ?))`, name)
 	return err
+}
+
+// ForUpdate returns the clause that ends the SELECT of a read-modify-write (an atomic Update(fn)): the
+// rows it reads are those the transaction is about to change, or the row that stands for them (a parent).
+// On PostgreSQL it is " FOR UPDATE": under read committed two transactions would otherwise both read the
+// old row, both decide on it, and the last write would win (two revocations of a client's last two
+// secrets would leave it none); with the lock the second waits until the first ends, then reads what the
+// first wrote. of names the tables (or their aliases) whose rows to lock when the SELECT joins others
+// (PostgreSQL cannot lock the nullable side of an outer join). On SQLite it is nothing: its write
+// transactions already run one at a time. Put it last, after any ORDER BY and LIMIT.
+func (db *DB) ForUpdate(of ...string) string {
+	if db.Dialect != Postgres {
+		return ""
+	}
+	if len(of) == 0 {
+		return " FOR UPDATE"
+	}
+	return " FOR UPDATE OF " + strings.Join(of, ", ")
 }
 
 // migrate applies the migrations not yet applied; migration i is version i+1. With PostgreSQL a lock
@@ -235,7 +263,9 @@ func Query[T any](ctx context.Context, db *DB, query string, args []any, scan fu
 }
 
 // Setting returns the named value of the service's settings_kv table (name TEXT PRIMARY KEY, value BLOB),
-// storing create's value first when there is none.
+// storing create's value first when there is none. Replicas starting together agree: each inserts its
+// value unless one is there (waiting, on PostgreSQL, for another replica's insert of the name to end),
+// then every one reads back the value that was stored first.
 func (db *DB) Setting(ctx context.Context, name string, create func() []byte) ([]byte, error) {
 	var v []byte
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
@@ -243,9 +273,12 @@ func (db *DB) Setting(ctx context.Context, name string, create func() []byte) ([
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		v = create()
-		_, err = tx.ExecContext(ctx, `INSERT INTO settings_kv (name, value) VALUES (?, ?)`, name, v)
-		return err
+		if _, err := tx.ExecContext(ctx, `INSERT INTO settings_kv (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`,
+			name, create()); err != nil {
+			return err
+		}
+		// Under read committed this statement sees another replica's value committed meanwhile.
+		return tx.QueryRowContext(ctx, `SELECT value FROM settings_kv WHERE name = ?`, name).Scan(&v)
 	})
 	return v, err
 }

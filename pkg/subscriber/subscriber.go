@@ -4,9 +4,10 @@
 //
 // It asks the registry's internal LookupClient RPC, caches each client's answer for at most a TTL, and drops
 // it at once when the registry announces a change of the client (natsbus.SubjectClientChanged: status,
-// grants, deletion); watchers registered with OnChange hear of the change after the drop, so a check they
-// make then sees the registry's new answer. A lookup that was under way when its client changed is used
-// once but never cached. It owns no data, never reads registry tables, and logs nothing.
+// grants, deletion), and every answer when the NATS connection comes back (events may have been missed);
+// watchers registered with OnChange hear of the change after the drop, so a check they make then sees the
+// registry's new answer. A lookup that was under way when its client changed is used once but never
+// cached. It owns no data, never reads registry tables, and logs nothing.
 package subscriber
 
 import (
@@ -186,6 +187,20 @@ func (c *Checker) ask(ctx context.Context, clientID string) (*registryv1.Client,
 	return nil, err
 }
 
+// Flush forgets what the checker knows of every client, then tells the watchers with clientID "" (every
+// client).
+func (c *Checker) Flush() {
+	c.mu.Lock()
+	c.epoch.Add(1)
+	clear(c.entries)
+	clear(c.flights) // later checks start lookups of their own
+	watchers := c.watchers
+	c.mu.Unlock()
+	for _, w := range watchers {
+		w("")
+	}
+}
+
 // Drop forgets what the checker knows of a client, then tells the watchers.
 func (c *Checker) Drop(clientID string) {
 	c.mu.Lock()
@@ -199,8 +214,8 @@ func (c *Checker) Drop(clientID string) {
 	}
 }
 
-// OnChange registers f to hear of each changed client after its answer was dropped. f runs on the event's
-// goroutine and must not block.
+// OnChange registers f to hear of each changed client after its answer was dropped, and of "" (every
+// client) after a flush. f runs on the event's goroutine and must not block.
 func (c *Checker) OnChange(f func(clientID string)) {
 	c.mu.Lock()
 	c.watchers = append(c.watchers, f)
@@ -218,13 +233,15 @@ func (c *Checker) sweep(now time.Time) {
 	}
 }
 
-// Run follows the registry's client change events and sweeps expired answers until ctx ends.
+// Run follows the registry's client change events, flushes when the NATS connection comes back, and sweeps
+// expired answers until ctx ends.
 func (c *Checker) Run(ctx context.Context, bus *natsbus.Bus) error {
 	sub, err := bus.Conn.Subscribe(bus.Subject(natsbus.SubjectClientChanged), func(m *nats.Msg) { c.Drop(string(m.Data)) })
 	if err != nil {
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	defer bus.OnReconnect(c.Flush)()
 	loop.Every(ctx, max(c.ttl, time.Second), c.sweep)
 	return nil
 }

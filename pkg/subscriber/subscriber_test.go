@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
+	"github.com/hnsec/hnsec/pkg/natsbus"
 )
 
 const (
@@ -172,4 +173,47 @@ func BenchmarkCheckCached(b *testing.B) {
 			}
 		}
 	})
+}
+
+// When the NATS connection comes back every answer goes (a change event may have been missed), and the
+// watchers hear of every client ("").
+func TestFlushedOnReconnect(t *testing.T) {
+	const token = "a-token-of-at-least-thirty-two-characters"
+	server, err := natsbus.Open(natsbus.Config{DataDir: t.TempDir(), Name: "test", Listen: "127.0.0.1:0", Token: token})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = server.Close() })
+	bus, err := natsbus.Open(natsbus.Config{URL: server.ClientURL(), Token: token, Name: "test"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = bus.Close() })
+	reg := &fakeRegistry{client: client(registryv1.ClientStatus_CLIENT_STATUS_ACTIVE, registryv1.GrantStatus_GRANT_STATUS_APPROVED)}
+	c := NewChecker(reg, time.Hour)
+	heard := make(chan string, 10)
+	c.OnChange(func(id string) { heard <- id })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = c.Run(ctx, bus) }()
+	for range 2 {
+		v, err := c.Check(ctx, clientID, replication)
+		require.NoError(t, err)
+		require.True(t, v.OK())
+	}
+	require.Equal(t, int32(1), reg.calls.Load())
+
+	reg.set(client(registryv1.ClientStatus_CLIENT_STATUS_BLOCKED, registryv1.GrantStatus_GRANT_STATUS_APPROVED), nil) // the event is missed
+	// Reconnect until the watchers hear of the flush (Run registers it once it runs).
+	flushed := func() bool {
+		if bus.Conn.ForceReconnect() != nil {
+			return false
+		}
+		select {
+		case id := <-heard:
+			return id == "" // every client
+		case <-time.After(2 * time.Second):
+			return false
+		}
+	}
+	require.Eventually(t, flushed, 20*time.Second, time.Millisecond, "the watchers heard of no flush")
+	v, err := c.Check(ctx, clientID, replication)
+	require.NoError(t, err)
+	require.Equal(t, Blocked, v.Cause)
 }

@@ -3,9 +3,12 @@ package dispatcher
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -138,11 +141,47 @@ func (s *Server) ReplayDeadLetters(ctx context.Context, req *dispatcherv1.Replay
 	if err != nil {
 		return nil, err
 	}
-	if w := s.worker(req.GetSubscriptionId()); w != nil {
-		if err := w.refreshParked(ctx); err != nil {
-			return nil, err
+	if n > 0 {
+		if err := s.tellWorker(ctx, req.GetSubscriptionId()); err != nil {
+			// Replayed all the same: the worker's retry loop finds the changes due within a tick and from
+			// then on queues their citizens' newer changes behind them.
+			s.log.Warn("replayed dead letters: the worker was not told", "subscription_id", req.GetSubscriptionId(), "err", err)
 		}
 	}
 	s.log.Info("dead letters replayed", "subscription_id", req.GetSubscriptionId(), "count", n)
 	return &dispatcherv1.ReplayDeadLettersResponse{Replayed: int32(n)}, nil
+}
+
+// subjectDeadLettersReplayed, followed by a subscription id, is the subject on which the worker of the
+// subscription, on whichever dispatcher replica runs it, hears that dead letters were replayed; it
+// answers "ok" once the replayed changes' citizens are marked parked, so their newer changes queue
+// behind them. Dispatcher replicas alone use it.
+const subjectDeadLettersReplayed = "hnsec.dispatcher.dead_letters.replayed"
+
+// replayNoticeTimeout bounds the wait for the worker's answer.
+const replayNoticeTimeout = 5 * time.Second
+
+// replayedSubject is the replay subject of a subscription.
+func (s *Server) replayedSubject(id string) string {
+	return s.bus.Subject(subjectDeadLettersReplayed + "." + id)
+}
+
+// tellWorker has the worker running a subscription, here or on another replica, mark the citizens with
+// replayed changes parked. With no worker running nothing is needed: a worker reads them when it starts.
+func (s *Server) tellWorker(ctx context.Context, id string) error {
+	if w := s.worker(id); w != nil {
+		return w.refreshParked(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, replayNoticeTimeout)
+	defer cancel()
+	m, err := s.bus.Conn.RequestWithContext(ctx, s.replayedSubject(id), nil)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil
+	case err != nil:
+		return err
+	case string(m.Data) != "ok":
+		return errors.New("the worker could not read the replayed changes")
+	}
+	return nil
 }

@@ -24,6 +24,9 @@ type Config struct {
 	RetryTick time.Duration
 	// LogRetention is how long the delivery log keeps attempts.
 	LogRetention time.Duration
+	// DeadLetterRetention is how long dead letters (from their death) and parked changes still waiting
+	// (from their change) are kept: they hold the citizen's fnr (see retention.go).
+	DeadLetterRetention time.Duration
 	// LeaseTTL is how long a replica's lease on a subscription lasts unless renewed: a dead replica's
 	// subscriptions move to the others after it.
 	LeaseTTL time.Duration
@@ -75,6 +78,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RetryTick, "webhook-retry-tick", time.Second, "how often parked webhook changes are looked at")
 	fs.DurationVar(&c.LeaseTTL, "dispatcher-lease-ttl", 15*time.Second, "how long a dispatcher replica's lease on a subscription lasts unless renewed (a dead replica's work moves after it)")
 	fs.DurationVar(&c.LogRetention, "webhook-log-retention", 7*24*time.Hour, "how long the delivery log keeps attempts")
+	fs.DurationVar(&c.DeadLetterRetention, "dead-letter-retention", 14*24*time.Hour, "how long dead letters (after they died) and parked webhook changes (after the change) are kept before they are deleted; they hold the citizen's fnr")
 }
 
 // Validate checks the configuration.
@@ -82,6 +86,9 @@ func (c *Config) Validate() error {
 	if len(c.Schedule) == 0 || c.Timeout <= 0 || c.Concurrency < 1 || c.BreakerFailures < 1 || c.BreakerPeriod < 0 || c.RetryTick <= 0 ||
 		c.LogRetention <= 0 || c.LeaseTTL < time.Second {
 		return errors.New("--webhook-retry-schedule needs a wait; --webhook-timeout, --webhook-retry-tick and --webhook-log-retention must be positive, --webhook-concurrency and --webhook-breaker-failures at least 1, --dispatcher-lease-ttl at least 1s")
+	}
+	if c.DeadLetterRetention <= 0 {
+		return errors.New("--dead-letter-retention must be positive")
 	}
 	return nil
 }

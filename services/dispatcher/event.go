@@ -15,7 +15,10 @@ import (
 type event struct {
 	ID   string    `json:"id"`
 	Time time.Time `json:"time"`
-	Data struct {
+	// Endringsnummer is the change's position in PVK's change stream (a CloudEvents extension attribute):
+	// it orders a citizen's changes across definitions, which sekvensnummer (one setting's count) cannot.
+	Endringsnummer int64 `json:"endringsnummer"`
+	Data           struct {
 		Fnr            string `json:"innbyggerFnr"`
 		DefinitionGUID string `json:"definisjonGuid"`
 		TypePi         string `json:"typePi"`
@@ -31,8 +34,12 @@ func parseChange(payload []byte) (change, event, error) {
 		return change{}, ev, fmt.Errorf("not a PVK change event")
 	}
 	sum := sha256.Sum256([]byte(ev.Data.Fnr))
-	return change{ChangeID: ev.ID, CitizenKey: hex.EncodeToString(sum[:16]), Sekvensnummer: ev.Data.Sekvensnummer, Payload: payload,
-		EventTime: ev.Time}, ev, nil
+	position := ev.Endringsnummer
+	if position == 0 { // written before the endringsnummer, when data.sekvensnummer was the stream position
+		position = ev.Data.Sekvensnummer
+	}
+	return change{ChangeID: ev.ID, CitizenKey: hex.EncodeToString(sum[:16]), Sekvensnummer: ev.Data.Sekvensnummer, Endringsnummer: position,
+		Payload: payload, EventTime: ev.Time}, ev, nil
 }
 
 // filters select a subscription's changes; an empty list matches everything.

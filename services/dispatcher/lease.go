@@ -25,8 +25,9 @@ type leases struct {
 	me string
 }
 
-// openLeases opens the bucket for the replica me. A replica keeps its id across restarts (it is stored in
-// its database), so after a crash it takes its leases back at once instead of waiting for them to lapse.
+// openLeases opens the bucket for the replica me. A replica keeps its id across restarts (in its data
+// directory, see replicaID), so after a crash it takes its leases back at once instead of waiting for them
+// to lapse.
 func openLeases(ctx context.Context, js jetstream.JetStream, bucket string, ttl time.Duration, replicas int, me string) (*leases, error) {
 	ctx, cancel := context.WithTimeout(ctx, natsbus.SetupTimeout)
 	defer cancel()

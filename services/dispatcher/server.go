@@ -45,9 +45,11 @@ type Server struct {
 	sender      *sender
 	metrics     *metrics
 	attemptLog  *store.Batcher[attempt]
-	log         *slog.Logger
-	wake        chan struct{}
-	replica     string
+	// marks records citizen marks (citizen_marks.go) in group commits.
+	marks   *store.Batcher[citizenMark]
+	log     *slog.Logger
+	wake    chan struct{}
+	replica string
 	// leases is nil until the lease bucket could be opened (Run retries); renewed is when they were last
 	// renewed (unix nanoseconds).
 	leases  *leases
@@ -94,11 +96,12 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, bus *natsbus.B
 		return nil, nil, err
 	}
 	s.attemptLog = store.NewBatcher(1024, 10*time.Millisecond, s.store.logAttempts) // the log may wait: fewer, larger commits
+	s.marks = store.NewBatcher(256, 0, s.store.saveMarks)                           // a lane waits for its mark: no lingering
 	return s, db, nil
 }
 
 // Run delivers until ctx ends: it follows PVK's webhook subscriptions (on each change event, and every few
-// seconds), runs a worker for each active one, and keeps the delivery log.
+// seconds), runs a worker for each active one whose lease it holds (see sync), and keeps the delivery log.
 func (s *Server) Run(ctx context.Context) error {
 	sub, err := s.bus.Conn.Subscribe(s.bus.Subject(natsbus.SubjectSubscriptionChanged), func(*nats.Msg) { s.wakeUp() })
 	if err != nil {
@@ -109,12 +112,14 @@ func (s *Server) Run(ctx context.Context) error {
 	defer func() { _ = sub.Unsubscribe() }()
 	logDone := make(chan error, 1)
 	go func() { logDone <- s.attemptLog.Run(ctx) }()
+	go func() { _ = s.marks.Run(ctx) }()
 	go loop.Every(ctx, time.Hour, func(now time.Time) {
 		if err := s.store.pruneAttempts(ctx, now.Add(-s.cfg.LogRetention)); err != nil && ctx.Err() == nil {
 			s.log.Error("prune delivery log", "err", err)
 		}
 	})
 	go loop.Every(ctx, s.cfg.LeaseTTL/8, s.watchLeases)
+	go s.runRetention(ctx) // retention.go
 	t := time.NewTicker(min(syncEvery, s.cfg.LeaseTTL/3))
 	defer t.Stop()
 	for {
@@ -292,6 +297,13 @@ func (s *Server) updateLag(ctx context.Context) {
 		}
 		s.metrics.lag.WithLabelValues(w.id).Set(float64(ci.NumPending) + float64(ci.NumAckPending) + float64(waiting))
 	}
+}
+
+// streamName is the change stream's name.
+func (s *Server) streamName() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stream
 }
 
 // stopAll stops every worker and returns their subscriptions.

@@ -8,7 +8,9 @@ import (
 	"github.com/hnsec/hnsec/pkg/store"
 )
 
-// Migrations is the dispatcher store's schema (append only), for SQLite and PostgreSQL.
+// Migrations is the dispatcher store's schema (append only), for SQLite and PostgreSQL. The fourth orders
+// parked changes by endringsnummer: PVK's sekvensnummer now counts one setting's changes only, and the
+// changes parked before were numbered by stream position, which is their endringsnummer.
 var Migrations = store.Migrations{SQLite: []string{`
 CREATE TABLE parked (
 	subscription_id  TEXT NOT NULL,
@@ -44,6 +46,19 @@ CREATE TABLE settings_kv (
 	name  TEXT PRIMARY KEY,
 	value BLOB NOT NULL
 );
+`, `
+CREATE TABLE citizen_marks (
+	subscription_id TEXT NOT NULL,
+	citizen_key     TEXT NOT NULL,
+	consumer_epoch  INTEGER NOT NULL,
+	stream_seq      INTEGER NOT NULL,
+	PRIMARY KEY (subscription_id, citizen_key)
+);
+`, `
+ALTER TABLE parked ADD COLUMN endringsnummer INTEGER NOT NULL DEFAULT 0;
+UPDATE parked SET endringsnummer = sekvensnummer;
+DROP INDEX parked_citizen;
+CREATE INDEX parked_citizen ON parked(subscription_id, dead, citizen_key, endringsnummer);
 `}, Postgres: []string{`
 CREATE TABLE parked (
 	subscription_id  TEXT NOT NULL,
@@ -79,15 +94,31 @@ CREATE TABLE settings_kv (
 	name  TEXT PRIMARY KEY,
 	value BYTEA NOT NULL
 );
+`, `
+CREATE TABLE citizen_marks (
+	subscription_id TEXT NOT NULL,
+	citizen_key     TEXT NOT NULL,
+	consumer_epoch  BIGINT NOT NULL,
+	stream_seq      BIGINT NOT NULL,
+	PRIMARY KEY (subscription_id, citizen_key)
+);
+`, `
+ALTER TABLE parked ADD COLUMN endringsnummer BIGINT NOT NULL DEFAULT 0;
+UPDATE parked SET endringsnummer = sekvensnummer;
+DROP INDEX parked_citizen;
+CREATE INDEX parked_citizen ON parked(subscription_id, dead, citizen_key, endringsnummer);
 `}}
 
 // change is one change on its way to one subscription.
 type change struct {
-	ChangeID      string
-	CitizenKey    string
+	ChangeID   string
+	CitizenKey string
+	// Sekvensnummer counts the changes of the change's setting (for the delivery log).
 	Sekvensnummer int64
-	Payload       []byte
-	EventTime     time.Time
+	// Endringsnummer is the change's position in PVK's change stream: it orders a citizen's changes.
+	Endringsnummer int64
+	Payload        []byte
+	EventTime      time.Time
 }
 
 // parkedChange is a change waiting in the database for its next attempt, or dead.
@@ -119,10 +150,10 @@ type sqlStore struct{ db *store.DB }
 // park stores a change for a later attempt; a change parked already (after a crash between parking and
 // acknowledging its message) stays as it is.
 func (s *sqlStore) park(ctx context.Context, sub string, p parkedChange) error {
-	_, err := s.db.Write.ExecContext(ctx, `INSERT INTO parked (subscription_id, change_id, citizen_key, sekvensnummer, payload,
-		event_time_ms, attempts, next_attempt_ms, dead, dead_time_ms, last_error_class, last_status_code)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, FALSE, 0, ?, ?) ON CONFLICT DO NOTHING`, sub, p.ChangeID, p.CitizenKey, p.Sekvensnummer, p.Payload,
-		p.EventTime.UnixMilli(), p.Attempts, p.NextAttempt.UnixMilli(), p.LastErrorClass, p.LastStatusCode)
+	_, err := s.db.Write.ExecContext(ctx, `INSERT INTO parked (subscription_id, change_id, citizen_key, sekvensnummer, endringsnummer,
+		payload, event_time_ms, attempts, next_attempt_ms, dead, dead_time_ms, last_error_class, last_status_code)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, 0, ?, ?) ON CONFLICT DO NOTHING`, sub, p.ChangeID, p.CitizenKey, p.Sekvensnummer,
+		p.Endringsnummer, p.Payload, p.EventTime.UnixMilli(), p.Attempts, p.NextAttempt.UnixMilli(), p.LastErrorClass, p.LastStatusCode)
 	return err
 }
 
@@ -135,13 +166,13 @@ func (s *sqlStore) parkedCitizens(ctx context.Context, sub string) ([]string, er
 		})
 }
 
-const parkedSelect = `SELECT change_id, citizen_key, sekvensnummer, payload, event_time_ms, attempts, next_attempt_ms, dead,
-	dead_time_ms, last_error_class, last_status_code FROM parked`
+const parkedSelect = `SELECT change_id, citizen_key, sekvensnummer, endringsnummer, payload, event_time_ms, attempts, next_attempt_ms,
+	dead, dead_time_ms, last_error_class, last_status_code FROM parked`
 
 func scanParked(sc store.Scanner) (parkedChange, error) {
 	var p parkedChange
 	var event, next, dead int64
-	err := sc.Scan(&p.ChangeID, &p.CitizenKey, &p.Sekvensnummer, &p.Payload, &event, &p.Attempts, &next, &p.Dead, &dead,
+	err := sc.Scan(&p.ChangeID, &p.CitizenKey, &p.Sekvensnummer, &p.Endringsnummer, &p.Payload, &event, &p.Attempts, &next, &p.Dead, &dead,
 		&p.LastErrorClass, &p.LastStatusCode)
 	p.EventTime, p.NextAttempt, p.DeadTime = time.UnixMilli(event), time.UnixMilli(next), time.UnixMilli(dead).UTC()
 	return p, err
@@ -152,14 +183,14 @@ func scanParked(sc store.Scanner) (parkedChange, error) {
 func (s *sqlStore) dueHeads(ctx context.Context, sub string, now time.Time, limit int) ([]parkedChange, error) {
 	return store.Query(ctx, s.db, parkedSelect+` p WHERE subscription_id = ? AND dead = FALSE AND next_attempt_ms <= ?
 		AND NOT EXISTS (SELECT 1 FROM parked q WHERE q.subscription_id = p.subscription_id AND q.dead = FALSE
-			AND q.citizen_key = p.citizen_key AND q.sekvensnummer < p.sekvensnummer)
-		ORDER BY sekvensnummer LIMIT ?`, []any{sub, now.UnixMilli(), limit}, scanParked)
+			AND q.citizen_key = p.citizen_key AND q.endringsnummer < p.endringsnummer)
+		ORDER BY endringsnummer LIMIT ?`, []any{sub, now.UnixMilli(), limit}, scanParked)
 }
 
 // head returns a citizen's first waiting change; ErrNotFound when none waits.
 func (s *sqlStore) head(ctx context.Context, sub, citizen string) (parkedChange, error) {
 	list, err := store.Query(ctx, s.db, parkedSelect+` WHERE subscription_id = ? AND dead = FALSE AND citizen_key = ?
-		ORDER BY sekvensnummer LIMIT 1`, []any{sub, citizen}, scanParked)
+		ORDER BY endringsnummer LIMIT 1`, []any{sub, citizen}, scanParked)
 	if err == nil && len(list) == 0 {
 		err = store.ErrNotFound
 	}
@@ -248,4 +279,77 @@ func (s *sqlStore) waitingCount(ctx context.Context, sub string) (int64, error) 
 	var n int64
 	err := s.db.Read.QueryRowContext(ctx, `SELECT COUNT(*) FROM parked WHERE subscription_id = ? AND dead = FALSE`, sub).Scan(&n)
 	return n, err
+}
+
+// purged counts what was deleted of one subscription's rows.
+type purged struct {
+	Subscription string
+	DeadLetters  int64
+	Parked       int64
+	Attempts     int64
+	// Marks are the subscription's delivery marks (citizen_marks), which hold citizen keys.
+	Marks int64
+}
+
+// pruneParked deletes the dead letters that died before before and the parked changes still waiting
+// whose change was made before before, and returns how many of each it deleted, by subscription.
+func (s *sqlStore) pruneParked(ctx context.Context, before time.Time) ([]purged, error) {
+	var out []purged
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		out = nil
+		rows, err := tx.QueryContext(ctx, `DELETE FROM parked WHERE (dead = TRUE AND dead_time_ms < ?) OR (dead = FALSE AND event_time_ms < ?)
+			RETURNING subscription_id, dead`, before.UnixMilli(), before.UnixMilli())
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		bySub := map[string]int{}
+		for rows.Next() {
+			var sub string
+			var dead bool
+			if err := rows.Scan(&sub, &dead); err != nil {
+				return err
+			}
+			i, ok := bySub[sub]
+			if !ok {
+				i = len(out)
+				bySub[sub] = i
+				out = append(out, purged{Subscription: sub})
+			}
+			if dead {
+				out[i].DeadLetters++
+			} else {
+				out[i].Parked++
+			}
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// purgeSubscription deletes every row of a subscription: its dead letters, its parked changes still waiting
+// (counted apart) and its delivery log.
+func (s *sqlStore) purgeSubscription(ctx context.Context, sub string) (purged, error) {
+	p := purged{Subscription: sub}
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		for _, q := range []struct {
+			query string
+			n     *int64
+		}{
+			{`DELETE FROM parked WHERE subscription_id = ? AND dead = TRUE`, &p.DeadLetters},
+			{`DELETE FROM parked WHERE subscription_id = ?`, &p.Parked},
+			{`DELETE FROM attempts WHERE subscription_id = ?`, &p.Attempts},
+			{`DELETE FROM citizen_marks WHERE subscription_id = ?`, &p.Marks},
+		} {
+			res, err := tx.ExecContext(ctx, q.query, sub)
+			if err != nil {
+				return err
+			}
+			if *q.n, err = res.RowsAffected(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return p, err
 }

@@ -19,10 +19,13 @@ func TestStoreContract(t *testing.T) {
 		db := storetest.Open(t, cfg, "dispatcher", Migrations)
 		s := &sqlStore{db: db}
 		now := time.Now().Truncate(time.Millisecond)
-		park := func(sub, id, citizen string, seq int64, next time.Time) {
+		// Changes are ordered by endringsnummer; each is the first of its setting (sekvensnummer 1), as for a
+		// citizen's changes of different definitions.
+		park := func(sub, id, citizen string, endringsnummer int64, next time.Time) {
 			t.Helper()
-			p := parkedChange{change: change{ChangeID: id, CitizenKey: citizen, Sekvensnummer: seq, Payload: []byte(`{"id":"` + id + `"}`),
-				EventTime: now}, Attempts: 1, NextAttempt: next, LastErrorClass: classServerError, LastStatusCode: 500}
+			p := parkedChange{change: change{ChangeID: id, CitizenKey: citizen, Sekvensnummer: 1, Endringsnummer: endringsnummer,
+				Payload: []byte(`{"id":"` + id + `"}`), EventTime: now}, Attempts: 1, NextAttempt: next, LastErrorClass: classServerError,
+				LastStatusCode: 500}
 			if err := s.park(ctx, sub, p); err != nil {
 				t.Fatal(err)
 			}
@@ -137,6 +140,36 @@ func TestStoreContract(t *testing.T) {
 		id2, err := db.Setting(ctx, "some_setting", func() []byte { return []byte("second") })
 		if err != nil || string(id1) != "first" || string(id2) != "first" {
 			t.Fatalf("setting %q then %q, %v", id1, id2, err)
+		}
+	})
+}
+
+// Changes parked before PVK counted sekvensnummer per setting were numbered by stream position: the
+// migration makes that their endringsnummer, so a citizen's parked changes keep their order.
+func TestStoreMigratesParkedToEndringsnummer(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		old, err := store.Open(ctx, cfg, "dispatcher", store.Migrations{SQLite: Migrations.SQLite[:3], Postgres: Migrations.Postgres[:3]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range []struct {
+			id  string
+			seq int64
+		}{{"later", 9}, {"first", 7}} {
+			if _, err := old.Write.ExecContext(ctx, `INSERT INTO parked (subscription_id, change_id, citizen_key, sekvensnummer, payload,
+				event_time_ms, attempts, next_attempt_ms, dead, dead_time_ms, last_error_class, last_status_code)
+				VALUES ('s1', ?, 'A', ?, ?, 0, 1, 0, FALSE, 0, '', 500)`, row.id, row.seq, []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := old.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s := &sqlStore{db: storetest.Open(t, cfg, "dispatcher", Migrations)}
+		head, err := s.head(ctx, "s1", "A")
+		if err != nil || head.ChangeID != "first" || head.Endringsnummer != 7 || head.Sekvensnummer != 7 {
+			t.Fatalf("head after the migration = %+v, %v", head, err)
 		}
 	})
 }

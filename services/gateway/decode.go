@@ -74,8 +74,10 @@ func isPVKMessage(msg proto.Message) bool {
 	return strings.HasPrefix(name, "hnsec.pvk.") || strings.HasPrefix(name, "hnsec.dispatcher.")
 }
 
-// pvkJSON writes a PVK message as PVK does: camelCase names, every field present, and 64-bit integers
-// (sekvensnummer, pagingReference) as JSON numbers rather than protojson's strings.
+// pvkJSON writes a PVK message as PVK does: camelCase names (the proto's personvern_innstillinger gives
+// PVK's personvernInnstillinger), every field present except an unset optional one (a status answer
+// without a setting has no sekvensnummer or times rather than an empty DateTime a client cannot read),
+// and 64-bit integers (sekvensnummer, pagingReference) as JSON numbers rather than protojson's strings.
 func pvkJSON(msg proto.Message) ([]byte, error) {
 	b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(msg)
 	if err != nil {

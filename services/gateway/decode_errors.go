@@ -46,25 +46,37 @@ func jsonProblem(b []byte, md protoreflect.MessageDescriptor) string {
 	return "the body does not fit this endpoint's message"
 }
 
+// eachMember calls visit with each member of the JSON object raw, in body order, until visit names a
+// problem, and returns it; ok is false when raw is not a JSON object. A member it cannot read ends the walk
+// without a problem (protojson's refusal then stands as "does not fit").
+func eachMember(raw []byte, visit func(key string, val json.RawMessage) string) (problem string, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", false
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", true
+		}
+		key, _ := tok.(string)
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			return "", true
+		}
+		if p := visit(key, val); p != "" {
+			return p, true
+		}
+	}
+	return "", true
+}
+
 // unknownField names the first field of a JSON object (in body order, nested objects included) that md
 // does not have, for the strict decoding of hnsec's own APIs. The name is the client's own text, so it is
 // named only when it looks like a field name (letters, digits, "_", at most 64 characters); any other key
 // could be a value sent by mistake.
 func unknownField(raw []byte, md protoreflect.MessageDescriptor, path string) string {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return ""
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return ""
-		}
-		key, _ := tok.(string)
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
-			return ""
-		}
+	p, _ := eachMember(raw, func(key string, val json.RawMessage) string {
 		fd := fieldNamed(md, key)
 		if fd == nil {
 			if !fieldLike(key) {
@@ -74,11 +86,11 @@ func unknownField(raw []byte, md protoreflect.MessageDescriptor, path string) st
 		}
 		sub := fd.Message()
 		if sub == nil || isWellKnown(sub) || fd.IsMap() || isNull(val) {
-			continue
+			return ""
 		}
 		items := []json.RawMessage{val}
 		if fd.IsList() && json.Unmarshal(val, &items) != nil {
-			continue
+			return ""
 		}
 		for i, item := range items {
 			name := join(path, key)
@@ -89,8 +101,9 @@ func unknownField(raw []byte, md protoreflect.MessageDescriptor, path string) st
 				return p
 			}
 		}
-	}
-	return ""
+		return ""
+	})
+	return p
 }
 
 // fieldLike reports whether a JSON key looks like a field name, and so may be named in an error.
@@ -108,25 +121,12 @@ func fieldLike(key string) bool {
 
 // objectProblem checks a JSON object against md field by field; path names the object ("" at the top).
 func objectProblem(raw []byte, md protoreflect.MessageDescriptor, path string) string {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return fmt.Sprintf("%s must be a JSON object, not %s", objectName(path), jsonKind(raw))
-	}
 	seen := map[protoreflect.FieldNumber]bool{}
 	oneofs := map[protoreflect.FullName]string{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return ""
-		}
-		key, _ := tok.(string)
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
-			return ""
-		}
+	p, ok := eachMember(raw, func(key string, val json.RawMessage) string {
 		fd := fieldNamed(md, key)
 		if fd == nil {
-			continue // unknown fields are ignored
+			return "" // unknown fields are ignored here (unknownField names them where they are refused)
 		}
 		// key is one of the field's own names (its JSON or proto name), never other client text.
 		name := join(path, key)
@@ -140,11 +140,12 @@ func objectProblem(raw []byte, md protoreflect.MessageDescriptor, path string) s
 			}
 			oneofs[od.FullName()] = name
 		}
-		if p := fieldProblem(fd, val, name); p != "" {
-			return p
-		}
+		return fieldProblem(fd, val, name)
+	})
+	if !ok {
+		return fmt.Sprintf("%s must be a JSON object, not %s", objectName(path), jsonKind(raw))
 	}
-	return ""
+	return p
 }
 
 // fieldProblem checks one field's JSON value.

@@ -6,5 +6,6 @@
 //
 // It owns no data. It decodes request bodies (JSON, and form-urlencoded on the OAuth2 endpoints), limits
 // their size and type, gives every request a korrelasjonsId and writes every error as one JSON object with
-// the OAuth2 and Helsenorge fields (pkg/apierr). It must not call a service's Go code directly.
+// the OAuth2 and Helsenorge fields (pkg/apierr). PVK's paths are matched without regard to case and answer
+// with PVK's CorrelationId header too (pvk_paths.go). It must not call a service's Go code directly.
 package gateway

@@ -28,11 +28,17 @@ import (
 	"github.com/hnsec/hnsec/pkg/correlation"
 )
 
-// Request body limits: 64 KiB, and 512 KiB on PVK's endpoints (signed evidence of up to 256 KiB, base64).
+// Request body limits: 64 KiB, 512 KiB on PVK's endpoints, and 7 MiB on SettInnbyggersPersonvernInnstilling:
+// its signed evidence of up to 4 MiB is 5.33 MiB in base64, with room for the JSON escapes some encoders
+// write in it (System.Text.Json writes + as \u002B) and the other members.
 const (
-	MaxBodyBytes    = 64 << 10
-	MaxPVKBodyBytes = 512 << 10
+	MaxBodyBytes         = 64 << 10
+	MaxPVKBodyBytes      = 512 << 10
+	MaxEvidenceBodyBytes = 7 << 20
 )
+
+// evidenceOperation is the PVK operation that carries signed evidence (MaxEvidenceBodyBytes).
+const evidenceOperation = "SettInnbyggersPersonvernInnstilling"
 
 // Media types the gateway reads.
 const (
@@ -108,7 +114,11 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 		w.Header().Set("Content-Type", mediaJSON)
 		_, _ = w.Write(openapi.JSON)
 	})
-	return withCorrelation(root), nil
+	var h http.Handler = root
+	if g.accessLog {
+		h = logRequests(log, root)
+	}
+	return pvkPaths(withCorrelation(h)), nil
 }
 
 // Ops returns the operations endpoints every process serves, the gateway or not: /healthz (the process
@@ -134,6 +144,8 @@ type gateway struct {
 	marshalers map[string]runtime.Marshaler
 	// forwarder is the token the OAuth2 handlers present with the client's address (WithForwarder).
 	forwarder string
+	// accessLog logs every request (WithAccessLog).
+	accessLog bool
 }
 
 // withCorrelation gives each request a korrelasjonsId (the client's own X-Correlation-Id when it is a
@@ -162,9 +174,10 @@ func (g *gateway) checkBody(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		limit := int64(MaxBodyBytes)
-		if isPVK(r.URL.Path) {
-			limit = MaxPVKBodyBytes
+		limit := bodyLimit(r.URL.Path)
+		if r.ContentLength > limit { // refused before a byte of it is read
+			g.writeError(w, r, apierr.New(apierr.RequestTooLarge, "request body is larger than %s", sizeText(limit)))
+			return
 		}
 		body, err := readAll(r, limit)
 		if err != nil {
@@ -172,7 +185,7 @@ func (g *gateway) checkBody(next http.Handler) http.Handler {
 			return
 		}
 		if int64(len(body)) > limit {
-			g.writeError(w, r, apierr.New(apierr.RequestTooLarge, "request body is larger than %d KiB", limit>>10))
+			g.writeError(w, r, apierr.New(apierr.RequestTooLarge, "request body is larger than %s", sizeText(limit)))
 			return
 		}
 		if len(body) > 0 || r.Header.Get("Content-Type") != "" {
@@ -203,11 +216,38 @@ func (r *readBody) rest() []byte {
 	return b
 }
 
-// readAll reads at most limit+1 bytes, into a buffer sized by Content-Length when it is given.
+// bodyLimit is the body limit of a path: MaxEvidenceBodyBytes for SettInnbyggersPersonvernInnstilling (in
+// either path layout, any case), MaxPVKBodyBytes for PVK's other paths, else MaxBodyBytes.
+func bodyLimit(path string) int64 {
+	if !isPVK(path) {
+		return MaxBodyBytes
+	}
+	for seg := range strings.SplitSeq(path, "/") {
+		if strings.EqualFold(seg, evidenceOperation) {
+			return MaxEvidenceBodyBytes
+		}
+	}
+	return MaxPVKBodyBytes
+}
+
+// sizeText writes a body limit for messages: "7 MiB", "512 KiB".
+func sizeText(n int64) string {
+	if n%(1<<20) == 0 {
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	}
+	return strconv.FormatInt(n>>10, 10) + " KiB"
+}
+
+// maxPrealloc bounds the buffer readAll sizes by Content-Length before the bytes arrive: a larger body
+// grows it as it comes, so a client that only claims a large body holds no more than this.
+const maxPrealloc = 1 << 20
+
+// readAll reads at most limit+1 bytes, into a buffer sized by Content-Length when it is given (up to
+// maxPrealloc).
 func readAll(r *http.Request, limit int64) ([]byte, error) {
 	size := int64(512)
 	if r.ContentLength > 0 {
-		size = min(r.ContentLength, limit) + 1
+		size = min(r.ContentLength, limit, maxPrealloc) + 1
 	}
 	buf := bytes.NewBuffer(make([]byte, 0, size))
 	_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
@@ -241,6 +281,17 @@ func acceptedMedia(contentType string, oauth bool) (string, *apierr.Error) {
 
 // handleError is grpc-gateway's error handler: every gRPC error becomes an apierr body.
 func (g *gateway) handleError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	g.writeCallError(w, r, err)
+}
+
+// writeCallError writes the error of a call to a service. A failed connection's or a service's internal
+// text (apierr.Hidden: "dial tcp 10.0.0.7:9090: connect: connection refused") goes to the log only; the
+// caller gets the documented error.
+func (g *gateway) writeCallError(w http.ResponseWriter, r *http.Request, err error) {
+	if apierr.Hidden(err) {
+		g.log.Warn("call to a service failed", "method", r.Method, "path", r.URL.Path, "err", err,
+			correlation.LogKey, correlation.From(r.Context()))
+	}
 	g.writeError(w, r, apierr.FromGRPC(err))
 }
 

@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"bytes"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/hnsec/hnsec/pkg/obs"
 )
 
 func TestHeaders(t *testing.T) {
@@ -47,4 +50,23 @@ func TestHeaders(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, "max-age=31536000", resp.Header.Get("Strict-Transport-Security"))
 	require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
+}
+
+// The access log has one line per request with what a person reading it needs, and never the query string.
+func TestAccessLog(t *testing.T) {
+	var b bytes.Buffer
+	log, err := obs.NewLogger(&b, "info")
+	require.NoError(t, err)
+	h := withCorrelation(logRequests(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+		w.WriteHeader(http.StatusOK) // superfluous: the first status counts
+	})))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/registry/v1/clients?access_token=secret-token", nil))
+	line := b.String()
+	for _, want := range []string{`"msg":"request"`, `"method":"POST"`, `"path":"/registry/v1/clients"`, `"status":418`, `"duration":"`,
+		`"korrelasjonsId":"` + rec.Header().Get("X-Correlation-Id") + `"`} {
+		require.Contains(t, line, want)
+	}
+	require.NotContains(t, line, "secret-token")
 }

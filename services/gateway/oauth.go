@@ -45,7 +45,7 @@ func oauthEndpoint[Req any, PReq interface {
 		}
 		resp, err := call(metadata.NewOutgoingContext(r.Context(), forwarded(r, g.forwarder)), req)
 		if err != nil {
-			g.writeError(w, r, apierr.FromGRPC(err))
+			g.writeCallError(w, r, err)
 			return
 		}
 		body, err := m.Marshal(resp)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -88,6 +90,10 @@ func adminCommand(out io.Writer) *ffcli.Command {
 			Name: name, ShortUsage: usage, ShortHelp: help, FlagSet: sfs,
 			Options: []ff.Option{ff.WithEnvVarPrefix("HNSEC")},
 			Exec: func(ctx context.Context, args []string) error {
+				args, err := interleaved(sfs, args)
+				if err != nil {
+					return err
+				}
 				s, err := openAdminSession(ctx, cfg, out)
 				if err != nil {
 					return err
@@ -132,6 +138,7 @@ func adminCommand(out io.Writer) *ffcli.Command {
 		scopes              flagx.StringList
 	}
 	var clientList struct{ orgnr, rename string }
+	var oidcSet oidcSetFlags
 	clientCmds := []*ffcli.Command{
 		call("list", "hnsec admin client list [--orgnr 9DIGITS] [--page-size N] [--page-token T]", "list client configurations",
 			func(fs *flag.FlagSet) {
@@ -169,6 +176,20 @@ func adminCommand(out io.Writer) *ffcli.Command {
 				}
 				return s.print(registry.Credentials{ClientID: resp.GetClient().GetClientId(), ClientSecret: resp.GetClientSecret(),
 					Scopes: resp.GetClient().GetScopes()})
+			}),
+		sub("oidc-set", "hnsec admin client oidc-set --client ID [--client-type confidential|public] [--redirect-uri URI ...] [flags]",
+			"set a client configuration's OpenID Connect settings (citizen login): only the flags given change",
+			func(fs *flag.FlagSet) { oidcSet.fs = fs; oidcSet.register(fs) },
+			func(s *adminSession, _ []string) error {
+				req, err := oidcSet.request()
+				if err != nil {
+					return err
+				}
+				resp, err := s.registry.UpdateClientOidcSettings(s.ctx, req)
+				if err != nil {
+					return err
+				}
+				return s.printProto(resp.GetClient())
 			}),
 		byID("client", "get", "show a client configuration", func(s *adminSession, id string) (proto.Message, error) {
 			resp, err := s.registry.GetClient(s.ctx, &registryv1.GetClientRequest{ClientId: id})
@@ -566,6 +587,31 @@ func (s *adminSession) printProto(m proto.Message) error {
 	return err
 }
 
+// interleaved parses the flags that follow a command's first positional argument (`client get ID -o json`):
+// the flag package stops at the first argument that is not a flag. Everything after "--" is positional.
+func interleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	pos, rest := args[:1:1], args[1:]
+	for len(rest) > 0 {
+		var after []string
+		if i := slices.Index(rest, "--"); i >= 0 {
+			rest, after = rest[:i], rest[i+1:]
+		}
+		for len(rest) > 0 {
+			if err := fs.Parse(rest); err != nil {
+				return nil, err
+			}
+			if rest = fs.Args(); len(rest) > 0 {
+				pos, rest = append(pos, rest[0]), rest[1:]
+			}
+		}
+		pos, rest = append(pos, after...), nil
+	}
+	return pos, nil
+}
+
 func oneArg(args []string) (string, error) {
 	if len(args) != 1 {
 		return "", errors.New("expected exactly one argument")
@@ -583,4 +629,111 @@ func describe(err error) error {
 		return err
 	}
 	return fmt.Errorf("%s: %s", e.Kind.Name, e.Description)
+}
+
+// oidcSetFlags are the flags of `hnsec admin client oidc-set`; each one given names its field in the
+// update mask.
+type oidcSetFlags struct {
+	fs                                                      *flag.FlagSet
+	client, clientType, appType, initiateLogin, logout, bcl string
+	redirect, postLogout                                    uriList
+	scopes, audiences                                       flagx.StringList
+	par, mtls, refresh                                      bool
+	window, refreshCap                                      time.Duration
+}
+
+// oidcFlagPaths maps each flag to the OidcSettings field it sets.
+var oidcFlagPaths = map[string]string{
+	"client-type": "client_type", "application-type": "application_type", "redirect-uri": "redirect_uris",
+	"post-logout-redirect-uri": "post_logout_redirect_uris", "initiate-login-uri": "initiate_login_uri",
+	"require-par": "require_par", "require-mtls": "require_mtls", "refresh-allowed": "refresh_allowed",
+	"refresh-window": "refresh_window", "refresh-cap": "refresh_cap", "logout-mode": "logout_mode",
+	"backchannel-logout-uri": "backchannel_logout_uri", "allowed-scope": "allowed_scopes",
+	"bilateral-audience": "bilateral_audiences",
+}
+
+func (f *oidcSetFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.client, "client", "", "client configuration id")
+	fs.StringVar(&f.clientType, "client-type", "", "confidential or public (a public client is a native app and always requires PAR and mTLS)")
+	fs.StringVar(&f.appType, "application-type", "", "web or native")
+	fs.Var(&f.redirect, "redirect-uri", "registered redirect URI, exact (repeatable; an empty value clears the list)")
+	fs.Var(&f.postLogout, "post-logout-redirect-uri", "registered post-logout redirect URI (repeatable; an empty value clears the list)")
+	fs.StringVar(&f.initiateLogin, "initiate-login-uri", "", "where the Helsenorge portal starts a login (uthopp)")
+	fs.BoolVar(&f.par, "require-par", false, "require pushed authorization requests")
+	fs.BoolVar(&f.mtls, "require-mtls", false, "require a TLS client certificate")
+	fs.BoolVar(&f.refresh, "refresh-allowed", false, "allow refresh tokens (with offline_access)")
+	fs.DurationVar(&f.window, "refresh-window", 0, "how far /extend slides a refresh token (default 30m)")
+	fs.DurationVar(&f.refreshCap, "refresh-cap", 0, "a refresh token's absolute lifetime (default 12h)")
+	fs.StringVar(&f.logout, "logout-mode", "", "independent or linked")
+	fs.StringVar(&f.bcl, "backchannel-logout-uri", "", "back-channel logout URI (required for linked logout)")
+	fs.Var(&f.scopes, "allowed-scope", "scope the client may ask for in a citizen login (repeatable)")
+	fs.Var(&f.audiences, "bilateral-audience", "bilaterally agreed audience of the client's access tokens (repeatable)")
+}
+
+// request builds the update from the flags given.
+func (f *oidcSetFlags) request() (*registryv1.UpdateClientOidcSettingsRequest, error) {
+	o := &registryv1.OidcSettings{
+		RedirectUris: f.redirect, PostLogoutRedirectUris: f.postLogout, InitiateLoginUri: f.initiateLogin,
+		RequirePar: f.par, RequireMtls: f.mtls, RefreshAllowed: f.refresh, BackchannelLogoutUri: f.bcl,
+		AllowedScopes: f.scopes, BilateralAudiences: f.audiences,
+	}
+	var mask []string
+	var err error
+	f.fs.Visit(func(fl *flag.Flag) {
+		path, ok := oidcFlagPaths[fl.Name]
+		if !ok {
+			return
+		}
+		mask = append(mask, path)
+		switch fl.Name {
+		case "client-type":
+			o.ClientType, err = enumFlag[registryv1.ClientType](fl.Name, fl.Value.String(), "CLIENT_TYPE_", registryv1.ClientType_value, err)
+		case "application-type":
+			o.ApplicationType, err = enumFlag[registryv1.ApplicationType](fl.Name, fl.Value.String(), "APPLICATION_TYPE_", registryv1.ApplicationType_value, err)
+		case "logout-mode":
+			o.LogoutMode, err = enumFlag[registryv1.LogoutMode](fl.Name, fl.Value.String(), "LOGOUT_MODE_", registryv1.LogoutMode_value, err)
+		case "refresh-window":
+			o.RefreshWindow = durationpb.New(f.window)
+		case "refresh-cap":
+			o.RefreshCap = durationpb.New(f.refreshCap)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if f.client == "" {
+		return nil, errors.New("--client is required")
+	}
+	return &registryv1.UpdateClientOidcSettingsRequest{ClientId: f.client, OidcSettings: o,
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: mask}}, nil
+}
+
+// enumFlag parses a flag naming an enum value in lower case without its prefix ("public"), keeping an
+// earlier error.
+func enumFlag[E ~int32](name, v, prefix string, values map[string]int32, err error) (E, error) {
+	if err != nil {
+		return 0, err
+	}
+	n, ok := values[prefix+strings.ToUpper(v)]
+	if !ok || n == 0 {
+		return 0, fmt.Errorf("--%s %q is not one of the allowed values", name, v)
+	}
+	return E(n), nil
+}
+
+// uriList is a repeatable flag of URIs, each taken whole (a URI may hold commas); an empty value clears
+// the list.
+type uriList []string
+
+// String implements flag.Value.
+func (l *uriList) String() string { return strings.Join(*l, " ") }
+
+// Set implements flag.Value.
+func (l *uriList) Set(v string) error {
+	if v == "" {
+		*l = nil
+		return nil
+	}
+	*l = append(*l, v)
+	return nil
 }

@@ -143,13 +143,14 @@ func subscriptionCommands(cfg *adminConfig, call callBuilder, withID withIDBuild
 		byID("delete", "end a subscription", func(s *adminSession, id string) (proto.Message, error) {
 			return client(s).DeleteSubscription(s.ctx, &pvkv1.DeleteSubscriptionRequest{SubscriptionId: id})
 		}),
-		withID("replay", usage+"replay (--from-sekvensnummer N | --from-time RFC3339) ID", "deliver every change again from a sekvensnummer or a time on",
+		withID("replay", usage+"replay (--from-endringsnummer N | --from-time RFC3339) ID", "deliver every change again from an endringsnummer (change stream position) or a time on",
 			func(fs *flag.FlagSet) {
-				fs.Int64Var(&f.fromSeq, "from-sekvensnummer", 0, "first sekvensnummer to deliver again")
+				fs.Int64Var(&f.fromSeq, "from-endringsnummer", 0, "first endringsnummer (the change stream position, the change event's endringsnummer attribute) to deliver again")
+				fs.Int64Var(&f.fromSeq, "from-sekvensnummer", 0, "old name of --from-endringsnummer")
 				fs.StringVar(&f.fromTime, "from-time", "", "deliver again what changed at or after this time (RFC 3339)")
 			},
 			func(s *adminSession, id string) (proto.Message, error) {
-				req := &pvkv1.ReplaySubscriptionRequest{SubscriptionId: id, FromSekvensnummer: f.fromSeq}
+				req := &pvkv1.ReplaySubscriptionRequest{SubscriptionId: id, FromEndringsnummer: f.fromSeq}
 				if f.fromTime != "" {
 					t, err := time.Parse(time.RFC3339, f.fromTime)
 					if err != nil {

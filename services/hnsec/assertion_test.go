@@ -119,7 +119,7 @@ func TestPrivateKeyJWT(t *testing.T) {
 		}), "", 401, "invalid_client", "client assertion exp is more than 120 seconds ahead"},
 		{"wrong aud", assertion(t, jwt.SigningMethodRS256, rsaKey, rsaKid, id, "https://elsewhere.example", nil), "", 401, "invalid_client",
 			"client assertion aud must name this issuer or the endpoint"},
-		{"HS256", hsTok, "", 401, "invalid_client", `client assertion must be signed with RS256, PS256, PS512 or ES256, not "HS256"`},
+		{"HS256", hsTok, "", 401, "invalid_client", `client assertion must be signed with RS256, RS384, RS512, PS256, PS512 or ES256, not "HS256"`},
 		{"unregistered key", assertion(t, jwt.SigningMethodRS256, unregistered, "", id, issuer, nil), "", 401, "invalid_client",
 			"client assertion signature does not verify with the client's keys"},
 		// An unknown client answers as a known one whose keys did not sign, so the answer tells no one which ids exist.
@@ -195,7 +195,7 @@ func TestClientKeysAreChecked(t *testing.T) {
 		{"symmetric key", `{"kty":"oct","k":"c2VjcmV0"}`, `invalid_request: jwk contains private key material ("k"); register the public key only`},
 		{"RSA under 2048 bits", pubJSON(small.Public(), ""), "invalid_request: jwk: RSA keys must have at least 2048 bits, not 1024"},
 		{"curve P-384", pubJSON(p384.Public(), ""), "invalid_request: jwk: curve P-384 is not supported; use P-256"},
-		{"algorithm RS512", pubJSON(priv.Public(), "RS512"), "invalid_request: jwk: algorithm RS512 is not supported; use one of RS256, PS256, PS512, ES256"},
+		{"algorithm PS384", pubJSON(priv.Public(), "PS384"), "invalid_request: jwk: algorithm PS384 is not supported; use one of RS256, RS384, RS512, PS256, PS512, ES256"},
 		{"not JSON", "{", "invalid_request: jwk is not JSON"},
 		{"oversize", `{"kty":"RSA","x":"` + strings.Repeat("a", 9000) + `"}`, "invalid_request: jwk must be 1 to 8192 bytes of JSON"},
 	}
@@ -210,4 +210,42 @@ func TestClientKeysAreChecked(t *testing.T) {
 	_, err = s.addJWK(id, pubJSON(priv.Public(), "PS256"))
 	require.EqualError(t, err, "already_exists: key already exists", "the same key twice (same thumbprint kid)")
 	require.NotEmpty(t, kid)
+}
+
+// NORPREG's PVK broker signs its assertions RS384 with a 3072-bit key and RS512 with a 4096-bit one: both
+// are registered (with and without alg) and get tokens, and the server metadata lists them.
+func TestPrivateKeyJWTRS384AndRS512(t *testing.T) {
+	s := newTestServer(t)
+	id := s.dev.ClientID
+	issuer := "sikkerhet.helsenorge.no"
+	for _, tc := range []struct {
+		bits   int
+		method jwt.SigningMethod
+	}{{3072, jwt.SigningMethodRS384}, {4096, jwt.SigningMethodRS512}} {
+		t.Run(tc.method.Alg(), func(t *testing.T) {
+			key, err := rsa.GenerateKey(rand.Reader, tc.bits)
+			require.NoError(t, err)
+			kid, err := s.addKey(id, key.Public(), tc.method.Alg())
+			require.NoError(t, err)
+			r := s.tokenWithAssertion(assertion(t, tc.method, key, kid, id, issuer, nil), "")
+			require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+			require.NotEmpty(t, r.body["access_token"])
+			r = s.tokenWithAssertion(assertion(t, tc.method, key, "", id, s.base+"/sts/Token", nil), "")
+			require.Equal(t, http.StatusOK, r.status, "without kid, aud = token endpoint: %s", r.raw)
+		})
+	}
+	// A key registered without alg signs either too.
+	key, err := rsa.GenerateKey(rand.Reader, 3072)
+	require.NoError(t, err)
+	kid, err := s.addKey(id, key.Public(), "")
+	require.NoError(t, err)
+	for _, m := range []jwt.SigningMethod{jwt.SigningMethodRS384, jwt.SigningMethodRS512} {
+		r := s.tokenWithAssertion(assertion(t, m, key, kid, id, issuer, nil), "")
+		require.Equal(t, http.StatusOK, r.status, "%s: %s", m.Alg(), r.raw)
+	}
+	meta := s.do(http.MethodGet, "/.well-known/oauth-authorization-server", "", nil, nil)
+	require.Equal(t, http.StatusOK, meta.status, "%s", meta.raw)
+	for _, field := range []string{"token_endpoint_auth_signing_alg_values_supported", "introspection_endpoint_auth_signing_alg_values_supported"} {
+		require.Subset(t, meta.body[field], []any{"RS384", "RS512"}, field)
+	}
 }

@@ -65,7 +65,10 @@ func TestJWKSAndMetadata(t *testing.T) {
 	require.Equal(t, s.base+"/sts/introspect", m.body["introspection_endpoint"])
 	require.Equal(t, s.base+"/sts/revoke", m.body["revocation_endpoint"])
 	require.Equal(t, []any{"client_credentials"}, m.body["grant_types_supported"])
-	require.Equal(t, []any{"client_secret_basic", "client_secret_post"}, m.body["token_endpoint_auth_methods_supported"])
+	for _, ep := range []string{"token", "introspection", "revocation"} {
+		require.Equal(t, []any{"client_secret_basic", "client_secret_post", "private_key_jwt"}, m.body[ep+"_endpoint_auth_methods_supported"])
+		require.Equal(t, []any{"RS256", "RS384", "RS512", "PS256", "PS512", "ES256"}, m.body[ep+"_endpoint_auth_signing_alg_values_supported"])
+	}
 
 	// A URL issuer is the base of every endpoint, as RFC 8414 clients expect.
 	u := newTestServer(t, func(c *serveConfig) { c.STS.Issuer = "https://sts.test.example" })

@@ -68,3 +68,33 @@ func TestAdminCannotReachTheServer(t *testing.T) {
 	err := rootCommand(new(bytes.Buffer)).ParseAndRun(context.Background(), []string{"admin", "--addr", addr, "--credentials-file", cred, "vendor", "list"})
 	require.EqualError(t, err, "cannot reach hnsec at "+addr+" (is it running? --addr names another)")
 }
+
+// Flags may follow a command's positional arguments; after "--" everything is positional.
+func TestInterleavedFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		wantPos []string
+		wantO   string
+		wantErr string
+	}{
+		{[]string{"ID", "-o", "json"}, []string{"ID"}, "json", ""},
+		{[]string{"ID", "--o=json", "ID2"}, []string{"ID", "ID2"}, "json", ""},
+		{[]string{"-kid"}, []string{"-kid"}, "text", ""}, // what "--" left: the first positional is never a flag
+		{[]string{"ID", "--", "-o", "json"}, []string{"ID", "-o", "json"}, "text", ""},
+		{[]string{"ID", "-o", "json", "--", "-x", "-y"}, []string{"ID", "-x", "-y"}, "json", ""},
+		{[]string{"ID", "--nope"}, nil, "text", "flag provided but not defined: -nope"},
+		{nil, nil, "text", ""},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(new(bytes.Buffer))
+		o := fs.String("o", "text", "")
+		pos, err := interleaved(fs, tc.args)
+		if tc.wantErr != "" {
+			require.EqualError(t, err, tc.wantErr, "%q", tc.args)
+			continue
+		}
+		require.NoError(t, err, "%q", tc.args)
+		require.Equal(t, tc.wantPos, pos, "%q", tc.args)
+		require.Equal(t, tc.wantO, *o, "%q", tc.args)
+	}
+}

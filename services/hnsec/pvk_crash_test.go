@@ -87,7 +87,7 @@ func writeUntilKilled(t *testing.T, dir, natsAddr string, extra ...string) int64
 	return acked.Load()
 }
 
-// requireStreamHoldsExactly checks that PVK's change stream holds sekvensnummer 1..n, each once.
+// requireStreamHoldsExactly checks that PVK's change stream holds endringsnummer 1..n, each once.
 func requireStreamHoldsExactly(t *testing.T, dir, natsAddr string, n int64) {
 	nc, err := nats.Connect("nats://"+natsAddr, natsToken(t, dir))
 	require.NoError(t, err)
@@ -109,19 +109,17 @@ func requireStreamHoldsExactly(t *testing.T, dir, natsAddr string, n int64) {
 			require.False(t, ids[id], "change %s stored twice", id)
 			ids[id] = true
 			var ev struct {
-				Data struct {
-					Sekvensnummer int64 `json:"sekvensnummer"`
-				} `json:"data"`
+				Endringsnummer int64 `json:"endringsnummer"`
 			}
 			require.NoError(t, json.Unmarshal(m.Data(), &ev))
-			require.False(t, seqs[ev.Data.Sekvensnummer], "sekvensnummer %d stored twice", ev.Data.Sekvensnummer)
-			seqs[ev.Data.Sekvensnummer] = true
+			require.False(t, seqs[ev.Endringsnummer], "endringsnummer %d stored twice", ev.Endringsnummer)
+			seqs[ev.Endringsnummer] = true
 		}
 		require.NoError(t, batch.Error())
 		require.NotZero(t, got, "the stream holds %d of %d changes", len(seqs), n)
 	}
 	for i := int64(1); i <= n; i++ {
-		require.True(t, seqs[i], "sekvensnummer %d is missing", i)
+		require.True(t, seqs[i], "endringsnummer %d is missing", i)
 	}
 	st, err := js.Stream(ctx, pvk.StreamName)
 	require.NoError(t, err)

@@ -21,9 +21,13 @@ import (
 	"github.com/hnsec/hnsec/services/pvk"
 )
 
+// pvkBase is the alias layout of PVK's paths (version before operation); pvkPath gives the real one.
 const pvkBase = "/personvern/Personverninnstillinger/v2/"
 
-// pvkCall posts a PVK operation with the token.
+// pvkPath is the real PVK path of an operation: /personvern/Personverninnstillinger/{Operasjon}/v2.
+func pvkPath(op string) string { return "/personvern/Personverninnstillinger/" + op + "/v2" }
+
+// pvkCall posts a PVK operation with the token, on the real path.
 func (s *testServer) pvkCall(op, token string, body any) response {
 	s.t.Helper()
 	b, err := json.Marshal(body)
@@ -32,7 +36,7 @@ func (s *testServer) pvkCall(op, token string, body any) response {
 	if token != "" {
 		h.Set("Authorization", "Bearer "+token)
 	}
-	return s.do(http.MethodPost, pvkBase+op, "application/json", b, h)
+	return s.do(http.MethodPost, pvkPath(op), "application/json", b, h)
 }
 
 // validFnr returns the i-th synthetic fødselsnummer (both check digits computed).
@@ -93,7 +97,7 @@ func TestPVKSetCheckAndFetch(t *testing.T) {
 
 	st := s.pvkCall("SjekkInnbyggersPiStatus", tok, map[string]any{"innbyggerFnr": fnr, "definisjonGuid": pvk.DemoDefinition.GUID})
 	require.Equal(t, http.StatusOK, st.status, "%s", st.raw)
-	p := st.body["personverninnstilling"].(map[string]any)
+	p := st.body // the setting's members at top level, as PVK answers
 	require.Equal(t, true, p["aktiv"])
 	require.Equal(t, "samtykke", p["typePi"])
 	require.Equal(t, "DEMO", p["partKode"])
@@ -104,21 +108,21 @@ func TestPVKSetCheckAndFetch(t *testing.T) {
 
 	r = s.pvkCall("SettInnbyggersPersonvernInnstilling", tok, setBody(fnr, false))
 	require.Equal(t, "endret", r.body["instansEndret"])
-	p = s.pvkCall("SjekkInnbyggersPiStatus", tok, map[string]any{"innbyggerFnr": fnr, "definisjonGuid": pvk.DemoDefinition.GUID}).
-		body["personverninnstilling"].(map[string]any)
+	p = s.pvkCall("SjekkInnbyggersPiStatus", tok, map[string]any{"innbyggerFnr": fnr, "definisjonGuid": pvk.DemoDefinition.GUID}).body
 	require.Equal(t, false, p["aktiv"])
 	require.Greater(t, p["sekvensnummer"].(float64), seq, "every change takes the next sekvensnummer")
 
 	// A citizen with no setting: aktiv false.
 	none := s.pvkCall("SjekkInnbyggersPiStatus", tok, map[string]any{"innbyggerFnr": validFnr(2), "definisjonGuid": pvk.DemoDefinition.GUID})
-	require.Equal(t, false, none.body["personverninnstilling"].(map[string]any)["aktiv"])
+	require.Equal(t, false, none.body["aktiv"])
+	require.NotContains(t, none.body, "sekvensnummer", "no setting, no sekvensnummer")
 
 	// Active settings for a party.
 	s.pvkCall("SettInnbyggersPersonvernInnstilling", tok, setBody(validFnr(3), true))
 	forPart := s.pvkCall("HentInnbyggersPiForPart", tok, map[string]any{"innbyggerFnr": validFnr(3), "partKode": "DEMO"})
-	require.Len(t, forPart.body["personverninnstillinger"], 1)
+	require.Len(t, forPart.body["personvernInnstillinger"], 1)
 	forPart = s.pvkCall("HentInnbyggersPiForPart", tok, map[string]any{"innbyggerFnr": fnr, "partKode": "DEMO"})
-	require.Empty(t, forPart.body["personverninnstillinger"], "inactive settings are not listed")
+	require.Empty(t, forPart.body["personvernInnstillinger"], "inactive settings are not listed")
 
 	// Every change, and only changes, reached the change stream through the outbox, as CloudEvents with
 	// Nats-Msg-Id = event id on the citizen's partition subject; the outbox is empty once the stream synced.
@@ -133,7 +137,8 @@ func TestPVKSetCheckAndFetch(t *testing.T) {
 		require.True(t, strings.HasPrefix(m.Subject(), pvk.SubjectPrefix))
 		require.NotContains(t, m.Subject(), fnr)
 		data := ev["data"].(map[string]any)
-		require.Equal(t, float64(i+1), data["sekvensnummer"])
+		require.Equal(t, float64(i+1), ev[pvk.EndringsnummerAttribute], "the endringsnummer counts the deployment's changes")
+		require.Equal(t, []any{1.0, 2.0, 1.0}[i], data["sekvensnummer"], "the sekvensnummer counts one citizen's setting")
 		if i < 2 {
 			require.Equal(t, fnr, data["innbyggerFnr"])
 			require.Equal(t, events[0].Subject(), m.Subject(), "one citizen, one partition")
@@ -175,12 +180,12 @@ func TestPVKBadInput(t *testing.T) {
 		{"typePi unknown", with(func(b map[string]any) { b["typePi"] = "lov" }), 400, "EPVK-100013", "typePi must be samtykke, reservasjon or tilgangsbegrensning"},
 		{"typePi mismatch", with(func(b map[string]any) { b["typePi"] = "reservasjon" }), 400, "EPVK-100012", "typePi does not match the definition (samtykke)"},
 		{"tidspunkt", with(func(b map[string]any) { b["tidspunkt"] = "22.11.2026" }), 400, "EPVK-100020", "tidspunkt must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z"},
-		{"evidence type", with(func(b map[string]any) { b["signertBevisMimeType"], b["signertBevisInnhold"] = "image/png", "AAAA" }), 400, "EPVK-100030",
-			"signertBevisMimeType must be one of application/pdf, application/xml, application/json, application/jose, text/plain"},
+		{"evidence type", with(func(b map[string]any) { b["signertBevisMimeType"], b["signertBevisInnhold"] = "image/gif", "AAAA" }), 400, "EPVK-100030",
+			"signertBevisMimeType must be one of image/png, image/jpeg, image/bmp, application/pdf, application/xml, application/json, application/jose, text/plain"},
 		{"evidence not base64", with(func(b map[string]any) { b["signertBevisMimeType"], b["signertBevisInnhold"] = "text/plain", "!!" }), 400, "EPVK-100031",
 			"signertBevisInnhold must be base64"},
 		{"evidence too large", with(func(b map[string]any) { b["signertBevisMimeType"], b["signertBevisInnhold"] = "text/plain", big }), 400, "EPVK-100032",
-			"signertBevisInnhold is larger than 256 KiB"},
+			"signertBevisInnhold is larger than 4 MiB"},
 		{"evidence without type", with(func(b map[string]any) { b["signertBevisInnhold"] = "AAAA" }), 400, "EPVK-100033",
 			"signertBevisMimeType and signertBevisInnhold go together"},
 		// A required field that is missing, or misspelt (unknown fields are ignored, as the real PVK does), is
@@ -191,7 +196,7 @@ func TestPVKBadInput(t *testing.T) {
 		{"definisjonGuid missing", with(func(b map[string]any) { delete(b, "definisjonGuid") }), 400, "EPVK-100010", "definisjonGuid is required"},
 		{"typePi missing", with(func(b map[string]any) { delete(b, "typePi") }), 400, "EPVK-100013", "typePi is required"},
 		{"tidspunkt missing", with(func(b map[string]any) { delete(b, "tidspunkt") }), 400, "EPVK-100020", "tidspunkt is required"},
-		{"oversize body", with(func(b map[string]any) { b["x"] = strings.Repeat("a", 600<<10) }), 413, "EPVK-101413", "request body is larger than 512 KiB"},
+		{"oversize body", with(func(b map[string]any) { b["x"] = strings.Repeat("a", 7<<20) }), 413, "EPVK-101413", "request body is larger than 7 MiB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -280,7 +285,7 @@ func TestPVKInitialSyncPagesThrough10000Settings(t *testing.T) {
 		r := s.pvkCall("HentInnbyggereAktivePiForDefinisjon", tok, map[string]any{"definisjonGuid": pvk.DemoDefinition.GUID,
 			"pagingReference": ref, "pageSize": 1000})
 		require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
-		for _, p := range r.body["personverninnstillinger"].([]any) {
+		for _, p := range r.body["personvernInnstillinger"].([]any) {
 			seen[p.(map[string]any)["innbyggerFnr"].(string)] = true
 		}
 		pages++

@@ -46,7 +46,7 @@ type delivery struct {
 	ID      string // webhook-id
 	EventID string // the CloudEvent's id
 	Fnr     string
-	Seq     int64
+	Seq     int64 // endringsnummer: the change's position in the change stream
 	At      time.Time
 }
 
@@ -105,17 +105,17 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	var ev struct {
-		ID   string `json:"id"`
-		Data struct {
+		ID             string `json:"id"`
+		Endringsnummer int64  `json:"endringsnummer"`
+		Data           struct {
 			Fnr string `json:"innbyggerFnr"`
-			Seq int64  `json:"sekvensnummer"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(body, &ev); err != nil || req.Header.Get("Content-Type") != "application/cloudevents+json" {
 		reject("not a CloudEvent")
 		return
 	}
-	d := delivery{ID: req.Header.Get("webhook-id"), EventID: ev.ID, Fnr: ev.Data.Fnr, Seq: ev.Data.Seq, At: time.Now()}
+	d := delivery{ID: req.Header.Get("webhook-id"), EventID: ev.ID, Fnr: ev.Data.Fnr, Seq: ev.Endringsnummer, At: time.Now()}
 	r.mu.Lock()
 	r.calls = append(r.calls, d)
 	r.tokens[tok] = true
@@ -167,7 +167,7 @@ func distinct(ds []delivery) []delivery {
 }
 
 // requireCitizenOrder checks that, after de-duplication by webhook-id, each citizen's changes arrived in
-// increasing sekvensnummer order and that webhook-id is the CloudEvent id.
+// increasing endringsnummer order and that webhook-id is the CloudEvent id.
 func requireCitizenOrder(t testing.TB, ds []delivery) {
 	t.Helper()
 	last := map[string]int64{}
@@ -180,7 +180,7 @@ func requireCitizenOrder(t testing.TB, ds []delivery) {
 					seqs = append(seqs, e.Seq)
 				}
 			}
-			t.Fatalf("a citizen's sekvensnummer went backwards: %d after %d; the citizen's changes in arrival order: %v", d.Seq, last[d.Fnr], seqs)
+			t.Fatalf("a citizen's endringsnummer went backwards: %d after %d; the citizen's changes in arrival order: %v", d.Seq, last[d.Fnr], seqs)
 		}
 		last[d.Fnr] = d.Seq
 	}

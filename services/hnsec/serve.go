@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oklog/run"
@@ -45,6 +46,7 @@ import (
 	"github.com/hnsec/hnsec/services/introspection"
 	"github.com/hnsec/hnsec/services/pvk"
 	"github.com/hnsec/hnsec/services/registry"
+	"github.com/hnsec/hnsec/services/standin"
 	"github.com/hnsec/hnsec/services/sts"
 )
 
@@ -74,6 +76,7 @@ type serveConfig struct {
 	Dev                      bool
 	LogLevel                 string
 	LogFormat                string
+	AccessLog                bool
 	DebugAddr                string
 	OpsAddr                  string
 	IntrospectionCacheAge    time.Duration
@@ -84,6 +87,11 @@ type serveConfig struct {
 	PVK                      pvk.Config
 	Dispatcher               dispatcher.Config
 	STS                      sts.Config
+	// Standin configures the dev-only stand-ins (--standin-idp; --dev turns them on too).
+	Standin standin.Config
+	// ShutdownTimeout bounds a shutdown's wait for in-flight REST requests and gRPC calls (see
+	// shutdownDeadline).
+	ShutdownTimeout time.Duration
 }
 
 func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
@@ -107,17 +115,20 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Services, "services", "all", "services to run: all, or a comma-separated subset of "+strings.Join(serviceNames, ","))
 	fs.BoolVar(&c.Dev, "dev", false, "dev mode: seed a demo vendor, organisation, client system and client, and print its credentials")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&c.AccessLog, "access-log", true, "log a line for every REST request (method, path, status, duration, korrelasjonsId; never a body)")
 	fs.StringVar(&c.LogFormat, "log-format", "", "log format: json, or text (key=value lines); default text in dev mode at a terminal, json otherwise")
 	fs.StringVar(&c.KEKFile, "kek-file", "", "file holding the base64 key-encryption key that seals the key ring (or HNSEC_KEK with the key itself; dev mode generates <data-dir>/kek)")
 	fs.StringVar(&c.InternalCredentialFile, "internal-credential-file", "", "file holding the credential services present to each other's internal RPCs (default: <data-dir>/internal-credential, created on the first start)")
 	fs.DurationVar(&c.IntrospectionCacheAge, "introspection-cache-max-age", 5*time.Minute, "how long introspection trusts a cached answer at most (revocation events drop it sooner)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "listen address for Go's pprof profiles (/debug/pprof/); off when empty")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long a shutdown waits for in-flight REST requests and gRPC calls before it cuts them off; keep it below the orchestrator's grace period (Kubernetes: 30s), which also covers flushing queues and closing NATS and the databases")
 	fs.StringVar(&c.OpsAddr, "ops-addr", "", "listen address for /metrics and gRPC reflection (and /healthz, /readyz, gRPC health), which then leave --http-addr and --grpc-addr; HTTP and plaintext gRPC on one port, for an internal network (default: none, the public ports serve them)")
 	c.ClientAuth.RegisterFlags(fs)
 	c.Registry.RegisterFlags(fs)
 	c.PVK.RegisterFlags(fs)
 	c.Dispatcher.RegisterFlags(fs)
 	c.STS.RegisterFlags(fs)
+	c.Standin.RegisterFlags(fs)
 }
 
 // registerDatabaseFlags registers the flags that choose and tune the database (serve and migrate).
@@ -146,6 +157,7 @@ func serveCommand(out io.Writer) *ffcli.Command {
 			setGCPercent()
 			setProcs()
 			devWebhookDefaults(&cfg)
+			devSyntheticFnrDefault(&cfg, flagGiven(fs, "accept-synthetic-fnr"))
 			a, err := newApp(ctx, cfg, log)
 			if err != nil {
 				return err
@@ -236,6 +248,47 @@ type app struct {
 
 	// subscribers is the subscriber checker the STS, PVK and the dispatcher share.
 	subscribers *subscriber.Checker
+
+	// stopBy is when the shutdown began plus --shutdown-timeout (see shutdownDeadline).
+	stopOnce sync.Once
+	stopBy   time.Time
+}
+
+// defaultShutdownTimeout is --shutdown-timeout's default: within Kubernetes' default grace period of 30 s,
+// with time left for the services to flush their queues and for NATS and the databases to close.
+const defaultShutdownTimeout = 20 * time.Second
+
+// shutdownDeadline is when in-flight REST requests and gRPC calls are cut off: --shutdown-timeout after the
+// shutdown began, one deadline for both (they stop one after the other).
+func (a *app) shutdownDeadline() time.Time {
+	a.stopOnce.Do(func() {
+		d := a.cfg.ShutdownTimeout
+		if d <= 0 {
+			d = defaultShutdownTimeout
+		}
+		a.stopBy = time.Now().Add(d)
+	})
+	return a.stopBy
+}
+
+// gracefulStop stops srv gracefully (no new calls, in-flight ones finish) but waits at most d; then it
+// stops it hard: connections close and the calls still running are cancelled, without waiting for their
+// handlers to return. It reports whether every call finished in time.
+func gracefulStop(srv *grpc.Server, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		srv.GracefulStop() // returns once the handlers have, also after Stop
+		close(done)
+	}()
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		srv.Stop()
+		return false
+	}
 }
 
 // actor is a long-running part of the process (see oklog/run): execute runs until interrupt is called.
@@ -368,7 +421,11 @@ func (a *app) initGRPC(context.Context) error {
 		grpcx.Reflection(a.grpcSrv, a.grpcSrv) // else on the ops listener (listenOps)
 	}
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	a.actors = append(a.actors, actor{func() error { return a.grpcSrv.Serve(lis) }, func(error) { a.grpcSrv.GracefulStop() }})
+	a.actors = append(a.actors, actor{func() error { return a.grpcSrv.Serve(lis) }, func(error) {
+		if !gracefulStop(a.grpcSrv, time.Until(a.shutdownDeadline())) {
+			a.log.Warn("gRPC calls still running at the shutdown timeout were cut off", "timeout", a.cfg.ShutdownTimeout.String())
+		}
+	}})
 	inproc := grpcx.NewInProcessChannel(a.log, a.internal)
 	healthpb.RegisterHealthServer(inproc, a.health)
 	a.register = grpcx.Registrars{a.grpcSrv, inproc}
@@ -564,9 +621,15 @@ func (a *app) initPVK(ctx context.Context) error {
 }
 
 func (a *app) initGateway(ctx context.Context) error {
-	h, err := gateway.New(context.WithoutCancel(ctx), a.public, a.publicMetrics(), a.log.With("service", "gateway"),
-		gateway.WithForwarder(clientauth.ForwarderToken(a.internal.Credential)))
+	opts := []gateway.Option{gateway.WithForwarder(clientauth.ForwarderToken(a.internal.Credential))}
+	if a.cfg.AccessLog {
+		opts = append(opts, gateway.WithAccessLog())
+	}
+	h, err := gateway.New(context.WithoutCancel(ctx), a.public, a.publicMetrics(), a.log.With("service", "gateway"), opts...)
 	if err != nil {
+		return err
+	}
+	if h, err = a.mountStandin(h); err != nil {
 		return err
 	}
 	a.listenHTTP(h)
@@ -615,9 +678,12 @@ func (a *app) run(ctx context.Context) error {
 			return nil
 		}, func(error) {
 			a.health.Shutdown()
-			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			sctx, cancel := context.WithDeadline(context.Background(), a.shutdownDeadline())
 			defer cancel()
-			_ = a.httpSrv.Shutdown(sctx)
+			if err := a.httpSrv.Shutdown(sctx); err != nil {
+				a.log.Warn("REST requests still running at the shutdown timeout were cut off", "timeout", a.cfg.ShutdownTimeout.String())
+				_ = a.httpSrv.Close()
+			}
 		})
 	}
 	// Actors stop in the order they were added: the REST gateway first, then the gRPC server, then the
@@ -692,6 +758,21 @@ func devWebhookDefaults(c *serveConfig) {
 	}
 	c.PVK.WebhookAllowCIDRs = []string{"127.0.0.0/8", "::1/128"}
 	c.PVK.WebhookAllowHTTPHosts = []string{"127.0.0.1", "localhost", "::1"}
+}
+
+// devSyntheticFnrDefault lets dev mode accept synthetic test persons (H-numbers and Tenor's) in PVK, as
+// PVK's test environments do, unless --accept-synthetic-fnr was given (given is whether it was).
+func devSyntheticFnrDefault(c *serveConfig, given bool) {
+	if c.Dev && !given {
+		c.PVK.AcceptSyntheticFnr = true
+	}
+}
+
+// flagGiven reports whether the flag name was set on the command line or from the environment.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 func (a *app) httpAddr() string {

@@ -35,18 +35,29 @@ func (s *testServer) subCall(method, path, token string, body any) response {
 // pull pulls up to max changes and returns the events' data and the ack ids.
 func (s *testServer) pull(token, id string, max int) ([]map[string]any, []string) {
 	s.t.Helper()
+	events, acks := s.pullEvents(token, id, max)
+	var data []map[string]any
+	for _, ev := range events {
+		data = append(data, ev["data"].(map[string]any))
+	}
+	return data, acks
+}
+
+// pullEvents pulls changes as whole CloudEvents, with their ack ids.
+func (s *testServer) pullEvents(token, id string, max int) ([]map[string]any, []string) {
+	s.t.Helper()
 	r := s.subCall(http.MethodPost, "/"+id+":pull", token, map[string]any{"max": max, "waitMs": 500})
 	require.Equal(s.t, http.StatusOK, r.status, "%s", r.raw)
-	var data []map[string]any
+	var events []map[string]any
 	var acks []string
 	for _, c := range r.body["changes"].([]any) {
 		ch := c.(map[string]any)
 		var ev map[string]any
 		require.NoError(s.t, json.Unmarshal([]byte(ch["event"].(string)), &ev))
-		data = append(data, ev["data"].(map[string]any))
+		events = append(events, ev)
 		acks = append(acks, ch["ackId"].(string))
 	}
-	return data, acks
+	return events, acks
 }
 
 func TestPullSubscriptionDeliversEachChangeOnceInCitizenOrder(t *testing.T) {
@@ -66,26 +77,29 @@ func TestPullSubscriptionDeliversEachChangeOnceInCitizenOrder(t *testing.T) {
 			require.Equal(t, "endret", s.pvkCall("SettInnbyggersPersonvernInnstilling", tok, setBody(fnr, i%2 == 0)).body["instansEndret"])
 		}
 	}
-	var data []map[string]any
+	var events []map[string]any
 	var acks []string
 	require.EventuallyWithT(t, func(c *assertCollect) {
-		d, ack := s.pull(tok, id, 100)
-		data, acks = append(data, d...), append(acks, ack...)
-		require.Len(c, data, 6)
+		e, ack := s.pullEvents(tok, id, 100)
+		events, acks = append(events, e...), append(acks, ack...)
+		require.Len(c, events, 6)
 	}, 5*time.Second, 50*time.Millisecond)
 	last := map[string]float64{}
-	for _, d := range data {
-		fnr, seq := d["innbyggerFnr"].(string), d["sekvensnummer"].(float64)
-		require.Greater(t, seq, last[fnr], "per-citizen order")
-		last[fnr] = seq
+	for i, ev := range events {
+		d := ev["data"].(map[string]any)
+		fnr, pos := d["innbyggerFnr"].(string), ev[pvk.EndringsnummerAttribute].(float64)
+		require.Greater(t, pos, last[fnr], "per-citizen order by endringsnummer")
+		last[fnr] = pos
+		require.Equal(t, float64(i+1), pos, "the endringsnummer counts every change of the deployment")
+		require.Equal(t, float64(i/2+1), d["sekvensnummer"], "the sekvensnummer counts one citizen's setting from 1")
 	}
 	// Unacknowledged changes come back after the ack wait; acknowledged ones never.
 	r = s.subCall(http.MethodPost, "/"+id+":ack", tok, map[string]any{"ackIds": acks[:4]})
 	require.Equal(t, float64(4), r.body["acked"])
 	time.Sleep(1200 * time.Millisecond)
-	again, acks2 := s.pull(tok, id, 100)
+	again, acks2 := s.pullEvents(tok, id, 100)
 	require.Len(t, again, 2, "the two unacknowledged changes are handed out again")
-	require.Equal(t, data[4]["sekvensnummer"], again[0]["sekvensnummer"])
+	require.Equal(t, events[4]["id"], again[0]["id"])
 	r = s.subCall(http.MethodPost, "/"+id+":ack", tok, map[string]any{"ackIds": append(acks2, "unknown-ack-id")})
 	require.Equal(t, float64(2), r.body["acked"])
 	require.Equal(t, []any{"unknown-ack-id"}, r.body["unknown"])
@@ -93,12 +107,12 @@ func TestPullSubscriptionDeliversEachChangeOnceInCitizenOrder(t *testing.T) {
 	none, _ := s.pull(tok, id, 100)
 	require.Empty(t, none, "every change exactly once after acks")
 
-	// Replay from a sekvensnummer hands out the changes again from there.
-	r = s.subCall(http.MethodPost, "/"+id+":replay", tok, map[string]any{"fromSekvensnummer": data[2]["sekvensnummer"]})
+	// Replay from an endringsnummer hands out the changes again from there.
+	r = s.subCall(http.MethodPost, "/"+id+":replay", tok, map[string]any{"fromEndringsnummer": events[2][pvk.EndringsnummerAttribute]})
 	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
-	replayed, _ := s.pull(tok, id, 100)
+	replayed, _ := s.pullEvents(tok, id, 100)
 	require.Len(t, replayed, 4)
-	require.Equal(t, data[2]["sekvensnummer"], replayed[0]["sekvensnummer"])
+	require.Equal(t, events[2]["id"], replayed[0]["id"])
 
 	// Pause stops pulling; resume restarts it.
 	r = s.subCall(http.MethodPost, "/"+id+":pause", tok, map[string]any{})
@@ -282,7 +296,7 @@ func TestSubscriptionAdminCommands(t *testing.T) {
 	require.Empty(t, cleared["filters"])
 	require.Equal(t, "SUBSCRIPTION_STATUS_PAUSED", run("pause", id)["status"])
 	require.Equal(t, "SUBSCRIPTION_STATUS_ACTIVE", run("resume", id)["status"])
-	run("replay", "--from-sekvensnummer", "1", id)
+	run("replay", "--from-endringsnummer", "1", id)
 	again := run("pull", "--wait-ms", "2000", id)
 	require.Len(t, again["changes"], 1, "the replay delivers the change again")
 	run("delete", id)

@@ -78,7 +78,7 @@ func (t benchTarget) writeUntil(tb testing.TB, token string, first int, stop <-c
 
 // The dispatcher dies (kill -9) or restarts with its embedded NATS while changes are written and delivered,
 // and a receiver fails some calls: after the restart every committed change reaches the receiver at least
-// once, and after de-duplication by webhook-id each citizen's sekvensnummer only increases, none missing.
+// once, and after de-duplication by webhook-id each citizen's endringsnummer only increases, none missing.
 func TestWebhookDeliveryOutlivesCrashAndRestart(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -136,7 +136,7 @@ func TestWebhookDeliveryOutlivesCrashAndRestart(t *testing.T) {
 				seqs[d.Seq] = true
 			}
 			for seq := int64(1); seq <= committed; seq++ {
-				require.True(t, seqs[seq], "sekvensnummer %d never arrived", seq)
+				require.True(t, seqs[seq], "endringsnummer %d never arrived", seq)
 			}
 			rcv.mu.Lock()
 			require.Empty(t, rcv.rejected)

@@ -12,12 +12,15 @@ import (
 type tokenKey [sha256.Size]byte
 
 // cache holds active answers until their token expires, indexed so that a revoked token or a changed
-// client drops at once.
+// client drops at once. An answer whose lookup was under way when a drop or a flush happened is not
+// stored (see generation), so a lookup that read the token before its revocation cannot put it back.
 type cache struct {
 	mu       sync.RWMutex
 	byToken  map[tokenKey]entry
 	byClient map[string]map[tokenKey]struct{}
 	byJTI    map[string]tokenKey
+	// gen counts drops and flushes.
+	gen uint64
 }
 
 type entry struct {
@@ -40,10 +43,21 @@ func (c *cache) get(key tokenKey, now time.Time) *introspectionv1.IntrospectResp
 	return e.resp
 }
 
-// put stores an active answer until expires.
-func (c *cache) put(key tokenKey, resp *introspectionv1.IntrospectResponse, expires time.Time) {
+// generation is the count of drops and flushes so far: take it before a lookup and give it to put.
+func (c *cache) generation() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
+}
+
+// put stores an active answer until expires, unless something was dropped or flushed since generation
+// gen: the answer's token may have been revoked, or its client changed, while it was looked up.
+func (c *cache) put(key tokenKey, resp *introspectionv1.IntrospectResponse, expires time.Time, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
 	c.byToken[key] = entry{resp: resp, expires: expires}
 	keys := c.byClient[resp.GetClientId()]
 	if keys == nil {
@@ -58,6 +72,7 @@ func (c *cache) put(key tokenKey, resp *introspectionv1.IntrospectResponse, expi
 func (c *cache) dropJTI(jti string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	if key, ok := c.byJTI[jti]; ok {
 		c.removeLocked(key)
 	}
@@ -67,9 +82,20 @@ func (c *cache) dropJTI(jti string) {
 func (c *cache) dropClient(clientID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	for key := range c.byClient[clientID] {
 		c.removeLocked(key)
 	}
+}
+
+// flush forgets every answer (revocations may have been missed).
+func (c *cache) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	clear(c.byToken)
+	clear(c.byClient)
+	clear(c.byJTI)
 }
 
 // sweep forgets expired answers.

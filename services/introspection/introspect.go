@@ -60,8 +60,10 @@ func New(clients *clientauth.Authenticator, sts stsv1.TokenServiceClient, regist
 		answers: answers, cacheHit: answers.WithLabelValues("active", "cache"), log: log}
 }
 
-// Run follows revocation and registry events and sweeps expired answers until ctx ends.
+// Run follows revocation and registry events, flushes the cache when the NATS connection comes back
+// (events may have been missed), and sweeps expired answers until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
+	defer s.bus.OnReconnect(s.cache.flush)()
 	for subject, drop := range map[string]func(string){
 		natsbus.SubjectTokenRevoked:        s.cache.dropJTI,
 		natsbus.SubjectClientTokensRevoked: s.cache.dropClient,
@@ -98,6 +100,7 @@ func (s *Server) Introspect(ctx context.Context, req *introspectionv1.Introspect
 		s.cacheHit.Inc()
 		return resp, nil
 	}
+	gen := s.cache.generation()
 	resp, expires, err := s.lookup(ctx, req.GetToken())
 	if err != nil {
 		return nil, err
@@ -109,7 +112,7 @@ func (s *Server) Introspect(ctx context.Context, req *introspectionv1.Introspect
 	if limit := now.Add(s.maxAge); limit.Before(expires) {
 		expires = limit
 	}
-	s.cache.put(key, resp, expires)
+	s.cache.put(key, resp, expires, gen)
 	s.answers.WithLabelValues("active", "lookup").Inc()
 	return resp, nil
 }

@@ -33,6 +33,9 @@ type Config struct {
 	WebhookAllowHTTPHosts flagList
 	// MaxSubscriptionsPerSubscriber bounds one subscriber's subscriptions, whatever their status.
 	MaxSubscriptionsPerSubscriber int
+	// AcceptSyntheticFnr accepts synthetic test persons (H-numbers and Tenor's numbers) as innbyggerFnr,
+	// as PVK's test environments do; dev mode turns it on.
+	AcceptSyntheticFnr bool
 }
 
 // flagList is a repeatable, comma-separable string flag.
@@ -47,6 +50,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.WebhookAllowCIDRs, "webhook-allow-cidr", "network whose addresses webhooks may use although private, loopback or link-local (repeatable)")
 	fs.Var(&c.WebhookAllowHTTPHosts, "webhook-allow-http-host", "host webhooks may call over plain http (repeatable)")
 	fs.IntVar(&c.MaxSubscriptionsPerSubscriber, "max-subscriptions-per-subscriber", 20, "subscriptions one subscriber (client configuration) may have, whatever their status")
+	fs.BoolVar(&c.AcceptSyntheticFnr, "accept-synthetic-fnr", false, "accept synthetic test persons as innbyggerFnr: H-numbers (month + 40) and Tenor's (month + 80), as PVK's test environments do (dev mode turns it on unless given)")
 	fs.BoolVar(&c.Relay, "pvk-relay", true, "relay PVK's outbox to the change stream in this process (changes wait in the outbox without one)")
 }
 

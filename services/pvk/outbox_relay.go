@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -167,21 +168,54 @@ func (r *relay) notify() {
 	}
 }
 
-// run publishes until ctx ends: at once after each commit, and every 100 ms in case a wake-up was missed
-// or a publish failed; it deletes from the outbox what outlived the retention.
+// relayPoll is how often the relay looks at the outbox without a wake-up, in case one was missed.
+const relayPoll = 100 * time.Millisecond
+
+// The relay's waits after failed steps: the first is relayRetryMin, each next one twice the last, up to
+// relayRetryMax; each is jittered (see retryWait).
+const (
+	relayRetryMin = 100 * time.Millisecond
+	relayRetryMax = 5 * time.Second
+)
+
+// retryWait is the wait after the nth consecutive failed step (n ≥ 1): relayRetryMin doubled n-1 times,
+// at most relayRetryMax, of which a random half is taken off, so that the relays of several replicas do
+// not retry in step against a stream that has just come back.
+func retryWait(n int) time.Duration {
+	d := relayRetryMax
+	if n < 16 {
+		d = min(relayRetryMin<<(n-1), relayRetryMax)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// run publishes until ctx ends: at once after each commit, and every relayPoll in case a wake-up was
+// missed; it deletes from the outbox what outlived the retention. After a failed step (the stream or the
+// database unreachable) it waits retryWait, longer after each consecutive failure, and commits do not
+// cut the wait short.
 func (r *relay) run(ctx context.Context, onError func(error)) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
+	failures := 0
 	for {
-		if err := r.step(ctx); err != nil && ctx.Err() == nil {
+		err := r.step(ctx)
+		if err != nil && ctx.Err() == nil {
 			onError(err)
 		}
+		wait, wake := relayPoll, r.wake
+		if err != nil {
+			failures++
+			wait, wake = retryWait(failures), nil
+		} else {
+			failures = 0
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-r.wake:
+		case <-wake:
 		case <-t.C:
 		}
+		t.Stop()
 	}
 }
 

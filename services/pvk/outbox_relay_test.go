@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,4 +166,72 @@ func countOutbox(t *testing.T, db *store.DB) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// failingStream is a JetStream whose stream lookups fail while failing is set, counting them: each relay
+// step starts with one when it does not know where the stream ends.
+type failingStream struct {
+	jetstream.JetStream
+	failing atomic.Bool
+	calls   atomic.Int64
+}
+
+func (f *failingStream) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	f.calls.Add(1)
+	if f.failing.Load() {
+		return nil, errors.New("nats: timeout")
+	}
+	return f.JetStream.Stream(ctx, name)
+}
+
+// While the stream cannot be reached the relay backs off (doubling waits with jitter, capped) instead of
+// retrying every poll; once the stream is back it publishes again within the cap.
+func TestRelayBacksOffWhileTheStreamFails(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bus, js, db := relayFixture(t, time.Minute)
+	if _, err := db.Write.ExecContext(ctx, `INSERT INTO outbox (id, change_id, partition, payload, create_time_ms) VALUES (1, ?, 0, ?, 0)`,
+		changeID(1), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	fs := &failingStream{JetStream: js}
+	fs.failing.Store(true)
+	r := newRelay(&sqlStore{db: db}, fs, namesOf(bus), time.Hour, prometheus.NewRegistry())
+	var failures atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.run(ctx, func(error) { failures.Add(1) })
+	}()
+	window := 2 * time.Second
+	time.Sleep(window)
+	// Polling every relayPoll would make 20 attempts; waits of at least 50, 100, 200, 400 and 800 ms allow 6.
+	if n := fs.calls.Load(); n > 7 || n < 2 {
+		t.Errorf("%d attempts against the failing stream in %s; want 2 to 7 (backing off)", n, window)
+	}
+	if failures.Load() != fs.calls.Load() {
+		t.Errorf("%d failures reported for %d attempts", failures.Load(), fs.calls.Load())
+	}
+	fs.failing.Store(false)
+	deadline := time.Now().Add(relayRetryMax + 5*time.Second)
+	for len(streamChanges(t, js)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing published %s after the stream came back", relayRetryMax+5*time.Second)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
+
+// The waits double from relayRetryMin up to relayRetryMax, each between half and all of its step.
+func TestRelayRetryWait(t *testing.T) {
+	for n := 1; n <= 100; n++ {
+		step := min(relayRetryMin<<min(n-1, 20), relayRetryMax)
+		for range 50 {
+			if d := retryWait(n); d < step/2 || d > step {
+				t.Fatalf("retryWait(%d) = %s, want %s to %s", n, d, step/2, step)
+			}
+		}
+	}
 }

@@ -50,14 +50,18 @@ type Server struct {
 	relay  *relay
 	bus    *natsbus.Bus
 	// definitions caches definitions by guid: they never change once created.
-	definitions   sync.Map
-	partitionKey  []byte
+	definitions  sync.Map
+	partitionKey []byte
+	// ackKey seals the ack ids of pulled changes; every replica reads the same one (pull_ack.go).
+	ackKey        []byte
 	introspection introspectionv1.IntrospectionServiceClient
 	sts           stsv1.TokenServiceClient
 	// admins is the principal check of definition management (see AuthorizeAdminsWith).
 	admins authz.Admins
-	source string
-	log    *slog.Logger
+	// population answers whether a citizen exists (KnowCitizensBy; nil: everyone does).
+	population Population
+	source     string
+	log        *slog.Logger
 }
 
 var _ pvkv1.PrivacySettingsServiceServer = (*Server)(nil)
@@ -101,7 +105,12 @@ func Open(ctx context.Context, cfg Config, storeCfg store.Config, sealer *seal.S
 		_ = db.Close()
 		return nil, nil, err
 	}
-	s := &Server{cfg: cfg, store: st, relay: newRelay(st, js, names, cfg.OutboxRetention, reg), bus: bus, partitionKey: key,
+	ackKey, err := st.Key(ctx, ackKeyName, secrets.NewKey)
+	if err != nil {
+		_ = db.Close()
+		return nil, nil, err
+	}
+	s := &Server{cfg: cfg, store: st, relay: newRelay(st, js, names, cfg.OutboxRetention, reg), bus: bus, partitionKey: key, ackKey: ackKey,
 		introspection: introspection, sts: sts, source: source, log: log}
 	// Writes are group-committed: concurrent changes share one transaction and one fsync.
 	s.writes = store.NewBatcher(maxBatch, 0, func(ctx context.Context, ws []*Write) error {
@@ -219,7 +228,7 @@ func (s *Server) SettInnbyggersPersonvernInnstilling(ctx context.Context, req *p
 	if err := s.requireScope(ctx, scope.PVKWrite); err != nil {
 		return nil, err
 	}
-	if err := checkFnr(req.GetInnbyggerFnr()); err != nil {
+	if err := s.checkFnr(req.GetInnbyggerFnr()); err != nil {
 		return nil, err
 	}
 	def, err := s.definition(ctx, req.GetDefinisjonGuid())
@@ -232,6 +241,9 @@ func (s *Server) SettInnbyggersPersonvernInnstilling(ctx context.Context, req *p
 	if req.GetTypePi() != def.TypePi {
 		return nil, invalid(codeTypePiMismatch, "typePi does not match the definition (%s)", def.TypePi)
 	}
+	if err := checkPartKode(def, req.GetPartKode()); err != nil {
+		return nil, err
+	}
 	if req.Aktiv == nil {
 		return nil, invalid(codeAktiv, "aktiv is required (true or false)")
 	}
@@ -241,6 +253,9 @@ func (s *Server) SettInnbyggersPersonvernInnstilling(ctx context.Context, req *p
 	}
 	evidence, err := parseEvidence(req.GetSignertBevisMimeType(), req.GetSignertBevisInnhold())
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkCitizen(ctx, req.GetInnbyggerFnr()); err != nil {
 		return nil, err
 	}
 	w := &Write{In: Setting{Fnr: req.GetInnbyggerFnr(), DefinitionGUID: def.GUID, Aktiv: req.GetAktiv(), Tidspunkt: tidspunkt,
@@ -273,16 +288,23 @@ func (s *Server) definition(ctx context.Context, id string) (Definition, error) 
 	return def, err
 }
 
-// event is the outbox row of a change: a CloudEvents 1.0 JSON event whose id is the change id.
+// EndringsnummerAttribute is the CloudEvents extension attribute of a change event that carries its
+// endringsnummer: its position in the deployment's change stream, which orders changes across citizens
+// and definitions (sekvensnummer, in data, counts one setting's changes only).
+const EndringsnummerAttribute = "endringsnummer"
+
+// event is the outbox row of a change: a CloudEvents 1.0 JSON event whose id is the change id, with the
+// endringsnummer extension attribute.
 func (s *Server) event(st Setting) (OutboxEvent, error) {
 	id := guid.New()
 	payload, err := json.Marshal(map[string]any{
-		"specversion":     "1.0",
-		"id":              id,
-		"source":          s.source,
-		"type":            EventType,
-		"time":            st.ChangeTime.Format(time.RFC3339Nano),
-		"datacontenttype": "application/json",
+		"specversion":           "1.0",
+		"id":                    id,
+		"source":                s.source,
+		"type":                  EventType,
+		"time":                  st.ChangeTime.Format(time.RFC3339Nano),
+		"datacontenttype":       "application/json",
+		EndringsnummerAttribute: st.Endringsnummer,
 		"data": map[string]any{
 			"innbyggerFnr":        st.Fnr,
 			"definisjonGuid":      st.DefinitionGUID,
@@ -309,23 +331,27 @@ func (s *Server) SjekkInnbyggersPiStatus(ctx context.Context, req *pvkv1.SjekkIn
 	if err := s.requireScope(ctx, scope.PVKRead); err != nil {
 		return nil, err
 	}
-	if err := checkFnr(req.GetInnbyggerFnr()); err != nil {
+	if err := s.checkFnr(req.GetInnbyggerFnr()); err != nil {
 		return nil, err
 	}
 	def, err := s.definition(ctx, req.GetDefinisjonGuid())
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPartKode(def, req.GetPartKode()); err != nil {
+		return nil, err
+	}
+	if err := s.checkCitizen(ctx, req.GetInnbyggerFnr()); err != nil {
+		return nil, err
+	}
 	st, err := s.store.GetSetting(ctx, req.GetInnbyggerFnr(), def.GUID)
 	if errors.Is(err, store.ErrNotFound) {
-		return &pvkv1.SjekkInnbyggersPiStatusResponse{Personverninnstilling: &pvkv1.Personverninnstilling{
-			InnbyggerFnr: req.GetInnbyggerFnr(), DefinisjonGuid: def.GUID, DefinisjonNavn: def.Navn, PartKode: def.PartKode, TypePi: def.TypePi,
-		}}, nil
+		return statusProto(req.GetInnbyggerFnr(), def, nil), nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &pvkv1.SjekkInnbyggersPiStatusResponse{Personverninnstilling: settingProto(st)}, nil
+	return statusProto(req.GetInnbyggerFnr(), def, &st), nil
 }
 
 // HentInnbyggersPiForPart implements PrivacySettingsService.
@@ -333,19 +359,22 @@ func (s *Server) HentInnbyggersPiForPart(ctx context.Context, req *pvkv1.HentInn
 	if err := s.requireScope(ctx, scope.PVKRead); err != nil {
 		return nil, err
 	}
-	if err := checkFnr(req.GetInnbyggerFnr()); err != nil {
+	if err := s.checkFnr(req.GetInnbyggerFnr()); err != nil {
 		return nil, err
 	}
 	if req.GetPartKode() == "" || len(req.GetPartKode()) > 100 {
 		return nil, invalid(codePartKode, "partKode must be 1 to 100 characters")
 	}
+	if err := s.checkCitizen(ctx, req.GetInnbyggerFnr()); err != nil {
+		return nil, err
+	}
 	settings, err := s.store.ActiveForPart(ctx, req.GetInnbyggerFnr(), req.GetPartKode())
 	if err != nil {
 		return nil, err
 	}
-	resp := &pvkv1.HentInnbyggersPiForPartResponse{Personverninnstillinger: []*pvkv1.Personverninnstilling{}}
+	resp := &pvkv1.HentInnbyggersPiForPartResponse{PersonvernInnstillinger: []*pvkv1.Personverninnstilling{}}
 	for _, st := range settings {
-		resp.Personverninnstillinger = append(resp.Personverninnstillinger, settingProto(st))
+		resp.PersonvernInnstillinger = append(resp.PersonvernInnstillinger, settingProto(st))
 	}
 	return resp, nil
 }
@@ -365,6 +394,9 @@ func (s *Server) HentInnbyggereAktivePiForDefinisjon(ctx context.Context, req *p
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPartKode(def, req.GetPartKode()); err != nil {
+		return nil, err
+	}
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0 || size > maxSyncPage || req.GetPagingReference() < 0:
@@ -376,15 +408,12 @@ func (s *Server) HentInnbyggereAktivePiForDefinisjon(ctx context.Context, req *p
 	if err != nil {
 		return nil, err
 	}
-	resp := &pvkv1.HentInnbyggereAktivePiForDefinisjonResponse{Personverninnstillinger: []*pvkv1.Personverninnstilling{}}
+	var next int64
 	if len(settings) > size {
 		settings = settings[:size]
-		resp.PagingReference = settings[size-1].Seq
+		next = settings[size-1].Endringsnummer // the store pages by it
 	}
-	for _, st := range settings {
-		resp.Personverninnstillinger = append(resp.Personverninnstillinger, settingProto(st))
-	}
-	return resp, nil
+	return activePageProto(def, settings, next), nil
 }
 
 func definitionProto(d Definition) *pvkv1.Definisjon {

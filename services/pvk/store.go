@@ -6,13 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/hnsec/hnsec/pkg/seal"
 	"github.com/hnsec/hnsec/pkg/store"
 )
 
-// Migrations is the pvk store's schema (append only), for SQLite and PostgreSQL.
+// Migrations is the pvk store's schema (append only), for SQLite and PostgreSQL. The fifth made
+// sekvensnummer count per setting: a setting's stream position moved to endringsnummer, and its
+// sekvensnummer starts at 1 (there is no history to count its earlier changes from).
 var Migrations = store.Migrations{SQLite: sqliteMigrations, Postgres: postgresMigrations}
 
 var sqliteMigrations = []string{`
@@ -80,6 +83,38 @@ CREATE INDEX subscription_events_subscription ON subscription_events(subscriptio
 `, `
 ALTER TABLE subscriptions ADD COLUMN secret_sealed BLOB NOT NULL DEFAULT x'';
 ALTER TABLE subscriptions ADD COLUMN previous_secret_sealed BLOB NOT NULL DEFAULT x'';
+`, `
+CREATE TABLE settings_endringsnummer (
+	fnr              TEXT NOT NULL,
+	definition_guid  TEXT NOT NULL REFERENCES definitions(guid),
+	aktiv            INTEGER NOT NULL,
+	tidspunkt_ms     INTEGER NOT NULL,
+	evidence_mime    TEXT NOT NULL,
+	evidence         BLOB,
+	sekvensnummer    INTEGER NOT NULL,
+	endringsnummer   INTEGER NOT NULL UNIQUE,
+	create_time_ms   INTEGER NOT NULL,
+	change_time_ms   INTEGER NOT NULL,
+	PRIMARY KEY (fnr, definition_guid)
+) WITHOUT ROWID;
+INSERT INTO settings_endringsnummer (fnr, definition_guid, aktiv, tidspunkt_ms, evidence_mime, evidence, sekvensnummer, endringsnummer,
+	create_time_ms, change_time_ms)
+	SELECT fnr, definition_guid, aktiv, tidspunkt_ms, evidence_mime, evidence, 1, sekvensnummer, create_time_ms, change_time_ms FROM settings;
+DROP TABLE settings;
+ALTER TABLE settings_endringsnummer RENAME TO settings;
+CREATE INDEX settings_active ON settings(definition_guid, aktiv, endringsnummer);
+`, `
+CREATE TABLE inclusions (
+	fnr              TEXT NOT NULL,
+	part_kode        TEXT NOT NULL,
+	inkludering_type TEXT NOT NULL,
+	aktiv            INTEGER NOT NULL,
+	sekvensnummer    INTEGER NOT NULL,
+	endringsnummer   INTEGER NOT NULL UNIQUE,
+	create_time_ms   INTEGER NOT NULL,
+	change_time_ms   INTEGER NOT NULL,
+	PRIMARY KEY (fnr, part_kode, inkludering_type)
+) WITHOUT ROWID;
 `}
 
 var postgresMigrations = []string{`
@@ -147,6 +182,27 @@ CREATE INDEX subscription_events_subscription ON subscription_events(subscriptio
 `, `
 ALTER TABLE subscriptions ADD COLUMN secret_sealed BYTEA NOT NULL DEFAULT '';
 ALTER TABLE subscriptions ADD COLUMN previous_secret_sealed BYTEA NOT NULL DEFAULT '';
+`, `
+ALTER TABLE settings DROP CONSTRAINT settings_sekvensnummer_key;
+ALTER TABLE settings ADD COLUMN endringsnummer BIGINT;
+UPDATE settings SET endringsnummer = sekvensnummer, sekvensnummer = 1;
+ALTER TABLE settings ALTER COLUMN endringsnummer SET NOT NULL;
+ALTER TABLE settings ADD CONSTRAINT settings_endringsnummer_key UNIQUE (endringsnummer);
+ALTER TABLE settings ALTER COLUMN sekvensnummer TYPE INTEGER;
+DROP INDEX settings_active;
+CREATE INDEX settings_active ON settings(definition_guid, aktiv, endringsnummer);
+`, `
+CREATE TABLE inclusions (
+	fnr              TEXT NOT NULL,
+	part_kode        TEXT NOT NULL,
+	inkludering_type TEXT NOT NULL,
+	aktiv            BOOLEAN NOT NULL,
+	sekvensnummer    INTEGER NOT NULL,
+	endringsnummer   BIGINT NOT NULL UNIQUE,
+	create_time_ms   BIGINT NOT NULL,
+	change_time_ms   BIGINT NOT NULL,
+	PRIMARY KEY (fnr, part_kode, inkludering_type)
+);
 `}
 
 // Definition is a privacy setting definition.
@@ -171,7 +227,11 @@ type Setting struct {
 	Tidspunkt      time.Time
 	EvidenceMime   string
 	Evidence       []byte
-	Seq            int64
+	// Seq is the sekvensnummer: it counts this citizen's changes of this setting, from 1.
+	Seq int64
+	// Endringsnummer is the position of the setting's last change in the deployment's change stream: it
+	// orders changes across citizens and definitions (replay, paging, delivery order).
+	Endringsnummer int64
 	CreateTime     time.Time
 	ChangeTime     time.Time
 	Definition     Definition
@@ -233,8 +293,8 @@ type Store interface {
 	// ListDefinitions returns every definition.
 	ListDefinitions(ctx context.Context) ([]Definition, error)
 	// SetSettings applies the writes in order in one transaction: each stores its setting unless the
-	// stored one has the same aktiv; a change takes the next sekvensnummer, stores event(stored) in the
-	// outbox and sets the write's Changed.
+	// stored one has the same aktiv; a change counts the setting's sekvensnummer up (from 1), takes the
+	// next endringsnummer, stores event(stored) in the outbox and sets the write's Changed.
 	SetSettings(ctx context.Context, writes []*Write, event func(Setting) (OutboxEvent, error)) error
 	// PendingOutbox returns up to limit outbox events after the one with id after, in commit order.
 	PendingOutbox(ctx context.Context, after int64, limit int) ([]OutboxEvent, error)
@@ -260,9 +320,15 @@ type Store interface {
 	GetSetting(ctx context.Context, fnr, guid string) (Setting, error)
 	// ActiveForPart returns a citizen's active settings of definitions owned by partKode.
 	ActiveForPart(ctx context.Context, fnr, partKode string) ([]Setting, error)
-	// ActiveForDefinition returns active settings of a definition with sekvensnummer above after, in
-	// sekvensnummer order, at most limit.
+	// ActiveForDefinition returns active settings of a definition with endringsnummer above after, in
+	// endringsnummer order, at most limit.
 	ActiveForDefinition(ctx context.Context, guid string, after int64, limit int) ([]Setting, error)
+	// SetInclusion stores an inclusion unless the stored one has the same aktiv; a change counts its
+	// sekvensnummer up, takes the next endringsnummer and stores event(stored) in the outbox, whose id it
+	// returns (0 when nothing changed).
+	SetInclusion(ctx context.Context, in Inclusion, event func(Inclusion) (OutboxEvent, error)) (int64, error)
+	// Inclusions returns a citizen's inclusions with a party, by inkluderingType.
+	Inclusions(ctx context.Context, fnr, partKode string) ([]Inclusion, error)
 }
 
 // sqlStore keeps webhook secrets sealed under the key-encryption key (secret_sealed and
@@ -316,6 +382,12 @@ func (s *sqlStore) ListDefinitions(ctx context.Context) ([]Definition, error) {
 
 func (s *sqlStore) SetSettings(ctx context.Context, writes []*Write, event func(Setting) (OutboxEvent, error)) error {
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		// Each write decides on the stored setting (is it a change?), so batches run one at a time: the
+		// sequence row (the endringsnummer), which every change takes anyway, is locked first. Two replicas' writes of the same
+		// new setting are then one change, not two.
+		if _, err := tx.ExecContext(ctx, `SELECT value FROM sequence WHERE id = 1`+s.db.ForUpdate()); err != nil {
+			return err
+		}
 		st, err := prepareSettingWrites(ctx, tx)
 		if err != nil {
 			return err
@@ -344,13 +416,13 @@ func prepareSettingWrites(ctx context.Context, tx *sql.Tx) (*settingWrites, erro
 		stmt  **sql.Stmt
 		query string
 	}{
-		{&st.get, `SELECT aktiv, create_time_ms FROM settings WHERE fnr = ? AND definition_guid = ?`},
+		{&st.get, `SELECT aktiv, create_time_ms, sekvensnummer FROM settings WHERE fnr = ? AND definition_guid = ?`},
 		{&st.next, `UPDATE sequence SET value = value + 1 WHERE id = 1 RETURNING value`},
 		{&st.upsert, `INSERT INTO settings (fnr, definition_guid, aktiv, tidspunkt_ms, evidence_mime, evidence,
-			sekvensnummer, create_time_ms, change_time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			sekvensnummer, endringsnummer, create_time_ms, change_time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (fnr, definition_guid) DO UPDATE SET aktiv = excluded.aktiv, tidspunkt_ms = excluded.tidspunkt_ms,
 			evidence_mime = excluded.evidence_mime, evidence = excluded.evidence, sekvensnummer = excluded.sekvensnummer,
-			change_time_ms = excluded.change_time_ms`},
+			endringsnummer = excluded.endringsnummer, change_time_ms = excluded.change_time_ms`},
 		{&st.outbox, `INSERT INTO outbox (change_id, partition, payload, create_time_ms) VALUES (?, ?, ?, ?) RETURNING id`},
 	} {
 		var err error
@@ -374,23 +446,26 @@ func (st *settingWrites) close() {
 // already had this state.
 func (st *settingWrites) set(ctx context.Context, in Setting, event func(Setting) (OutboxEvent, error)) (int64, error) {
 	var aktiv bool
-	var created int64
-	err := st.get.QueryRowContext(ctx, in.Fnr, in.DefinitionGUID).Scan(&aktiv, &created)
+	var created, seq int64
+	err := st.get.QueryRowContext(ctx, in.Fnr, in.DefinitionGUID).Scan(&aktiv, &created, &seq)
 	switch {
 	case err == nil && aktiv == in.Aktiv:
 		return 0, nil
 	case err == nil:
-		in.CreateTime = time.UnixMilli(created)
+		in.CreateTime, in.Seq = time.UnixMilli(created), seq+1
 	case errors.Is(err, sql.ErrNoRows):
-		in.CreateTime = in.ChangeTime
+		in.CreateTime, in.Seq = in.ChangeTime, 1
 	default:
 		return 0, err
 	}
-	if err := st.next.QueryRowContext(ctx).Scan(&in.Seq); err != nil {
+	if in.Seq > math.MaxInt32 {
+		return 0, fmt.Errorf("pvk store: a setting's sekvensnummer would pass %d", math.MaxInt32)
+	}
+	if err := st.next.QueryRowContext(ctx).Scan(&in.Endringsnummer); err != nil {
 		return 0, err
 	}
 	if _, err := st.upsert.ExecContext(ctx, in.Fnr, in.DefinitionGUID, in.Aktiv, in.Tidspunkt.UnixMilli(), in.EvidenceMime,
-		in.Evidence, in.Seq, in.CreateTime.UnixMilli(), in.ChangeTime.UnixMilli()); err != nil {
+		in.Evidence, in.Seq, in.Endringsnummer, in.CreateTime.UnixMilli(), in.ChangeTime.UnixMilli()); err != nil {
 		return 0, err
 	}
 	ev, err := event(in)
@@ -535,7 +610,8 @@ func (s *sqlStore) sealClearSecrets(ctx context.Context) (int, error) {
 	type clear struct{ id, secret, previous string }
 	n := 0
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, secret, previous_secret FROM subscriptions WHERE secret <> '' OR previous_secret <> ''`)
+		rows, err := tx.QueryContext(ctx, `SELECT id, secret, previous_secret FROM subscriptions WHERE secret <> '' OR previous_secret <> ''`+
+			s.db.ForUpdate())
 		if err != nil {
 			return err
 		}
@@ -580,7 +656,7 @@ func (s *sqlStore) UpdateSubscription(ctx context.Context, id string, ev Subscri
 	var sub Subscription
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		if sub, err = s.scanSubscription(tx.QueryRowContext(ctx, subscriptionSelect+` WHERE id = ?`, id)); err != nil {
+		if sub, err = s.scanSubscription(tx.QueryRowContext(ctx, subscriptionSelect+` WHERE id = ?`+s.db.ForUpdate(), id)); err != nil {
 			return err
 		}
 		if err := change(&sub); err != nil {
@@ -615,13 +691,13 @@ func (s *sqlStore) DeleteSubscription(ctx context.Context, id string, ev Subscri
 	})
 }
 
-const settingSelect = `SELECT s.fnr, s.definition_guid, s.aktiv, s.tidspunkt_ms, s.evidence_mime, s.sekvensnummer, s.create_time_ms,
-	s.change_time_ms, d.navn, d.part_kode, d.type_pi FROM settings s JOIN definitions d ON d.guid = s.definition_guid`
+const settingSelect = `SELECT s.fnr, s.definition_guid, s.aktiv, s.tidspunkt_ms, s.evidence_mime, s.sekvensnummer, s.endringsnummer,
+	s.create_time_ms, s.change_time_ms, d.navn, d.part_kode, d.type_pi FROM settings s JOIN definitions d ON d.guid = s.definition_guid`
 
 func scanSetting(sc store.Scanner) (Setting, error) {
 	var st Setting
 	var tidspunkt, created, changed int64
-	err := sc.Scan(&st.Fnr, &st.DefinitionGUID, &st.Aktiv, &tidspunkt, &st.EvidenceMime, &st.Seq, &created, &changed,
+	err := sc.Scan(&st.Fnr, &st.DefinitionGUID, &st.Aktiv, &tidspunkt, &st.EvidenceMime, &st.Seq, &st.Endringsnummer, &created, &changed,
 		&st.Definition.Navn, &st.Definition.PartKode, &st.Definition.TypePi)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Setting{}, store.ErrNotFound
@@ -636,11 +712,11 @@ func (s *sqlStore) GetSetting(ctx context.Context, fnr, guid string) (Setting, e
 }
 
 func (s *sqlStore) ActiveForPart(ctx context.Context, fnr, partKode string) ([]Setting, error) {
-	return store.Query(ctx, s.db, settingSelect+` WHERE s.fnr = ? AND d.part_kode = ? AND s.aktiv = TRUE ORDER BY s.sekvensnummer`,
+	return store.Query(ctx, s.db, settingSelect+` WHERE s.fnr = ? AND d.part_kode = ? AND s.aktiv = TRUE ORDER BY s.endringsnummer`,
 		[]any{fnr, partKode}, scanSetting)
 }
 
 func (s *sqlStore) ActiveForDefinition(ctx context.Context, guid string, after int64, limit int) ([]Setting, error) {
-	return store.Query(ctx, s.db, settingSelect+` WHERE s.definition_guid = ? AND s.aktiv = TRUE AND s.sekvensnummer > ?
-		ORDER BY s.sekvensnummer LIMIT ?`, []any{guid, after, limit}, scanSetting)
+	return store.Query(ctx, s.db, settingSelect+` WHERE s.definition_guid = ? AND s.aktiv = TRUE AND s.endringsnummer > ?
+		ORDER BY s.endringsnummer LIMIT ?`, []any{guid, after, limit}, scanSetting)
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -16,7 +18,6 @@ import (
 	"github.com/hnsec/hnsec/pkg/apierr"
 	"github.com/hnsec/hnsec/pkg/fieldmask"
 	"github.com/hnsec/hnsec/pkg/guid"
-	"github.com/hnsec/hnsec/pkg/loop"
 	"github.com/hnsec/hnsec/pkg/natsbus"
 	"github.com/hnsec/hnsec/pkg/scope"
 	"github.com/hnsec/hnsec/pkg/secrets"
@@ -40,16 +41,19 @@ const (
 //
 // A subscriber that is cut off (its client configuration blocked or deleted, or without an approved grant
 // of the replication scope) receives nothing: PullSubscription refuses it, the dispatcher holds its
-// webhooks, and its changes wait in the stream (and the dispatcher's parked changes) until it is
-// reinstated. Each active subscription of such a subscriber says so in its status_reason (HeldPrefix and
-// the reason) and its audit trail ("held", then "released").
+// webhooks, and its changes wait in the stream (for --pvk-stream-max-age) and among the dispatcher's
+// parked changes (for --dead-letter-retention) until it is reinstated. Each active subscription of such a
+// subscriber says so in its status_reason (HeldPrefix and the reason) and its audit trail ("held", then
+// "released").
 type Subscriptions struct {
 	pvkv1.UnimplementedSubscriptionsServiceServer
 	pvk         *Server
 	policy      ssrf.Policy
 	subscribers *subscriber.Checker
-	mu          sync.Mutex
-	pending     map[string]pendingChange // by ack id
+	// ackIDs seals the ack ids of pulled changes, so that any replica can acknowledge them (pull_ack.go).
+	ackIDs ackIDs
+	// mu guards changedClients.
+	mu sync.Mutex
 	// creating serialises creations, so that the per-subscriber limit holds (in this process).
 	creating sync.Mutex
 	// changedClients are the clients the registry announced a change of since the last reconciliation.
@@ -58,13 +62,6 @@ type Subscriptions struct {
 }
 
 var _ pvkv1.SubscriptionsServiceServer = (*Subscriptions)(nil)
-
-// pendingChange is a pulled change waiting for its acknowledgement.
-type pendingChange struct {
-	subscription string
-	msg          jetstream.Msg
-	expires      time.Time
-}
 
 // NewSubscriptions returns the subscriptions service of a PVK server; subscribers checks, at each pull and
 // whenever the registry announces a change, that a subscriber may still receive.
@@ -76,9 +73,12 @@ func NewSubscriptions(s *Server, subscribers *subscriber.Checker) (*Subscription
 	if subscribers == nil {
 		return nil, errors.New("pvk subscriptions: a subscriber checker is required")
 	}
+	acks, err := newAckIDs(s.ackKey)
+	if err != nil {
+		return nil, fmt.Errorf("pvk ack ids: %w", err)
+	}
 	return &Subscriptions{pvk: s, policy: ssrf.Policy{AllowNetworks: nets, AllowHTTPHosts: s.cfg.WebhookAllowHTTPHosts},
-		subscribers: subscribers, pending: map[string]pendingChange{}, changedClients: map[string]bool{},
-		reconcile: make(chan struct{}, 1)}, nil
+		subscribers: subscribers, ackIDs: acks, changedClients: map[string]bool{}, reconcile: make(chan struct{}, 1)}, nil
 }
 
 // consumerName is the durable JetStream consumer of a subscription.
@@ -172,6 +172,16 @@ func newWebhookSecret() string {
 // changed tells the dispatcher that a subscription changed.
 func (s *Subscriptions) changed(id string) {
 	if err := s.pvk.bus.Conn.Publish(s.pvk.bus.Subject(natsbus.SubjectSubscriptionChanged), []byte(id)); err != nil {
+		s.pvk.log.Error("publish subscription change", "subscription_id", id, "err", err)
+	}
+}
+
+// deleted tells the dispatcher that a subscription was deleted: its change event, with the header
+// natsbus.HeaderSubscriptionDeleted, so that the dispatcher deletes what it keeps of the subscription.
+func (s *Subscriptions) deleted(id string) {
+	msg := &nats.Msg{Subject: s.pvk.bus.Subject(natsbus.SubjectSubscriptionChanged), Data: []byte(id), Header: nats.Header{}}
+	msg.Header.Set(natsbus.HeaderSubscriptionDeleted, "true")
+	if err := s.pvk.bus.Conn.PublishMsg(msg); err != nil {
 		s.pvk.log.Error("publish subscription change", "subscription_id", id, "err", err)
 	}
 }
@@ -351,8 +361,11 @@ func (s *Subscriptions) DeleteSubscription(ctx context.Context, req *pvkv1.Delet
 	if err := s.pvk.store.DeleteSubscription(ctx, sub.ID, auditEvent(sub.Subscriber, "deleted", "")); err != nil {
 		return nil, err
 	}
-	_ = s.pvk.relay.js.DeleteConsumer(ctx, s.pvk.relay.names.stream, consumerName(sub.ID))
-	s.changed(sub.ID)
+	// Should this fail (NATS unreachable, the caller gone), the consumer sweep deletes it later.
+	if err := s.deleteConsumer(context.WithoutCancel(ctx), sub.ID); err != nil {
+		s.pvk.log.Warn("delete subscription consumer; the consumer sweep retries", "subscription_id", sub.ID, "err", err)
+	}
+	s.deleted(sub.ID)
 	return &pvkv1.DeleteSubscriptionResponse{}, nil
 }
 
@@ -363,14 +376,18 @@ func (s *Subscriptions) ReplaySubscription(ctx context.Context, req *pvkv1.Repla
 		return nil, err
 	}
 	cfg := jetstream.ConsumerConfig{}
+	from := req.GetFromEndringsnummer()
+	if from == 0 {
+		from = req.GetFromSekvensnummer() // the deprecated name of from_endringsnummer
+	}
 	switch {
-	case (req.GetFromSekvensnummer() > 0) == (req.GetFromTime() != nil):
-		return nil, invalid(codeSubscription, "name exactly one of fromSekvensnummer and fromTime")
+	case (from > 0) == (req.GetFromTime() != nil):
+		return nil, invalid(codeSubscription, "name exactly one of fromEndringsnummer and fromTime")
 	case req.GetFromTime() != nil:
 		t := req.GetFromTime().AsTime()
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	default:
-		seq, err := s.streamSeqOf(ctx, req.GetFromSekvensnummer())
+		seq, err := s.streamSeqOf(ctx, from)
 		if err != nil {
 			return nil, err
 		}
@@ -383,37 +400,10 @@ func (s *Subscriptions) ReplaySubscription(ctx context.Context, req *pvkv1.Repla
 	return &pvkv1.ReplaySubscriptionResponse{}, nil
 }
 
-// streamSeqOf finds the first stream message whose sekvensnummer is at least want: the stream is in
-// sekvensnummer order, so a binary search over stream sequences finds it.
-func (s *Subscriptions) streamSeqOf(ctx context.Context, want int64) (uint64, error) {
-	st, err := s.pvk.relay.js.Stream(ctx, s.pvk.relay.names.stream)
-	if err != nil {
-		return 0, err
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	lo, hi := info.State.FirstSeq, info.State.LastSeq+1
-	for lo < hi {
-		mid := lo + (hi-lo)/2
-		m, err := st.GetMsg(ctx, mid)
-		if err != nil {
-			lo = mid + 1 // a deleted message: look further on
-			continue
-		}
-		if eventOf(m.Data).Data.Sekvensnummer < want {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	return lo, nil
-}
-
 // event is the part of a change event subscriptions look at.
 type event struct {
-	Data struct {
+	Endringsnummer int64 `json:"endringsnummer"`
+	Data           struct {
 		DefinitionGUID string `json:"definisjonGuid"`
 		TypePi         string `json:"typePi"`
 		PartKode       string `json:"partKode"`
@@ -425,6 +415,15 @@ func eventOf(b []byte) event {
 	var e event
 	_ = json.Unmarshal(b, &e)
 	return e
+}
+
+// position is the event's endringsnummer; events written before it existed carry their stream position
+// as data.sekvensnummer, which was deployment-wide then.
+func (e event) position() int64 {
+	if e.Endringsnummer > 0 {
+		return e.Endringsnummer
+	}
+	return e.Data.Sekvensnummer
 }
 
 // Matches reports whether a change event passes the filters.
@@ -471,10 +470,7 @@ func (s *Subscriptions) PullSubscription(ctx context.Context, req *pvkv1.PullSub
 			_ = m.Ack() // not for this subscriber
 			continue
 		}
-		ackID := secrets.New()
-		s.mu.Lock()
-		s.pending[ackID] = pendingChange{subscription: sub.ID, msg: m, expires: expires}
-		s.mu.Unlock()
+		ackID := s.ackIDs.seal(sub.ID, m.Reply(), expires)
 		resp.Changes = append(resp.Changes, &pvkv1.PulledChange{AckId: ackID, Event: string(m.Data())})
 	}
 	return resp, nil
@@ -523,13 +519,12 @@ func (s *Subscriptions) AckSubscription(ctx context.Context, req *pvkv1.AckSubsc
 	resp := &pvkv1.AckSubscriptionResponse{}
 	now := time.Now()
 	for _, id := range req.GetAckIds() {
-		s.mu.Lock()
-		p, ok := s.pending[id]
-		if ok && p.subscription == sub.ID {
-			delete(s.pending, id)
+		// Any replica opens an ack id any replica sealed, and acknowledges through JetStream.
+		reply, err := s.ackIDs.open(sub.ID, id, now)
+		if err == nil {
+			err = s.ack(ctx, reply)
 		}
-		s.mu.Unlock()
-		if !ok || p.subscription != sub.ID || now.After(p.expires) || p.msg.DoubleAck(ctx) != nil {
+		if err != nil {
 			resp.Unknown = append(resp.Unknown, id)
 			continue
 		}
@@ -626,7 +621,8 @@ func (s *Subscriptions) ListSubscriptionEvents(ctx context.Context, req *pvkv1.L
 	return resp, nil
 }
 
-// Run forgets expired pulled changes, and keeps the subscriptions' held status up to date, until ctx ends.
+// Run keeps the subscriptions' held status up to date, and deletes the durable consumers no subscription
+// owns (see sweepConsumers), until ctx ends.
 func (s *Subscriptions) Run(ctx context.Context) error {
 	s.subscribers.OnChange(func(clientID string) {
 		s.mu.Lock()
@@ -638,19 +634,8 @@ func (s *Subscriptions) Run(ctx context.Context) error {
 		}
 	})
 	go s.followSubscribers(ctx)
-	loop.Every(ctx, s.pvk.cfg.AckWait, s.sweep)
+	s.runConsumerSweep(ctx)
 	return nil
-}
-
-// sweep forgets pulled changes whose ack wait has passed (JetStream hands them out again).
-func (s *Subscriptions) sweep(now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id, p := range s.pending {
-		if now.After(p.expires) {
-			delete(s.pending, id)
-		}
-	}
 }
 
 func subscriptionProto(sub Subscription) *pvkv1.Subscription {

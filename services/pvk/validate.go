@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -18,6 +19,7 @@ const (
 	codeFnrLength       = "EPVK-100001"
 	codeFnrCheckDigit   = "EPVK-100002"
 	codeFnrDate         = "EPVK-100003"
+	codeFnrSynthetic    = "EPVK-100004"
 	codeDefinitionGUID  = "EPVK-100010"
 	codeNoDefinition    = "EPVK-100011"
 	codeTypePiMismatch  = "EPVK-100012"
@@ -39,20 +41,24 @@ const (
 // TypesPi are the kinds of privacy setting.
 var TypesPi = []string{"samtykke", "reservasjon", "tilgangsbegrensning"}
 
-// EvidenceMimeTypes are the signed evidence types accepted.
-var EvidenceMimeTypes = []string{"application/pdf", "application/xml", "application/json", "application/jose", "text/plain"}
+// EvidenceMimeTypes are the signed evidence types accepted: the real PVK's (images of a signed form, and
+// PDF), then ours.
+var EvidenceMimeTypes = []string{"image/png", "image/jpeg", "image/bmp", "application/pdf", "application/xml", "application/json",
+	"application/jose", "text/plain"}
 
-// MaxEvidenceBytes bounds decoded signed evidence.
-const MaxEvidenceBytes = 256 << 10
+// MaxEvidenceBytes bounds decoded signed evidence (4 MiB, as the real PVK). The gateway's body limit of
+// SettInnbyggersPersonvernInnstilling fits it in base64.
+const MaxEvidenceBytes = 4 << 20
 
 func invalid(code, format string, args ...any) *apierr.Error {
 	return apierr.WithCode(apierr.InvalidRequest, code, format, args...)
 }
 
-// checkFnr validates a national identity number with PVK codes.
-func checkFnr(s string) error {
-	switch err := fnr.Check(s); {
-	case s == "":
+// checkFnr validates a national identity number with PVK codes; synthetic test persons pass with
+// --accept-synthetic-fnr.
+func (s *Server) checkFnr(n string) error {
+	switch err := (fnr.Rules{Synthetic: s.cfg.AcceptSyntheticFnr}).Check(n); {
+	case n == "":
 		return invalid(codeFnrLength, "innbyggerFnr is required")
 	case err == nil:
 		return nil
@@ -60,6 +66,8 @@ func checkFnr(s string) error {
 		return invalid(codeFnrCheckDigit, "%v", err)
 	case errors.Is(err, fnr.ErrDate):
 		return invalid(codeFnrDate, "%v", err)
+	case errors.Is(err, fnr.ErrSynthetic):
+		return invalid(codeFnrSynthetic, "%v", err)
 	default:
 		return invalid(codeFnrLength, "%v", err)
 	}
@@ -106,16 +114,16 @@ func parseEvidence(mime, content string) ([]byte, error) {
 	case mime == "" || content == "":
 		return nil, invalid(codeEvidencePair, "signertBevisMimeType and signertBevisInnhold go together")
 	case !slices.Contains(EvidenceMimeTypes, mime):
-		return nil, invalid(codeEvidenceMime, "signertBevisMimeType must be one of application/pdf, application/xml, application/json, application/jose, text/plain")
+		return nil, invalid(codeEvidenceMime, "signertBevisMimeType must be one of %s", strings.Join(EvidenceMimeTypes, ", "))
 	case base64.StdEncoding.DecodedLen(len(content)) > MaxEvidenceBytes+3:
-		return nil, invalid(codeEvidenceSize, "signertBevisInnhold is larger than %d KiB", MaxEvidenceBytes>>10)
+		return nil, invalid(codeEvidenceSize, "signertBevisInnhold is larger than %d MiB", MaxEvidenceBytes>>20)
 	}
 	b, err := base64.StdEncoding.DecodeString(content)
 	if err != nil {
 		return nil, invalid(codeEvidenceBase64, "signertBevisInnhold must be base64")
 	}
 	if len(b) > MaxEvidenceBytes {
-		return nil, invalid(codeEvidenceSize, "signertBevisInnhold is larger than %d KiB", MaxEvidenceBytes>>10)
+		return nil, invalid(codeEvidenceSize, "signertBevisInnhold is larger than %d MiB", MaxEvidenceBytes>>20)
 	}
 	return b, nil
 }

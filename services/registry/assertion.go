@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/clientauth"
 	"github.com/hnsec/hnsec/pkg/store"
 )
 
@@ -22,6 +23,10 @@ import (
 const (
 	maxAssertionLifetime = 120 * time.Second
 	assertionLeeway      = 5 * time.Second
+	// usedJTIRetention is how long after its exp a used assertion's jti is remembered: as long as the
+	// assertion is still accepted (the leeway), and as long again for replicas whose clocks differ (one
+	// ahead forgets it sooner, one behind accepts it later).
+	usedJTIRetention = 2 * assertionLeeway
 )
 
 // standInKeys are public keys whose private halves nobody has, one per kind of key an assertion may be
@@ -40,7 +45,8 @@ var standInKeys = sync.OnceValue(func() []jwt.VerificationKey {
 
 // authenticateAssertion verifies a private_key_jwt client assertion (RFC 7523 2.2 and 3): signed by one
 // of the client's registered keys with an allowed algorithm, iss = sub = client_id, aud one of audiences,
-// exp at most two minutes ahead, and a jti never seen before.
+// exp at most two minutes ahead, and a jti never seen before (the jti is remembered until usedJTIRetention
+// after exp, so it cannot be replayed within the leeway).
 func (s *Server) authenticateAssertion(ctx context.Context, clientID, assertion string, audiences []string) (Client, error) {
 	invalid := func(format string, args ...any) (Client, error) {
 		return Client{}, apierr.New(apierr.InvalidClient, format, args...)
@@ -49,8 +55,8 @@ func (s *Server) authenticateAssertion(ctx context.Context, clientID, assertion 
 	if err != nil {
 		return invalid("client assertion is not a JWT")
 	}
-	if alg, _ := head.Header["alg"].(string); !slices.Contains(AssertionAlgorithms, alg) {
-		return invalid("client assertion must be signed with RS256, PS256, PS512 or ES256, not %q", alg)
+	if alg, _ := head.Header["alg"].(string); !slices.Contains(clientauth.AssertionAlgorithms, alg) {
+		return invalid("client assertion must be signed with %s, not %q", clientauth.AssertionAlgorithmsText(), alg)
 	}
 	// The keys are read whether or not the client exists (an unknown one has none), and without a key
 	// that may have signed, stand-in keys take their place: an unknown client, and one whose keys did not
@@ -76,7 +82,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, clientID, assertion 
 	var claims jwt.RegisteredClaims
 	now := time.Now()
 	_, err = jwt.NewParser(
-		jwt.WithValidMethods(AssertionAlgorithms),
+		jwt.WithValidMethods(clientauth.AssertionAlgorithms),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(assertionLeeway),
 		jwt.WithIssuer(clientID),
@@ -107,7 +113,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, clientID, assertion 
 	if err != nil {
 		return Client{}, err
 	}
-	if err := s.store.UseAssertion(ctx, clientID, claims.ID, claims.ExpiresAt.Time, now); err != nil {
+	if err := s.store.UseAssertion(ctx, clientID, claims.ID, claims.ExpiresAt.Add(usedJTIRetention), now); err != nil {
 		if errors.Is(err, store.ErrAlreadyExists) {
 			return invalid("client assertion was already used (jti replay)")
 		}

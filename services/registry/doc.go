@@ -22,7 +22,11 @@
 //     audiences are unique. The platform APIs (scope.PlatformAPIs: hnsec's own hnsec:* scopes and the PVK
 //     scopes) are created at every start, dev or not; only operators administer them, their audiences are
 //     reserved, and a platform scope another API registered earlier is moved to its platform API. So only
-//     an operator can grant introspection, the admin scope or access to citizens' privacy settings.
+//     an operator can grant introspection, the admin scope or access to citizens' privacy settings. The
+//     citizen login scopes (openid, offline_access, oidcnavn, oidcfodselsdatoinformasjon,
+//     oidcfodselsnummer) are OpenID Connect's bare names: they belong to the platform API
+//     scope.OIDCAudience, which lists them one by one, and no API owner may register them or their names as
+//     audiences.
 //   - Every privileged call asks who the caller is, every time: the registry's own admin RPCs load the
 //     caller's credential from the store on each call, other services call AuthorizeAdmin (pkg/authz
 //     Admins). A scope in the token is necessary, never sufficient: a blocked or deleted admin credential
@@ -30,6 +34,11 @@
 //     introspection says).
 //   - Data to third parties flows only while the receiver is active and holds an approved grant, checked
 //     at delivery time (the dispatcher, pull delivery and the STS's IssueSystemToken ask LookupClient).
+//
+// A client configuration may carry OpenID Connect settings (OIDCSettings, oidc_settings.go: client type,
+// redirect URIs, PAR and mTLS, refresh window and cap, logout mode, ...) for citizen login through the OP
+// (services/oidc), which reads them with LookupClient. Its organisation's admins and operators set them
+// with UpdateClientOidcSettings; they are stored with the client (table client_oidc) and audited with it.
 //
 // Non-operators asking for something they may not see get PermissionDenied whether or not it exists.
 // Every change, and every action another service was allowed through AuthorizeAdmin, is in the audit

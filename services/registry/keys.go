@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -16,10 +17,8 @@ import (
 
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	"github.com/hnsec/hnsec/pkg/apierr"
+	"github.com/hnsec/hnsec/pkg/clientauth"
 )
-
-// AssertionAlgorithms are the signature algorithms a client assertion may use.
-var AssertionAlgorithms = []string{"RS256", "PS256", "PS512", "ES256"}
 
 // maxJWKBytes bounds a JWK's JSON.
 const maxJWKBytes = 8 << 10
@@ -80,8 +79,9 @@ func parsePublicJWK(text string) (Key, error) {
 	default:
 		return Key{}, apierr.New(apierr.InvalidRequest, "jwk: key type %T is not supported; use RSA or EC P-256", jwk.Key)
 	}
-	if k.Alg != "" && !slices.Contains(AssertionAlgorithms, k.Alg) {
-		return Key{}, apierr.New(apierr.InvalidRequest, "jwk: algorithm %s is not supported; use one of RS256, PS256, PS512, ES256", k.Alg)
+	if k.Alg != "" && !slices.Contains(clientauth.AssertionAlgorithms, k.Alg) {
+		return Key{}, apierr.New(apierr.InvalidRequest, "jwk: algorithm %s is not supported; use one of %s", k.Alg,
+			strings.Join(clientauth.AssertionAlgorithms, ", "))
 	}
 	if k.Kty == "EC" && k.Alg != "" && k.Alg != "ES256" {
 		return Key{}, apierr.New(apierr.InvalidRequest, "jwk: an EC P-256 key signs ES256, not %s", k.Alg)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/hnsec/hnsec/pkg/seal"
@@ -71,6 +72,46 @@ func TestSecretHashKeySealedAtRest(t *testing.T) {
 		fresh, err := s.sealedSetting(ctx, sealer, "fresh", secrets.NewKey)
 		if err != nil || len(fresh) != secrets.Bytes || bytes.Contains(rows()["fresh.sealed"], fresh) {
 			t.Fatalf("fresh setting: %v", err)
+		}
+	})
+}
+
+// Replicas starting together agree on the sealed key: when none is stored yet, and when each of them seals
+// the clear key an older version stored.
+func TestSealedSettingFirstStartRace(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		sealer, err := seal.New(secrets.NewKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas := make([]*sqlStore, 4)
+		for i := range replicas {
+			replicas[i] = &sqlStore{db: storetest.Open(t, cfg, "registry", Migrations)}
+		}
+		for round := range 10 {
+			for _, migrating := range []bool{false, true} {
+				name := fmt.Sprintf("key_%d_%t", round, migrating)
+				var clear []byte
+				if migrating {
+					if clear, err = replicas[0].Setting(ctx, name, secrets.NewKey); err != nil {
+						t.Fatal(err)
+					}
+				}
+				got := make([][]byte, len(replicas))
+				if err := storetest.Concurrently(len(replicas), func(i int) error {
+					v, err := replicas[i].sealedSetting(ctx, sealer, name, secrets.NewKey)
+					got[i] = v
+					return err
+				}); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				for i := range got {
+					if !bytes.Equal(got[i], got[0]) || (migrating && !bytes.Equal(got[i], clear)) {
+						t.Fatalf("%s: the replicas do not agree on the key", name)
+					}
+				}
+			}
 		}
 	})
 }

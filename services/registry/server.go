@@ -366,5 +366,6 @@ func toProto(c Client) *registryv1.Client {
 
 		ParentOrganisationNumber: c.ParentOrganisationNumber,
 		Grants:                   grantsProto(c.Grants),
+		OidcSettings:             oidcProto(c.OIDC),
 	}
 }

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -125,6 +126,11 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_events_object ON audit_events(object_type, object_id, id);
 `, `
 ALTER TABLE settings RENAME TO settings_kv;
+`, `
+CREATE TABLE client_oidc (
+	client_id TEXT PRIMARY KEY REFERENCES clients(client_id) ON DELETE CASCADE,
+	settings  TEXT NOT NULL
+);
 `}
 
 // postgresMigrations create on PostgreSQL, in the first, the schema SQLite reached in five steps; the
@@ -224,6 +230,11 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_events_object ON audit_events(object_type, object_id, id);
 `, `SELECT 1`, `SELECT 1`, `SELECT 1`, `SELECT 1`, `
 ALTER TABLE settings RENAME TO settings_kv;
+`, `
+CREATE TABLE client_oidc (
+	client_id TEXT PRIMARY KEY REFERENCES clients(client_id) ON DELETE CASCADE,
+	settings  TEXT NOT NULL
+);
 `}
 
 // Client is a stored client configuration.
@@ -243,6 +254,8 @@ type Client struct {
 	AdminTenant string
 	// Grants are the client's grants in every status (read only: they change through UpdateGrant).
 	Grants []Grant
+	// OIDC are the client's OpenID Connect settings; nil for a client that is no OpenID Connect client.
+	OIDC *OIDCSettings `json:",omitempty"`
 }
 
 // Grant is a client's access to one scope.
@@ -370,9 +383,10 @@ type Store interface {
 	ListKeys(ctx context.Context, clientID string) ([]Key, error)
 	// RemoveKey deletes a client's public key; ErrNotFound when there is none.
 	RemoveKey(ctx context.Context, clientID, kid string) error
-	// UseAssertion records a client assertion's jti until exp, forgetting those that expired before now;
-	// ErrAlreadyExists when the jti was used already.
-	UseAssertion(ctx context.Context, clientID, jti string, exp, now time.Time) error
+	// UseAssertion records a client assertion's jti, remembered until keep (later than the assertion's exp:
+	// it is accepted for a leeway after), forgetting those whose keep is before now; ErrAlreadyExists when
+	// the jti was used already.
+	UseAssertion(ctx context.Context, clientID, jti string, keep, now time.Time) error
 	// Audit records a change that made no other write (an action another service was allowed).
 	Audit(ctx context.Context, c change) error
 	// APIByAudience returns the API of an audience; ErrNotFound when there is none.
@@ -481,7 +495,7 @@ func (s *sqlStore) ListClientSystems(ctx context.Context, vendorID string, p Pag
 func (s *sqlStore) UpdateClientSystem(ctx context.Context, id string, fn func(ClientSystem) (ClientSystem, error)) (ClientSystem, error) {
 	var out ClientSystem
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		old, err := scanSystem(tx.QueryRowContext(ctx, systemSelect+` WHERE id = ?`, id))
+		old, err := scanSystem(tx.QueryRowContext(ctx, systemSelect+` WHERE id = ?`+s.db.ForUpdate(), id))
 		if err != nil {
 			return err
 		}
@@ -570,8 +584,9 @@ func (s *sqlStore) CreateClient(ctx context.Context, c Client, first Secret, gra
 
 // clientSelect reads a client with its organisation's parent.
 const clientSelect = `SELECT c.client_id, c.name, c.organisation_number, c.client_system_id, c.status,
-	c.create_time, COALESCE(o.parent_number, ''), c.admin_role, c.admin_tenant FROM clients c
-	LEFT JOIN organisations o ON o.organisation_number = c.organisation_number`
+	c.create_time, COALESCE(o.parent_number, ''), c.admin_role, c.admin_tenant, COALESCE(x.settings, '') FROM clients c
+	LEFT JOIN organisations o ON o.organisation_number = c.organisation_number
+	LEFT JOIN client_oidc x ON x.client_id = c.client_id`
 
 // scanner is a row to scan.
 type scanner = store.Scanner
@@ -582,13 +597,20 @@ func scanClient(row scanner) (Client, error) {
 		status  int32
 		created int64
 		role    int32
+		oidc    string
 	)
 	if err := row.Scan(&c.ID, &c.Name, &c.OrganisationNumber, &c.ClientSystemID, &status, &created,
-		&c.ParentOrganisationNumber, &role, &c.AdminTenant); err != nil {
+		&c.ParentOrganisationNumber, &role, &c.AdminTenant, &oidc); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Client{}, store.ErrNotFound
 		}
 		return Client{}, err
+	}
+	if oidc != "" {
+		c.OIDC = new(OIDCSettings)
+		if err := json.Unmarshal([]byte(oidc), c.OIDC); err != nil {
+			return Client{}, fmt.Errorf("client %s: oidc settings: %w", c.ID, err)
+		}
 	}
 	c.Status, c.AdminRole = registryv1.ClientStatus(status), registryv1.Role(role)
 	c.CreateTime = time.Unix(created, 0).UTC()
@@ -665,13 +687,13 @@ func (s *sqlStore) RemoveKey(ctx context.Context, clientID, kid string) error {
 	})
 }
 
-func (s *sqlStore) UseAssertion(ctx context.Context, clientID, jti string, exp, now time.Time) error {
+func (s *sqlStore) UseAssertion(ctx context.Context, clientID, jti string, keep, now time.Time) error {
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM used_assertions WHERE expire_time < ?`, now.Unix()); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO used_assertions (client_id, jti, expire_time) VALUES (?, ?, ?)`,
-			clientID, jti, exp.Unix())
+			clientID, jti, keep.Unix())
 		return uniqueViolation(err)
 	})
 }
@@ -697,6 +719,12 @@ func (s *sqlStore) AddSecret(ctx context.Context, clientID string, sec Secret) e
 func (s *sqlStore) UpdateSecret(ctx context.Context, clientID, secretID string, fn func(Secret, []Secret) (Secret, error)) (Secret, error) {
 	var out Secret
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		// The decision is taken on all of the client's secrets (is another one left working?), so the
+		// client's row is locked: it serialises the client's secret updates, and an AddSecret (whose
+		// foreign key check shares that row) ends first.
+		if err := s.lockClient(ctx, tx, clientID); err != nil {
+			return err
+		}
 		rows, err := tx.QueryContext(ctx, secretSelect+` WHERE client_id = ?`, clientID)
 		if err != nil {
 			return err
@@ -730,7 +758,7 @@ func (s *sqlStore) UpdateSecret(ctx context.Context, clientID, secretID string, 
 func (s *sqlStore) UpdateClient(ctx context.Context, id string, fn func(Client) (Client, error)) (Client, error) {
 	var out Client
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		old, err := scanClient(tx.QueryRowContext(ctx, clientSelect+` WHERE c.client_id = ?`, id))
+		old, err := scanClient(tx.QueryRowContext(ctx, clientSelect+` WHERE c.client_id = ?`+s.db.ForUpdate("c"), id))
 		if err != nil {
 			return err
 		}
@@ -738,6 +766,9 @@ func (s *sqlStore) UpdateClient(ctx context.Context, id string, fn func(Client) 
 			return err
 		}
 		if _, err = tx.ExecContext(ctx, `UPDATE clients SET name = ?, status = ? WHERE client_id = ?`, out.Name, int32(out.Status), id); err != nil {
+			return err
+		}
+		if err := putOIDC(ctx, tx, id, old.OIDC, out.OIDC); err != nil {
 			return err
 		}
 		return recordAudit(ctx, tx, change{"client", id, old, out})
@@ -748,13 +779,32 @@ func (s *sqlStore) UpdateClient(ctx context.Context, id string, fn func(Client) 
 	return s.GetClient(ctx, id)
 }
 
+// putOIDC stores a client's OpenID Connect settings when they changed from old to out (nil: none).
+func putOIDC(ctx context.Context, tx *sql.Tx, clientID string, old, out *OIDCSettings) error {
+	before, err := json.Marshal(old)
+	if err != nil {
+		return err
+	}
+	after, err := json.Marshal(out)
+	if err != nil || string(before) == string(after) {
+		return err
+	}
+	if out == nil {
+		_, err = tx.ExecContext(ctx, `DELETE FROM client_oidc WHERE client_id = ?`, clientID)
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO client_oidc (client_id, settings) VALUES (?, ?)
+		ON CONFLICT (client_id) DO UPDATE SET settings = excluded.settings`, clientID, string(after))
+	return err
+}
+
 func (s *sqlStore) DeleteClient(ctx context.Context, id string) error {
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
-		old, err := scanClient(tx.QueryRowContext(ctx, clientSelect+` WHERE c.client_id = ?`, id))
+		old, err := scanClient(tx.QueryRowContext(ctx, clientSelect+` WHERE c.client_id = ?`+s.db.ForUpdate("c"), id))
 		if err != nil {
 			return err
 		}
-		for _, q := range []string{`DELETE FROM grants WHERE client_id = ?`, `DELETE FROM client_keys WHERE client_id = ?`,
+		for _, q := range []string{`DELETE FROM grants WHERE client_id = ?`, `DELETE FROM client_keys WHERE client_id = ?`, `DELETE FROM client_oidc WHERE client_id = ?`,
 			`DELETE FROM client_secrets WHERE client_id = ?`, `DELETE FROM clients WHERE client_id = ?`} {
 			if _, err := tx.ExecContext(ctx, q, id); err != nil {
 				return err
@@ -802,7 +852,7 @@ func (s *sqlStore) APIByAudience(ctx context.Context, audience string) (APIResou
 func (s *sqlStore) MoveAPIScope(ctx context.Context, scope, apiID string) error {
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var old string
-		if err := tx.QueryRowContext(ctx, `SELECT api_id FROM api_scopes WHERE scope = ?`, scope).Scan(&old); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT api_id FROM api_scopes WHERE scope = ?`+s.db.ForUpdate(), scope).Scan(&old); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return store.ErrNotFound
 			}
@@ -845,6 +895,10 @@ func (s *sqlStore) APIOfScope(ctx context.Context, scope string) (string, error)
 func (s *sqlStore) UpdateGrant(ctx context.Context, clientID, scope string, fn func(Grant, bool) (Grant, error)) (Grant, error) {
 	var out Grant
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		// The grant may not be there yet, so the client's row is what is locked.
+		if err := s.lockClient(ctx, tx, clientID); err != nil {
+			return err
+		}
 		old, err := scanGrant(tx.QueryRowContext(ctx, grantSelect+` WHERE client_id = ? AND scope = ?`, clientID, scope))
 		exists := err == nil
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -863,6 +917,13 @@ func (s *sqlStore) UpdateGrant(ctx context.Context, clientID, scope string, fn f
 		return recordAudit(ctx, tx, change{"grant", clientID + " " + scope, before, out})
 	})
 	return out, err
+}
+
+// lockClient locks a client's row until tx ends (on PostgreSQL; see store.DB.ForUpdate), for the
+// read-modify-writes of what the client owns. A client that is not there locks nothing.
+func (s *sqlStore) lockClient(ctx context.Context, tx *sql.Tx, clientID string) error {
+	_, err := tx.ExecContext(ctx, `SELECT client_id FROM clients WHERE client_id = ?`+s.db.ForUpdate(), clientID)
+	return err
 }
 
 const grantSelect = `SELECT client_id, scope, status, update_time FROM grants`
@@ -887,9 +948,23 @@ func putGrant(ctx context.Context, tx *sql.Tx, g Grant) error {
 }
 
 func (s *sqlStore) ListGrants(ctx context.Context, clientID, apiID string) ([]Grant, error) {
-	return store.Query(ctx, s.db, grantSelect+` WHERE (? = '' OR client_id = ?)
-		AND (? = '' OR scope IN (SELECT scope FROM api_scopes WHERE api_id = ?)) ORDER BY client_id, scope`,
-		[]any{clientID, clientID, apiID, apiID}, scanGrant)
+	query, args := grantsQuery(clientID, apiID)
+	return store.Query(ctx, s.db, query, args, scanGrant)
+}
+
+// grantsQuery is ListGrants' query. Each case is written out so that the database answers it from an
+// index ("? = ” OR client_id = ?" it answers by scanning every grant, on the path of every GetClient).
+func grantsQuery(clientID, apiID string) (string, []any) {
+	const ofAPI = `scope IN (SELECT scope FROM api_scopes WHERE api_id = ?)`
+	switch {
+	case clientID != "" && apiID != "":
+		return grantSelect + ` WHERE client_id = ? AND ` + ofAPI + ` ORDER BY client_id, scope`, []any{clientID, apiID}
+	case clientID != "":
+		return grantSelect + ` WHERE client_id = ? ORDER BY client_id, scope`, []any{clientID}
+	case apiID != "":
+		return grantSelect + ` WHERE ` + ofAPI + ` ORDER BY client_id, scope`, []any{apiID}
+	}
+	return grantSelect + ` ORDER BY client_id, scope`, nil
 }
 
 func unixOrZero(t time.Time) int64 {

@@ -3,9 +3,15 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 
 	registryv1 "github.com/hnsec/hnsec/gen/hnsec/registry/v1"
 	"github.com/hnsec/hnsec/pkg/store"
@@ -126,6 +132,37 @@ func TestStoreContract(t *testing.T) {
 			t.Fatalf("UpdateClient = %+v, %v", c, err)
 		}
 
+		// OpenID Connect settings: stored with the client, read back whole, kept by other updates, gone
+		// with the client.
+		oidc := &OIDCSettings{ClientType: registryv1.ClientType_CLIENT_TYPE_PUBLIC, ApplicationType: registryv1.ApplicationType_APPLICATION_TYPE_NATIVE,
+			RedirectURIs: []string{"no.example.app:/cb", "https://app.example.no/cb"}, RequirePAR: true, RequireMTLS: true,
+			RefreshAllowed: true, RefreshWindow: 30 * time.Minute, RefreshCap: 12 * time.Hour, LogoutMode: registryv1.LogoutMode_LOGOUT_MODE_LINKED,
+			BackchannelLogoutURI: "https://app.example.no/logout", AllowedScopes: []string{"openid", "oidcnavn"}, BilateralAudiences: []string{"nhn:aud"}}
+		c, err = s.UpdateClient(ctx, "c1", func(c Client) (Client, error) {
+			if c.OIDC != nil {
+				return c, errors.New("a new client has OIDC settings")
+			}
+			c.OIDC = oidc
+			return c, nil
+		})
+		if err != nil || !reflect.DeepEqual(c.OIDC, oidc) {
+			t.Fatalf("UpdateClient with OIDC settings = %+v, %v", c.OIDC, err)
+		}
+		c, err = s.UpdateClient(ctx, "c1", func(c Client) (Client, error) {
+			c.Name = "Klient 1"
+			return c, nil
+		})
+		if err != nil || !reflect.DeepEqual(c.OIDC, oidc) {
+			t.Fatalf("OIDC settings after a rename = %+v, %v", c.OIDC, err)
+		}
+		if clients, err := s.ListClients(ctx, "910000002", Page{Limit: 10}); err != nil || len(clients) != 3 || clients[0].OIDC != nil || clients[2].ID != "c1" || !reflect.DeepEqual(clients[2].OIDC, oidc) {
+			t.Fatalf("ListClients OIDC settings = %+v, %v", clients, err)
+		}
+		if events, err := s.ListAuditEvents(ctx, "client", "c1", 0, 2); err != nil || !strings.Contains(events[1].After, "no.example.app:/cb") ||
+			strings.Contains(events[1].Before, "no.example.app:/cb") {
+			t.Fatalf("audit of the OIDC settings = %+v, %v", events, err)
+		}
+
 		// Secrets: added, expired in a transaction that sees them all; unknown ones not found.
 		must(s.AddSecret(ctx, "c1", Secret{ID: "sec-c1-2", Hash: []byte("hash-2"), CreateTime: now.Add(time.Second)}))
 		sec, err := s.UpdateSecret(ctx, "c1", "sec-c1", func(sec Secret, all []Secret) (Secret, error) {
@@ -168,12 +205,156 @@ func TestStoreContract(t *testing.T) {
 			t.Fatalf("another client's keys after the delete: %+v, %v", keys, err)
 		}
 		events, err := s.ListAuditEvents(ctx, "client", "c1", 0, 10)
-		if err != nil || len(events) != 3 || events[0].After != "" || events[2].Before != "" || events[0].ID <= events[1].ID {
+		if err != nil || len(events) != 5 || events[0].After != "" || events[4].Before != "" || events[0].ID <= events[1].ID {
 			t.Fatalf("ListAuditEvents = %+v, %v", events, err)
 		}
 		older, err := s.ListAuditEvents(ctx, "client", "c1", events[0].ID, 10)
-		if err != nil || len(older) != 2 || older[0].ID != events[1].ID {
+		if err != nil || len(older) != 4 || older[0].ID != events[1].ID {
 			t.Fatalf("ListAuditEvents before %d = %+v, %v", events[0].ID, older, err)
 		}
 	})
+}
+
+// Concurrent updates of one row each see the one before (none is lost), and a decision taken on what an
+// update read holds when another update runs at once: of two revocations of a client's last two secrets,
+// one is refused.
+func TestStoreConcurrentUpdates(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		s := &sqlStore{db: storetest.Open(t, cfg, "registry", Migrations)}
+		now := time.Now().UTC().Truncate(time.Second)
+		must := func(err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(s.CreateVendor(ctx, Vendor{ID: "v1", Name: "Vendor", OrganisationNumber: "910000000", CreateTime: now}))
+		must(s.CreateOrganisation(ctx, Organisation{Number: "910000002", Name: "Org", CreateTime: now}))
+		must(s.CreateClientSystem(ctx, ClientSystem{ID: "cs1", VendorID: "v1", Name: "EPJ", CreateTime: now,
+			Status: registryv1.ClientSystemStatus_CLIENT_SYSTEM_STATUS_DRAFT}))
+		newClient := func(id string) {
+			t.Helper()
+			must(s.CreateClient(ctx, Client{ID: id, Name: "K", OrganisationNumber: "910000002", ClientSystemID: "cs1",
+				Status: registryv1.ClientStatus_CLIENT_STATUS_ACTIVE, CreateTime: now},
+				Secret{ID: id + "-a", Hash: []byte("a"), CreateTime: now},
+				[]Grant{{ClientID: id, Scope: "nhn:api/read", Status: registryv1.GrantStatus_GRANT_STATUS_APPROVED, UpdateTime: now}}))
+		}
+		const n = 8
+
+		// Revoking a client's last two secrets at once leaves one working.
+		errLast := errors.New("the client would have no working secret left")
+		for round := range 20 {
+			id := fmt.Sprintf("r%d", round)
+			newClient(id)
+			must(s.AddSecret(ctx, id, Secret{ID: id + "-b", Hash: []byte("b"), CreateTime: now}))
+			ids := []string{id + "-a", id + "-b"}
+			must(storetest.Concurrently(len(ids), func(i int) error {
+				_, err := s.UpdateSecret(ctx, id, ids[i], func(sec Secret, all []Secret) (Secret, error) {
+					for _, o := range all {
+						if o.ID != sec.ID && o.ExpireTime.IsZero() {
+							sec.ExpireTime = now
+							return sec, nil
+						}
+					}
+					return sec, errLast
+				})
+				if errors.Is(err, errLast) {
+					return nil
+				}
+				return err
+			}))
+			secrets, err := s.ListSecrets(ctx, id)
+			must(err)
+			if !slices.ContainsFunc(secrets, func(sec Secret) bool { return sec.ExpireTime.IsZero() }) {
+				t.Errorf("round %d: both of the client's last secrets were revoked", round)
+				break
+			}
+		}
+
+		// Clients, client systems and grants: every update builds on the one before.
+		newClient("c1")
+		must(storetest.Concurrently(n, func(int) error {
+			_, err := s.UpdateClient(ctx, "c1", func(c Client) (Client, error) {
+				c.Name += "x"
+				return c, nil
+			})
+			return err
+		}))
+		if c, err := s.GetClient(ctx, "c1"); err != nil || c.Name != "K"+strings.Repeat("x", n) {
+			t.Errorf("after %d concurrent UpdateClient: name %q, %v", n, c.Name, err)
+		}
+		must(storetest.Concurrently(n, func(int) error {
+			_, err := s.UpdateClientSystem(ctx, "cs1", func(cs ClientSystem) (ClientSystem, error) {
+				cs.Description += "x"
+				return cs, nil
+			})
+			return err
+		}))
+		if cs, err := s.GetClientSystem(ctx, "cs1"); err != nil || cs.Description != strings.Repeat("x", n) {
+			t.Errorf("after %d concurrent UpdateClientSystem: description %q, %v", n, cs.Description, err)
+		}
+		must(storetest.Concurrently(n, func(int) error {
+			_, err := s.UpdateGrant(ctx, "c1", "nhn:api/read", func(g Grant, ok bool) (Grant, error) {
+				if !ok {
+					return g, errors.New("the grant is not there")
+				}
+				g.UpdateTime = g.UpdateTime.Add(time.Second)
+				return g, nil
+			})
+			return err
+		}))
+		if grants, err := s.ListGrants(ctx, "c1", ""); err != nil || len(grants) != 1 || !grants[0].UpdateTime.Equal(now.Add(n*time.Second)) {
+			t.Errorf("after %d concurrent UpdateGrant: %+v, %v", n, grants, err)
+		}
+
+		// Of concurrent requests for a grant that is not there yet, one makes it.
+		errExists := errors.New("the grant is there already")
+		var made atomic.Int32
+		must(storetest.Concurrently(n, func(int) error {
+			_, err := s.UpdateGrant(ctx, "c1", "nhn:api/write", func(g Grant, ok bool) (Grant, error) {
+				if ok {
+					return g, errExists
+				}
+				return Grant{ClientID: "c1", Scope: "nhn:api/write", Status: registryv1.GrantStatus_GRANT_STATUS_PENDING, UpdateTime: now}, nil
+			})
+			if errors.Is(err, errExists) {
+				return nil
+			}
+			if err == nil {
+				made.Add(1)
+			}
+			return err
+		}))
+		if made.Load() != 1 {
+			t.Errorf("%d of %d concurrent requests made the grant, want 1", made.Load(), n)
+		}
+	})
+}
+
+// The grant queries are answered from an index: ListGrants runs on the path of every GetClient, so a scan
+// would slow every client authentication as the registry grows.
+func TestGrantQueriesUseAnIndex(t *testing.T) {
+	db := storetest.Open(t, store.Config{DataDir: t.TempDir()}, "registry", Migrations)
+	for _, tc := range []struct {
+		clientID, apiID, want string
+	}{
+		{"c1", "", "SEARCH grants USING INDEX sqlite_autoindex_grants_1 (client_id=?)"},
+		{"c1", "a1", "SEARCH grants USING INDEX sqlite_autoindex_grants_1 (client_id=?"},
+		{"", "a1", "USING INDEX api_scopes_api (api_id=?)"},
+	} {
+		query, args := grantsQuery(tc.clientID, tc.apiID)
+		rows, err := db.Read.Query(`EXPLAIN QUERY PLAN `+query, args...)
+		require.NoError(t, err)
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+			plan = append(plan, detail)
+		}
+		require.NoError(t, rows.Close())
+		require.Contains(t, strings.Join(plan, "\n"), tc.want, "client %q api %q", tc.clientID, tc.apiID)
+		require.NotContains(t, strings.Join(plan, "\n"), "SCAN grants", "client %q api %q", tc.clientID, tc.apiID)
+	}
 }

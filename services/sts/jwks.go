@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 
 	stsv1 "github.com/hnsec/hnsec/gen/hnsec/sts/v1"
+	"github.com/hnsec/hnsec/pkg/clientauth"
 	"github.com/hnsec/hnsec/pkg/publicurl"
 	"github.com/hnsec/hnsec/pkg/scope"
 )
@@ -32,7 +33,7 @@ func (s *Server) GetJwks(context.Context, *stsv1.GetJwksRequest) (*stsv1.GetJwks
 // request's Host or X-Forwarded-Host.
 func (s *Server) GetServerMetadata(context.Context, *stsv1.GetServerMetadataRequest) (*stsv1.GetServerMetadataResponse, error) {
 	base := s.publicURL()
-	auth := []string{"client_secret_basic", "client_secret_post"}
+	auth := []string{"client_secret_basic", "client_secret_post", "private_key_jwt"}
 	return &stsv1.GetServerMetadataResponse{
 		Issuer:                            s.cfg.Issuer,
 		TokenEndpoint:                     base + "/sts/Token",
@@ -42,9 +43,12 @@ func (s *Server) GetServerMetadata(context.Context, *stsv1.GetServerMetadataRequ
 		GrantTypesSupported:               []string{GrantClientCredentials},
 		ResponseTypesSupported:            []string{},
 		TokenEndpointAuthMethodsSupported: auth,
-		IntrospectionEndpointAuthMethodsSupported: auth,
-		RevocationEndpointAuthMethodsSupported:    auth,
-		ScopesSupported:                           []string{scope.RegistryAdmin, scope.Introspect},
+		IntrospectionEndpointAuthMethodsSupported:          auth,
+		RevocationEndpointAuthMethodsSupported:             auth,
+		ScopesSupported:                                    []string{scope.RegistryAdmin, scope.Introspect},
+		TokenEndpointAuthSigningAlgValuesSupported:         clientauth.AssertionAlgorithms,
+		IntrospectionEndpointAuthSigningAlgValuesSupported: clientauth.AssertionAlgorithms,
+		RevocationEndpointAuthSigningAlgValuesSupported:    clientauth.AssertionAlgorithms,
 	}, nil
 }
 

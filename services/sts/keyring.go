@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,6 +37,12 @@ const keyGrace = 5 * time.Second
 // every replica and every receiver knows it before it signs; a retired key is kept (and published) until
 // every token it signed has expired. The ring is stored sealed under the key-encryption key, rotated in
 // one store transaction (so replicas agree), and reloaded on every refresh.
+//
+// Signing and removal agree on when a key stops signing: the signing key is chosen when a token is signed,
+// not when the ring was last refreshed, so no replica signs with a key after its retirement (by its own
+// clock) however long ago its last refresh was; and a retired key is removed only after its retirement
+// plus the longest lifetime of a token of its use, the verifiers' leeway and one refresh interval more, the
+// margin for replicas whose clocks differ.
 type keyRing struct {
 	cfg    KeyConfig
 	ttl    map[string]time.Duration // the longest lifetime of a token each use signs
@@ -44,9 +51,9 @@ type keyRing struct {
 
 	mu      sync.RWMutex
 	decoded map[string]ringKey // by kid, so refreshes do not re-open every key
-	refSign ringKey
+	refSign []ringKey          // the keys that may sign reference JWTs, newest activation first
 	refAll  [][]byte
-	sysSign ringKey
+	sysSign []ringKey // the keys that may sign SystemTokens, newest activation first
 	sysJWKS []jose.JSONWebKey
 }
 
@@ -74,7 +81,7 @@ func (r *keyRing) refresh(ctx context.Context, now time.Time) error {
 				k := &keys[i]
 				switch {
 				case k.Use != use:
-				case now.After(k.RetireTime.Add(r.ttl[use] + keyGrace)):
+				case now.After(k.RetireTime.Add(r.ttl[use] + keyGrace + r.cfg.refreshInterval())):
 					remove = append(remove, k.ID)
 				case k.ActivateTime.After(now):
 					pending = k
@@ -154,7 +161,7 @@ func thumbprint(pub crypto.PublicKey) (string, error) {
 // load opens the stored keys and derives what signing and verification need.
 func (r *keyRing) load(keys []storedKey, now time.Time) error {
 	decoded := make(map[string]ringKey, len(keys))
-	var refSign, sysSign ringKey
+	var refSign, sysSign []ringKey
 	var refAll [][]byte
 	var sysJWKS []jose.JSONWebKey
 	for _, k := range keys { // newest activation first
@@ -166,20 +173,20 @@ func (r *keyRing) load(keys []storedKey, now time.Time) error {
 			}
 		}
 		decoded[k.ID] = rk
-		active := !k.ActivateTime.After(now) && now.Before(k.RetireTime)
+		signs := now.Before(k.RetireTime) // now, or from its activation on
 		if k.Use == useRef {
 			refAll = append(refAll, rk.secret)
-			if active && refSign.secret == nil {
-				refSign = rk
+			if signs {
+				refSign = append(refSign, rk)
 			}
 			continue
 		}
 		sysJWKS = append(sysJWKS, jose.JSONWebKey{Key: rk.signer.Public(), KeyID: k.ID, Algorithm: k.Alg, Use: "sig"})
-		if active && sysSign.signer == nil {
-			sysSign = rk
+		if signs {
+			sysSign = append(sysSign, rk)
 		}
 	}
-	if refSign.secret == nil || sysSign.signer == nil {
+	if !signsAt(refSign, now) || !signsAt(sysSign, now) {
 		return fmt.Errorf("key ring: no active signing key")
 	}
 	r.mu.Lock()
@@ -220,11 +227,33 @@ func (r *keyRing) run(ctx context.Context, interval time.Duration, onError func(
 	})
 }
 
+// signsAt reports whether one of keys signs at t.
+func signsAt(keys []ringKey, t time.Time) bool {
+	return slices.ContainsFunc(keys, func(k ringKey) bool { return !k.ActivateTime.After(t) && t.Before(k.RetireTime) })
+}
+
+// signer returns the key of keys (newest activation first) that signs at t: the newest one active then.
+// When none is, because every refresh failed since the next key was made (for longer than the prepublish
+// time), it is the one that signed last, which receivers know, rather than none.
+func signer(keys []ringKey, t time.Time) ringKey {
+	for _, k := range keys {
+		if !k.ActivateTime.After(t) && t.Before(k.RetireTime) {
+			return k
+		}
+	}
+	for _, k := range keys {
+		if !k.ActivateTime.After(t) {
+			return k
+		}
+	}
+	return keys[len(keys)-1]
+}
+
 // signing returns the HS256 key that signs reference JWTs now.
 func (r *keyRing) signing() ringKey {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.refSign
+	return signer(r.refSign, time.Now())
 }
 
 // verification returns every HS256 key that may have signed a valid reference JWT.
@@ -238,7 +267,7 @@ func (r *keyRing) verification() [][]byte {
 func (r *keyRing) systemSigning() ringKey {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.sysSign
+	return signer(r.sysSign, time.Now())
 }
 
 // published returns the SystemToken keys receivers must know: the pending, current and retired ones.

@@ -89,10 +89,14 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.refs.Run(ctx)
 }
 
-// sweep deletes references that expired an hour ago, every minute.
+// expiredMargin is how long a reference is kept after its token expired (beside the clock differences
+// between replicas, nothing needs it: an expired token is inactive by its exp).
+const expiredMargin = 5 * time.Minute
+
+// sweep deletes references whose tokens expired expiredMargin ago, every minute, in batches (DeleteExpired).
 func (s *Server) sweep(ctx context.Context) {
 	loop.Every(ctx, time.Minute, func(now time.Time) {
-		cutoff := now.Add(-time.Hour)
+		cutoff := now.Add(-expiredMargin)
 		if n, err := s.store.DeleteExpired(ctx, cutoff.Add(-s.cfg.TokenTTL), cutoff); err != nil {
 			s.log.Error("delete expired references", "err", err)
 		} else if n > 0 {

@@ -106,7 +106,9 @@ type Store interface {
 	Reference(ctx context.Context, selector []byte) (reference, error)
 	// RevokeReference marks the reference revoked at t unless it already is; it reports whether it did.
 	RevokeReference(ctx context.Context, selector []byte, t time.Time) (bool, error)
-	// RevokeClientTokens revokes every reference of the client created at or before t.
+	// RevokeClientTokens revokes every reference of the client created at or before t. A t before the
+	// stored one leaves that: a revocation never moves back, whatever the clocks of the replicas that
+	// asked for it.
 	RevokeClientTokens(ctx context.Context, clientID string, t time.Time) error
 	// ClientRevokeTime returns when all of the client's tokens were last revoked; zero when never.
 	ClientRevokeTime(ctx context.Context, clientID string) (time.Time, error)
@@ -279,7 +281,8 @@ func (s *sqlStore) RevokeReference(ctx context.Context, selector []byte, t time.
 
 func (s *sqlStore) RevokeClientTokens(ctx context.Context, clientID string, t time.Time) error {
 	_, err := s.db.Write.ExecContext(ctx, `INSERT INTO client_revocations (client_id, revoke_time_ms) VALUES (?, ?)
-		ON CONFLICT (client_id) DO UPDATE SET revoke_time_ms = excluded.revoke_time_ms`, clientID, t.UnixMilli())
+		ON CONFLICT (client_id) DO UPDATE SET revoke_time_ms = excluded.revoke_time_ms
+		WHERE excluded.revoke_time_ms > client_revocations.revoke_time_ms`, clientID, t.UnixMilli())
 	return err
 }
 
@@ -295,11 +298,36 @@ func (s *sqlStore) ClientRevokeTime(ctx context.Context, clientID string) (time.
 	return time.UnixMilli(ms), nil
 }
 
+// deleteBatch bounds the rows one statement of DeleteExpired deletes: the single writer (SQLite) is taken
+// for a few milliseconds at a time, and token issuance's group commits go between the batches.
+const deleteBatch = 1000
+
+// walCheckpointAfter is how many deleted rows make DeleteExpired give the SQLite WAL back to the disk.
+const walCheckpointAfter = 10 * deleteBatch
+
 func (s *sqlStore) DeleteExpired(ctx context.Context, created, t time.Time) (int64, error) {
-	res, err := s.db.Write.ExecContext(ctx, `DELETE FROM token_references WHERE selector < ? AND expire_time < ?`,
-		selectorBefore(created.UnixMilli()), t.Unix())
-	if err != nil {
-		return 0, err
+	var total int64
+	for {
+		res, err := s.db.Write.ExecContext(ctx, `DELETE FROM token_references WHERE selector IN (
+			SELECT selector FROM token_references WHERE selector < ? AND expire_time < ? ORDER BY selector LIMIT ?)`,
+			selectorBefore(created.UnixMilli()), t.Unix(), deleteBatch)
+		if err != nil {
+			return total, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < deleteBatch {
+			break
+		}
 	}
-	return res.RowsAffected()
+	if total >= walCheckpointAfter && s.db.Dialect == store.SQLite {
+		// The WAL grew by the deletions; truncate it once they are in the database file.
+		if _, err := s.db.Write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }

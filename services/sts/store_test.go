@@ -105,6 +105,25 @@ func TestStoreContract(t *testing.T) {
 			t.Fatalf("DeleteExpired = %d, %v; want 1", n, err)
 		}
 
+		// Many expired references go in batches; the live ones stay.
+		expired := make([]reference, 2*deleteBatch+7)
+		for i := range expired {
+			_, sel, hash := newHandle()
+			expired[i] = reference{Selector: sel, VerifierHash: hash, JTI: fmt.Sprint("x", i), ClientID: "c3", Scopes: []string{"s"},
+				IssueTime: now.Add(-time.Hour), ExpireTime: now.Add(-time.Minute)}
+		}
+		for i := 0; i < len(expired); i += maxBatch {
+			if err := s.InsertReferences(ctx, expired[i:min(i+maxBatch, len(expired))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := s.DeleteExpired(ctx, now.Add(time.Hour), now); err != nil || n != int64(len(expired)) {
+			t.Fatalf("DeleteExpired = %d, %v; want %d", n, err, len(expired))
+		}
+		if _, err := s.Reference(ctx, refs[1].Selector); err != nil {
+			t.Fatalf("a live reference was deleted: %v", err)
+		}
+
 		// Batches of every shape the chunked INSERT takes are stored whole; a batch with a duplicate is
 		// stored not at all.
 		for _, size := range []int{1, 2, 13, maxInsertRows, maxInsertRows + 1, 600, maxBatch} {

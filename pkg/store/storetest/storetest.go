@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -83,4 +85,28 @@ func Open(t testing.TB, cfg store.Config, name string, migrations store.Migratio
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	return db
+}
+
+// Concurrently runs fn(0) … fn(n-1) in goroutines released together (so their transactions overlap, which
+// is what a race between replicas needs) and returns their errors joined.
+func Concurrently(n int, fn func(i int) error) error {
+	var (
+		ready, done sync.WaitGroup
+		start       = make(chan struct{})
+		errs        = make([]error, n)
+	)
+	ready.Add(n)
+	done.Add(n)
+	for i := range n {
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-start
+			errs[i] = fn(i)
+		}()
+	}
+	ready.Wait()
+	close(start)
+	done.Wait()
+	return errors.Join(errs...)
 }

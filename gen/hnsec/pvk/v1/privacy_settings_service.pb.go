@@ -167,6 +167,126 @@ func (x *Definisjon) GetOmfangElementer() []*OmfangElement {
 	return nil
 }
 
+// ReFasteMetadata is a definition's fixed metadata, as PVK's active-settings answer carries it.
+type ReFasteMetadata struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// omfang_elementer describe the definition's scope.
+	OmfangElementer []*OmfangElement `protobuf:"bytes,1,rep,name=omfang_elementer,json=omfangElementer,proto3" json:"omfang_elementer,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ReFasteMetadata) Reset() {
+	*x = ReFasteMetadata{}
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReFasteMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReFasteMetadata) ProtoMessage() {}
+
+func (x *ReFasteMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReFasteMetadata.ProtoReflect.Descriptor instead.
+func (*ReFasteMetadata) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReFasteMetadata) GetOmfangElementer() []*OmfangElement {
+	if x != nil {
+		return x.OmfangElementer
+	}
+	return nil
+}
+
+// AktivPersonverninnstilling is one citizen's active setting in HentInnbyggereAktivePiForDefinisjon's
+// answer (the definition is given once, at the top of the answer).
+type AktivPersonverninnstilling struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// innbygger_fnr is the citizen's national identity number.
+	InnbyggerFnr string `protobuf:"bytes,1,opt,name=innbygger_fnr,json=innbyggerFnr,proto3" json:"innbygger_fnr,omitempty"`
+	// sekvensnummer of the citizen's setting.
+	Sekvensnummer int64 `protobuf:"varint,2,opt,name=sekvensnummer,proto3" json:"sekvensnummer,omitempty"`
+	// opprettet_tidspunkt is when the setting was first stored (RFC 3339).
+	OpprettetTidspunkt string `protobuf:"bytes,3,opt,name=opprettet_tidspunkt,json=opprettetTidspunkt,proto3" json:"opprettet_tidspunkt,omitempty"`
+	// sist_endret_tidspunkt is when it last changed (RFC 3339).
+	SistEndretTidspunkt string `protobuf:"bytes,4,opt,name=sist_endret_tidspunkt,json=sistEndretTidspunkt,proto3" json:"sist_endret_tidspunkt,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *AktivPersonverninnstilling) Reset() {
+	*x = AktivPersonverninnstilling{}
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AktivPersonverninnstilling) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AktivPersonverninnstilling) ProtoMessage() {}
+
+func (x *AktivPersonverninnstilling) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AktivPersonverninnstilling.ProtoReflect.Descriptor instead.
+func (*AktivPersonverninnstilling) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AktivPersonverninnstilling) GetInnbyggerFnr() string {
+	if x != nil {
+		return x.InnbyggerFnr
+	}
+	return ""
+}
+
+func (x *AktivPersonverninnstilling) GetSekvensnummer() int64 {
+	if x != nil {
+		return x.Sekvensnummer
+	}
+	return 0
+}
+
+func (x *AktivPersonverninnstilling) GetOpprettetTidspunkt() string {
+	if x != nil {
+		return x.OpprettetTidspunkt
+	}
+	return ""
+}
+
+func (x *AktivPersonverninnstilling) GetSistEndretTidspunkt() string {
+	if x != nil {
+		return x.SistEndretTidspunkt
+	}
+	return ""
+}
+
 // Personverninnstilling is a citizen's setting for one definition.
 type Personverninnstilling struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -184,7 +304,7 @@ type Personverninnstilling struct {
 	Aktiv bool `protobuf:"varint,6,opt,name=aktiv,proto3" json:"aktiv,omitempty"`
 	// tidspunkt is when the citizen made the choice (RFC 3339).
 	Tidspunkt string `protobuf:"bytes,7,opt,name=tidspunkt,proto3" json:"tidspunkt,omitempty"`
-	// sekvensnummer orders changes across the deployment.
+	// sekvensnummer counts this citizen's changes of this setting, from 1 (as the real PVK; it fits 32 bits).
 	Sekvensnummer int64 `protobuf:"varint,8,opt,name=sekvensnummer,proto3" json:"sekvensnummer,omitempty"`
 	// opprettet_tidspunkt is when the setting was first stored (RFC 3339).
 	OpprettetTidspunkt string `protobuf:"bytes,9,opt,name=opprettet_tidspunkt,json=opprettetTidspunkt,proto3" json:"opprettet_tidspunkt,omitempty"`
@@ -196,7 +316,7 @@ type Personverninnstilling struct {
 
 func (x *Personverninnstilling) Reset() {
 	*x = Personverninnstilling{}
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[2]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +328,7 @@ func (x *Personverninnstilling) String() string {
 func (*Personverninnstilling) ProtoMessage() {}
 
 func (x *Personverninnstilling) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[2]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +341,7 @@ func (x *Personverninnstilling) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Personverninnstilling.ProtoReflect.Descriptor instead.
 func (*Personverninnstilling) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{2}
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Personverninnstilling) GetInnbyggerFnr() string {
@@ -305,7 +425,7 @@ type CreateDefinitionRequest struct {
 
 func (x *CreateDefinitionRequest) Reset() {
 	*x = CreateDefinitionRequest{}
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[3]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -317,7 +437,7 @@ func (x *CreateDefinitionRequest) String() string {
 func (*CreateDefinitionRequest) ProtoMessage() {}
 
 func (x *CreateDefinitionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[3]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -330,7 +450,7 @@ func (x *CreateDefinitionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDefinitionRequest.ProtoReflect.Descriptor instead.
 func (*CreateDefinitionRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{3}
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateDefinitionRequest) GetDefinisjon() *Definisjon {
@@ -351,7 +471,7 @@ type CreateDefinitionResponse struct {
 
 func (x *CreateDefinitionResponse) Reset() {
 	*x = CreateDefinitionResponse{}
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[4]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -363,7 +483,7 @@ func (x *CreateDefinitionResponse) String() string {
 func (*CreateDefinitionResponse) ProtoMessage() {}
 
 func (x *CreateDefinitionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[4]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -376,7 +496,7 @@ func (x *CreateDefinitionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDefinitionResponse.ProtoReflect.Descriptor instead.
 func (*CreateDefinitionResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{4}
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateDefinitionResponse) GetDefinisjon() *Definisjon {
@@ -395,7 +515,7 @@ type ListDefinitionsRequest struct {
 
 func (x *ListDefinitionsRequest) Reset() {
 	*x = ListDefinitionsRequest{}
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[5]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +527,7 @@ func (x *ListDefinitionsRequest) String() string {
 func (*ListDefinitionsRequest) ProtoMessage() {}
 
 func (x *ListDefinitionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[5]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +540,7 @@ func (x *ListDefinitionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDefinitionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDefinitionsRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{5}
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{7}
 }
 
 // ListDefinitionsResponse holds the definitions.
@@ -434,7 +554,7 @@ type ListDefinitionsResponse struct {
 
 func (x *ListDefinitionsResponse) Reset() {
 	*x = ListDefinitionsResponse{}
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[6]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +566,7 @@ func (x *ListDefinitionsResponse) String() string {
 func (*ListDefinitionsResponse) ProtoMessage() {}
 
 func (x *ListDefinitionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[6]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +579,7 @@ func (x *ListDefinitionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDefinitionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDefinitionsResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{6}
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListDefinitionsResponse) GetDefinisjoner() []*Definisjon {
@@ -478,7 +598,7 @@ type SettInnbyggersPersonvernInnstillingRequest struct {
 	DefinisjonGuid string `protobuf:"bytes,2,opt,name=definisjon_guid,json=definisjonGuid,proto3" json:"definisjon_guid,omitempty"`
 	// definisjon_navn of the definition (informative).
 	DefinisjonNavn string `protobuf:"bytes,3,opt,name=definisjon_navn,json=definisjonNavn,proto3" json:"definisjon_navn,omitempty"`
-	// part_kode of the definition (informative).
+	// part_kode must be the definition's when given.
 	PartKode string `protobuf:"bytes,4,opt,name=part_kode,json=partKode,proto3" json:"part_kode,omitempty"`
 	// type_pi must match the definition's.
 	TypePi string `protobuf:"bytes,5,opt,name=type_pi,json=typePi,proto3" json:"type_pi,omitempty"`
@@ -487,10 +607,10 @@ type SettInnbyggersPersonvernInnstillingRequest struct {
 	Aktiv *bool `protobuf:"varint,6,opt,name=aktiv,proto3,oneof" json:"aktiv,omitempty"`
 	// tidspunkt is when the citizen chose (RFC 3339).
 	Tidspunkt string `protobuf:"bytes,7,opt,name=tidspunkt,proto3" json:"tidspunkt,omitempty"`
-	// signert_bevis_mime_type is the signed evidence's type (application/pdf, application/xml,
-	// application/json, application/jose, text/plain).
+	// signert_bevis_mime_type is the signed evidence's type (image/png, image/jpeg, image/bmp,
+	// application/pdf, application/xml, application/json, application/jose, text/plain).
 	SignertBevisMimeType string `protobuf:"bytes,8,opt,name=signert_bevis_mime_type,json=signertBevisMimeType,proto3" json:"signert_bevis_mime_type,omitempty"`
-	// signert_bevis_innhold is the evidence, base64 (at most 256 KiB decoded).
+	// signert_bevis_innhold is the evidence, base64 (at most 4 MiB decoded).
 	SignertBevisInnhold string `protobuf:"bytes,9,opt,name=signert_bevis_innhold,json=signertBevisInnhold,proto3" json:"signert_bevis_innhold,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
@@ -498,7 +618,7 @@ type SettInnbyggersPersonvernInnstillingRequest struct {
 
 func (x *SettInnbyggersPersonvernInnstillingRequest) Reset() {
 	*x = SettInnbyggersPersonvernInnstillingRequest{}
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[7]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +630,7 @@ func (x *SettInnbyggersPersonvernInnstillingRequest) String() string {
 func (*SettInnbyggersPersonvernInnstillingRequest) ProtoMessage() {}
 
 func (x *SettInnbyggersPersonvernInnstillingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[7]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +643,7 @@ func (x *SettInnbyggersPersonvernInnstillingRequest) ProtoReflect() protoreflect
 
 // Deprecated: Use SettInnbyggersPersonvernInnstillingRequest.ProtoReflect.Descriptor instead.
 func (*SettInnbyggersPersonvernInnstillingRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{7}
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SettInnbyggersPersonvernInnstillingRequest) GetInnbyggerFnr() string {
@@ -602,7 +722,7 @@ type SettInnbyggersPersonvernInnstillingResponse struct {
 
 func (x *SettInnbyggersPersonvernInnstillingResponse) Reset() {
 	*x = SettInnbyggersPersonvernInnstillingResponse{}
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[8]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +734,7 @@ func (x *SettInnbyggersPersonvernInnstillingResponse) String() string {
 func (*SettInnbyggersPersonvernInnstillingResponse) ProtoMessage() {}
 
 func (x *SettInnbyggersPersonvernInnstillingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[8]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +747,7 @@ func (x *SettInnbyggersPersonvernInnstillingResponse) ProtoReflect() protoreflec
 
 // Deprecated: Use SettInnbyggersPersonvernInnstillingResponse.ProtoReflect.Descriptor instead.
 func (*SettInnbyggersPersonvernInnstillingResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{8}
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SettInnbyggersPersonvernInnstillingResponse) GetReturKode() string {
@@ -651,13 +771,15 @@ type SjekkInnbyggersPiStatusRequest struct {
 	InnbyggerFnr string `protobuf:"bytes,1,opt,name=innbygger_fnr,json=innbyggerFnr,proto3" json:"innbygger_fnr,omitempty"`
 	// definisjon_guid of the definition.
 	DefinisjonGuid string `protobuf:"bytes,2,opt,name=definisjon_guid,json=definisjonGuid,proto3" json:"definisjon_guid,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// part_kode must be the definition's when given.
+	PartKode      string `protobuf:"bytes,3,opt,name=part_kode,json=partKode,proto3" json:"part_kode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SjekkInnbyggersPiStatusRequest) Reset() {
 	*x = SjekkInnbyggersPiStatusRequest{}
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[9]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +791,7 @@ func (x *SjekkInnbyggersPiStatusRequest) String() string {
 func (*SjekkInnbyggersPiStatusRequest) ProtoMessage() {}
 
 func (x *SjekkInnbyggersPiStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[9]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +804,7 @@ func (x *SjekkInnbyggersPiStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SjekkInnbyggersPiStatusRequest.ProtoReflect.Descriptor instead.
 func (*SjekkInnbyggersPiStatusRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{9}
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SjekkInnbyggersPiStatusRequest) GetInnbyggerFnr() string {
@@ -699,18 +821,44 @@ func (x *SjekkInnbyggersPiStatusRequest) GetDefinisjonGuid() string {
 	return ""
 }
 
-// SjekkInnbyggersPiStatusResponse holds the setting.
+func (x *SjekkInnbyggersPiStatusRequest) GetPartKode() string {
+	if x != nil {
+		return x.PartKode
+	}
+	return ""
+}
+
+// SjekkInnbyggersPiStatusResponse is the citizen's setting, its members at top level. When the citizen has
+// none, aktiv is false and tidspunkt, sekvensnummer and the times are absent.
 type SjekkInnbyggersPiStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// personverninnstilling is the citizen's setting; aktiv is false and the times empty when there is none.
-	Personverninnstilling *Personverninnstilling `protobuf:"bytes,1,opt,name=personverninnstilling,proto3" json:"personverninnstilling,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// innbygger_fnr is the citizen.
+	InnbyggerFnr string `protobuf:"bytes,2,opt,name=innbygger_fnr,json=innbyggerFnr,proto3" json:"innbygger_fnr,omitempty"`
+	// definisjon_guid of the definition.
+	DefinisjonGuid string `protobuf:"bytes,3,opt,name=definisjon_guid,json=definisjonGuid,proto3" json:"definisjon_guid,omitempty"`
+	// definisjon_navn of the definition.
+	DefinisjonNavn string `protobuf:"bytes,4,opt,name=definisjon_navn,json=definisjonNavn,proto3" json:"definisjon_navn,omitempty"`
+	// part_kode of the definition.
+	PartKode string `protobuf:"bytes,5,opt,name=part_kode,json=partKode,proto3" json:"part_kode,omitempty"`
+	// type_pi of the definition.
+	TypePi string `protobuf:"bytes,6,opt,name=type_pi,json=typePi,proto3" json:"type_pi,omitempty"`
+	// aktiv says whether the setting is in force.
+	Aktiv bool `protobuf:"varint,7,opt,name=aktiv,proto3" json:"aktiv,omitempty"`
+	// tidspunkt is when the citizen made the choice (RFC 3339).
+	Tidspunkt *string `protobuf:"bytes,8,opt,name=tidspunkt,proto3,oneof" json:"tidspunkt,omitempty"`
+	// sekvensnummer of the citizen's setting.
+	Sekvensnummer *int64 `protobuf:"varint,9,opt,name=sekvensnummer,proto3,oneof" json:"sekvensnummer,omitempty"`
+	// opprettet_tidspunkt is when the setting was first stored (RFC 3339).
+	OpprettetTidspunkt *string `protobuf:"bytes,10,opt,name=opprettet_tidspunkt,json=opprettetTidspunkt,proto3,oneof" json:"opprettet_tidspunkt,omitempty"`
+	// sist_endret_tidspunkt is when it last changed (RFC 3339).
+	SistEndretTidspunkt *string `protobuf:"bytes,11,opt,name=sist_endret_tidspunkt,json=sistEndretTidspunkt,proto3,oneof" json:"sist_endret_tidspunkt,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *SjekkInnbyggersPiStatusResponse) Reset() {
 	*x = SjekkInnbyggersPiStatusResponse{}
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[10]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +870,7 @@ func (x *SjekkInnbyggersPiStatusResponse) String() string {
 func (*SjekkInnbyggersPiStatusResponse) ProtoMessage() {}
 
 func (x *SjekkInnbyggersPiStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[10]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,14 +883,77 @@ func (x *SjekkInnbyggersPiStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SjekkInnbyggersPiStatusResponse.ProtoReflect.Descriptor instead.
 func (*SjekkInnbyggersPiStatusResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{10}
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{12}
 }
 
-func (x *SjekkInnbyggersPiStatusResponse) GetPersonverninnstilling() *Personverninnstilling {
+func (x *SjekkInnbyggersPiStatusResponse) GetInnbyggerFnr() string {
 	if x != nil {
-		return x.Personverninnstilling
+		return x.InnbyggerFnr
 	}
-	return nil
+	return ""
+}
+
+func (x *SjekkInnbyggersPiStatusResponse) GetDefinisjonGuid() string {
+	if x != nil {
+		return x.DefinisjonGuid
+	}
+	return ""
+}
+
+func (x *SjekkInnbyggersPiStatusResponse) GetDefinisjonNavn() string {
+	if x != nil {
+		return x.DefinisjonNavn
+	}
+	return ""
+}
+
+func (x *SjekkInnbyggersPiStatusResponse) GetPartKode() string {
+	if x != nil {
+		return x.PartKode
+	}
+	return ""
+}
+
+func (x *SjekkInnbyggersPiStatusResponse) GetTypePi() string {
+	if x != nil {
+		return x.TypePi
+	}
+	return ""
+}
+
+func (x *SjekkInnbyggersPiStatusResponse) GetAktiv() bool {
+	if x != nil {
+		return x.Aktiv
+	}
+	return false
+}
+
+func (x *SjekkInnbyggersPiStatusResponse) GetTidspunkt() string {
+	if x != nil && x.Tidspunkt != nil {
+		return *x.Tidspunkt
+	}
+	return ""
+}
+
+func (x *SjekkInnbyggersPiStatusResponse) GetSekvensnummer() int64 {
+	if x != nil && x.Sekvensnummer != nil {
+		return *x.Sekvensnummer
+	}
+	return 0
+}
+
+func (x *SjekkInnbyggersPiStatusResponse) GetOpprettetTidspunkt() string {
+	if x != nil && x.OpprettetTidspunkt != nil {
+		return *x.OpprettetTidspunkt
+	}
+	return ""
+}
+
+func (x *SjekkInnbyggersPiStatusResponse) GetSistEndretTidspunkt() string {
+	if x != nil && x.SistEndretTidspunkt != nil {
+		return *x.SistEndretTidspunkt
+	}
+	return ""
 }
 
 // HentInnbyggersPiForPartRequest names a citizen and a party.
@@ -758,7 +969,7 @@ type HentInnbyggersPiForPartRequest struct {
 
 func (x *HentInnbyggersPiForPartRequest) Reset() {
 	*x = HentInnbyggersPiForPartRequest{}
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[11]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +981,7 @@ func (x *HentInnbyggersPiForPartRequest) String() string {
 func (*HentInnbyggersPiForPartRequest) ProtoMessage() {}
 
 func (x *HentInnbyggersPiForPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[11]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +994,7 @@ func (x *HentInnbyggersPiForPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HentInnbyggersPiForPartRequest.ProtoReflect.Descriptor instead.
 func (*HentInnbyggersPiForPartRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{11}
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HentInnbyggersPiForPartRequest) GetInnbyggerFnr() string {
@@ -803,15 +1014,15 @@ func (x *HentInnbyggersPiForPartRequest) GetPartKode() string {
 // HentInnbyggersPiForPartResponse holds the settings.
 type HentInnbyggersPiForPartResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// personverninnstillinger that are active.
-	Personverninnstillinger []*Personverninnstilling `protobuf:"bytes,1,rep,name=personverninnstillinger,proto3" json:"personverninnstillinger,omitempty"`
+	// personvern_innstillinger that are active (JSON personvernInnstillinger, as PVK writes it).
+	PersonvernInnstillinger []*Personverninnstilling `protobuf:"bytes,1,rep,name=personvern_innstillinger,json=personvernInnstillinger,proto3" json:"personvern_innstillinger,omitempty"`
 	unknownFields           protoimpl.UnknownFields
 	sizeCache               protoimpl.SizeCache
 }
 
 func (x *HentInnbyggersPiForPartResponse) Reset() {
 	*x = HentInnbyggersPiForPartResponse{}
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[12]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +1034,7 @@ func (x *HentInnbyggersPiForPartResponse) String() string {
 func (*HentInnbyggersPiForPartResponse) ProtoMessage() {}
 
 func (x *HentInnbyggersPiForPartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[12]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,12 +1047,12 @@ func (x *HentInnbyggersPiForPartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HentInnbyggersPiForPartResponse.ProtoReflect.Descriptor instead.
 func (*HentInnbyggersPiForPartResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{12}
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{14}
 }
 
-func (x *HentInnbyggersPiForPartResponse) GetPersonverninnstillinger() []*Personverninnstilling {
+func (x *HentInnbyggersPiForPartResponse) GetPersonvernInnstillinger() []*Personverninnstilling {
 	if x != nil {
-		return x.Personverninnstillinger
+		return x.PersonvernInnstillinger
 	}
 	return nil
 }
@@ -854,14 +1065,16 @@ type HentInnbyggereAktivePiForDefinisjonRequest struct {
 	// paging_reference from the previous page; 0 starts.
 	PagingReference int64 `protobuf:"varint,2,opt,name=paging_reference,json=pagingReference,proto3" json:"paging_reference,omitempty"`
 	// page_size is at most 1000 (default 500).
-	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// part_kode must be the definition's when given.
+	PartKode      string `protobuf:"bytes,4,opt,name=part_kode,json=partKode,proto3" json:"part_kode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HentInnbyggereAktivePiForDefinisjonRequest) Reset() {
 	*x = HentInnbyggereAktivePiForDefinisjonRequest{}
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[13]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +1086,7 @@ func (x *HentInnbyggereAktivePiForDefinisjonRequest) String() string {
 func (*HentInnbyggereAktivePiForDefinisjonRequest) ProtoMessage() {}
 
 func (x *HentInnbyggereAktivePiForDefinisjonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[13]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +1099,7 @@ func (x *HentInnbyggereAktivePiForDefinisjonRequest) ProtoReflect() protoreflect
 
 // Deprecated: Use HentInnbyggereAktivePiForDefinisjonRequest.ProtoReflect.Descriptor instead.
 func (*HentInnbyggereAktivePiForDefinisjonRequest) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{13}
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HentInnbyggereAktivePiForDefinisjonRequest) GetDefinisjonGuid() string {
@@ -910,20 +1123,38 @@ func (x *HentInnbyggereAktivePiForDefinisjonRequest) GetPageSize() int32 {
 	return 0
 }
 
-// HentInnbyggereAktivePiForDefinisjonResponse is one page.
+func (x *HentInnbyggereAktivePiForDefinisjonRequest) GetPartKode() string {
+	if x != nil {
+		return x.PartKode
+	}
+	return ""
+}
+
+// HentInnbyggereAktivePiForDefinisjonResponse is one page: the definition at top level, then its citizens.
 type HentInnbyggereAktivePiForDefinisjonResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// personverninnstillinger on this page.
-	Personverninnstillinger []*Personverninnstilling `protobuf:"bytes,1,rep,name=personverninnstillinger,proto3" json:"personverninnstillinger,omitempty"`
-	// paging_reference continues; 0 means this was the last page.
+	// paging_reference continues (the endringsnummer of the page's last setting, so a setting that changes
+	// during the sync moves behind it and is not lost); 0 means this was the last page.
 	PagingReference int64 `protobuf:"varint,2,opt,name=paging_reference,json=pagingReference,proto3" json:"paging_reference,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// definisjon_guid of the definition.
+	DefinisjonGuid string `protobuf:"bytes,3,opt,name=definisjon_guid,json=definisjonGuid,proto3" json:"definisjon_guid,omitempty"`
+	// definisjon_navn of the definition.
+	DefinisjonNavn string `protobuf:"bytes,4,opt,name=definisjon_navn,json=definisjonNavn,proto3" json:"definisjon_navn,omitempty"`
+	// part_kode of the definition.
+	PartKode string `protobuf:"bytes,5,opt,name=part_kode,json=partKode,proto3" json:"part_kode,omitempty"`
+	// type_pi of the definition.
+	TypePi string `protobuf:"bytes,6,opt,name=type_pi,json=typePi,proto3" json:"type_pi,omitempty"`
+	// re_faste_metadata is the definition's fixed metadata.
+	ReFasteMetadata *ReFasteMetadata `protobuf:"bytes,7,opt,name=re_faste_metadata,json=reFasteMetadata,proto3" json:"re_faste_metadata,omitempty"`
+	// personvern_innstillinger on this page (JSON personvernInnstillinger, as PVK writes it).
+	PersonvernInnstillinger []*AktivPersonverninnstilling `protobuf:"bytes,8,rep,name=personvern_innstillinger,json=personvernInnstillinger,proto3" json:"personvern_innstillinger,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *HentInnbyggereAktivePiForDefinisjonResponse) Reset() {
 	*x = HentInnbyggereAktivePiForDefinisjonResponse{}
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[14]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1166,7 @@ func (x *HentInnbyggereAktivePiForDefinisjonResponse) String() string {
 func (*HentInnbyggereAktivePiForDefinisjonResponse) ProtoMessage() {}
 
 func (x *HentInnbyggereAktivePiForDefinisjonResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[14]
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,14 +1179,7 @@ func (x *HentInnbyggereAktivePiForDefinisjonResponse) ProtoReflect() protoreflec
 
 // Deprecated: Use HentInnbyggereAktivePiForDefinisjonResponse.ProtoReflect.Descriptor instead.
 func (*HentInnbyggereAktivePiForDefinisjonResponse) Descriptor() ([]byte, []int) {
-	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{14}
-}
-
-func (x *HentInnbyggereAktivePiForDefinisjonResponse) GetPersonverninnstillinger() []*Personverninnstilling {
-	if x != nil {
-		return x.Personverninnstillinger
-	}
-	return nil
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HentInnbyggereAktivePiForDefinisjonResponse) GetPagingReference() int64 {
@@ -963,6 +1187,377 @@ func (x *HentInnbyggereAktivePiForDefinisjonResponse) GetPagingReference() int64
 		return x.PagingReference
 	}
 	return 0
+}
+
+func (x *HentInnbyggereAktivePiForDefinisjonResponse) GetDefinisjonGuid() string {
+	if x != nil {
+		return x.DefinisjonGuid
+	}
+	return ""
+}
+
+func (x *HentInnbyggereAktivePiForDefinisjonResponse) GetDefinisjonNavn() string {
+	if x != nil {
+		return x.DefinisjonNavn
+	}
+	return ""
+}
+
+func (x *HentInnbyggereAktivePiForDefinisjonResponse) GetPartKode() string {
+	if x != nil {
+		return x.PartKode
+	}
+	return ""
+}
+
+func (x *HentInnbyggereAktivePiForDefinisjonResponse) GetTypePi() string {
+	if x != nil {
+		return x.TypePi
+	}
+	return ""
+}
+
+func (x *HentInnbyggereAktivePiForDefinisjonResponse) GetReFasteMetadata() *ReFasteMetadata {
+	if x != nil {
+		return x.ReFasteMetadata
+	}
+	return nil
+}
+
+func (x *HentInnbyggereAktivePiForDefinisjonResponse) GetPersonvernInnstillinger() []*AktivPersonverninnstilling {
+	if x != nil {
+		return x.PersonvernInnstillinger
+	}
+	return nil
+}
+
+// SettInnbyggersInkluderingRequest sets a citizen's inclusion with a party.
+type SettInnbyggersInkluderingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// innbygger_fnr is the citizen's national identity number.
+	InnbyggerFnr string `protobuf:"bytes,1,opt,name=innbygger_fnr,json=innbyggerFnr,proto3" json:"innbygger_fnr,omitempty"`
+	// part_kode is the party the citizen is included with.
+	PartKode string `protobuf:"bytes,2,opt,name=part_kode,json=partKode,proto3" json:"part_kode,omitempty"`
+	// inkludering_type is inkludert, deltager or oppfort.
+	InkluderingType string `protobuf:"bytes,3,opt,name=inkludering_type,json=inkluderingType,proto3" json:"inkludering_type,omitempty"`
+	// aktiv says whether the inclusion is in force (required: a missing aktiv is refused, not read as false).
+	Aktiv         *bool `protobuf:"varint,4,opt,name=aktiv,proto3,oneof" json:"aktiv,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettInnbyggersInkluderingRequest) Reset() {
+	*x = SettInnbyggersInkluderingRequest{}
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettInnbyggersInkluderingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettInnbyggersInkluderingRequest) ProtoMessage() {}
+
+func (x *SettInnbyggersInkluderingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettInnbyggersInkluderingRequest.ProtoReflect.Descriptor instead.
+func (*SettInnbyggersInkluderingRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SettInnbyggersInkluderingRequest) GetInnbyggerFnr() string {
+	if x != nil {
+		return x.InnbyggerFnr
+	}
+	return ""
+}
+
+func (x *SettInnbyggersInkluderingRequest) GetPartKode() string {
+	if x != nil {
+		return x.PartKode
+	}
+	return ""
+}
+
+func (x *SettInnbyggersInkluderingRequest) GetInkluderingType() string {
+	if x != nil {
+		return x.InkluderingType
+	}
+	return ""
+}
+
+func (x *SettInnbyggersInkluderingRequest) GetAktiv() bool {
+	if x != nil && x.Aktiv != nil {
+		return *x.Aktiv
+	}
+	return false
+}
+
+// SettInnbyggersInkluderingResponse is the set answer, as SettInnbyggersPersonvernInnstilling's.
+type SettInnbyggersInkluderingResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// retur_kode is ok.
+	ReturKode string `protobuf:"bytes,1,opt,name=retur_kode,json=returKode,proto3" json:"retur_kode,omitempty"`
+	// instans_endret is endret or ikkeEndret.
+	InstansEndret string `protobuf:"bytes,2,opt,name=instans_endret,json=instansEndret,proto3" json:"instans_endret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettInnbyggersInkluderingResponse) Reset() {
+	*x = SettInnbyggersInkluderingResponse{}
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettInnbyggersInkluderingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettInnbyggersInkluderingResponse) ProtoMessage() {}
+
+func (x *SettInnbyggersInkluderingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettInnbyggersInkluderingResponse.ProtoReflect.Descriptor instead.
+func (*SettInnbyggersInkluderingResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SettInnbyggersInkluderingResponse) GetReturKode() string {
+	if x != nil {
+		return x.ReturKode
+	}
+	return ""
+}
+
+func (x *SettInnbyggersInkluderingResponse) GetInstansEndret() string {
+	if x != nil {
+		return x.InstansEndret
+	}
+	return ""
+}
+
+// HentInnbyggersInkluderingRequest names a citizen and a party.
+type HentInnbyggersInkluderingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// innbygger_fnr is the citizen's national identity number.
+	InnbyggerFnr string `protobuf:"bytes,1,opt,name=innbygger_fnr,json=innbyggerFnr,proto3" json:"innbygger_fnr,omitempty"`
+	// part_kode is the party.
+	PartKode      string `protobuf:"bytes,2,opt,name=part_kode,json=partKode,proto3" json:"part_kode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HentInnbyggersInkluderingRequest) Reset() {
+	*x = HentInnbyggersInkluderingRequest{}
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HentInnbyggersInkluderingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HentInnbyggersInkluderingRequest) ProtoMessage() {}
+
+func (x *HentInnbyggersInkluderingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HentInnbyggersInkluderingRequest.ProtoReflect.Descriptor instead.
+func (*HentInnbyggersInkluderingRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *HentInnbyggersInkluderingRequest) GetInnbyggerFnr() string {
+	if x != nil {
+		return x.InnbyggerFnr
+	}
+	return ""
+}
+
+func (x *HentInnbyggersInkluderingRequest) GetPartKode() string {
+	if x != nil {
+		return x.PartKode
+	}
+	return ""
+}
+
+// HentInnbyggersInkluderingResponse lists the citizen's inclusions with the party.
+type HentInnbyggersInkluderingResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// inkluderinger are the inclusions, by inkluderingType.
+	Inkluderinger []*Inkludering `protobuf:"bytes,1,rep,name=inkluderinger,proto3" json:"inkluderinger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HentInnbyggersInkluderingResponse) Reset() {
+	*x = HentInnbyggersInkluderingResponse{}
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HentInnbyggersInkluderingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HentInnbyggersInkluderingResponse) ProtoMessage() {}
+
+func (x *HentInnbyggersInkluderingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HentInnbyggersInkluderingResponse.ProtoReflect.Descriptor instead.
+func (*HentInnbyggersInkluderingResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *HentInnbyggersInkluderingResponse) GetInkluderinger() []*Inkludering {
+	if x != nil {
+		return x.Inkluderinger
+	}
+	return nil
+}
+
+// Inkludering is a citizen's inclusion of one type with a party.
+type Inkludering struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// innbygger_fnr is the citizen's national identity number.
+	InnbyggerFnr string `protobuf:"bytes,1,opt,name=innbygger_fnr,json=innbyggerFnr,proto3" json:"innbygger_fnr,omitempty"`
+	// part_kode is the party.
+	PartKode string `protobuf:"bytes,2,opt,name=part_kode,json=partKode,proto3" json:"part_kode,omitempty"`
+	// inkludering_type is inkludert, deltager or oppfort.
+	InkluderingType string `protobuf:"bytes,3,opt,name=inkludering_type,json=inkluderingType,proto3" json:"inkludering_type,omitempty"`
+	// aktiv says whether it is in force.
+	Aktiv bool `protobuf:"varint,4,opt,name=aktiv,proto3" json:"aktiv,omitempty"`
+	// sekvensnummer counts this inclusion's changes, from 1.
+	Sekvensnummer int64 `protobuf:"varint,5,opt,name=sekvensnummer,proto3" json:"sekvensnummer,omitempty"`
+	// opprettet_tidspunkt is when it was first stored (RFC 3339).
+	OpprettetTidspunkt string `protobuf:"bytes,6,opt,name=opprettet_tidspunkt,json=opprettetTidspunkt,proto3" json:"opprettet_tidspunkt,omitempty"`
+	// sist_endret_tidspunkt is when it last changed (RFC 3339).
+	SistEndretTidspunkt string `protobuf:"bytes,7,opt,name=sist_endret_tidspunkt,json=sistEndretTidspunkt,proto3" json:"sist_endret_tidspunkt,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *Inkludering) Reset() {
+	*x = Inkludering{}
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Inkludering) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Inkludering) ProtoMessage() {}
+
+func (x *Inkludering) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Inkludering.ProtoReflect.Descriptor instead.
+func (*Inkludering) Descriptor() ([]byte, []int) {
+	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Inkludering) GetInnbyggerFnr() string {
+	if x != nil {
+		return x.InnbyggerFnr
+	}
+	return ""
+}
+
+func (x *Inkludering) GetPartKode() string {
+	if x != nil {
+		return x.PartKode
+	}
+	return ""
+}
+
+func (x *Inkludering) GetInkluderingType() string {
+	if x != nil {
+		return x.InkluderingType
+	}
+	return ""
+}
+
+func (x *Inkludering) GetAktiv() bool {
+	if x != nil {
+		return x.Aktiv
+	}
+	return false
+}
+
+func (x *Inkludering) GetSekvensnummer() int64 {
+	if x != nil {
+		return x.Sekvensnummer
+	}
+	return 0
+}
+
+func (x *Inkludering) GetOpprettetTidspunkt() string {
+	if x != nil {
+		return x.OpprettetTidspunkt
+	}
+	return ""
+}
+
+func (x *Inkludering) GetSistEndretTidspunkt() string {
+	if x != nil {
+		return x.SistEndretTidspunkt
+	}
+	return ""
 }
 
 var File_hnsec_pvk_v1_privacy_settings_service_proto protoreflect.FileDescriptor
@@ -981,7 +1576,14 @@ const file_hnsec_pvk_v1_privacy_settings_service_proto_rawDesc = "" +
 	"\x0fdefinisjon_navn\x18\x02 \x01(\tR\x0edefinisjonNavn\x12\x1b\n" +
 	"\tpart_kode\x18\x03 \x01(\tR\bpartKode\x12\x17\n" +
 	"\atype_pi\x18\x04 \x01(\tR\x06typePi\x12F\n" +
-	"\x10omfang_elementer\x18\x05 \x03(\v2\x1b.hnsec.pvk.v1.OmfangElementR\x0fomfangElementer\"\x83\x03\n" +
+	"\x10omfang_elementer\x18\x05 \x03(\v2\x1b.hnsec.pvk.v1.OmfangElementR\x0fomfangElementer\"Y\n" +
+	"\x0fReFasteMetadata\x12F\n" +
+	"\x10omfang_elementer\x18\x01 \x03(\v2\x1b.hnsec.pvk.v1.OmfangElementR\x0fomfangElementer\"\xcc\x01\n" +
+	"\x1aAktivPersonverninnstilling\x12#\n" +
+	"\rinnbygger_fnr\x18\x01 \x01(\tR\finnbyggerFnr\x12$\n" +
+	"\rsekvensnummer\x18\x02 \x01(\x03R\rsekvensnummer\x12/\n" +
+	"\x13opprettet_tidspunkt\x18\x03 \x01(\tR\x12opprettetTidspunkt\x122\n" +
+	"\x15sist_endret_tidspunkt\x18\x04 \x01(\tR\x13sistEndretTidspunkt\"\x83\x03\n" +
 	"\x15Personverninnstilling\x12#\n" +
 	"\rinnbygger_fnr\x18\x01 \x01(\tR\finnbyggerFnr\x12'\n" +
 	"\x0fdefinisjon_guid\x18\x02 \x01(\tR\x0edefinisjonGuid\x12'\n" +
@@ -1019,31 +1621,78 @@ const file_hnsec_pvk_v1_privacy_settings_service_proto_rawDesc = "" +
 	"+SettInnbyggersPersonvernInnstillingResponse\x12\x1d\n" +
 	"\n" +
 	"retur_kode\x18\x01 \x01(\tR\treturKode\x12%\n" +
-	"\x0einstans_endret\x18\x02 \x01(\tR\rinstansEndret\"n\n" +
+	"\x0einstans_endret\x18\x02 \x01(\tR\rinstansEndret\"\x8b\x01\n" +
 	"\x1eSjekkInnbyggersPiStatusRequest\x12#\n" +
 	"\rinnbygger_fnr\x18\x01 \x01(\tR\finnbyggerFnr\x12'\n" +
-	"\x0fdefinisjon_guid\x18\x02 \x01(\tR\x0edefinisjonGuid\"|\n" +
-	"\x1fSjekkInnbyggersPiStatusResponse\x12Y\n" +
-	"\x15personverninnstilling\x18\x01 \x01(\v2#.hnsec.pvk.v1.PersonverninnstillingR\x15personverninnstilling\"b\n" +
+	"\x0fdefinisjon_guid\x18\x02 \x01(\tR\x0edefinisjonGuid\x12\x1b\n" +
+	"\tpart_kode\x18\x03 \x01(\tR\bpartKode\"\x90\x04\n" +
+	"\x1fSjekkInnbyggersPiStatusResponse\x12#\n" +
+	"\rinnbygger_fnr\x18\x02 \x01(\tR\finnbyggerFnr\x12'\n" +
+	"\x0fdefinisjon_guid\x18\x03 \x01(\tR\x0edefinisjonGuid\x12'\n" +
+	"\x0fdefinisjon_navn\x18\x04 \x01(\tR\x0edefinisjonNavn\x12\x1b\n" +
+	"\tpart_kode\x18\x05 \x01(\tR\bpartKode\x12\x17\n" +
+	"\atype_pi\x18\x06 \x01(\tR\x06typePi\x12\x14\n" +
+	"\x05aktiv\x18\a \x01(\bR\x05aktiv\x12!\n" +
+	"\ttidspunkt\x18\b \x01(\tH\x00R\ttidspunkt\x88\x01\x01\x12)\n" +
+	"\rsekvensnummer\x18\t \x01(\x03H\x01R\rsekvensnummer\x88\x01\x01\x124\n" +
+	"\x13opprettet_tidspunkt\x18\n" +
+	" \x01(\tH\x02R\x12opprettetTidspunkt\x88\x01\x01\x127\n" +
+	"\x15sist_endret_tidspunkt\x18\v \x01(\tH\x03R\x13sistEndretTidspunkt\x88\x01\x01B\f\n" +
+	"\n" +
+	"_tidspunktB\x10\n" +
+	"\x0e_sekvensnummerB\x16\n" +
+	"\x14_opprettet_tidspunktB\x18\n" +
+	"\x16_sist_endret_tidspunktJ\x04\b\x01\x10\x02R\x15personverninnstilling\"b\n" +
 	"\x1eHentInnbyggersPiForPartRequest\x12#\n" +
 	"\rinnbygger_fnr\x18\x01 \x01(\tR\finnbyggerFnr\x12\x1b\n" +
-	"\tpart_kode\x18\x02 \x01(\tR\bpartKode\"\x80\x01\n" +
-	"\x1fHentInnbyggersPiForPartResponse\x12]\n" +
-	"\x17personverninnstillinger\x18\x01 \x03(\v2#.hnsec.pvk.v1.PersonverninnstillingR\x17personverninnstillinger\"\x9d\x01\n" +
+	"\tpart_kode\x18\x02 \x01(\tR\bpartKode\"\x81\x01\n" +
+	"\x1fHentInnbyggersPiForPartResponse\x12^\n" +
+	"\x18personvern_innstillinger\x18\x01 \x03(\v2#.hnsec.pvk.v1.PersonverninnstillingR\x17personvernInnstillinger\"\xba\x01\n" +
 	"*HentInnbyggereAktivePiForDefinisjonRequest\x12'\n" +
 	"\x0fdefinisjon_guid\x18\x01 \x01(\tR\x0edefinisjonGuid\x12)\n" +
 	"\x10paging_reference\x18\x02 \x01(\x03R\x0fpagingReference\x12\x1b\n" +
-	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"\xb7\x01\n" +
-	"+HentInnbyggereAktivePiForDefinisjonResponse\x12]\n" +
-	"\x17personverninnstillinger\x18\x01 \x03(\v2#.hnsec.pvk.v1.PersonverninnstillingR\x17personverninnstillinger\x12)\n" +
-	"\x10paging_reference\x18\x02 \x01(\x03R\x0fpagingReference2\x85\x06\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1b\n" +
+	"\tpart_kode\x18\x04 \x01(\tR\bpartKode\"\xaf\x03\n" +
+	"+HentInnbyggereAktivePiForDefinisjonResponse\x12)\n" +
+	"\x10paging_reference\x18\x02 \x01(\x03R\x0fpagingReference\x12'\n" +
+	"\x0fdefinisjon_guid\x18\x03 \x01(\tR\x0edefinisjonGuid\x12'\n" +
+	"\x0fdefinisjon_navn\x18\x04 \x01(\tR\x0edefinisjonNavn\x12\x1b\n" +
+	"\tpart_kode\x18\x05 \x01(\tR\bpartKode\x12\x17\n" +
+	"\atype_pi\x18\x06 \x01(\tR\x06typePi\x12I\n" +
+	"\x11re_faste_metadata\x18\a \x01(\v2\x1d.hnsec.pvk.v1.ReFasteMetadataR\x0freFasteMetadata\x12c\n" +
+	"\x18personvern_innstillinger\x18\b \x03(\v2(.hnsec.pvk.v1.AktivPersonverninnstillingR\x17personvernInnstillingerJ\x04\b\x01\x10\x02R\x17personverninnstillinger\"\xb4\x01\n" +
+	" SettInnbyggersInkluderingRequest\x12#\n" +
+	"\rinnbygger_fnr\x18\x01 \x01(\tR\finnbyggerFnr\x12\x1b\n" +
+	"\tpart_kode\x18\x02 \x01(\tR\bpartKode\x12)\n" +
+	"\x10inkludering_type\x18\x03 \x01(\tR\x0finkluderingType\x12\x19\n" +
+	"\x05aktiv\x18\x04 \x01(\bH\x00R\x05aktiv\x88\x01\x01B\b\n" +
+	"\x06_aktiv\"i\n" +
+	"!SettInnbyggersInkluderingResponse\x12\x1d\n" +
+	"\n" +
+	"retur_kode\x18\x01 \x01(\tR\treturKode\x12%\n" +
+	"\x0einstans_endret\x18\x02 \x01(\tR\rinstansEndret\"d\n" +
+	" HentInnbyggersInkluderingRequest\x12#\n" +
+	"\rinnbygger_fnr\x18\x01 \x01(\tR\finnbyggerFnr\x12\x1b\n" +
+	"\tpart_kode\x18\x02 \x01(\tR\bpartKode\"d\n" +
+	"!HentInnbyggersInkluderingResponse\x12?\n" +
+	"\rinkluderinger\x18\x01 \x03(\v2\x19.hnsec.pvk.v1.InkluderingR\rinkluderinger\"\x9b\x02\n" +
+	"\vInkludering\x12#\n" +
+	"\rinnbygger_fnr\x18\x01 \x01(\tR\finnbyggerFnr\x12\x1b\n" +
+	"\tpart_kode\x18\x02 \x01(\tR\bpartKode\x12)\n" +
+	"\x10inkludering_type\x18\x03 \x01(\tR\x0finkluderingType\x12\x14\n" +
+	"\x05aktiv\x18\x04 \x01(\bR\x05aktiv\x12$\n" +
+	"\rsekvensnummer\x18\x05 \x01(\x03R\rsekvensnummer\x12/\n" +
+	"\x13opprettet_tidspunkt\x18\x06 \x01(\tR\x12opprettetTidspunkt\x122\n" +
+	"\x15sist_endret_tidspunkt\x18\a \x01(\tR\x13sistEndretTidspunkt2\x81\b\n" +
 	"\x16PrivacySettingsService\x12a\n" +
 	"\x10CreateDefinition\x12%.hnsec.pvk.v1.CreateDefinitionRequest\x1a&.hnsec.pvk.v1.CreateDefinitionResponse\x12^\n" +
 	"\x0fListDefinitions\x12$.hnsec.pvk.v1.ListDefinitionsRequest\x1a%.hnsec.pvk.v1.ListDefinitionsResponse\x12\x9a\x01\n" +
 	"#SettInnbyggersPersonvernInnstilling\x128.hnsec.pvk.v1.SettInnbyggersPersonvernInnstillingRequest\x1a9.hnsec.pvk.v1.SettInnbyggersPersonvernInnstillingResponse\x12v\n" +
 	"\x17SjekkInnbyggersPiStatus\x12,.hnsec.pvk.v1.SjekkInnbyggersPiStatusRequest\x1a-.hnsec.pvk.v1.SjekkInnbyggersPiStatusResponse\x12v\n" +
 	"\x17HentInnbyggersPiForPart\x12,.hnsec.pvk.v1.HentInnbyggersPiForPartRequest\x1a-.hnsec.pvk.v1.HentInnbyggersPiForPartResponse\x12\x9a\x01\n" +
-	"#HentInnbyggereAktivePiForDefinisjon\x128.hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonRequest\x1a9.hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonResponseB/Z-github.com/hnsec/hnsec/gen/hnsec/pvk/v1;pvkv1b\x06proto3"
+	"#HentInnbyggereAktivePiForDefinisjon\x128.hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonRequest\x1a9.hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonResponse\x12|\n" +
+	"\x19SettInnbyggersInkludering\x12..hnsec.pvk.v1.SettInnbyggersInkluderingRequest\x1a/.hnsec.pvk.v1.SettInnbyggersInkluderingResponse\x12|\n" +
+	"\x19HentInnbyggersInkludering\x12..hnsec.pvk.v1.HentInnbyggersInkluderingRequest\x1a/.hnsec.pvk.v1.HentInnbyggersInkluderingResponseB/Z-github.com/hnsec/hnsec/gen/hnsec/pvk/v1;pvkv1b\x06proto3"
 
 var (
 	file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescOnce sync.Once
@@ -1057,49 +1706,62 @@ func file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescGZIP() []byte {
 	return file_hnsec_pvk_v1_privacy_settings_service_proto_rawDescData
 }
 
-var file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_hnsec_pvk_v1_privacy_settings_service_proto_goTypes = []any{
 	(*OmfangElement)(nil),                               // 0: hnsec.pvk.v1.OmfangElement
 	(*Definisjon)(nil),                                  // 1: hnsec.pvk.v1.Definisjon
-	(*Personverninnstilling)(nil),                       // 2: hnsec.pvk.v1.Personverninnstilling
-	(*CreateDefinitionRequest)(nil),                     // 3: hnsec.pvk.v1.CreateDefinitionRequest
-	(*CreateDefinitionResponse)(nil),                    // 4: hnsec.pvk.v1.CreateDefinitionResponse
-	(*ListDefinitionsRequest)(nil),                      // 5: hnsec.pvk.v1.ListDefinitionsRequest
-	(*ListDefinitionsResponse)(nil),                     // 6: hnsec.pvk.v1.ListDefinitionsResponse
-	(*SettInnbyggersPersonvernInnstillingRequest)(nil),  // 7: hnsec.pvk.v1.SettInnbyggersPersonvernInnstillingRequest
-	(*SettInnbyggersPersonvernInnstillingResponse)(nil), // 8: hnsec.pvk.v1.SettInnbyggersPersonvernInnstillingResponse
-	(*SjekkInnbyggersPiStatusRequest)(nil),              // 9: hnsec.pvk.v1.SjekkInnbyggersPiStatusRequest
-	(*SjekkInnbyggersPiStatusResponse)(nil),             // 10: hnsec.pvk.v1.SjekkInnbyggersPiStatusResponse
-	(*HentInnbyggersPiForPartRequest)(nil),              // 11: hnsec.pvk.v1.HentInnbyggersPiForPartRequest
-	(*HentInnbyggersPiForPartResponse)(nil),             // 12: hnsec.pvk.v1.HentInnbyggersPiForPartResponse
-	(*HentInnbyggereAktivePiForDefinisjonRequest)(nil),  // 13: hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonRequest
-	(*HentInnbyggereAktivePiForDefinisjonResponse)(nil), // 14: hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonResponse
+	(*ReFasteMetadata)(nil),                             // 2: hnsec.pvk.v1.ReFasteMetadata
+	(*AktivPersonverninnstilling)(nil),                  // 3: hnsec.pvk.v1.AktivPersonverninnstilling
+	(*Personverninnstilling)(nil),                       // 4: hnsec.pvk.v1.Personverninnstilling
+	(*CreateDefinitionRequest)(nil),                     // 5: hnsec.pvk.v1.CreateDefinitionRequest
+	(*CreateDefinitionResponse)(nil),                    // 6: hnsec.pvk.v1.CreateDefinitionResponse
+	(*ListDefinitionsRequest)(nil),                      // 7: hnsec.pvk.v1.ListDefinitionsRequest
+	(*ListDefinitionsResponse)(nil),                     // 8: hnsec.pvk.v1.ListDefinitionsResponse
+	(*SettInnbyggersPersonvernInnstillingRequest)(nil),  // 9: hnsec.pvk.v1.SettInnbyggersPersonvernInnstillingRequest
+	(*SettInnbyggersPersonvernInnstillingResponse)(nil), // 10: hnsec.pvk.v1.SettInnbyggersPersonvernInnstillingResponse
+	(*SjekkInnbyggersPiStatusRequest)(nil),              // 11: hnsec.pvk.v1.SjekkInnbyggersPiStatusRequest
+	(*SjekkInnbyggersPiStatusResponse)(nil),             // 12: hnsec.pvk.v1.SjekkInnbyggersPiStatusResponse
+	(*HentInnbyggersPiForPartRequest)(nil),              // 13: hnsec.pvk.v1.HentInnbyggersPiForPartRequest
+	(*HentInnbyggersPiForPartResponse)(nil),             // 14: hnsec.pvk.v1.HentInnbyggersPiForPartResponse
+	(*HentInnbyggereAktivePiForDefinisjonRequest)(nil),  // 15: hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonRequest
+	(*HentInnbyggereAktivePiForDefinisjonResponse)(nil), // 16: hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonResponse
+	(*SettInnbyggersInkluderingRequest)(nil),            // 17: hnsec.pvk.v1.SettInnbyggersInkluderingRequest
+	(*SettInnbyggersInkluderingResponse)(nil),           // 18: hnsec.pvk.v1.SettInnbyggersInkluderingResponse
+	(*HentInnbyggersInkluderingRequest)(nil),            // 19: hnsec.pvk.v1.HentInnbyggersInkluderingRequest
+	(*HentInnbyggersInkluderingResponse)(nil),           // 20: hnsec.pvk.v1.HentInnbyggersInkluderingResponse
+	(*Inkludering)(nil),                                 // 21: hnsec.pvk.v1.Inkludering
 }
 var file_hnsec_pvk_v1_privacy_settings_service_proto_depIdxs = []int32{
 	0,  // 0: hnsec.pvk.v1.Definisjon.omfang_elementer:type_name -> hnsec.pvk.v1.OmfangElement
-	1,  // 1: hnsec.pvk.v1.CreateDefinitionRequest.definisjon:type_name -> hnsec.pvk.v1.Definisjon
-	1,  // 2: hnsec.pvk.v1.CreateDefinitionResponse.definisjon:type_name -> hnsec.pvk.v1.Definisjon
-	1,  // 3: hnsec.pvk.v1.ListDefinitionsResponse.definisjoner:type_name -> hnsec.pvk.v1.Definisjon
-	2,  // 4: hnsec.pvk.v1.SjekkInnbyggersPiStatusResponse.personverninnstilling:type_name -> hnsec.pvk.v1.Personverninnstilling
-	2,  // 5: hnsec.pvk.v1.HentInnbyggersPiForPartResponse.personverninnstillinger:type_name -> hnsec.pvk.v1.Personverninnstilling
-	2,  // 6: hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonResponse.personverninnstillinger:type_name -> hnsec.pvk.v1.Personverninnstilling
-	3,  // 7: hnsec.pvk.v1.PrivacySettingsService.CreateDefinition:input_type -> hnsec.pvk.v1.CreateDefinitionRequest
-	5,  // 8: hnsec.pvk.v1.PrivacySettingsService.ListDefinitions:input_type -> hnsec.pvk.v1.ListDefinitionsRequest
-	7,  // 9: hnsec.pvk.v1.PrivacySettingsService.SettInnbyggersPersonvernInnstilling:input_type -> hnsec.pvk.v1.SettInnbyggersPersonvernInnstillingRequest
-	9,  // 10: hnsec.pvk.v1.PrivacySettingsService.SjekkInnbyggersPiStatus:input_type -> hnsec.pvk.v1.SjekkInnbyggersPiStatusRequest
-	11, // 11: hnsec.pvk.v1.PrivacySettingsService.HentInnbyggersPiForPart:input_type -> hnsec.pvk.v1.HentInnbyggersPiForPartRequest
-	13, // 12: hnsec.pvk.v1.PrivacySettingsService.HentInnbyggereAktivePiForDefinisjon:input_type -> hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonRequest
-	4,  // 13: hnsec.pvk.v1.PrivacySettingsService.CreateDefinition:output_type -> hnsec.pvk.v1.CreateDefinitionResponse
-	6,  // 14: hnsec.pvk.v1.PrivacySettingsService.ListDefinitions:output_type -> hnsec.pvk.v1.ListDefinitionsResponse
-	8,  // 15: hnsec.pvk.v1.PrivacySettingsService.SettInnbyggersPersonvernInnstilling:output_type -> hnsec.pvk.v1.SettInnbyggersPersonvernInnstillingResponse
-	10, // 16: hnsec.pvk.v1.PrivacySettingsService.SjekkInnbyggersPiStatus:output_type -> hnsec.pvk.v1.SjekkInnbyggersPiStatusResponse
-	12, // 17: hnsec.pvk.v1.PrivacySettingsService.HentInnbyggersPiForPart:output_type -> hnsec.pvk.v1.HentInnbyggersPiForPartResponse
-	14, // 18: hnsec.pvk.v1.PrivacySettingsService.HentInnbyggereAktivePiForDefinisjon:output_type -> hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonResponse
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	0,  // 1: hnsec.pvk.v1.ReFasteMetadata.omfang_elementer:type_name -> hnsec.pvk.v1.OmfangElement
+	1,  // 2: hnsec.pvk.v1.CreateDefinitionRequest.definisjon:type_name -> hnsec.pvk.v1.Definisjon
+	1,  // 3: hnsec.pvk.v1.CreateDefinitionResponse.definisjon:type_name -> hnsec.pvk.v1.Definisjon
+	1,  // 4: hnsec.pvk.v1.ListDefinitionsResponse.definisjoner:type_name -> hnsec.pvk.v1.Definisjon
+	4,  // 5: hnsec.pvk.v1.HentInnbyggersPiForPartResponse.personvern_innstillinger:type_name -> hnsec.pvk.v1.Personverninnstilling
+	2,  // 6: hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonResponse.re_faste_metadata:type_name -> hnsec.pvk.v1.ReFasteMetadata
+	3,  // 7: hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonResponse.personvern_innstillinger:type_name -> hnsec.pvk.v1.AktivPersonverninnstilling
+	21, // 8: hnsec.pvk.v1.HentInnbyggersInkluderingResponse.inkluderinger:type_name -> hnsec.pvk.v1.Inkludering
+	5,  // 9: hnsec.pvk.v1.PrivacySettingsService.CreateDefinition:input_type -> hnsec.pvk.v1.CreateDefinitionRequest
+	7,  // 10: hnsec.pvk.v1.PrivacySettingsService.ListDefinitions:input_type -> hnsec.pvk.v1.ListDefinitionsRequest
+	9,  // 11: hnsec.pvk.v1.PrivacySettingsService.SettInnbyggersPersonvernInnstilling:input_type -> hnsec.pvk.v1.SettInnbyggersPersonvernInnstillingRequest
+	11, // 12: hnsec.pvk.v1.PrivacySettingsService.SjekkInnbyggersPiStatus:input_type -> hnsec.pvk.v1.SjekkInnbyggersPiStatusRequest
+	13, // 13: hnsec.pvk.v1.PrivacySettingsService.HentInnbyggersPiForPart:input_type -> hnsec.pvk.v1.HentInnbyggersPiForPartRequest
+	15, // 14: hnsec.pvk.v1.PrivacySettingsService.HentInnbyggereAktivePiForDefinisjon:input_type -> hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonRequest
+	17, // 15: hnsec.pvk.v1.PrivacySettingsService.SettInnbyggersInkludering:input_type -> hnsec.pvk.v1.SettInnbyggersInkluderingRequest
+	19, // 16: hnsec.pvk.v1.PrivacySettingsService.HentInnbyggersInkludering:input_type -> hnsec.pvk.v1.HentInnbyggersInkluderingRequest
+	6,  // 17: hnsec.pvk.v1.PrivacySettingsService.CreateDefinition:output_type -> hnsec.pvk.v1.CreateDefinitionResponse
+	8,  // 18: hnsec.pvk.v1.PrivacySettingsService.ListDefinitions:output_type -> hnsec.pvk.v1.ListDefinitionsResponse
+	10, // 19: hnsec.pvk.v1.PrivacySettingsService.SettInnbyggersPersonvernInnstilling:output_type -> hnsec.pvk.v1.SettInnbyggersPersonvernInnstillingResponse
+	12, // 20: hnsec.pvk.v1.PrivacySettingsService.SjekkInnbyggersPiStatus:output_type -> hnsec.pvk.v1.SjekkInnbyggersPiStatusResponse
+	14, // 21: hnsec.pvk.v1.PrivacySettingsService.HentInnbyggersPiForPart:output_type -> hnsec.pvk.v1.HentInnbyggersPiForPartResponse
+	16, // 22: hnsec.pvk.v1.PrivacySettingsService.HentInnbyggereAktivePiForDefinisjon:output_type -> hnsec.pvk.v1.HentInnbyggereAktivePiForDefinisjonResponse
+	18, // 23: hnsec.pvk.v1.PrivacySettingsService.SettInnbyggersInkludering:output_type -> hnsec.pvk.v1.SettInnbyggersInkluderingResponse
+	20, // 24: hnsec.pvk.v1.PrivacySettingsService.HentInnbyggersInkludering:output_type -> hnsec.pvk.v1.HentInnbyggersInkluderingResponse
+	17, // [17:25] is the sub-list for method output_type
+	9,  // [9:17] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_pvk_v1_privacy_settings_service_proto_init() }
@@ -1107,14 +1769,16 @@ func file_hnsec_pvk_v1_privacy_settings_service_proto_init() {
 	if File_hnsec_pvk_v1_privacy_settings_service_proto != nil {
 		return
 	}
-	file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[7].OneofWrappers = []any{}
+	file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[9].OneofWrappers = []any{}
+	file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[12].OneofWrappers = []any{}
+	file_hnsec_pvk_v1_privacy_settings_service_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_pvk_v1_privacy_settings_service_proto_rawDesc), len(file_hnsec_pvk_v1_privacy_settings_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

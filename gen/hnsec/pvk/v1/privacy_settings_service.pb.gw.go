@@ -110,6 +110,33 @@ func local_request_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_0(
 	return msg, metadata, err
 }
 
+func request_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_1(ctx context.Context, marshaler runtime.Marshaler, client PrivacySettingsServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq SettInnbyggersPersonvernInnstillingRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.SettInnbyggersPersonvernInnstilling(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_1(ctx context.Context, marshaler runtime.Marshaler, server PrivacySettingsServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq SettInnbyggersPersonvernInnstillingRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.SettInnbyggersPersonvernInnstilling(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 func request_PrivacySettingsService_SjekkInnbyggersPiStatus_0(ctx context.Context, marshaler runtime.Marshaler, client PrivacySettingsServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq SjekkInnbyggersPiStatusRequest
@@ -126,6 +153,33 @@ func request_PrivacySettingsService_SjekkInnbyggersPiStatus_0(ctx context.Contex
 }
 
 func local_request_PrivacySettingsService_SjekkInnbyggersPiStatus_0(ctx context.Context, marshaler runtime.Marshaler, server PrivacySettingsServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq SjekkInnbyggersPiStatusRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.SjekkInnbyggersPiStatus(ctx, &protoReq)
+	return msg, metadata, err
+}
+
+func request_PrivacySettingsService_SjekkInnbyggersPiStatus_1(ctx context.Context, marshaler runtime.Marshaler, client PrivacySettingsServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq SjekkInnbyggersPiStatusRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.SjekkInnbyggersPiStatus(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_PrivacySettingsService_SjekkInnbyggersPiStatus_1(ctx context.Context, marshaler runtime.Marshaler, server PrivacySettingsServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq SjekkInnbyggersPiStatusRequest
 		metadata runtime.ServerMetadata
@@ -164,6 +218,33 @@ func local_request_PrivacySettingsService_HentInnbyggersPiForPart_0(ctx context.
 	return msg, metadata, err
 }
 
+func request_PrivacySettingsService_HentInnbyggersPiForPart_1(ctx context.Context, marshaler runtime.Marshaler, client PrivacySettingsServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq HentInnbyggersPiForPartRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.HentInnbyggersPiForPart(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_PrivacySettingsService_HentInnbyggersPiForPart_1(ctx context.Context, marshaler runtime.Marshaler, server PrivacySettingsServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq HentInnbyggersPiForPartRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.HentInnbyggersPiForPart(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 func request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_0(ctx context.Context, marshaler runtime.Marshaler, client PrivacySettingsServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq HentInnbyggereAktivePiForDefinisjonRequest
@@ -188,6 +269,157 @@ func local_request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_0(
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	msg, err := server.HentInnbyggereAktivePiForDefinisjon(ctx, &protoReq)
+	return msg, metadata, err
+}
+
+var filter_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_1 = &utilities.DoubleArray{Encoding: map[string]int{}, Base: []int(nil), Check: []int(nil)}
+
+func request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_1(ctx context.Context, marshaler runtime.Marshaler, client PrivacySettingsServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq HentInnbyggereAktivePiForDefinisjonRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_1); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.HentInnbyggereAktivePiForDefinisjon(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_1(ctx context.Context, marshaler runtime.Marshaler, server PrivacySettingsServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq HentInnbyggereAktivePiForDefinisjonRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_1); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.HentInnbyggereAktivePiForDefinisjon(ctx, &protoReq)
+	return msg, metadata, err
+}
+
+var filter_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_2 = &utilities.DoubleArray{Encoding: map[string]int{}, Base: []int(nil), Check: []int(nil)}
+
+func request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_2(ctx context.Context, marshaler runtime.Marshaler, client PrivacySettingsServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq HentInnbyggereAktivePiForDefinisjonRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_2); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.HentInnbyggereAktivePiForDefinisjon(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_2(ctx context.Context, marshaler runtime.Marshaler, server PrivacySettingsServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq HentInnbyggereAktivePiForDefinisjonRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_2); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.HentInnbyggereAktivePiForDefinisjon(ctx, &protoReq)
+	return msg, metadata, err
+}
+
+func request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_3(ctx context.Context, marshaler runtime.Marshaler, client PrivacySettingsServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq HentInnbyggereAktivePiForDefinisjonRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.HentInnbyggereAktivePiForDefinisjon(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_3(ctx context.Context, marshaler runtime.Marshaler, server PrivacySettingsServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq HentInnbyggereAktivePiForDefinisjonRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.HentInnbyggereAktivePiForDefinisjon(ctx, &protoReq)
+	return msg, metadata, err
+}
+
+func request_PrivacySettingsService_SettInnbyggersInkludering_0(ctx context.Context, marshaler runtime.Marshaler, client PrivacySettingsServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq SettInnbyggersInkluderingRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.SettInnbyggersInkludering(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_PrivacySettingsService_SettInnbyggersInkludering_0(ctx context.Context, marshaler runtime.Marshaler, server PrivacySettingsServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq SettInnbyggersInkluderingRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.SettInnbyggersInkludering(ctx, &protoReq)
+	return msg, metadata, err
+}
+
+func request_PrivacySettingsService_HentInnbyggersInkludering_0(ctx context.Context, marshaler runtime.Marshaler, client PrivacySettingsServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq HentInnbyggersInkluderingRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.HentInnbyggersInkludering(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_PrivacySettingsService_HentInnbyggersInkludering_0(ctx context.Context, marshaler runtime.Marshaler, server PrivacySettingsServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq HentInnbyggersInkluderingRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.HentInnbyggersInkludering(ctx, &protoReq)
 	return msg, metadata, err
 }
 
@@ -243,7 +475,7 @@ func RegisterPrivacySettingsServiceHandlerServer(ctx context.Context, mux *runti
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SettInnbyggersPersonvernInnstilling", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/SettInnbyggersPersonvernInnstilling"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SettInnbyggersPersonvernInnstilling", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/SettInnbyggersPersonvernInnstilling/v2"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -257,13 +489,33 @@ func RegisterPrivacySettingsServiceHandlerServer(ctx context.Context, mux *runti
 		}
 		forward_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_1, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SettInnbyggersPersonvernInnstilling", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/SettInnbyggersPersonvernInnstilling"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_1(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_1(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_SjekkInnbyggersPiStatus_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SjekkInnbyggersPiStatus", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/SjekkInnbyggersPiStatus"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SjekkInnbyggersPiStatus", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/SjekkInnbyggersPiStatus/v2"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -277,13 +529,33 @@ func RegisterPrivacySettingsServiceHandlerServer(ctx context.Context, mux *runti
 		}
 		forward_PrivacySettingsService_SjekkInnbyggersPiStatus_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_SjekkInnbyggersPiStatus_1, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SjekkInnbyggersPiStatus", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/SjekkInnbyggersPiStatus"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_PrivacySettingsService_SjekkInnbyggersPiStatus_1(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_SjekkInnbyggersPiStatus_1(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_HentInnbyggersPiForPart_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggersPiForPart", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/HentInnbyggersPiForPart"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggersPiForPart", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/HentInnbyggersPiForPart/v2"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -297,13 +569,33 @@ func RegisterPrivacySettingsServiceHandlerServer(ctx context.Context, mux *runti
 		}
 		forward_PrivacySettingsService_HentInnbyggersPiForPart_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_HentInnbyggersPiForPart_1, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggersPiForPart", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/HentInnbyggersPiForPart"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_PrivacySettingsService_HentInnbyggersPiForPart_1(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_HentInnbyggersPiForPart_1(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggereAktivePiForDefinisjon", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/HentInnbyggereAktivePiForDefinisjon"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggereAktivePiForDefinisjon", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/HentInnbyggereAktivePiForDefinisjon/v2"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -316,6 +608,106 @@ func RegisterPrivacySettingsServiceHandlerServer(ctx context.Context, mux *runti
 			return
 		}
 		forward_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_1, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggereAktivePiForDefinisjon", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/HentInnbyggereAktivePiForDefinisjon/v2"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_1(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_1(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_2, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggereAktivePiForDefinisjon", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/HentInnbyggereAktivePiForDefinisjon"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_2(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_2(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_3, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggereAktivePiForDefinisjon", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/HentInnbyggereAktivePiForDefinisjon"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_3(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_3(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_SettInnbyggersInkludering_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SettInnbyggersInkludering", runtime.WithHTTPPathPattern("/personvern/v1/settinnbyggersinkludering"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_PrivacySettingsService_SettInnbyggersInkludering_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_SettInnbyggersInkludering_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_HentInnbyggersInkludering_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggersInkludering", runtime.WithHTTPPathPattern("/personvern/v1/hentinnbyggersinkludering"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_PrivacySettingsService_HentInnbyggersInkludering_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_HentInnbyggersInkludering_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 
 	return nil
@@ -395,7 +787,7 @@ func RegisterPrivacySettingsServiceHandlerClient(ctx context.Context, mux *runti
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SettInnbyggersPersonvernInnstilling", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/SettInnbyggersPersonvernInnstilling"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SettInnbyggersPersonvernInnstilling", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/SettInnbyggersPersonvernInnstilling/v2"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -408,11 +800,28 @@ func RegisterPrivacySettingsServiceHandlerClient(ctx context.Context, mux *runti
 		}
 		forward_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_1, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SettInnbyggersPersonvernInnstilling", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/SettInnbyggersPersonvernInnstilling"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_1(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_1(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_SjekkInnbyggersPiStatus_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SjekkInnbyggersPiStatus", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/SjekkInnbyggersPiStatus"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SjekkInnbyggersPiStatus", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/SjekkInnbyggersPiStatus/v2"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -425,11 +834,28 @@ func RegisterPrivacySettingsServiceHandlerClient(ctx context.Context, mux *runti
 		}
 		forward_PrivacySettingsService_SjekkInnbyggersPiStatus_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_SjekkInnbyggersPiStatus_1, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SjekkInnbyggersPiStatus", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/SjekkInnbyggersPiStatus"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_PrivacySettingsService_SjekkInnbyggersPiStatus_1(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_SjekkInnbyggersPiStatus_1(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_HentInnbyggersPiForPart_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggersPiForPart", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/HentInnbyggersPiForPart"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggersPiForPart", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/HentInnbyggersPiForPart/v2"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -442,11 +868,28 @@ func RegisterPrivacySettingsServiceHandlerClient(ctx context.Context, mux *runti
 		}
 		forward_PrivacySettingsService_HentInnbyggersPiForPart_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_HentInnbyggersPiForPart_1, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggersPiForPart", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/HentInnbyggersPiForPart"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_PrivacySettingsService_HentInnbyggersPiForPart_1(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_HentInnbyggersPiForPart_1(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggereAktivePiForDefinisjon", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/HentInnbyggereAktivePiForDefinisjon"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggereAktivePiForDefinisjon", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/HentInnbyggereAktivePiForDefinisjon/v2"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -459,23 +902,124 @@ func RegisterPrivacySettingsServiceHandlerClient(ctx context.Context, mux *runti
 		}
 		forward_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_1, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggereAktivePiForDefinisjon", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/HentInnbyggereAktivePiForDefinisjon/v2"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_1(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_1(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_2, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggereAktivePiForDefinisjon", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/HentInnbyggereAktivePiForDefinisjon"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_2(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_2(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_3, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggereAktivePiForDefinisjon", runtime.WithHTTPPathPattern("/personvern/Personverninnstillinger/v2/HentInnbyggereAktivePiForDefinisjon"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_3(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_3(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_SettInnbyggersInkludering_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/SettInnbyggersInkludering", runtime.WithHTTPPathPattern("/personvern/v1/settinnbyggersinkludering"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_PrivacySettingsService_SettInnbyggersInkludering_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_SettInnbyggersInkludering_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodPost, pattern_PrivacySettingsService_HentInnbyggersInkludering_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggersInkludering", runtime.WithHTTPPathPattern("/personvern/v1/hentinnbyggersinkludering"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_PrivacySettingsService_HentInnbyggersInkludering_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PrivacySettingsService_HentInnbyggersInkludering_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
 var (
 	pattern_PrivacySettingsService_CreateDefinition_0                    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"pvk", "v1", "definitions"}, ""))
 	pattern_PrivacySettingsService_ListDefinitions_0                     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"pvk", "v1", "definitions"}, ""))
-	pattern_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "v2", "SettInnbyggersPersonvernInnstilling"}, ""))
-	pattern_PrivacySettingsService_SjekkInnbyggersPiStatus_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "v2", "SjekkInnbyggersPiStatus"}, ""))
-	pattern_PrivacySettingsService_HentInnbyggersPiForPart_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "v2", "HentInnbyggersPiForPart"}, ""))
-	pattern_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "v2", "HentInnbyggereAktivePiForDefinisjon"}, ""))
+	pattern_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "SettInnbyggersPersonvernInnstilling", "v2"}, ""))
+	pattern_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_1 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "v2", "SettInnbyggersPersonvernInnstilling"}, ""))
+	pattern_PrivacySettingsService_SjekkInnbyggersPiStatus_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "SjekkInnbyggersPiStatus", "v2"}, ""))
+	pattern_PrivacySettingsService_SjekkInnbyggersPiStatus_1             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "v2", "SjekkInnbyggersPiStatus"}, ""))
+	pattern_PrivacySettingsService_HentInnbyggersPiForPart_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "HentInnbyggersPiForPart", "v2"}, ""))
+	pattern_PrivacySettingsService_HentInnbyggersPiForPart_1             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "v2", "HentInnbyggersPiForPart"}, ""))
+	pattern_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "HentInnbyggereAktivePiForDefinisjon", "v2"}, ""))
+	pattern_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_1 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "HentInnbyggereAktivePiForDefinisjon", "v2"}, ""))
+	pattern_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_2 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "v2", "HentInnbyggereAktivePiForDefinisjon"}, ""))
+	pattern_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_3 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"personvern", "Personverninnstillinger", "v2", "HentInnbyggereAktivePiForDefinisjon"}, ""))
+	pattern_PrivacySettingsService_SettInnbyggersInkludering_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"personvern", "v1", "settinnbyggersinkludering"}, ""))
+	pattern_PrivacySettingsService_HentInnbyggersInkludering_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"personvern", "v1", "hentinnbyggersinkludering"}, ""))
 )
 
 var (
 	forward_PrivacySettingsService_CreateDefinition_0                    = runtime.ForwardResponseMessage
 	forward_PrivacySettingsService_ListDefinitions_0                     = runtime.ForwardResponseMessage
 	forward_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_0 = runtime.ForwardResponseMessage
+	forward_PrivacySettingsService_SettInnbyggersPersonvernInnstilling_1 = runtime.ForwardResponseMessage
 	forward_PrivacySettingsService_SjekkInnbyggersPiStatus_0             = runtime.ForwardResponseMessage
+	forward_PrivacySettingsService_SjekkInnbyggersPiStatus_1             = runtime.ForwardResponseMessage
 	forward_PrivacySettingsService_HentInnbyggersPiForPart_0             = runtime.ForwardResponseMessage
+	forward_PrivacySettingsService_HentInnbyggersPiForPart_1             = runtime.ForwardResponseMessage
 	forward_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_0 = runtime.ForwardResponseMessage
+	forward_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_1 = runtime.ForwardResponseMessage
+	forward_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_2 = runtime.ForwardResponseMessage
+	forward_PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_3 = runtime.ForwardResponseMessage
+	forward_PrivacySettingsService_SettInnbyggersInkludering_0           = runtime.ForwardResponseMessage
+	forward_PrivacySettingsService_HentInnbyggersInkludering_0           = runtime.ForwardResponseMessage
 )

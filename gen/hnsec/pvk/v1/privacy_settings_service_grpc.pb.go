@@ -25,6 +25,8 @@ const (
 	PrivacySettingsService_SjekkInnbyggersPiStatus_FullMethodName             = "/hnsec.pvk.v1.PrivacySettingsService/SjekkInnbyggersPiStatus"
 	PrivacySettingsService_HentInnbyggersPiForPart_FullMethodName             = "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggersPiForPart"
 	PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_FullMethodName = "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggereAktivePiForDefinisjon"
+	PrivacySettingsService_SettInnbyggersInkludering_FullMethodName           = "/hnsec.pvk.v1.PrivacySettingsService/SettInnbyggersInkludering"
+	PrivacySettingsService_HentInnbyggersInkludering_FullMethodName           = "/hnsec.pvk.v1.PrivacySettingsService/HentInnbyggersInkludering"
 )
 
 // PrivacySettingsServiceClient is the client API for PrivacySettingsService service.
@@ -33,7 +35,8 @@ const (
 //
 // PrivacySettingsService is a stand-in for Helsenorge's Personvernkomponenten (PVK) v2: citizens' privacy
 // settings (personverninnstillinger) per setting definition. Over REST the operations keep PVK's names
-// and JSON fields (camelCase) under /personvern/Personverninnstillinger/v2/.
+// and JSON fields (camelCase) under /personvern/Personverninnstillinger/{Operasjon}/v2, matched without
+// regard to case, with /personvern/Personverninnstillinger/v2/{Operasjon} as an alias.
 //
 // Callers present "authorization: Bearer <access token>" from this deployment's STS; reading needs the
 // scope nhn:helsenorge.eksternapi/personverninnstilling_read, writing ..._write, managing definitions an
@@ -47,22 +50,34 @@ type PrivacySettingsServiceClient interface {
 	// Errors: Unauthenticated, PermissionDenied.
 	ListDefinitions(ctx context.Context, in *ListDefinitionsRequest, opts ...grpc.CallOption) (*ListDefinitionsResponse, error)
 	// SettInnbyggersPersonvernInnstilling sets or changes a citizen's setting. Setting the same state again
-	// answers ikkeEndret and emits nothing; a change answers endret, takes the next sekvensnummer and is
+	// answers ikkeEndret and emits nothing; a change answers endret, counts the setting's sekvensnummer up
+	// by one (from 1), takes the deployment's next endringsnummer (its change stream position) and is
 	// written with its outbox row in one transaction. Write scope. Errors: InvalidArgument (a field:
-	// innbyggerFnr, definisjonGuid, typePi, tidspunkt, signert bevis), NotFound (definition),
-	// Unauthenticated, PermissionDenied.
+	// innbyggerFnr, definisjonGuid, typePi, tidspunkt, signert bevis; partKode not the definition's:
+	// EPVK-101500), NotFound (definition; citizen: EPVK-101518), Unauthenticated, PermissionDenied.
 	SettInnbyggersPersonvernInnstilling(ctx context.Context, in *SettInnbyggersPersonvernInnstillingRequest, opts ...grpc.CallOption) (*SettInnbyggersPersonvernInnstillingResponse, error)
-	// SjekkInnbyggersPiStatus returns one citizen's setting for one definition (aktiv false when none).
-	// Read scope. Errors: InvalidArgument, NotFound (definition), Unauthenticated, PermissionDenied.
+	// SjekkInnbyggersPiStatus returns one citizen's setting for one definition, aktiv at top level (false
+	// when there is none). Read scope. Errors: InvalidArgument (a field; partKode not the definition's:
+	// EPVK-101500), NotFound (definition; citizen: EPVK-101518), Unauthenticated, PermissionDenied.
 	SjekkInnbyggersPiStatus(ctx context.Context, in *SjekkInnbyggersPiStatusRequest, opts ...grpc.CallOption) (*SjekkInnbyggersPiStatusResponse, error)
 	// HentInnbyggersPiForPart returns a citizen's active settings for one party. Read scope.
-	// Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	// Errors: InvalidArgument, NotFound (citizen: EPVK-101518), Unauthenticated, PermissionDenied.
 	HentInnbyggersPiForPart(ctx context.Context, in *HentInnbyggersPiForPartRequest, opts ...grpc.CallOption) (*HentInnbyggersPiForPartResponse, error)
 	// HentInnbyggereAktivePiForDefinisjon pages through every citizen with an active setting for a
 	// definition (the initial sync before replication); pagingReference 0 starts, and an answer with
-	// pagingReference 0 is the last page. Read scope. Errors: InvalidArgument, NotFound (definition),
-	// Unauthenticated, PermissionDenied.
+	// pagingReference 0 is the last page. Over REST it takes GET with query parameters (definisjonGuid,
+	// partKode, pagingReference) or POST with a JSON body. Read scope. Errors: InvalidArgument (a field;
+	// partKode not the definition's: EPVK-101500), NotFound (definition), Unauthenticated, PermissionDenied.
 	HentInnbyggereAktivePiForDefinisjon(ctx context.Context, in *HentInnbyggereAktivePiForDefinisjonRequest, opts ...grpc.CallOption) (*HentInnbyggereAktivePiForDefinisjonResponse, error)
+	// SettInnbyggersInkludering sets or changes a citizen's inclusion with a party (inkluderingType inkludert,
+	// deltager or oppfort, each on or off by aktiv). The same state again answers ikkeEndret and emits
+	// nothing; a change answers endret and is replicated like a setting (its own sekvensnummer from 1, the
+	// next endringsnummer). Write scope. Errors: InvalidArgument (innbyggerFnr, partKode, inkluderingType,
+	// aktiv), Unauthenticated, PermissionDenied.
+	SettInnbyggersInkludering(ctx context.Context, in *SettInnbyggersInkluderingRequest, opts ...grpc.CallOption) (*SettInnbyggersInkluderingResponse, error)
+	// HentInnbyggersInkludering returns a citizen's inclusions with a party, active or not. Read scope.
+	// Errors: InvalidArgument (innbyggerFnr, partKode), Unauthenticated, PermissionDenied.
+	HentInnbyggersInkludering(ctx context.Context, in *HentInnbyggersInkluderingRequest, opts ...grpc.CallOption) (*HentInnbyggersInkluderingResponse, error)
 }
 
 type privacySettingsServiceClient struct {
@@ -133,13 +148,34 @@ func (c *privacySettingsServiceClient) HentInnbyggereAktivePiForDefinisjon(ctx c
 	return out, nil
 }
 
+func (c *privacySettingsServiceClient) SettInnbyggersInkludering(ctx context.Context, in *SettInnbyggersInkluderingRequest, opts ...grpc.CallOption) (*SettInnbyggersInkluderingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SettInnbyggersInkluderingResponse)
+	err := c.cc.Invoke(ctx, PrivacySettingsService_SettInnbyggersInkludering_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *privacySettingsServiceClient) HentInnbyggersInkludering(ctx context.Context, in *HentInnbyggersInkluderingRequest, opts ...grpc.CallOption) (*HentInnbyggersInkluderingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HentInnbyggersInkluderingResponse)
+	err := c.cc.Invoke(ctx, PrivacySettingsService_HentInnbyggersInkludering_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PrivacySettingsServiceServer is the server API for PrivacySettingsService service.
 // All implementations must embed UnimplementedPrivacySettingsServiceServer
 // for forward compatibility.
 //
 // PrivacySettingsService is a stand-in for Helsenorge's Personvernkomponenten (PVK) v2: citizens' privacy
 // settings (personverninnstillinger) per setting definition. Over REST the operations keep PVK's names
-// and JSON fields (camelCase) under /personvern/Personverninnstillinger/v2/.
+// and JSON fields (camelCase) under /personvern/Personverninnstillinger/{Operasjon}/v2, matched without
+// regard to case, with /personvern/Personverninnstillinger/v2/{Operasjon} as an alias.
 //
 // Callers present "authorization: Bearer <access token>" from this deployment's STS; reading needs the
 // scope nhn:helsenorge.eksternapi/personverninnstilling_read, writing ..._write, managing definitions an
@@ -153,22 +189,34 @@ type PrivacySettingsServiceServer interface {
 	// Errors: Unauthenticated, PermissionDenied.
 	ListDefinitions(context.Context, *ListDefinitionsRequest) (*ListDefinitionsResponse, error)
 	// SettInnbyggersPersonvernInnstilling sets or changes a citizen's setting. Setting the same state again
-	// answers ikkeEndret and emits nothing; a change answers endret, takes the next sekvensnummer and is
+	// answers ikkeEndret and emits nothing; a change answers endret, counts the setting's sekvensnummer up
+	// by one (from 1), takes the deployment's next endringsnummer (its change stream position) and is
 	// written with its outbox row in one transaction. Write scope. Errors: InvalidArgument (a field:
-	// innbyggerFnr, definisjonGuid, typePi, tidspunkt, signert bevis), NotFound (definition),
-	// Unauthenticated, PermissionDenied.
+	// innbyggerFnr, definisjonGuid, typePi, tidspunkt, signert bevis; partKode not the definition's:
+	// EPVK-101500), NotFound (definition; citizen: EPVK-101518), Unauthenticated, PermissionDenied.
 	SettInnbyggersPersonvernInnstilling(context.Context, *SettInnbyggersPersonvernInnstillingRequest) (*SettInnbyggersPersonvernInnstillingResponse, error)
-	// SjekkInnbyggersPiStatus returns one citizen's setting for one definition (aktiv false when none).
-	// Read scope. Errors: InvalidArgument, NotFound (definition), Unauthenticated, PermissionDenied.
+	// SjekkInnbyggersPiStatus returns one citizen's setting for one definition, aktiv at top level (false
+	// when there is none). Read scope. Errors: InvalidArgument (a field; partKode not the definition's:
+	// EPVK-101500), NotFound (definition; citizen: EPVK-101518), Unauthenticated, PermissionDenied.
 	SjekkInnbyggersPiStatus(context.Context, *SjekkInnbyggersPiStatusRequest) (*SjekkInnbyggersPiStatusResponse, error)
 	// HentInnbyggersPiForPart returns a citizen's active settings for one party. Read scope.
-	// Errors: InvalidArgument, Unauthenticated, PermissionDenied.
+	// Errors: InvalidArgument, NotFound (citizen: EPVK-101518), Unauthenticated, PermissionDenied.
 	HentInnbyggersPiForPart(context.Context, *HentInnbyggersPiForPartRequest) (*HentInnbyggersPiForPartResponse, error)
 	// HentInnbyggereAktivePiForDefinisjon pages through every citizen with an active setting for a
 	// definition (the initial sync before replication); pagingReference 0 starts, and an answer with
-	// pagingReference 0 is the last page. Read scope. Errors: InvalidArgument, NotFound (definition),
-	// Unauthenticated, PermissionDenied.
+	// pagingReference 0 is the last page. Over REST it takes GET with query parameters (definisjonGuid,
+	// partKode, pagingReference) or POST with a JSON body. Read scope. Errors: InvalidArgument (a field;
+	// partKode not the definition's: EPVK-101500), NotFound (definition), Unauthenticated, PermissionDenied.
 	HentInnbyggereAktivePiForDefinisjon(context.Context, *HentInnbyggereAktivePiForDefinisjonRequest) (*HentInnbyggereAktivePiForDefinisjonResponse, error)
+	// SettInnbyggersInkludering sets or changes a citizen's inclusion with a party (inkluderingType inkludert,
+	// deltager or oppfort, each on or off by aktiv). The same state again answers ikkeEndret and emits
+	// nothing; a change answers endret and is replicated like a setting (its own sekvensnummer from 1, the
+	// next endringsnummer). Write scope. Errors: InvalidArgument (innbyggerFnr, partKode, inkluderingType,
+	// aktiv), Unauthenticated, PermissionDenied.
+	SettInnbyggersInkludering(context.Context, *SettInnbyggersInkluderingRequest) (*SettInnbyggersInkluderingResponse, error)
+	// HentInnbyggersInkludering returns a citizen's inclusions with a party, active or not. Read scope.
+	// Errors: InvalidArgument (innbyggerFnr, partKode), Unauthenticated, PermissionDenied.
+	HentInnbyggersInkludering(context.Context, *HentInnbyggersInkluderingRequest) (*HentInnbyggersInkluderingResponse, error)
 	mustEmbedUnimplementedPrivacySettingsServiceServer()
 }
 
@@ -196,6 +244,12 @@ func (UnimplementedPrivacySettingsServiceServer) HentInnbyggersPiForPart(context
 }
 func (UnimplementedPrivacySettingsServiceServer) HentInnbyggereAktivePiForDefinisjon(context.Context, *HentInnbyggereAktivePiForDefinisjonRequest) (*HentInnbyggereAktivePiForDefinisjonResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method HentInnbyggereAktivePiForDefinisjon not implemented")
+}
+func (UnimplementedPrivacySettingsServiceServer) SettInnbyggersInkludering(context.Context, *SettInnbyggersInkluderingRequest) (*SettInnbyggersInkluderingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SettInnbyggersInkludering not implemented")
+}
+func (UnimplementedPrivacySettingsServiceServer) HentInnbyggersInkludering(context.Context, *HentInnbyggersInkluderingRequest) (*HentInnbyggersInkluderingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HentInnbyggersInkludering not implemented")
 }
 func (UnimplementedPrivacySettingsServiceServer) mustEmbedUnimplementedPrivacySettingsServiceServer() {
 }
@@ -327,6 +381,42 @@ func _PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_Handler(srv int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PrivacySettingsService_SettInnbyggersInkludering_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SettInnbyggersInkluderingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PrivacySettingsServiceServer).SettInnbyggersInkludering(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PrivacySettingsService_SettInnbyggersInkludering_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PrivacySettingsServiceServer).SettInnbyggersInkludering(ctx, req.(*SettInnbyggersInkluderingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PrivacySettingsService_HentInnbyggersInkludering_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HentInnbyggersInkluderingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PrivacySettingsServiceServer).HentInnbyggersInkludering(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PrivacySettingsService_HentInnbyggersInkludering_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PrivacySettingsServiceServer).HentInnbyggersInkludering(ctx, req.(*HentInnbyggersInkluderingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PrivacySettingsService_ServiceDesc is the grpc.ServiceDesc for PrivacySettingsService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -357,6 +447,14 @@ var PrivacySettingsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "HentInnbyggereAktivePiForDefinisjon",
 			Handler:    _PrivacySettingsService_HentInnbyggereAktivePiForDefinisjon_Handler,
+		},
+		{
+			MethodName: "SettInnbyggersInkludering",
+			Handler:    _PrivacySettingsService_SettInnbyggersInkludering_Handler,
+		},
+		{
+			MethodName: "HentInnbyggersInkludering",
+			Handler:    _PrivacySettingsService_HentInnbyggersInkludering_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

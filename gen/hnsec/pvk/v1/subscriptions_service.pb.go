@@ -1022,12 +1022,17 @@ type ReplaySubscriptionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// subscription_id of it.
 	SubscriptionId string `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
-	// from_sekvensnummer replays changes with this sekvensnummer and later.
+	// from_sekvensnummer is from_endringsnummer's old name, from when sekvensnummer was the stream
+	// position; it is read as from_endringsnummer.
+	//
+	// Deprecated: Marked as deprecated in hnsec/pvk/v1/subscriptions_service.proto.
 	FromSekvensnummer int64 `protobuf:"varint,2,opt,name=from_sekvensnummer,json=fromSekvensnummer,proto3" json:"from_sekvensnummer,omitempty"`
 	// from_time replays changes committed at or after this time.
-	FromTime      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FromTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
+	// from_endringsnummer replays changes with this endringsnummer (stream position) and later.
+	FromEndringsnummer int64 `protobuf:"varint,4,opt,name=from_endringsnummer,json=fromEndringsnummer,proto3" json:"from_endringsnummer,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ReplaySubscriptionRequest) Reset() {
@@ -1067,6 +1072,7 @@ func (x *ReplaySubscriptionRequest) GetSubscriptionId() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in hnsec/pvk/v1/subscriptions_service.proto.
 func (x *ReplaySubscriptionRequest) GetFromSekvensnummer() int64 {
 	if x != nil {
 		return x.FromSekvensnummer
@@ -1079,6 +1085,13 @@ func (x *ReplaySubscriptionRequest) GetFromTime() *timestamppb.Timestamp {
 		return x.FromTime
 	}
 	return nil
+}
+
+func (x *ReplaySubscriptionRequest) GetFromEndringsnummer() int64 {
+	if x != nil {
+		return x.FromEndringsnummer
+	}
+	return 0
 }
 
 // ReplaySubscriptionResponse is empty.
@@ -1916,11 +1929,12 @@ const file_hnsec_pvk_v1_subscriptions_service_proto_rawDesc = "" +
 	"\fsubscription\x18\x01 \x01(\v2\x1a.hnsec.pvk.v1.SubscriptionR\fsubscription\"D\n" +
 	"\x19DeleteSubscriptionRequest\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\"\x1c\n" +
-	"\x1aDeleteSubscriptionResponse\"\xac\x01\n" +
+	"\x1aDeleteSubscriptionResponse\"\xe1\x01\n" +
 	"\x19ReplaySubscriptionRequest\x12'\n" +
-	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12-\n" +
-	"\x12from_sekvensnummer\x18\x02 \x01(\x03R\x11fromSekvensnummer\x127\n" +
-	"\tfrom_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\"\x1c\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x121\n" +
+	"\x12from_sekvensnummer\x18\x02 \x01(\x03B\x02\x18\x01R\x11fromSekvensnummer\x127\n" +
+	"\tfrom_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\x12/\n" +
+	"\x13from_endringsnummer\x18\x04 \x01(\x03R\x12fromEndringsnummer\"\x1c\n" +
 	"\x1aReplaySubscriptionResponse\"m\n" +
 	"\x17PullSubscriptionRequest\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x10\n" +

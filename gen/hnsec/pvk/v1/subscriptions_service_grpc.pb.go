@@ -43,7 +43,8 @@ const (
 // nhn:helsenorge.eksternapi/personverninnstilling_replikering) receive every change of the privacy settings
 // they filter for, by webhook or by pull. Subscribers see and manage only their own subscriptions.
 // Create the subscription first, then run the initial sync (HentInnbyggereAktivePiForDefinisjon): changes
-// in between arrive twice, never not at all, and sekvensnummer tells which is newer.
+// in between arrive twice, never not at all, and the endringsnummer (the change's position in the
+// deployment's change stream, a CloudEvents extension attribute of each change event) tells which is newer.
 type SubscriptionsServiceClient interface {
 	// CreateSubscription subscribes the caller. Errors: InvalidArgument (filters, delivery, a webhook URL the
 	// deployment may not call), Unauthenticated, PermissionDenied.
@@ -65,8 +66,8 @@ type SubscriptionsServiceClient interface {
 	ResumeSubscription(ctx context.Context, in *ResumeSubscriptionRequest, opts ...grpc.CallOption) (*ResumeSubscriptionResponse, error)
 	// DeleteSubscription ends a subscription. Errors: InvalidArgument, PermissionDenied.
 	DeleteSubscription(ctx context.Context, in *DeleteSubscriptionRequest, opts ...grpc.CallOption) (*DeleteSubscriptionResponse, error)
-	// ReplaySubscription delivers again every change from a sekvensnummer or a time on. Errors:
-	// InvalidArgument (neither or both), PermissionDenied.
+	// ReplaySubscription delivers again every change from an endringsnummer or a time on. Errors:
+	// InvalidArgument (neither or both), PermissionDenied, Unavailable (the change stream cannot be read).
 	ReplaySubscription(ctx context.Context, in *ReplaySubscriptionRequest, opts ...grpc.CallOption) (*ReplaySubscriptionResponse, error)
 	// PullSubscription returns up to max changes of a pull subscription, waiting up to wait_ms for the first;
 	// each must be acknowledged with AckSubscription or it comes back after the ack wait. Errors:
@@ -247,7 +248,8 @@ func (c *subscriptionsServiceClient) DisableSubscription(ctx context.Context, in
 // nhn:helsenorge.eksternapi/personverninnstilling_replikering) receive every change of the privacy settings
 // they filter for, by webhook or by pull. Subscribers see and manage only their own subscriptions.
 // Create the subscription first, then run the initial sync (HentInnbyggereAktivePiForDefinisjon): changes
-// in between arrive twice, never not at all, and sekvensnummer tells which is newer.
+// in between arrive twice, never not at all, and the endringsnummer (the change's position in the
+// deployment's change stream, a CloudEvents extension attribute of each change event) tells which is newer.
 type SubscriptionsServiceServer interface {
 	// CreateSubscription subscribes the caller. Errors: InvalidArgument (filters, delivery, a webhook URL the
 	// deployment may not call), Unauthenticated, PermissionDenied.
@@ -269,8 +271,8 @@ type SubscriptionsServiceServer interface {
 	ResumeSubscription(context.Context, *ResumeSubscriptionRequest) (*ResumeSubscriptionResponse, error)
 	// DeleteSubscription ends a subscription. Errors: InvalidArgument, PermissionDenied.
 	DeleteSubscription(context.Context, *DeleteSubscriptionRequest) (*DeleteSubscriptionResponse, error)
-	// ReplaySubscription delivers again every change from a sekvensnummer or a time on. Errors:
-	// InvalidArgument (neither or both), PermissionDenied.
+	// ReplaySubscription delivers again every change from an endringsnummer or a time on. Errors:
+	// InvalidArgument (neither or both), PermissionDenied, Unavailable (the change stream cannot be read).
 	ReplaySubscription(context.Context, *ReplaySubscriptionRequest) (*ReplaySubscriptionResponse, error)
 	// PullSubscription returns up to max changes of a pull subscription, waiting up to wait_ms for the first;
 	// each must be acknowledged with AckSubscription or it comes back after the ack wait. Errors:

@@ -9,6 +9,7 @@ package registryv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -263,6 +264,169 @@ func (GrantStatus) EnumDescriptor() ([]byte, []int) {
 	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{3}
 }
 
+// ClientType says how an OpenID Connect client authenticates (RFC 6749 2.1).
+type ClientType int32
+
+const (
+	// CLIENT_TYPE_UNSPECIFIED is never stored.
+	ClientType_CLIENT_TYPE_UNSPECIFIED ClientType = 0
+	// CLIENT_TYPE_CONFIDENTIAL clients authenticate with private_key_jwt (and optionally mTLS).
+	ClientType_CLIENT_TYPE_CONFIDENTIAL ClientType = 1
+	// CLIENT_TYPE_PUBLIC clients (mobile apps) authenticate with client_id and a per-instance self-signed
+	// TLS client certificate (RFC 8705), and must use PAR.
+	ClientType_CLIENT_TYPE_PUBLIC ClientType = 2
+)
+
+// Enum value maps for ClientType.
+var (
+	ClientType_name = map[int32]string{
+		0: "CLIENT_TYPE_UNSPECIFIED",
+		1: "CLIENT_TYPE_CONFIDENTIAL",
+		2: "CLIENT_TYPE_PUBLIC",
+	}
+	ClientType_value = map[string]int32{
+		"CLIENT_TYPE_UNSPECIFIED":  0,
+		"CLIENT_TYPE_CONFIDENTIAL": 1,
+		"CLIENT_TYPE_PUBLIC":       2,
+	}
+)
+
+func (x ClientType) Enum() *ClientType {
+	p := new(ClientType)
+	*p = x
+	return p
+}
+
+func (x ClientType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ClientType) Descriptor() protoreflect.EnumDescriptor {
+	return file_hnsec_registry_v1_registry_service_proto_enumTypes[4].Descriptor()
+}
+
+func (ClientType) Type() protoreflect.EnumType {
+	return &file_hnsec_registry_v1_registry_service_proto_enumTypes[4]
+}
+
+func (x ClientType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ClientType.Descriptor instead.
+func (ClientType) EnumDescriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{4}
+}
+
+// ApplicationType is the kind of application (OpenID Connect Dynamic Client Registration).
+type ApplicationType int32
+
+const (
+	// APPLICATION_TYPE_UNSPECIFIED is never stored.
+	ApplicationType_APPLICATION_TYPE_UNSPECIFIED ApplicationType = 0
+	// APPLICATION_TYPE_WEB is a web application: https redirect URIs (http only on a loopback address).
+	ApplicationType_APPLICATION_TYPE_WEB ApplicationType = 1
+	// APPLICATION_TYPE_NATIVE is a native (mobile or desktop) app, which may also use private-use URI
+	// schemes (RFC 8252 7.1, such as no.example.app:/cb).
+	ApplicationType_APPLICATION_TYPE_NATIVE ApplicationType = 2
+)
+
+// Enum value maps for ApplicationType.
+var (
+	ApplicationType_name = map[int32]string{
+		0: "APPLICATION_TYPE_UNSPECIFIED",
+		1: "APPLICATION_TYPE_WEB",
+		2: "APPLICATION_TYPE_NATIVE",
+	}
+	ApplicationType_value = map[string]int32{
+		"APPLICATION_TYPE_UNSPECIFIED": 0,
+		"APPLICATION_TYPE_WEB":         1,
+		"APPLICATION_TYPE_NATIVE":      2,
+	}
+)
+
+func (x ApplicationType) Enum() *ApplicationType {
+	p := new(ApplicationType)
+	*p = x
+	return p
+}
+
+func (x ApplicationType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ApplicationType) Descriptor() protoreflect.EnumDescriptor {
+	return file_hnsec_registry_v1_registry_service_proto_enumTypes[5].Descriptor()
+}
+
+func (ApplicationType) Type() protoreflect.EnumType {
+	return &file_hnsec_registry_v1_registry_service_proto_enumTypes[5]
+}
+
+func (x ApplicationType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ApplicationType.Descriptor instead.
+func (ApplicationType) EnumDescriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{5}
+}
+
+// LogoutMode says what ending a citizen's OP session does to the client's grants.
+type LogoutMode int32
+
+const (
+	// LOGOUT_MODE_UNSPECIFIED is never stored.
+	LogoutMode_LOGOUT_MODE_UNSPECIFIED LogoutMode = 0
+	// LOGOUT_MODE_INDEPENDENT (Helsenorge's "Uavhengig", the default): the client logs out itself and
+	// revokes its tokens; the OP session stays.
+	LogoutMode_LOGOUT_MODE_INDEPENDENT LogoutMode = 1
+	// LOGOUT_MODE_LINKED: ending the OP session revokes the client's grants of that session and sends a
+	// back-channel logout token to backchannel_logout_uri.
+	LogoutMode_LOGOUT_MODE_LINKED LogoutMode = 2
+)
+
+// Enum value maps for LogoutMode.
+var (
+	LogoutMode_name = map[int32]string{
+		0: "LOGOUT_MODE_UNSPECIFIED",
+		1: "LOGOUT_MODE_INDEPENDENT",
+		2: "LOGOUT_MODE_LINKED",
+	}
+	LogoutMode_value = map[string]int32{
+		"LOGOUT_MODE_UNSPECIFIED": 0,
+		"LOGOUT_MODE_INDEPENDENT": 1,
+		"LOGOUT_MODE_LINKED":      2,
+	}
+)
+
+func (x LogoutMode) Enum() *LogoutMode {
+	p := new(LogoutMode)
+	*p = x
+	return p
+}
+
+func (x LogoutMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LogoutMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_hnsec_registry_v1_registry_service_proto_enumTypes[6].Descriptor()
+}
+
+func (LogoutMode) Type() protoreflect.EnumType {
+	return &file_hnsec_registry_v1_registry_service_proto_enumTypes[6]
+}
+
+func (x LogoutMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LogoutMode.Descriptor instead.
+func (LogoutMode) EnumDescriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{6}
+}
+
 // Client is a client configuration: one organisation's instance of a client system.
 type Client struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -283,7 +447,10 @@ type Client struct {
 	// parent_organisation_number is the owning organisation's parent (multi-tenant clients), if any.
 	ParentOrganisationNumber string `protobuf:"bytes,8,opt,name=parent_organisation_number,json=parentOrganisationNumber,proto3" json:"parent_organisation_number,omitempty"`
 	// grants are the client's scope grants in every status; scopes holds the approved ones.
-	Grants        []*Grant `protobuf:"bytes,9,rep,name=grants,proto3" json:"grants,omitempty"`
+	Grants []*Grant `protobuf:"bytes,9,rep,name=grants,proto3" json:"grants,omitempty"`
+	// oidc_settings are the client's OpenID Connect settings (citizen login through the OP); unset for a
+	// client that is no OpenID Connect client.
+	OidcSettings  *OidcSettings `protobuf:"bytes,10,opt,name=oidc_settings,json=oidcSettings,proto3" json:"oidc_settings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -377,6 +544,13 @@ func (x *Client) GetParentOrganisationNumber() string {
 func (x *Client) GetGrants() []*Grant {
 	if x != nil {
 		return x.Grants
+	}
+	return nil
+}
+
+func (x *Client) GetOidcSettings() *OidcSettings {
+	if x != nil {
+		return x.OidcSettings
 	}
 	return nil
 }
@@ -5088,11 +5262,291 @@ func (*DeleteClientResponse) Descriptor() ([]byte, []int) {
 	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{85}
 }
 
+// OidcSettings are a client configuration's OpenID Connect settings. URIs are absolute, without a
+// fragment, at most 2000 characters, at most 20 of each kind, and compared as exact strings.
+type OidcSettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_type is confidential or public.
+	ClientType ClientType `protobuf:"varint,1,opt,name=client_type,json=clientType,proto3,enum=hnsec.registry.v1.ClientType" json:"client_type,omitempty"`
+	// application_type is web or native; public clients are native.
+	ApplicationType ApplicationType `protobuf:"varint,2,opt,name=application_type,json=applicationType,proto3,enum=hnsec.registry.v1.ApplicationType" json:"application_type,omitempty"`
+	// redirect_uris are the registered redirect URIs (at least one): https, http only on a loopback
+	// address, and for native apps also private-use schemes.
+	RedirectUris []string `protobuf:"bytes,3,rep,name=redirect_uris,json=redirectUris,proto3" json:"redirect_uris,omitempty"`
+	// post_logout_redirect_uris are where RP-initiated logout may send the browser back to.
+	PostLogoutRedirectUris []string `protobuf:"bytes,4,rep,name=post_logout_redirect_uris,json=postLogoutRedirectUris,proto3" json:"post_logout_redirect_uris,omitempty"`
+	// initiate_login_uri is where the Helsenorge portal starts a third-party-initiated login (uthopp);
+	// https (http only on a loopback address).
+	InitiateLoginUri string `protobuf:"bytes,5,opt,name=initiate_login_uri,json=initiateLoginUri,proto3" json:"initiate_login_uri,omitempty"`
+	// require_par makes pushed authorization requests (RFC 9126) mandatory; always true for public clients.
+	RequirePar bool `protobuf:"varint,6,opt,name=require_par,json=requirePar,proto3" json:"require_par,omitempty"`
+	// require_mtls makes TLS client certificates mandatory on every endpoint but authorize; always true for
+	// public clients.
+	RequireMtls bool `protobuf:"varint,7,opt,name=require_mtls,json=requireMtls,proto3" json:"require_mtls,omitempty"`
+	// refresh_allowed lets the client get a refresh token (with the offline_access scope).
+	RefreshAllowed bool `protobuf:"varint,8,opt,name=refresh_allowed,json=refreshAllowed,proto3" json:"refresh_allowed,omitempty"`
+	// refresh_window is how far /extend slides a refresh token's expiry (60 s to 24 h; default 1800 s).
+	RefreshWindow *durationpb.Duration `protobuf:"bytes,9,opt,name=refresh_window,json=refreshWindow,proto3" json:"refresh_window,omitempty"`
+	// refresh_cap is a refresh token's absolute lifetime (refresh_window to 30 days; default 12 h).
+	RefreshCap *durationpb.Duration `protobuf:"bytes,10,opt,name=refresh_cap,json=refreshCap,proto3" json:"refresh_cap,omitempty"`
+	// logout_mode is independent (default) or linked.
+	LogoutMode LogoutMode `protobuf:"varint,11,opt,name=logout_mode,json=logoutMode,proto3,enum=hnsec.registry.v1.LogoutMode" json:"logout_mode,omitempty"`
+	// backchannel_logout_uri receives OpenID Connect back-channel logout tokens; required for linked
+	// logout; https (http only on a loopback address).
+	BackchannelLogoutUri string `protobuf:"bytes,12,opt,name=backchannel_logout_uri,json=backchannelLogoutUri,proto3" json:"backchannel_logout_uri,omitempty"`
+	// allowed_scopes are the scopes the client may ask for in a citizen login (at most 50); the OP issues
+	// only those that are also approved grants of the client (Client.scopes).
+	AllowedScopes []string `protobuf:"bytes,13,rep,name=allowed_scopes,json=allowedScopes,proto3" json:"allowed_scopes,omitempty"`
+	// bilateral_audiences are the audiences agreed bilaterally that the client's access tokens name in
+	// aud (at most 20).
+	BilateralAudiences []string `protobuf:"bytes,14,rep,name=bilateral_audiences,json=bilateralAudiences,proto3" json:"bilateral_audiences,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *OidcSettings) Reset() {
+	*x = OidcSettings{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OidcSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OidcSettings) ProtoMessage() {}
+
+func (x *OidcSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OidcSettings.ProtoReflect.Descriptor instead.
+func (*OidcSettings) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *OidcSettings) GetClientType() ClientType {
+	if x != nil {
+		return x.ClientType
+	}
+	return ClientType_CLIENT_TYPE_UNSPECIFIED
+}
+
+func (x *OidcSettings) GetApplicationType() ApplicationType {
+	if x != nil {
+		return x.ApplicationType
+	}
+	return ApplicationType_APPLICATION_TYPE_UNSPECIFIED
+}
+
+func (x *OidcSettings) GetRedirectUris() []string {
+	if x != nil {
+		return x.RedirectUris
+	}
+	return nil
+}
+
+func (x *OidcSettings) GetPostLogoutRedirectUris() []string {
+	if x != nil {
+		return x.PostLogoutRedirectUris
+	}
+	return nil
+}
+
+func (x *OidcSettings) GetInitiateLoginUri() string {
+	if x != nil {
+		return x.InitiateLoginUri
+	}
+	return ""
+}
+
+func (x *OidcSettings) GetRequirePar() bool {
+	if x != nil {
+		return x.RequirePar
+	}
+	return false
+}
+
+func (x *OidcSettings) GetRequireMtls() bool {
+	if x != nil {
+		return x.RequireMtls
+	}
+	return false
+}
+
+func (x *OidcSettings) GetRefreshAllowed() bool {
+	if x != nil {
+		return x.RefreshAllowed
+	}
+	return false
+}
+
+func (x *OidcSettings) GetRefreshWindow() *durationpb.Duration {
+	if x != nil {
+		return x.RefreshWindow
+	}
+	return nil
+}
+
+func (x *OidcSettings) GetRefreshCap() *durationpb.Duration {
+	if x != nil {
+		return x.RefreshCap
+	}
+	return nil
+}
+
+func (x *OidcSettings) GetLogoutMode() LogoutMode {
+	if x != nil {
+		return x.LogoutMode
+	}
+	return LogoutMode_LOGOUT_MODE_UNSPECIFIED
+}
+
+func (x *OidcSettings) GetBackchannelLogoutUri() string {
+	if x != nil {
+		return x.BackchannelLogoutUri
+	}
+	return ""
+}
+
+func (x *OidcSettings) GetAllowedScopes() []string {
+	if x != nil {
+		return x.AllowedScopes
+	}
+	return nil
+}
+
+func (x *OidcSettings) GetBilateralAudiences() []string {
+	if x != nil {
+		return x.BilateralAudiences
+	}
+	return nil
+}
+
+// UpdateClientOidcSettingsRequest carries the new settings and which of them to change.
+type UpdateClientOidcSettingsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id of the client configuration.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// oidc_settings holds the new values.
+	OidcSettings *OidcSettings `protobuf:"bytes,2,opt,name=oidc_settings,json=oidcSettings,proto3" json:"oidc_settings,omitempty"`
+	// update_mask names the fields of oidc_settings to change (for example "redirect_uris").
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClientOidcSettingsRequest) Reset() {
+	*x = UpdateClientOidcSettingsRequest{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClientOidcSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClientOidcSettingsRequest) ProtoMessage() {}
+
+func (x *UpdateClientOidcSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClientOidcSettingsRequest.ProtoReflect.Descriptor instead.
+func (*UpdateClientOidcSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *UpdateClientOidcSettingsRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *UpdateClientOidcSettingsRequest) GetOidcSettings() *OidcSettings {
+	if x != nil {
+		return x.OidcSettings
+	}
+	return nil
+}
+
+func (x *UpdateClientOidcSettingsRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateClientOidcSettingsResponse holds the client after the change.
+type UpdateClientOidcSettingsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client as stored, with its oidc_settings.
+	Client        *Client `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClientOidcSettingsResponse) Reset() {
+	*x = UpdateClientOidcSettingsResponse{}
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClientOidcSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClientOidcSettingsResponse) ProtoMessage() {}
+
+func (x *UpdateClientOidcSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hnsec_registry_v1_registry_service_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClientOidcSettingsResponse.ProtoReflect.Descriptor instead.
+func (*UpdateClientOidcSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_hnsec_registry_v1_registry_service_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *UpdateClientOidcSettingsResponse) GetClient() *Client {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
 var File_hnsec_registry_v1_registry_service_proto protoreflect.FileDescriptor
 
 const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\n" +
-	"(hnsec/registry/v1/registry_service.proto\x12\x11hnsec.registry.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x03\n" +
+	"(hnsec/registry/v1/registry_service.proto\x12\x11hnsec.registry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\x03\n" +
 	"\x06Client\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12/\n" +
@@ -5103,7 +5557,9 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"createTime\x12(\n" +
 	"\x10client_system_id\x18\a \x01(\tR\x0eclientSystemId\x12<\n" +
 	"\x1aparent_organisation_number\x18\b \x01(\tR\x18parentOrganisationNumber\x120\n" +
-	"\x06grants\x18\t \x03(\v2\x18.hnsec.registry.v1.GrantR\x06grants\"\x9c\x01\n" +
+	"\x06grants\x18\t \x03(\v2\x18.hnsec.registry.v1.GrantR\x06grants\x12D\n" +
+	"\roidc_settings\x18\n" +
+	" \x01(\v2\x1f.hnsec.registry.v1.OidcSettingsR\foidcSettings\"\x9c\x01\n" +
 	"\x13CreateClientRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x13organisation_number\x18\x02 \x01(\tR\x12organisationNumber\x12\x16\n" +
@@ -5383,7 +5839,34 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\rclient_system\x18\x01 \x01(\v2\x1f.hnsec.registry.v1.ClientSystemR\fclientSystem\"2\n" +
 	"\x13DeleteClientRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\"\x16\n" +
-	"\x14DeleteClientResponse*}\n" +
+	"\x14DeleteClientResponse\"\xe4\x05\n" +
+	"\fOidcSettings\x12>\n" +
+	"\vclient_type\x18\x01 \x01(\x0e2\x1d.hnsec.registry.v1.ClientTypeR\n" +
+	"clientType\x12M\n" +
+	"\x10application_type\x18\x02 \x01(\x0e2\".hnsec.registry.v1.ApplicationTypeR\x0fapplicationType\x12#\n" +
+	"\rredirect_uris\x18\x03 \x03(\tR\fredirectUris\x129\n" +
+	"\x19post_logout_redirect_uris\x18\x04 \x03(\tR\x16postLogoutRedirectUris\x12,\n" +
+	"\x12initiate_login_uri\x18\x05 \x01(\tR\x10initiateLoginUri\x12\x1f\n" +
+	"\vrequire_par\x18\x06 \x01(\bR\n" +
+	"requirePar\x12!\n" +
+	"\frequire_mtls\x18\a \x01(\bR\vrequireMtls\x12'\n" +
+	"\x0frefresh_allowed\x18\b \x01(\bR\x0erefreshAllowed\x12@\n" +
+	"\x0erefresh_window\x18\t \x01(\v2\x19.google.protobuf.DurationR\rrefreshWindow\x12:\n" +
+	"\vrefresh_cap\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"refreshCap\x12>\n" +
+	"\vlogout_mode\x18\v \x01(\x0e2\x1d.hnsec.registry.v1.LogoutModeR\n" +
+	"logoutMode\x124\n" +
+	"\x16backchannel_logout_uri\x18\f \x01(\tR\x14backchannelLogoutUri\x12%\n" +
+	"\x0eallowed_scopes\x18\r \x03(\tR\rallowedScopes\x12/\n" +
+	"\x13bilateral_audiences\x18\x0e \x03(\tR\x12bilateralAudiences\"\xc1\x01\n" +
+	"\x1fUpdateClientOidcSettingsRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12D\n" +
+	"\roidc_settings\x18\x02 \x01(\v2\x1f.hnsec.registry.v1.OidcSettingsR\foidcSettings\x12;\n" +
+	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"U\n" +
+	" UpdateClientOidcSettingsResponse\x121\n" +
+	"\x06client\x18\x01 \x01(\v2\x19.hnsec.registry.v1.ClientR\x06client*}\n" +
 	"\fClientStatus\x12\x1d\n" +
 	"\x19CLIENT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CLIENT_STATUS_ACTIVE\x10\x01\x12\x19\n" +
@@ -5406,7 +5889,21 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x14GRANT_STATUS_PENDING\x10\x01\x12\x19\n" +
 	"\x15GRANT_STATUS_APPROVED\x10\x02\x12\x19\n" +
 	"\x15GRANT_STATUS_REJECTED\x10\x03\x12\x18\n" +
-	"\x14GRANT_STATUS_REVOKED\x10\x042\xea\x1e\n" +
+	"\x14GRANT_STATUS_REVOKED\x10\x04*_\n" +
+	"\n" +
+	"ClientType\x12\x1b\n" +
+	"\x17CLIENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18CLIENT_TYPE_CONFIDENTIAL\x10\x01\x12\x16\n" +
+	"\x12CLIENT_TYPE_PUBLIC\x10\x02*j\n" +
+	"\x0fApplicationType\x12 \n" +
+	"\x1cAPPLICATION_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14APPLICATION_TYPE_WEB\x10\x01\x12\x1b\n" +
+	"\x17APPLICATION_TYPE_NATIVE\x10\x02*^\n" +
+	"\n" +
+	"LogoutMode\x12\x1b\n" +
+	"\x17LOGOUT_MODE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17LOGOUT_MODE_INDEPENDENT\x10\x01\x12\x16\n" +
+	"\x12LOGOUT_MODE_LINKED\x10\x022\xf0\x1f\n" +
 	"\x15ClientRegistryService\x12_\n" +
 	"\fCreateVendor\x12&.hnsec.registry.v1.CreateVendorRequest\x1a'.hnsec.registry.v1.CreateVendorResponse\x12V\n" +
 	"\tGetVendor\x12#.hnsec.registry.v1.GetVendorRequest\x1a$.hnsec.registry.v1.GetVendorResponse\x12\\\n" +
@@ -5437,7 +5934,8 @@ const file_hnsec_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x0fRemoveClientKey\x12).hnsec.registry.v1.RemoveClientKeyRequest\x1a*.hnsec.registry.v1.RemoveClientKeyResponse\x12h\n" +
 	"\x0fListAuditEvents\x12).hnsec.registry.v1.ListAuditEventsRequest\x1a*.hnsec.registry.v1.ListAuditEventsResponse\x12\\\n" +
 	"\vListClients\x12%.hnsec.registry.v1.ListClientsRequest\x1a&.hnsec.registry.v1.ListClientsResponse\x12_\n" +
-	"\fUpdateClient\x12&.hnsec.registry.v1.UpdateClientRequest\x1a'.hnsec.registry.v1.UpdateClientResponse\x12q\n" +
+	"\fUpdateClient\x12&.hnsec.registry.v1.UpdateClientRequest\x1a'.hnsec.registry.v1.UpdateClientResponse\x12\x83\x01\n" +
+	"\x18UpdateClientOidcSettings\x122.hnsec.registry.v1.UpdateClientOidcSettingsRequest\x1a3.hnsec.registry.v1.UpdateClientOidcSettingsResponse\x12q\n" +
 	"\x12UpdateClientSystem\x12,.hnsec.registry.v1.UpdateClientSystemRequest\x1a-.hnsec.registry.v1.UpdateClientSystemResponse\x12_\n" +
 	"\fDeleteClient\x12&.hnsec.registry.v1.DeleteClientRequest\x1a'.hnsec.registry.v1.DeleteClientResponse\x12_\n" +
 	"\fCreateClient\x12&.hnsec.registry.v1.CreateClientRequest\x1a'.hnsec.registry.v1.CreateClientResponse\x12V\n" +
@@ -5460,244 +5958,262 @@ func file_hnsec_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 	return file_hnsec_registry_v1_registry_service_proto_rawDescData
 }
 
-var file_hnsec_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
+var file_hnsec_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_hnsec_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 89)
 var file_hnsec_registry_v1_registry_service_proto_goTypes = []any{
-	(ClientStatus)(0),                   // 0: hnsec.registry.v1.ClientStatus
-	(Role)(0),                           // 1: hnsec.registry.v1.Role
-	(ClientSystemStatus)(0),             // 2: hnsec.registry.v1.ClientSystemStatus
-	(GrantStatus)(0),                    // 3: hnsec.registry.v1.GrantStatus
-	(*Client)(nil),                      // 4: hnsec.registry.v1.Client
-	(*CreateClientRequest)(nil),         // 5: hnsec.registry.v1.CreateClientRequest
-	(*CreateClientResponse)(nil),        // 6: hnsec.registry.v1.CreateClientResponse
-	(*GetClientRequest)(nil),            // 7: hnsec.registry.v1.GetClientRequest
-	(*GetClientResponse)(nil),           // 8: hnsec.registry.v1.GetClientResponse
-	(*BlockClientRequest)(nil),          // 9: hnsec.registry.v1.BlockClientRequest
-	(*BlockClientResponse)(nil),         // 10: hnsec.registry.v1.BlockClientResponse
-	(*UnblockClientRequest)(nil),        // 11: hnsec.registry.v1.UnblockClientRequest
-	(*UnblockClientResponse)(nil),       // 12: hnsec.registry.v1.UnblockClientResponse
-	(*AuthenticateClientRequest)(nil),   // 13: hnsec.registry.v1.AuthenticateClientRequest
-	(*AuthenticateClientResponse)(nil),  // 14: hnsec.registry.v1.AuthenticateClientResponse
-	(*LookupClientRequest)(nil),         // 15: hnsec.registry.v1.LookupClientRequest
-	(*LookupClientResponse)(nil),        // 16: hnsec.registry.v1.LookupClientResponse
-	(*AuthorizeAdminRequest)(nil),       // 17: hnsec.registry.v1.AuthorizeAdminRequest
-	(*AuthorizeAdminResponse)(nil),      // 18: hnsec.registry.v1.AuthorizeAdminResponse
-	(*AdminCredential)(nil),             // 19: hnsec.registry.v1.AdminCredential
-	(*Vendor)(nil),                      // 20: hnsec.registry.v1.Vendor
-	(*ClientSystem)(nil),                // 21: hnsec.registry.v1.ClientSystem
-	(*Organisation)(nil),                // 22: hnsec.registry.v1.Organisation
-	(*CreateVendorRequest)(nil),         // 23: hnsec.registry.v1.CreateVendorRequest
-	(*CreateVendorResponse)(nil),        // 24: hnsec.registry.v1.CreateVendorResponse
-	(*GetVendorRequest)(nil),            // 25: hnsec.registry.v1.GetVendorRequest
-	(*GetVendorResponse)(nil),           // 26: hnsec.registry.v1.GetVendorResponse
-	(*ListVendorsRequest)(nil),          // 27: hnsec.registry.v1.ListVendorsRequest
-	(*ListVendorsResponse)(nil),         // 28: hnsec.registry.v1.ListVendorsResponse
-	(*CreateClientSystemRequest)(nil),   // 29: hnsec.registry.v1.CreateClientSystemRequest
-	(*CreateClientSystemResponse)(nil),  // 30: hnsec.registry.v1.CreateClientSystemResponse
-	(*GetClientSystemRequest)(nil),      // 31: hnsec.registry.v1.GetClientSystemRequest
-	(*GetClientSystemResponse)(nil),     // 32: hnsec.registry.v1.GetClientSystemResponse
-	(*ListClientSystemsRequest)(nil),    // 33: hnsec.registry.v1.ListClientSystemsRequest
-	(*ListClientSystemsResponse)(nil),   // 34: hnsec.registry.v1.ListClientSystemsResponse
-	(*SubmitClientSystemRequest)(nil),   // 35: hnsec.registry.v1.SubmitClientSystemRequest
-	(*SubmitClientSystemResponse)(nil),  // 36: hnsec.registry.v1.SubmitClientSystemResponse
-	(*ApproveClientSystemRequest)(nil),  // 37: hnsec.registry.v1.ApproveClientSystemRequest
-	(*ApproveClientSystemResponse)(nil), // 38: hnsec.registry.v1.ApproveClientSystemResponse
-	(*RejectClientSystemRequest)(nil),   // 39: hnsec.registry.v1.RejectClientSystemRequest
-	(*RejectClientSystemResponse)(nil),  // 40: hnsec.registry.v1.RejectClientSystemResponse
-	(*CreateOrganisationRequest)(nil),   // 41: hnsec.registry.v1.CreateOrganisationRequest
-	(*CreateOrganisationResponse)(nil),  // 42: hnsec.registry.v1.CreateOrganisationResponse
-	(*GetOrganisationRequest)(nil),      // 43: hnsec.registry.v1.GetOrganisationRequest
-	(*GetOrganisationResponse)(nil),     // 44: hnsec.registry.v1.GetOrganisationResponse
-	(*ListOrganisationsRequest)(nil),    // 45: hnsec.registry.v1.ListOrganisationsRequest
-	(*ListOrganisationsResponse)(nil),   // 46: hnsec.registry.v1.ListOrganisationsResponse
-	(*ApiResource)(nil),                 // 47: hnsec.registry.v1.ApiResource
-	(*Grant)(nil),                       // 48: hnsec.registry.v1.Grant
-	(*CreateApiResourceRequest)(nil),    // 49: hnsec.registry.v1.CreateApiResourceRequest
-	(*CreateApiResourceResponse)(nil),   // 50: hnsec.registry.v1.CreateApiResourceResponse
-	(*ListApiResourcesRequest)(nil),     // 51: hnsec.registry.v1.ListApiResourcesRequest
-	(*ListApiResourcesResponse)(nil),    // 52: hnsec.registry.v1.ListApiResourcesResponse
-	(*AddApiScopeRequest)(nil),          // 53: hnsec.registry.v1.AddApiScopeRequest
-	(*AddApiScopeResponse)(nil),         // 54: hnsec.registry.v1.AddApiScopeResponse
-	(*RequestGrantRequest)(nil),         // 55: hnsec.registry.v1.RequestGrantRequest
-	(*RequestGrantResponse)(nil),        // 56: hnsec.registry.v1.RequestGrantResponse
-	(*ApproveGrantRequest)(nil),         // 57: hnsec.registry.v1.ApproveGrantRequest
-	(*ApproveGrantResponse)(nil),        // 58: hnsec.registry.v1.ApproveGrantResponse
-	(*RejectGrantRequest)(nil),          // 59: hnsec.registry.v1.RejectGrantRequest
-	(*RejectGrantResponse)(nil),         // 60: hnsec.registry.v1.RejectGrantResponse
-	(*RevokeGrantRequest)(nil),          // 61: hnsec.registry.v1.RevokeGrantRequest
-	(*RevokeGrantResponse)(nil),         // 62: hnsec.registry.v1.RevokeGrantResponse
-	(*ListGrantsRequest)(nil),           // 63: hnsec.registry.v1.ListGrantsRequest
-	(*ListGrantsResponse)(nil),          // 64: hnsec.registry.v1.ListGrantsResponse
-	(*ClientSecret)(nil),                // 65: hnsec.registry.v1.ClientSecret
-	(*AddClientSecretRequest)(nil),      // 66: hnsec.registry.v1.AddClientSecretRequest
-	(*AddClientSecretResponse)(nil),     // 67: hnsec.registry.v1.AddClientSecretResponse
-	(*ListClientSecretsRequest)(nil),    // 68: hnsec.registry.v1.ListClientSecretsRequest
-	(*ListClientSecretsResponse)(nil),   // 69: hnsec.registry.v1.ListClientSecretsResponse
-	(*RevokeClientSecretRequest)(nil),   // 70: hnsec.registry.v1.RevokeClientSecretRequest
-	(*RevokeClientSecretResponse)(nil),  // 71: hnsec.registry.v1.RevokeClientSecretResponse
-	(*ClientKey)(nil),                   // 72: hnsec.registry.v1.ClientKey
-	(*AddClientKeyRequest)(nil),         // 73: hnsec.registry.v1.AddClientKeyRequest
-	(*AddClientKeyResponse)(nil),        // 74: hnsec.registry.v1.AddClientKeyResponse
-	(*ListClientKeysRequest)(nil),       // 75: hnsec.registry.v1.ListClientKeysRequest
-	(*ListClientKeysResponse)(nil),      // 76: hnsec.registry.v1.ListClientKeysResponse
-	(*RemoveClientKeyRequest)(nil),      // 77: hnsec.registry.v1.RemoveClientKeyRequest
-	(*RemoveClientKeyResponse)(nil),     // 78: hnsec.registry.v1.RemoveClientKeyResponse
-	(*AuditEvent)(nil),                  // 79: hnsec.registry.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),      // 80: hnsec.registry.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),     // 81: hnsec.registry.v1.ListAuditEventsResponse
-	(*ListClientsRequest)(nil),          // 82: hnsec.registry.v1.ListClientsRequest
-	(*ListClientsResponse)(nil),         // 83: hnsec.registry.v1.ListClientsResponse
-	(*UpdateClientRequest)(nil),         // 84: hnsec.registry.v1.UpdateClientRequest
-	(*UpdateClientResponse)(nil),        // 85: hnsec.registry.v1.UpdateClientResponse
-	(*UpdateClientSystemRequest)(nil),   // 86: hnsec.registry.v1.UpdateClientSystemRequest
-	(*UpdateClientSystemResponse)(nil),  // 87: hnsec.registry.v1.UpdateClientSystemResponse
-	(*DeleteClientRequest)(nil),         // 88: hnsec.registry.v1.DeleteClientRequest
-	(*DeleteClientResponse)(nil),        // 89: hnsec.registry.v1.DeleteClientResponse
-	(*timestamppb.Timestamp)(nil),       // 90: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),       // 91: google.protobuf.FieldMask
+	(ClientStatus)(0),                        // 0: hnsec.registry.v1.ClientStatus
+	(Role)(0),                                // 1: hnsec.registry.v1.Role
+	(ClientSystemStatus)(0),                  // 2: hnsec.registry.v1.ClientSystemStatus
+	(GrantStatus)(0),                         // 3: hnsec.registry.v1.GrantStatus
+	(ClientType)(0),                          // 4: hnsec.registry.v1.ClientType
+	(ApplicationType)(0),                     // 5: hnsec.registry.v1.ApplicationType
+	(LogoutMode)(0),                          // 6: hnsec.registry.v1.LogoutMode
+	(*Client)(nil),                           // 7: hnsec.registry.v1.Client
+	(*CreateClientRequest)(nil),              // 8: hnsec.registry.v1.CreateClientRequest
+	(*CreateClientResponse)(nil),             // 9: hnsec.registry.v1.CreateClientResponse
+	(*GetClientRequest)(nil),                 // 10: hnsec.registry.v1.GetClientRequest
+	(*GetClientResponse)(nil),                // 11: hnsec.registry.v1.GetClientResponse
+	(*BlockClientRequest)(nil),               // 12: hnsec.registry.v1.BlockClientRequest
+	(*BlockClientResponse)(nil),              // 13: hnsec.registry.v1.BlockClientResponse
+	(*UnblockClientRequest)(nil),             // 14: hnsec.registry.v1.UnblockClientRequest
+	(*UnblockClientResponse)(nil),            // 15: hnsec.registry.v1.UnblockClientResponse
+	(*AuthenticateClientRequest)(nil),        // 16: hnsec.registry.v1.AuthenticateClientRequest
+	(*AuthenticateClientResponse)(nil),       // 17: hnsec.registry.v1.AuthenticateClientResponse
+	(*LookupClientRequest)(nil),              // 18: hnsec.registry.v1.LookupClientRequest
+	(*LookupClientResponse)(nil),             // 19: hnsec.registry.v1.LookupClientResponse
+	(*AuthorizeAdminRequest)(nil),            // 20: hnsec.registry.v1.AuthorizeAdminRequest
+	(*AuthorizeAdminResponse)(nil),           // 21: hnsec.registry.v1.AuthorizeAdminResponse
+	(*AdminCredential)(nil),                  // 22: hnsec.registry.v1.AdminCredential
+	(*Vendor)(nil),                           // 23: hnsec.registry.v1.Vendor
+	(*ClientSystem)(nil),                     // 24: hnsec.registry.v1.ClientSystem
+	(*Organisation)(nil),                     // 25: hnsec.registry.v1.Organisation
+	(*CreateVendorRequest)(nil),              // 26: hnsec.registry.v1.CreateVendorRequest
+	(*CreateVendorResponse)(nil),             // 27: hnsec.registry.v1.CreateVendorResponse
+	(*GetVendorRequest)(nil),                 // 28: hnsec.registry.v1.GetVendorRequest
+	(*GetVendorResponse)(nil),                // 29: hnsec.registry.v1.GetVendorResponse
+	(*ListVendorsRequest)(nil),               // 30: hnsec.registry.v1.ListVendorsRequest
+	(*ListVendorsResponse)(nil),              // 31: hnsec.registry.v1.ListVendorsResponse
+	(*CreateClientSystemRequest)(nil),        // 32: hnsec.registry.v1.CreateClientSystemRequest
+	(*CreateClientSystemResponse)(nil),       // 33: hnsec.registry.v1.CreateClientSystemResponse
+	(*GetClientSystemRequest)(nil),           // 34: hnsec.registry.v1.GetClientSystemRequest
+	(*GetClientSystemResponse)(nil),          // 35: hnsec.registry.v1.GetClientSystemResponse
+	(*ListClientSystemsRequest)(nil),         // 36: hnsec.registry.v1.ListClientSystemsRequest
+	(*ListClientSystemsResponse)(nil),        // 37: hnsec.registry.v1.ListClientSystemsResponse
+	(*SubmitClientSystemRequest)(nil),        // 38: hnsec.registry.v1.SubmitClientSystemRequest
+	(*SubmitClientSystemResponse)(nil),       // 39: hnsec.registry.v1.SubmitClientSystemResponse
+	(*ApproveClientSystemRequest)(nil),       // 40: hnsec.registry.v1.ApproveClientSystemRequest
+	(*ApproveClientSystemResponse)(nil),      // 41: hnsec.registry.v1.ApproveClientSystemResponse
+	(*RejectClientSystemRequest)(nil),        // 42: hnsec.registry.v1.RejectClientSystemRequest
+	(*RejectClientSystemResponse)(nil),       // 43: hnsec.registry.v1.RejectClientSystemResponse
+	(*CreateOrganisationRequest)(nil),        // 44: hnsec.registry.v1.CreateOrganisationRequest
+	(*CreateOrganisationResponse)(nil),       // 45: hnsec.registry.v1.CreateOrganisationResponse
+	(*GetOrganisationRequest)(nil),           // 46: hnsec.registry.v1.GetOrganisationRequest
+	(*GetOrganisationResponse)(nil),          // 47: hnsec.registry.v1.GetOrganisationResponse
+	(*ListOrganisationsRequest)(nil),         // 48: hnsec.registry.v1.ListOrganisationsRequest
+	(*ListOrganisationsResponse)(nil),        // 49: hnsec.registry.v1.ListOrganisationsResponse
+	(*ApiResource)(nil),                      // 50: hnsec.registry.v1.ApiResource
+	(*Grant)(nil),                            // 51: hnsec.registry.v1.Grant
+	(*CreateApiResourceRequest)(nil),         // 52: hnsec.registry.v1.CreateApiResourceRequest
+	(*CreateApiResourceResponse)(nil),        // 53: hnsec.registry.v1.CreateApiResourceResponse
+	(*ListApiResourcesRequest)(nil),          // 54: hnsec.registry.v1.ListApiResourcesRequest
+	(*ListApiResourcesResponse)(nil),         // 55: hnsec.registry.v1.ListApiResourcesResponse
+	(*AddApiScopeRequest)(nil),               // 56: hnsec.registry.v1.AddApiScopeRequest
+	(*AddApiScopeResponse)(nil),              // 57: hnsec.registry.v1.AddApiScopeResponse
+	(*RequestGrantRequest)(nil),              // 58: hnsec.registry.v1.RequestGrantRequest
+	(*RequestGrantResponse)(nil),             // 59: hnsec.registry.v1.RequestGrantResponse
+	(*ApproveGrantRequest)(nil),              // 60: hnsec.registry.v1.ApproveGrantRequest
+	(*ApproveGrantResponse)(nil),             // 61: hnsec.registry.v1.ApproveGrantResponse
+	(*RejectGrantRequest)(nil),               // 62: hnsec.registry.v1.RejectGrantRequest
+	(*RejectGrantResponse)(nil),              // 63: hnsec.registry.v1.RejectGrantResponse
+	(*RevokeGrantRequest)(nil),               // 64: hnsec.registry.v1.RevokeGrantRequest
+	(*RevokeGrantResponse)(nil),              // 65: hnsec.registry.v1.RevokeGrantResponse
+	(*ListGrantsRequest)(nil),                // 66: hnsec.registry.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),               // 67: hnsec.registry.v1.ListGrantsResponse
+	(*ClientSecret)(nil),                     // 68: hnsec.registry.v1.ClientSecret
+	(*AddClientSecretRequest)(nil),           // 69: hnsec.registry.v1.AddClientSecretRequest
+	(*AddClientSecretResponse)(nil),          // 70: hnsec.registry.v1.AddClientSecretResponse
+	(*ListClientSecretsRequest)(nil),         // 71: hnsec.registry.v1.ListClientSecretsRequest
+	(*ListClientSecretsResponse)(nil),        // 72: hnsec.registry.v1.ListClientSecretsResponse
+	(*RevokeClientSecretRequest)(nil),        // 73: hnsec.registry.v1.RevokeClientSecretRequest
+	(*RevokeClientSecretResponse)(nil),       // 74: hnsec.registry.v1.RevokeClientSecretResponse
+	(*ClientKey)(nil),                        // 75: hnsec.registry.v1.ClientKey
+	(*AddClientKeyRequest)(nil),              // 76: hnsec.registry.v1.AddClientKeyRequest
+	(*AddClientKeyResponse)(nil),             // 77: hnsec.registry.v1.AddClientKeyResponse
+	(*ListClientKeysRequest)(nil),            // 78: hnsec.registry.v1.ListClientKeysRequest
+	(*ListClientKeysResponse)(nil),           // 79: hnsec.registry.v1.ListClientKeysResponse
+	(*RemoveClientKeyRequest)(nil),           // 80: hnsec.registry.v1.RemoveClientKeyRequest
+	(*RemoveClientKeyResponse)(nil),          // 81: hnsec.registry.v1.RemoveClientKeyResponse
+	(*AuditEvent)(nil),                       // 82: hnsec.registry.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),           // 83: hnsec.registry.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),          // 84: hnsec.registry.v1.ListAuditEventsResponse
+	(*ListClientsRequest)(nil),               // 85: hnsec.registry.v1.ListClientsRequest
+	(*ListClientsResponse)(nil),              // 86: hnsec.registry.v1.ListClientsResponse
+	(*UpdateClientRequest)(nil),              // 87: hnsec.registry.v1.UpdateClientRequest
+	(*UpdateClientResponse)(nil),             // 88: hnsec.registry.v1.UpdateClientResponse
+	(*UpdateClientSystemRequest)(nil),        // 89: hnsec.registry.v1.UpdateClientSystemRequest
+	(*UpdateClientSystemResponse)(nil),       // 90: hnsec.registry.v1.UpdateClientSystemResponse
+	(*DeleteClientRequest)(nil),              // 91: hnsec.registry.v1.DeleteClientRequest
+	(*DeleteClientResponse)(nil),             // 92: hnsec.registry.v1.DeleteClientResponse
+	(*OidcSettings)(nil),                     // 93: hnsec.registry.v1.OidcSettings
+	(*UpdateClientOidcSettingsRequest)(nil),  // 94: hnsec.registry.v1.UpdateClientOidcSettingsRequest
+	(*UpdateClientOidcSettingsResponse)(nil), // 95: hnsec.registry.v1.UpdateClientOidcSettingsResponse
+	(*timestamppb.Timestamp)(nil),            // 96: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),            // 97: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),              // 98: google.protobuf.Duration
 }
 var file_hnsec_registry_v1_registry_service_proto_depIdxs = []int32{
-	0,  // 0: hnsec.registry.v1.Client.status:type_name -> hnsec.registry.v1.ClientStatus
-	90, // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
-	48, // 2: hnsec.registry.v1.Client.grants:type_name -> hnsec.registry.v1.Grant
-	4,  // 3: hnsec.registry.v1.CreateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	4,  // 4: hnsec.registry.v1.GetClientResponse.client:type_name -> hnsec.registry.v1.Client
-	4,  // 5: hnsec.registry.v1.BlockClientResponse.client:type_name -> hnsec.registry.v1.Client
-	4,  // 6: hnsec.registry.v1.UnblockClientResponse.client:type_name -> hnsec.registry.v1.Client
-	4,  // 7: hnsec.registry.v1.AuthenticateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	90, // 8: hnsec.registry.v1.AuthenticateClientResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 9: hnsec.registry.v1.LookupClientResponse.client:type_name -> hnsec.registry.v1.Client
-	1,  // 10: hnsec.registry.v1.AuthorizeAdminResponse.role:type_name -> hnsec.registry.v1.Role
-	1,  // 11: hnsec.registry.v1.AdminCredential.role:type_name -> hnsec.registry.v1.Role
-	90, // 12: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
-	2,  // 13: hnsec.registry.v1.ClientSystem.status:type_name -> hnsec.registry.v1.ClientSystemStatus
-	90, // 14: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
-	90, // 15: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
-	20, // 16: hnsec.registry.v1.CreateVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
-	19, // 17: hnsec.registry.v1.CreateVendorResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
-	20, // 18: hnsec.registry.v1.GetVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
-	20, // 19: hnsec.registry.v1.ListVendorsResponse.vendors:type_name -> hnsec.registry.v1.Vendor
-	21, // 20: hnsec.registry.v1.CreateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	21, // 21: hnsec.registry.v1.GetClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	21, // 22: hnsec.registry.v1.ListClientSystemsResponse.client_systems:type_name -> hnsec.registry.v1.ClientSystem
-	21, // 23: hnsec.registry.v1.SubmitClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	21, // 24: hnsec.registry.v1.ApproveClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	21, // 25: hnsec.registry.v1.RejectClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	22, // 26: hnsec.registry.v1.CreateOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
-	19, // 27: hnsec.registry.v1.CreateOrganisationResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
-	22, // 28: hnsec.registry.v1.GetOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
-	22, // 29: hnsec.registry.v1.ListOrganisationsResponse.organisations:type_name -> hnsec.registry.v1.Organisation
-	90, // 30: hnsec.registry.v1.ApiResource.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 31: hnsec.registry.v1.Grant.status:type_name -> hnsec.registry.v1.GrantStatus
-	90, // 32: hnsec.registry.v1.Grant.update_time:type_name -> google.protobuf.Timestamp
-	47, // 33: hnsec.registry.v1.CreateApiResourceResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
-	19, // 34: hnsec.registry.v1.CreateApiResourceResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
-	47, // 35: hnsec.registry.v1.ListApiResourcesResponse.api_resources:type_name -> hnsec.registry.v1.ApiResource
-	47, // 36: hnsec.registry.v1.AddApiScopeResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
-	48, // 37: hnsec.registry.v1.RequestGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
-	48, // 38: hnsec.registry.v1.ApproveGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
-	48, // 39: hnsec.registry.v1.RejectGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
-	48, // 40: hnsec.registry.v1.RevokeGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
-	48, // 41: hnsec.registry.v1.ListGrantsResponse.grants:type_name -> hnsec.registry.v1.Grant
-	90, // 42: hnsec.registry.v1.ClientSecret.create_time:type_name -> google.protobuf.Timestamp
-	90, // 43: hnsec.registry.v1.ClientSecret.expire_time:type_name -> google.protobuf.Timestamp
-	90, // 44: hnsec.registry.v1.AddClientSecretRequest.expire_time:type_name -> google.protobuf.Timestamp
-	65, // 45: hnsec.registry.v1.AddClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
-	65, // 46: hnsec.registry.v1.ListClientSecretsResponse.secrets:type_name -> hnsec.registry.v1.ClientSecret
-	65, // 47: hnsec.registry.v1.RevokeClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
-	90, // 48: hnsec.registry.v1.ClientKey.create_time:type_name -> google.protobuf.Timestamp
-	72, // 49: hnsec.registry.v1.AddClientKeyResponse.key:type_name -> hnsec.registry.v1.ClientKey
-	72, // 50: hnsec.registry.v1.ListClientKeysResponse.keys:type_name -> hnsec.registry.v1.ClientKey
-	90, // 51: hnsec.registry.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	79, // 52: hnsec.registry.v1.ListAuditEventsResponse.events:type_name -> hnsec.registry.v1.AuditEvent
-	4,  // 53: hnsec.registry.v1.ListClientsResponse.clients:type_name -> hnsec.registry.v1.Client
-	4,  // 54: hnsec.registry.v1.UpdateClientRequest.client:type_name -> hnsec.registry.v1.Client
-	91, // 55: hnsec.registry.v1.UpdateClientRequest.update_mask:type_name -> google.protobuf.FieldMask
-	4,  // 56: hnsec.registry.v1.UpdateClientResponse.client:type_name -> hnsec.registry.v1.Client
-	21, // 57: hnsec.registry.v1.UpdateClientSystemRequest.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	91, // 58: hnsec.registry.v1.UpdateClientSystemRequest.update_mask:type_name -> google.protobuf.FieldMask
-	21, // 59: hnsec.registry.v1.UpdateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
-	23, // 60: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
-	25, // 61: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
-	27, // 62: hnsec.registry.v1.ClientRegistryService.ListVendors:input_type -> hnsec.registry.v1.ListVendorsRequest
-	29, // 63: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:input_type -> hnsec.registry.v1.CreateClientSystemRequest
-	31, // 64: hnsec.registry.v1.ClientRegistryService.GetClientSystem:input_type -> hnsec.registry.v1.GetClientSystemRequest
-	33, // 65: hnsec.registry.v1.ClientRegistryService.ListClientSystems:input_type -> hnsec.registry.v1.ListClientSystemsRequest
-	35, // 66: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:input_type -> hnsec.registry.v1.SubmitClientSystemRequest
-	37, // 67: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:input_type -> hnsec.registry.v1.ApproveClientSystemRequest
-	39, // 68: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:input_type -> hnsec.registry.v1.RejectClientSystemRequest
-	41, // 69: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:input_type -> hnsec.registry.v1.CreateOrganisationRequest
-	43, // 70: hnsec.registry.v1.ClientRegistryService.GetOrganisation:input_type -> hnsec.registry.v1.GetOrganisationRequest
-	45, // 71: hnsec.registry.v1.ClientRegistryService.ListOrganisations:input_type -> hnsec.registry.v1.ListOrganisationsRequest
-	49, // 72: hnsec.registry.v1.ClientRegistryService.CreateApiResource:input_type -> hnsec.registry.v1.CreateApiResourceRequest
-	51, // 73: hnsec.registry.v1.ClientRegistryService.ListApiResources:input_type -> hnsec.registry.v1.ListApiResourcesRequest
-	53, // 74: hnsec.registry.v1.ClientRegistryService.AddApiScope:input_type -> hnsec.registry.v1.AddApiScopeRequest
-	55, // 75: hnsec.registry.v1.ClientRegistryService.RequestGrant:input_type -> hnsec.registry.v1.RequestGrantRequest
-	57, // 76: hnsec.registry.v1.ClientRegistryService.ApproveGrant:input_type -> hnsec.registry.v1.ApproveGrantRequest
-	59, // 77: hnsec.registry.v1.ClientRegistryService.RejectGrant:input_type -> hnsec.registry.v1.RejectGrantRequest
-	61, // 78: hnsec.registry.v1.ClientRegistryService.RevokeGrant:input_type -> hnsec.registry.v1.RevokeGrantRequest
-	63, // 79: hnsec.registry.v1.ClientRegistryService.ListGrants:input_type -> hnsec.registry.v1.ListGrantsRequest
-	66, // 80: hnsec.registry.v1.ClientRegistryService.AddClientSecret:input_type -> hnsec.registry.v1.AddClientSecretRequest
-	68, // 81: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:input_type -> hnsec.registry.v1.ListClientSecretsRequest
-	70, // 82: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:input_type -> hnsec.registry.v1.RevokeClientSecretRequest
-	73, // 83: hnsec.registry.v1.ClientRegistryService.AddClientKey:input_type -> hnsec.registry.v1.AddClientKeyRequest
-	75, // 84: hnsec.registry.v1.ClientRegistryService.ListClientKeys:input_type -> hnsec.registry.v1.ListClientKeysRequest
-	77, // 85: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:input_type -> hnsec.registry.v1.RemoveClientKeyRequest
-	80, // 86: hnsec.registry.v1.ClientRegistryService.ListAuditEvents:input_type -> hnsec.registry.v1.ListAuditEventsRequest
-	82, // 87: hnsec.registry.v1.ClientRegistryService.ListClients:input_type -> hnsec.registry.v1.ListClientsRequest
-	84, // 88: hnsec.registry.v1.ClientRegistryService.UpdateClient:input_type -> hnsec.registry.v1.UpdateClientRequest
-	86, // 89: hnsec.registry.v1.ClientRegistryService.UpdateClientSystem:input_type -> hnsec.registry.v1.UpdateClientSystemRequest
-	88, // 90: hnsec.registry.v1.ClientRegistryService.DeleteClient:input_type -> hnsec.registry.v1.DeleteClientRequest
-	5,  // 91: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
-	7,  // 92: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
-	9,  // 93: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
-	11, // 94: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
-	13, // 95: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
-	15, // 96: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
-	17, // 97: hnsec.registry.v1.ClientRegistryService.AuthorizeAdmin:input_type -> hnsec.registry.v1.AuthorizeAdminRequest
-	24, // 98: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
-	26, // 99: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
-	28, // 100: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
-	30, // 101: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
-	32, // 102: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
-	34, // 103: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
-	36, // 104: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
-	38, // 105: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
-	40, // 106: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
-	42, // 107: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
-	44, // 108: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
-	46, // 109: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
-	50, // 110: hnsec.registry.v1.ClientRegistryService.CreateApiResource:output_type -> hnsec.registry.v1.CreateApiResourceResponse
-	52, // 111: hnsec.registry.v1.ClientRegistryService.ListApiResources:output_type -> hnsec.registry.v1.ListApiResourcesResponse
-	54, // 112: hnsec.registry.v1.ClientRegistryService.AddApiScope:output_type -> hnsec.registry.v1.AddApiScopeResponse
-	56, // 113: hnsec.registry.v1.ClientRegistryService.RequestGrant:output_type -> hnsec.registry.v1.RequestGrantResponse
-	58, // 114: hnsec.registry.v1.ClientRegistryService.ApproveGrant:output_type -> hnsec.registry.v1.ApproveGrantResponse
-	60, // 115: hnsec.registry.v1.ClientRegistryService.RejectGrant:output_type -> hnsec.registry.v1.RejectGrantResponse
-	62, // 116: hnsec.registry.v1.ClientRegistryService.RevokeGrant:output_type -> hnsec.registry.v1.RevokeGrantResponse
-	64, // 117: hnsec.registry.v1.ClientRegistryService.ListGrants:output_type -> hnsec.registry.v1.ListGrantsResponse
-	67, // 118: hnsec.registry.v1.ClientRegistryService.AddClientSecret:output_type -> hnsec.registry.v1.AddClientSecretResponse
-	69, // 119: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:output_type -> hnsec.registry.v1.ListClientSecretsResponse
-	71, // 120: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:output_type -> hnsec.registry.v1.RevokeClientSecretResponse
-	74, // 121: hnsec.registry.v1.ClientRegistryService.AddClientKey:output_type -> hnsec.registry.v1.AddClientKeyResponse
-	76, // 122: hnsec.registry.v1.ClientRegistryService.ListClientKeys:output_type -> hnsec.registry.v1.ListClientKeysResponse
-	78, // 123: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:output_type -> hnsec.registry.v1.RemoveClientKeyResponse
-	81, // 124: hnsec.registry.v1.ClientRegistryService.ListAuditEvents:output_type -> hnsec.registry.v1.ListAuditEventsResponse
-	83, // 125: hnsec.registry.v1.ClientRegistryService.ListClients:output_type -> hnsec.registry.v1.ListClientsResponse
-	85, // 126: hnsec.registry.v1.ClientRegistryService.UpdateClient:output_type -> hnsec.registry.v1.UpdateClientResponse
-	87, // 127: hnsec.registry.v1.ClientRegistryService.UpdateClientSystem:output_type -> hnsec.registry.v1.UpdateClientSystemResponse
-	89, // 128: hnsec.registry.v1.ClientRegistryService.DeleteClient:output_type -> hnsec.registry.v1.DeleteClientResponse
-	6,  // 129: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
-	8,  // 130: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
-	10, // 131: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
-	12, // 132: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
-	14, // 133: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
-	16, // 134: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
-	18, // 135: hnsec.registry.v1.ClientRegistryService.AuthorizeAdmin:output_type -> hnsec.registry.v1.AuthorizeAdminResponse
-	98, // [98:136] is the sub-list for method output_type
-	60, // [60:98] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	0,   // 0: hnsec.registry.v1.Client.status:type_name -> hnsec.registry.v1.ClientStatus
+	96,  // 1: hnsec.registry.v1.Client.create_time:type_name -> google.protobuf.Timestamp
+	51,  // 2: hnsec.registry.v1.Client.grants:type_name -> hnsec.registry.v1.Grant
+	93,  // 3: hnsec.registry.v1.Client.oidc_settings:type_name -> hnsec.registry.v1.OidcSettings
+	7,   // 4: hnsec.registry.v1.CreateClientResponse.client:type_name -> hnsec.registry.v1.Client
+	7,   // 5: hnsec.registry.v1.GetClientResponse.client:type_name -> hnsec.registry.v1.Client
+	7,   // 6: hnsec.registry.v1.BlockClientResponse.client:type_name -> hnsec.registry.v1.Client
+	7,   // 7: hnsec.registry.v1.UnblockClientResponse.client:type_name -> hnsec.registry.v1.Client
+	7,   // 8: hnsec.registry.v1.AuthenticateClientResponse.client:type_name -> hnsec.registry.v1.Client
+	96,  // 9: hnsec.registry.v1.AuthenticateClientResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
+	7,   // 10: hnsec.registry.v1.LookupClientResponse.client:type_name -> hnsec.registry.v1.Client
+	1,   // 11: hnsec.registry.v1.AuthorizeAdminResponse.role:type_name -> hnsec.registry.v1.Role
+	1,   // 12: hnsec.registry.v1.AdminCredential.role:type_name -> hnsec.registry.v1.Role
+	96,  // 13: hnsec.registry.v1.Vendor.create_time:type_name -> google.protobuf.Timestamp
+	2,   // 14: hnsec.registry.v1.ClientSystem.status:type_name -> hnsec.registry.v1.ClientSystemStatus
+	96,  // 15: hnsec.registry.v1.ClientSystem.create_time:type_name -> google.protobuf.Timestamp
+	96,  // 16: hnsec.registry.v1.Organisation.create_time:type_name -> google.protobuf.Timestamp
+	23,  // 17: hnsec.registry.v1.CreateVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
+	22,  // 18: hnsec.registry.v1.CreateVendorResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	23,  // 19: hnsec.registry.v1.GetVendorResponse.vendor:type_name -> hnsec.registry.v1.Vendor
+	23,  // 20: hnsec.registry.v1.ListVendorsResponse.vendors:type_name -> hnsec.registry.v1.Vendor
+	24,  // 21: hnsec.registry.v1.CreateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	24,  // 22: hnsec.registry.v1.GetClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	24,  // 23: hnsec.registry.v1.ListClientSystemsResponse.client_systems:type_name -> hnsec.registry.v1.ClientSystem
+	24,  // 24: hnsec.registry.v1.SubmitClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	24,  // 25: hnsec.registry.v1.ApproveClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	24,  // 26: hnsec.registry.v1.RejectClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	25,  // 27: hnsec.registry.v1.CreateOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
+	22,  // 28: hnsec.registry.v1.CreateOrganisationResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	25,  // 29: hnsec.registry.v1.GetOrganisationResponse.organisation:type_name -> hnsec.registry.v1.Organisation
+	25,  // 30: hnsec.registry.v1.ListOrganisationsResponse.organisations:type_name -> hnsec.registry.v1.Organisation
+	96,  // 31: hnsec.registry.v1.ApiResource.create_time:type_name -> google.protobuf.Timestamp
+	3,   // 32: hnsec.registry.v1.Grant.status:type_name -> hnsec.registry.v1.GrantStatus
+	96,  // 33: hnsec.registry.v1.Grant.update_time:type_name -> google.protobuf.Timestamp
+	50,  // 34: hnsec.registry.v1.CreateApiResourceResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
+	22,  // 35: hnsec.registry.v1.CreateApiResourceResponse.admin_credential:type_name -> hnsec.registry.v1.AdminCredential
+	50,  // 36: hnsec.registry.v1.ListApiResourcesResponse.api_resources:type_name -> hnsec.registry.v1.ApiResource
+	50,  // 37: hnsec.registry.v1.AddApiScopeResponse.api_resource:type_name -> hnsec.registry.v1.ApiResource
+	51,  // 38: hnsec.registry.v1.RequestGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	51,  // 39: hnsec.registry.v1.ApproveGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	51,  // 40: hnsec.registry.v1.RejectGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	51,  // 41: hnsec.registry.v1.RevokeGrantResponse.grant:type_name -> hnsec.registry.v1.Grant
+	51,  // 42: hnsec.registry.v1.ListGrantsResponse.grants:type_name -> hnsec.registry.v1.Grant
+	96,  // 43: hnsec.registry.v1.ClientSecret.create_time:type_name -> google.protobuf.Timestamp
+	96,  // 44: hnsec.registry.v1.ClientSecret.expire_time:type_name -> google.protobuf.Timestamp
+	96,  // 45: hnsec.registry.v1.AddClientSecretRequest.expire_time:type_name -> google.protobuf.Timestamp
+	68,  // 46: hnsec.registry.v1.AddClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
+	68,  // 47: hnsec.registry.v1.ListClientSecretsResponse.secrets:type_name -> hnsec.registry.v1.ClientSecret
+	68,  // 48: hnsec.registry.v1.RevokeClientSecretResponse.secret:type_name -> hnsec.registry.v1.ClientSecret
+	96,  // 49: hnsec.registry.v1.ClientKey.create_time:type_name -> google.protobuf.Timestamp
+	75,  // 50: hnsec.registry.v1.AddClientKeyResponse.key:type_name -> hnsec.registry.v1.ClientKey
+	75,  // 51: hnsec.registry.v1.ListClientKeysResponse.keys:type_name -> hnsec.registry.v1.ClientKey
+	96,  // 52: hnsec.registry.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	82,  // 53: hnsec.registry.v1.ListAuditEventsResponse.events:type_name -> hnsec.registry.v1.AuditEvent
+	7,   // 54: hnsec.registry.v1.ListClientsResponse.clients:type_name -> hnsec.registry.v1.Client
+	7,   // 55: hnsec.registry.v1.UpdateClientRequest.client:type_name -> hnsec.registry.v1.Client
+	97,  // 56: hnsec.registry.v1.UpdateClientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	7,   // 57: hnsec.registry.v1.UpdateClientResponse.client:type_name -> hnsec.registry.v1.Client
+	24,  // 58: hnsec.registry.v1.UpdateClientSystemRequest.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	97,  // 59: hnsec.registry.v1.UpdateClientSystemRequest.update_mask:type_name -> google.protobuf.FieldMask
+	24,  // 60: hnsec.registry.v1.UpdateClientSystemResponse.client_system:type_name -> hnsec.registry.v1.ClientSystem
+	4,   // 61: hnsec.registry.v1.OidcSettings.client_type:type_name -> hnsec.registry.v1.ClientType
+	5,   // 62: hnsec.registry.v1.OidcSettings.application_type:type_name -> hnsec.registry.v1.ApplicationType
+	98,  // 63: hnsec.registry.v1.OidcSettings.refresh_window:type_name -> google.protobuf.Duration
+	98,  // 64: hnsec.registry.v1.OidcSettings.refresh_cap:type_name -> google.protobuf.Duration
+	6,   // 65: hnsec.registry.v1.OidcSettings.logout_mode:type_name -> hnsec.registry.v1.LogoutMode
+	93,  // 66: hnsec.registry.v1.UpdateClientOidcSettingsRequest.oidc_settings:type_name -> hnsec.registry.v1.OidcSettings
+	97,  // 67: hnsec.registry.v1.UpdateClientOidcSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
+	7,   // 68: hnsec.registry.v1.UpdateClientOidcSettingsResponse.client:type_name -> hnsec.registry.v1.Client
+	26,  // 69: hnsec.registry.v1.ClientRegistryService.CreateVendor:input_type -> hnsec.registry.v1.CreateVendorRequest
+	28,  // 70: hnsec.registry.v1.ClientRegistryService.GetVendor:input_type -> hnsec.registry.v1.GetVendorRequest
+	30,  // 71: hnsec.registry.v1.ClientRegistryService.ListVendors:input_type -> hnsec.registry.v1.ListVendorsRequest
+	32,  // 72: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:input_type -> hnsec.registry.v1.CreateClientSystemRequest
+	34,  // 73: hnsec.registry.v1.ClientRegistryService.GetClientSystem:input_type -> hnsec.registry.v1.GetClientSystemRequest
+	36,  // 74: hnsec.registry.v1.ClientRegistryService.ListClientSystems:input_type -> hnsec.registry.v1.ListClientSystemsRequest
+	38,  // 75: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:input_type -> hnsec.registry.v1.SubmitClientSystemRequest
+	40,  // 76: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:input_type -> hnsec.registry.v1.ApproveClientSystemRequest
+	42,  // 77: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:input_type -> hnsec.registry.v1.RejectClientSystemRequest
+	44,  // 78: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:input_type -> hnsec.registry.v1.CreateOrganisationRequest
+	46,  // 79: hnsec.registry.v1.ClientRegistryService.GetOrganisation:input_type -> hnsec.registry.v1.GetOrganisationRequest
+	48,  // 80: hnsec.registry.v1.ClientRegistryService.ListOrganisations:input_type -> hnsec.registry.v1.ListOrganisationsRequest
+	52,  // 81: hnsec.registry.v1.ClientRegistryService.CreateApiResource:input_type -> hnsec.registry.v1.CreateApiResourceRequest
+	54,  // 82: hnsec.registry.v1.ClientRegistryService.ListApiResources:input_type -> hnsec.registry.v1.ListApiResourcesRequest
+	56,  // 83: hnsec.registry.v1.ClientRegistryService.AddApiScope:input_type -> hnsec.registry.v1.AddApiScopeRequest
+	58,  // 84: hnsec.registry.v1.ClientRegistryService.RequestGrant:input_type -> hnsec.registry.v1.RequestGrantRequest
+	60,  // 85: hnsec.registry.v1.ClientRegistryService.ApproveGrant:input_type -> hnsec.registry.v1.ApproveGrantRequest
+	62,  // 86: hnsec.registry.v1.ClientRegistryService.RejectGrant:input_type -> hnsec.registry.v1.RejectGrantRequest
+	64,  // 87: hnsec.registry.v1.ClientRegistryService.RevokeGrant:input_type -> hnsec.registry.v1.RevokeGrantRequest
+	66,  // 88: hnsec.registry.v1.ClientRegistryService.ListGrants:input_type -> hnsec.registry.v1.ListGrantsRequest
+	69,  // 89: hnsec.registry.v1.ClientRegistryService.AddClientSecret:input_type -> hnsec.registry.v1.AddClientSecretRequest
+	71,  // 90: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:input_type -> hnsec.registry.v1.ListClientSecretsRequest
+	73,  // 91: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:input_type -> hnsec.registry.v1.RevokeClientSecretRequest
+	76,  // 92: hnsec.registry.v1.ClientRegistryService.AddClientKey:input_type -> hnsec.registry.v1.AddClientKeyRequest
+	78,  // 93: hnsec.registry.v1.ClientRegistryService.ListClientKeys:input_type -> hnsec.registry.v1.ListClientKeysRequest
+	80,  // 94: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:input_type -> hnsec.registry.v1.RemoveClientKeyRequest
+	83,  // 95: hnsec.registry.v1.ClientRegistryService.ListAuditEvents:input_type -> hnsec.registry.v1.ListAuditEventsRequest
+	85,  // 96: hnsec.registry.v1.ClientRegistryService.ListClients:input_type -> hnsec.registry.v1.ListClientsRequest
+	87,  // 97: hnsec.registry.v1.ClientRegistryService.UpdateClient:input_type -> hnsec.registry.v1.UpdateClientRequest
+	94,  // 98: hnsec.registry.v1.ClientRegistryService.UpdateClientOidcSettings:input_type -> hnsec.registry.v1.UpdateClientOidcSettingsRequest
+	89,  // 99: hnsec.registry.v1.ClientRegistryService.UpdateClientSystem:input_type -> hnsec.registry.v1.UpdateClientSystemRequest
+	91,  // 100: hnsec.registry.v1.ClientRegistryService.DeleteClient:input_type -> hnsec.registry.v1.DeleteClientRequest
+	8,   // 101: hnsec.registry.v1.ClientRegistryService.CreateClient:input_type -> hnsec.registry.v1.CreateClientRequest
+	10,  // 102: hnsec.registry.v1.ClientRegistryService.GetClient:input_type -> hnsec.registry.v1.GetClientRequest
+	12,  // 103: hnsec.registry.v1.ClientRegistryService.BlockClient:input_type -> hnsec.registry.v1.BlockClientRequest
+	14,  // 104: hnsec.registry.v1.ClientRegistryService.UnblockClient:input_type -> hnsec.registry.v1.UnblockClientRequest
+	16,  // 105: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:input_type -> hnsec.registry.v1.AuthenticateClientRequest
+	18,  // 106: hnsec.registry.v1.ClientRegistryService.LookupClient:input_type -> hnsec.registry.v1.LookupClientRequest
+	20,  // 107: hnsec.registry.v1.ClientRegistryService.AuthorizeAdmin:input_type -> hnsec.registry.v1.AuthorizeAdminRequest
+	27,  // 108: hnsec.registry.v1.ClientRegistryService.CreateVendor:output_type -> hnsec.registry.v1.CreateVendorResponse
+	29,  // 109: hnsec.registry.v1.ClientRegistryService.GetVendor:output_type -> hnsec.registry.v1.GetVendorResponse
+	31,  // 110: hnsec.registry.v1.ClientRegistryService.ListVendors:output_type -> hnsec.registry.v1.ListVendorsResponse
+	33,  // 111: hnsec.registry.v1.ClientRegistryService.CreateClientSystem:output_type -> hnsec.registry.v1.CreateClientSystemResponse
+	35,  // 112: hnsec.registry.v1.ClientRegistryService.GetClientSystem:output_type -> hnsec.registry.v1.GetClientSystemResponse
+	37,  // 113: hnsec.registry.v1.ClientRegistryService.ListClientSystems:output_type -> hnsec.registry.v1.ListClientSystemsResponse
+	39,  // 114: hnsec.registry.v1.ClientRegistryService.SubmitClientSystem:output_type -> hnsec.registry.v1.SubmitClientSystemResponse
+	41,  // 115: hnsec.registry.v1.ClientRegistryService.ApproveClientSystem:output_type -> hnsec.registry.v1.ApproveClientSystemResponse
+	43,  // 116: hnsec.registry.v1.ClientRegistryService.RejectClientSystem:output_type -> hnsec.registry.v1.RejectClientSystemResponse
+	45,  // 117: hnsec.registry.v1.ClientRegistryService.CreateOrganisation:output_type -> hnsec.registry.v1.CreateOrganisationResponse
+	47,  // 118: hnsec.registry.v1.ClientRegistryService.GetOrganisation:output_type -> hnsec.registry.v1.GetOrganisationResponse
+	49,  // 119: hnsec.registry.v1.ClientRegistryService.ListOrganisations:output_type -> hnsec.registry.v1.ListOrganisationsResponse
+	53,  // 120: hnsec.registry.v1.ClientRegistryService.CreateApiResource:output_type -> hnsec.registry.v1.CreateApiResourceResponse
+	55,  // 121: hnsec.registry.v1.ClientRegistryService.ListApiResources:output_type -> hnsec.registry.v1.ListApiResourcesResponse
+	57,  // 122: hnsec.registry.v1.ClientRegistryService.AddApiScope:output_type -> hnsec.registry.v1.AddApiScopeResponse
+	59,  // 123: hnsec.registry.v1.ClientRegistryService.RequestGrant:output_type -> hnsec.registry.v1.RequestGrantResponse
+	61,  // 124: hnsec.registry.v1.ClientRegistryService.ApproveGrant:output_type -> hnsec.registry.v1.ApproveGrantResponse
+	63,  // 125: hnsec.registry.v1.ClientRegistryService.RejectGrant:output_type -> hnsec.registry.v1.RejectGrantResponse
+	65,  // 126: hnsec.registry.v1.ClientRegistryService.RevokeGrant:output_type -> hnsec.registry.v1.RevokeGrantResponse
+	67,  // 127: hnsec.registry.v1.ClientRegistryService.ListGrants:output_type -> hnsec.registry.v1.ListGrantsResponse
+	70,  // 128: hnsec.registry.v1.ClientRegistryService.AddClientSecret:output_type -> hnsec.registry.v1.AddClientSecretResponse
+	72,  // 129: hnsec.registry.v1.ClientRegistryService.ListClientSecrets:output_type -> hnsec.registry.v1.ListClientSecretsResponse
+	74,  // 130: hnsec.registry.v1.ClientRegistryService.RevokeClientSecret:output_type -> hnsec.registry.v1.RevokeClientSecretResponse
+	77,  // 131: hnsec.registry.v1.ClientRegistryService.AddClientKey:output_type -> hnsec.registry.v1.AddClientKeyResponse
+	79,  // 132: hnsec.registry.v1.ClientRegistryService.ListClientKeys:output_type -> hnsec.registry.v1.ListClientKeysResponse
+	81,  // 133: hnsec.registry.v1.ClientRegistryService.RemoveClientKey:output_type -> hnsec.registry.v1.RemoveClientKeyResponse
+	84,  // 134: hnsec.registry.v1.ClientRegistryService.ListAuditEvents:output_type -> hnsec.registry.v1.ListAuditEventsResponse
+	86,  // 135: hnsec.registry.v1.ClientRegistryService.ListClients:output_type -> hnsec.registry.v1.ListClientsResponse
+	88,  // 136: hnsec.registry.v1.ClientRegistryService.UpdateClient:output_type -> hnsec.registry.v1.UpdateClientResponse
+	95,  // 137: hnsec.registry.v1.ClientRegistryService.UpdateClientOidcSettings:output_type -> hnsec.registry.v1.UpdateClientOidcSettingsResponse
+	90,  // 138: hnsec.registry.v1.ClientRegistryService.UpdateClientSystem:output_type -> hnsec.registry.v1.UpdateClientSystemResponse
+	92,  // 139: hnsec.registry.v1.ClientRegistryService.DeleteClient:output_type -> hnsec.registry.v1.DeleteClientResponse
+	9,   // 140: hnsec.registry.v1.ClientRegistryService.CreateClient:output_type -> hnsec.registry.v1.CreateClientResponse
+	11,  // 141: hnsec.registry.v1.ClientRegistryService.GetClient:output_type -> hnsec.registry.v1.GetClientResponse
+	13,  // 142: hnsec.registry.v1.ClientRegistryService.BlockClient:output_type -> hnsec.registry.v1.BlockClientResponse
+	15,  // 143: hnsec.registry.v1.ClientRegistryService.UnblockClient:output_type -> hnsec.registry.v1.UnblockClientResponse
+	17,  // 144: hnsec.registry.v1.ClientRegistryService.AuthenticateClient:output_type -> hnsec.registry.v1.AuthenticateClientResponse
+	19,  // 145: hnsec.registry.v1.ClientRegistryService.LookupClient:output_type -> hnsec.registry.v1.LookupClientResponse
+	21,  // 146: hnsec.registry.v1.ClientRegistryService.AuthorizeAdmin:output_type -> hnsec.registry.v1.AuthorizeAdminResponse
+	108, // [108:147] is the sub-list for method output_type
+	69,  // [69:108] is the sub-list for method input_type
+	69,  // [69:69] is the sub-list for extension type_name
+	69,  // [69:69] is the sub-list for extension extendee
+	0,   // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_hnsec_registry_v1_registry_service_proto_init() }
@@ -5710,8 +6226,8 @@ func file_hnsec_registry_v1_registry_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hnsec_registry_v1_registry_service_proto_rawDesc), len(file_hnsec_registry_v1_registry_service_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   86,
+			NumEnums:      7,
+			NumMessages:   89,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

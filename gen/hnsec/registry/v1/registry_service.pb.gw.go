@@ -1248,6 +1248,87 @@ func local_request_ClientRegistryService_UpdateClient_0(ctx context.Context, mar
 	return msg, metadata, err
 }
 
+var filter_ClientRegistryService_UpdateClientOidcSettings_0 = &utilities.DoubleArray{Encoding: map[string]int{"oidc_settings": 0, "client_id": 1}, Base: []int{1, 1, 2, 0, 0}, Check: []int{0, 1, 1, 2, 3}}
+
+func request_ClientRegistryService_UpdateClientOidcSettings_0(ctx context.Context, marshaler runtime.Marshaler, client ClientRegistryServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq UpdateClientOidcSettingsRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	newReader, berr := utilities.IOReaderFactory(req.Body)
+	if berr != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", berr)
+	}
+	if err := marshaler.NewDecoder(newReader()).Decode(&protoReq.OidcSettings); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if protoReq.UpdateMask == nil || len(protoReq.UpdateMask.GetPaths()) == 0 {
+		if fieldMask, err := runtime.FieldMaskFromRequestBody(newReader(), protoReq.OidcSettings); err != nil {
+			return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+		} else {
+			protoReq.UpdateMask = fieldMask
+		}
+	}
+	val, ok := pathParams["client_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "client_id")
+	}
+	protoReq.ClientId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "client_id", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_ClientRegistryService_UpdateClientOidcSettings_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.UpdateClientOidcSettings(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_ClientRegistryService_UpdateClientOidcSettings_0(ctx context.Context, marshaler runtime.Marshaler, server ClientRegistryServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq UpdateClientOidcSettingsRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	newReader, berr := utilities.IOReaderFactory(req.Body)
+	if berr != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", berr)
+	}
+	if err := marshaler.NewDecoder(newReader()).Decode(&protoReq.OidcSettings); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if protoReq.UpdateMask == nil || len(protoReq.UpdateMask.GetPaths()) == 0 {
+		if fieldMask, err := runtime.FieldMaskFromRequestBody(newReader(), protoReq.OidcSettings); err != nil {
+			return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+		} else {
+			protoReq.UpdateMask = fieldMask
+		}
+	}
+	val, ok := pathParams["client_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "client_id")
+	}
+	protoReq.ClientId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "client_id", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_ClientRegistryService_UpdateClientOidcSettings_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.UpdateClientOidcSettings(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 var filter_ClientRegistryService_UpdateClientSystem_0 = &utilities.DoubleArray{Encoding: map[string]int{"client_system": 0, "client_system_id": 1}, Base: []int{1, 1, 2, 0, 0}, Check: []int{0, 1, 2, 2, 3}}
 
 func request_ClientRegistryService_UpdateClientSystem_0(ctx context.Context, marshaler runtime.Marshaler, client ClientRegistryServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
@@ -2110,6 +2191,26 @@ func RegisterClientRegistryServiceHandlerServer(ctx context.Context, mux *runtim
 		}
 		forward_ClientRegistryService_UpdateClient_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPatch, pattern_ClientRegistryService_UpdateClientOidcSettings_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/hnsec.registry.v1.ClientRegistryService/UpdateClientOidcSettings", runtime.WithHTTPPathPattern("/registry/v1/clients/{client_id}/oidcSettings"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_ClientRegistryService_UpdateClientOidcSettings_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_ClientRegistryService_UpdateClientOidcSettings_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPatch, pattern_ClientRegistryService_UpdateClientSystem_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -2763,6 +2864,23 @@ func RegisterClientRegistryServiceHandlerClient(ctx context.Context, mux *runtim
 		}
 		forward_ClientRegistryService_UpdateClient_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPatch, pattern_ClientRegistryService_UpdateClientOidcSettings_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/hnsec.registry.v1.ClientRegistryService/UpdateClientOidcSettings", runtime.WithHTTPPathPattern("/registry/v1/clients/{client_id}/oidcSettings"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_ClientRegistryService_UpdateClientOidcSettings_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_ClientRegistryService_UpdateClientOidcSettings_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPatch, pattern_ClientRegistryService_UpdateClientSystem_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -2869,77 +2987,79 @@ func RegisterClientRegistryServiceHandlerClient(ctx context.Context, mux *runtim
 }
 
 var (
-	pattern_ClientRegistryService_CreateVendor_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "vendors"}, ""))
-	pattern_ClientRegistryService_GetVendor_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "vendors", "vendor_id"}, ""))
-	pattern_ClientRegistryService_ListVendors_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "vendors"}, ""))
-	pattern_ClientRegistryService_CreateClientSystem_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "vendors", "vendor_id", "systems"}, ""))
-	pattern_ClientRegistryService_GetClientSystem_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "systems", "client_system_id"}, ""))
-	pattern_ClientRegistryService_ListClientSystems_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "systems"}, ""))
-	pattern_ClientRegistryService_SubmitClientSystem_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "systems", "client_system_id"}, "submit"))
-	pattern_ClientRegistryService_ApproveClientSystem_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "systems", "client_system_id"}, "approve"))
-	pattern_ClientRegistryService_RejectClientSystem_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "systems", "client_system_id"}, "reject"))
-	pattern_ClientRegistryService_CreateOrganisation_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "organisations"}, ""))
-	pattern_ClientRegistryService_GetOrganisation_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "organisations", "organisation_number"}, ""))
-	pattern_ClientRegistryService_ListOrganisations_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "organisations"}, ""))
-	pattern_ClientRegistryService_CreateApiResource_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "apis"}, ""))
-	pattern_ClientRegistryService_ListApiResources_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "apis"}, ""))
-	pattern_ClientRegistryService_AddApiScope_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "apis", "api_id", "scopes"}, ""))
-	pattern_ClientRegistryService_RequestGrant_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "grants"}, ""))
-	pattern_ClientRegistryService_ApproveGrant_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "grants"}, "approve"))
-	pattern_ClientRegistryService_RejectGrant_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "grants"}, "reject"))
-	pattern_ClientRegistryService_RevokeGrant_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "grants"}, "revoke"))
-	pattern_ClientRegistryService_ListGrants_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "grants"}, ""))
-	pattern_ClientRegistryService_AddClientSecret_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "secrets"}, ""))
-	pattern_ClientRegistryService_ListClientSecrets_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "secrets"}, ""))
-	pattern_ClientRegistryService_RevokeClientSecret_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4, 1, 0, 4, 1, 5, 5}, []string{"registry", "v1", "clients", "client_id", "secrets", "secret_id"}, "revoke"))
-	pattern_ClientRegistryService_AddClientKey_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "keys"}, ""))
-	pattern_ClientRegistryService_ListClientKeys_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "keys"}, ""))
-	pattern_ClientRegistryService_RemoveClientKey_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4, 1, 0, 4, 1, 5, 5}, []string{"registry", "v1", "clients", "client_id", "keys", "kid"}, ""))
-	pattern_ClientRegistryService_ListAuditEvents_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "audit"}, ""))
-	pattern_ClientRegistryService_ListClients_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "clients"}, ""))
-	pattern_ClientRegistryService_UpdateClient_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "clients", "client.client_id"}, ""))
-	pattern_ClientRegistryService_UpdateClientSystem_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "systems", "client_system.client_system_id"}, ""))
-	pattern_ClientRegistryService_DeleteClient_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "clients", "client_id"}, ""))
-	pattern_ClientRegistryService_CreateClient_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "clients"}, ""))
-	pattern_ClientRegistryService_GetClient_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "clients", "client_id"}, ""))
-	pattern_ClientRegistryService_BlockClient_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "clients", "client_id"}, "block"))
-	pattern_ClientRegistryService_UnblockClient_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "clients", "client_id"}, "unblock"))
+	pattern_ClientRegistryService_CreateVendor_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "vendors"}, ""))
+	pattern_ClientRegistryService_GetVendor_0                = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "vendors", "vendor_id"}, ""))
+	pattern_ClientRegistryService_ListVendors_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "vendors"}, ""))
+	pattern_ClientRegistryService_CreateClientSystem_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "vendors", "vendor_id", "systems"}, ""))
+	pattern_ClientRegistryService_GetClientSystem_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "systems", "client_system_id"}, ""))
+	pattern_ClientRegistryService_ListClientSystems_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "systems"}, ""))
+	pattern_ClientRegistryService_SubmitClientSystem_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "systems", "client_system_id"}, "submit"))
+	pattern_ClientRegistryService_ApproveClientSystem_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "systems", "client_system_id"}, "approve"))
+	pattern_ClientRegistryService_RejectClientSystem_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "systems", "client_system_id"}, "reject"))
+	pattern_ClientRegistryService_CreateOrganisation_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "organisations"}, ""))
+	pattern_ClientRegistryService_GetOrganisation_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "organisations", "organisation_number"}, ""))
+	pattern_ClientRegistryService_ListOrganisations_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "organisations"}, ""))
+	pattern_ClientRegistryService_CreateApiResource_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "apis"}, ""))
+	pattern_ClientRegistryService_ListApiResources_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "apis"}, ""))
+	pattern_ClientRegistryService_AddApiScope_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "apis", "api_id", "scopes"}, ""))
+	pattern_ClientRegistryService_RequestGrant_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "grants"}, ""))
+	pattern_ClientRegistryService_ApproveGrant_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "grants"}, "approve"))
+	pattern_ClientRegistryService_RejectGrant_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "grants"}, "reject"))
+	pattern_ClientRegistryService_RevokeGrant_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "grants"}, "revoke"))
+	pattern_ClientRegistryService_ListGrants_0               = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "grants"}, ""))
+	pattern_ClientRegistryService_AddClientSecret_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "secrets"}, ""))
+	pattern_ClientRegistryService_ListClientSecrets_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "secrets"}, ""))
+	pattern_ClientRegistryService_RevokeClientSecret_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4, 1, 0, 4, 1, 5, 5}, []string{"registry", "v1", "clients", "client_id", "secrets", "secret_id"}, "revoke"))
+	pattern_ClientRegistryService_AddClientKey_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "keys"}, ""))
+	pattern_ClientRegistryService_ListClientKeys_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "keys"}, ""))
+	pattern_ClientRegistryService_RemoveClientKey_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4, 1, 0, 4, 1, 5, 5}, []string{"registry", "v1", "clients", "client_id", "keys", "kid"}, ""))
+	pattern_ClientRegistryService_ListAuditEvents_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "audit"}, ""))
+	pattern_ClientRegistryService_ListClients_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "clients"}, ""))
+	pattern_ClientRegistryService_UpdateClient_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "clients", "client.client_id"}, ""))
+	pattern_ClientRegistryService_UpdateClientOidcSettings_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"registry", "v1", "clients", "client_id", "oidcSettings"}, ""))
+	pattern_ClientRegistryService_UpdateClientSystem_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "systems", "client_system.client_system_id"}, ""))
+	pattern_ClientRegistryService_DeleteClient_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "clients", "client_id"}, ""))
+	pattern_ClientRegistryService_CreateClient_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"registry", "v1", "clients"}, ""))
+	pattern_ClientRegistryService_GetClient_0                = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "clients", "client_id"}, ""))
+	pattern_ClientRegistryService_BlockClient_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "clients", "client_id"}, "block"))
+	pattern_ClientRegistryService_UnblockClient_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"registry", "v1", "clients", "client_id"}, "unblock"))
 )
 
 var (
-	forward_ClientRegistryService_CreateVendor_0        = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_GetVendor_0           = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_ListVendors_0         = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_CreateClientSystem_0  = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_GetClientSystem_0     = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_ListClientSystems_0   = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_SubmitClientSystem_0  = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_ApproveClientSystem_0 = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_RejectClientSystem_0  = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_CreateOrganisation_0  = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_GetOrganisation_0     = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_ListOrganisations_0   = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_CreateApiResource_0   = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_ListApiResources_0    = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_AddApiScope_0         = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_RequestGrant_0        = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_ApproveGrant_0        = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_RejectGrant_0         = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_RevokeGrant_0         = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_ListGrants_0          = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_AddClientSecret_0     = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_ListClientSecrets_0   = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_RevokeClientSecret_0  = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_AddClientKey_0        = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_ListClientKeys_0      = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_RemoveClientKey_0     = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_ListAuditEvents_0     = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_ListClients_0         = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_UpdateClient_0        = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_UpdateClientSystem_0  = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_DeleteClient_0        = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_CreateClient_0        = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_GetClient_0           = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_BlockClient_0         = runtime.ForwardResponseMessage
-	forward_ClientRegistryService_UnblockClient_0       = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_CreateVendor_0             = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_GetVendor_0                = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_ListVendors_0              = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_CreateClientSystem_0       = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_GetClientSystem_0          = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_ListClientSystems_0        = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_SubmitClientSystem_0       = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_ApproveClientSystem_0      = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_RejectClientSystem_0       = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_CreateOrganisation_0       = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_GetOrganisation_0          = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_ListOrganisations_0        = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_CreateApiResource_0        = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_ListApiResources_0         = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_AddApiScope_0              = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_RequestGrant_0             = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_ApproveGrant_0             = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_RejectGrant_0              = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_RevokeGrant_0              = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_ListGrants_0               = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_AddClientSecret_0          = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_ListClientSecrets_0        = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_RevokeClientSecret_0       = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_AddClientKey_0             = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_ListClientKeys_0           = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_RemoveClientKey_0          = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_ListAuditEvents_0          = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_ListClients_0              = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_UpdateClient_0             = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_UpdateClientOidcSettings_0 = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_UpdateClientSystem_0       = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_DeleteClient_0             = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_CreateClient_0             = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_GetClient_0                = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_BlockClient_0              = runtime.ForwardResponseMessage
+	forward_ClientRegistryService_UnblockClient_0            = runtime.ForwardResponseMessage
 )

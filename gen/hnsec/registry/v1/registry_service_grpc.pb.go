@@ -19,44 +19,45 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ClientRegistryService_CreateVendor_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/CreateVendor"
-	ClientRegistryService_GetVendor_FullMethodName           = "/hnsec.registry.v1.ClientRegistryService/GetVendor"
-	ClientRegistryService_ListVendors_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/ListVendors"
-	ClientRegistryService_CreateClientSystem_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/CreateClientSystem"
-	ClientRegistryService_GetClientSystem_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/GetClientSystem"
-	ClientRegistryService_ListClientSystems_FullMethodName   = "/hnsec.registry.v1.ClientRegistryService/ListClientSystems"
-	ClientRegistryService_SubmitClientSystem_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/SubmitClientSystem"
-	ClientRegistryService_ApproveClientSystem_FullMethodName = "/hnsec.registry.v1.ClientRegistryService/ApproveClientSystem"
-	ClientRegistryService_RejectClientSystem_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/RejectClientSystem"
-	ClientRegistryService_CreateOrganisation_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/CreateOrganisation"
-	ClientRegistryService_GetOrganisation_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/GetOrganisation"
-	ClientRegistryService_ListOrganisations_FullMethodName   = "/hnsec.registry.v1.ClientRegistryService/ListOrganisations"
-	ClientRegistryService_CreateApiResource_FullMethodName   = "/hnsec.registry.v1.ClientRegistryService/CreateApiResource"
-	ClientRegistryService_ListApiResources_FullMethodName    = "/hnsec.registry.v1.ClientRegistryService/ListApiResources"
-	ClientRegistryService_AddApiScope_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/AddApiScope"
-	ClientRegistryService_RequestGrant_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/RequestGrant"
-	ClientRegistryService_ApproveGrant_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/ApproveGrant"
-	ClientRegistryService_RejectGrant_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/RejectGrant"
-	ClientRegistryService_RevokeGrant_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/RevokeGrant"
-	ClientRegistryService_ListGrants_FullMethodName          = "/hnsec.registry.v1.ClientRegistryService/ListGrants"
-	ClientRegistryService_AddClientSecret_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/AddClientSecret"
-	ClientRegistryService_ListClientSecrets_FullMethodName   = "/hnsec.registry.v1.ClientRegistryService/ListClientSecrets"
-	ClientRegistryService_RevokeClientSecret_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/RevokeClientSecret"
-	ClientRegistryService_AddClientKey_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/AddClientKey"
-	ClientRegistryService_ListClientKeys_FullMethodName      = "/hnsec.registry.v1.ClientRegistryService/ListClientKeys"
-	ClientRegistryService_RemoveClientKey_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/RemoveClientKey"
-	ClientRegistryService_ListAuditEvents_FullMethodName     = "/hnsec.registry.v1.ClientRegistryService/ListAuditEvents"
-	ClientRegistryService_ListClients_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/ListClients"
-	ClientRegistryService_UpdateClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/UpdateClient"
-	ClientRegistryService_UpdateClientSystem_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/UpdateClientSystem"
-	ClientRegistryService_DeleteClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/DeleteClient"
-	ClientRegistryService_CreateClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/CreateClient"
-	ClientRegistryService_GetClient_FullMethodName           = "/hnsec.registry.v1.ClientRegistryService/GetClient"
-	ClientRegistryService_BlockClient_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/BlockClient"
-	ClientRegistryService_UnblockClient_FullMethodName       = "/hnsec.registry.v1.ClientRegistryService/UnblockClient"
-	ClientRegistryService_AuthenticateClient_FullMethodName  = "/hnsec.registry.v1.ClientRegistryService/AuthenticateClient"
-	ClientRegistryService_LookupClient_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/LookupClient"
-	ClientRegistryService_AuthorizeAdmin_FullMethodName      = "/hnsec.registry.v1.ClientRegistryService/AuthorizeAdmin"
+	ClientRegistryService_CreateVendor_FullMethodName             = "/hnsec.registry.v1.ClientRegistryService/CreateVendor"
+	ClientRegistryService_GetVendor_FullMethodName                = "/hnsec.registry.v1.ClientRegistryService/GetVendor"
+	ClientRegistryService_ListVendors_FullMethodName              = "/hnsec.registry.v1.ClientRegistryService/ListVendors"
+	ClientRegistryService_CreateClientSystem_FullMethodName       = "/hnsec.registry.v1.ClientRegistryService/CreateClientSystem"
+	ClientRegistryService_GetClientSystem_FullMethodName          = "/hnsec.registry.v1.ClientRegistryService/GetClientSystem"
+	ClientRegistryService_ListClientSystems_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/ListClientSystems"
+	ClientRegistryService_SubmitClientSystem_FullMethodName       = "/hnsec.registry.v1.ClientRegistryService/SubmitClientSystem"
+	ClientRegistryService_ApproveClientSystem_FullMethodName      = "/hnsec.registry.v1.ClientRegistryService/ApproveClientSystem"
+	ClientRegistryService_RejectClientSystem_FullMethodName       = "/hnsec.registry.v1.ClientRegistryService/RejectClientSystem"
+	ClientRegistryService_CreateOrganisation_FullMethodName       = "/hnsec.registry.v1.ClientRegistryService/CreateOrganisation"
+	ClientRegistryService_GetOrganisation_FullMethodName          = "/hnsec.registry.v1.ClientRegistryService/GetOrganisation"
+	ClientRegistryService_ListOrganisations_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/ListOrganisations"
+	ClientRegistryService_CreateApiResource_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/CreateApiResource"
+	ClientRegistryService_ListApiResources_FullMethodName         = "/hnsec.registry.v1.ClientRegistryService/ListApiResources"
+	ClientRegistryService_AddApiScope_FullMethodName              = "/hnsec.registry.v1.ClientRegistryService/AddApiScope"
+	ClientRegistryService_RequestGrant_FullMethodName             = "/hnsec.registry.v1.ClientRegistryService/RequestGrant"
+	ClientRegistryService_ApproveGrant_FullMethodName             = "/hnsec.registry.v1.ClientRegistryService/ApproveGrant"
+	ClientRegistryService_RejectGrant_FullMethodName              = "/hnsec.registry.v1.ClientRegistryService/RejectGrant"
+	ClientRegistryService_RevokeGrant_FullMethodName              = "/hnsec.registry.v1.ClientRegistryService/RevokeGrant"
+	ClientRegistryService_ListGrants_FullMethodName               = "/hnsec.registry.v1.ClientRegistryService/ListGrants"
+	ClientRegistryService_AddClientSecret_FullMethodName          = "/hnsec.registry.v1.ClientRegistryService/AddClientSecret"
+	ClientRegistryService_ListClientSecrets_FullMethodName        = "/hnsec.registry.v1.ClientRegistryService/ListClientSecrets"
+	ClientRegistryService_RevokeClientSecret_FullMethodName       = "/hnsec.registry.v1.ClientRegistryService/RevokeClientSecret"
+	ClientRegistryService_AddClientKey_FullMethodName             = "/hnsec.registry.v1.ClientRegistryService/AddClientKey"
+	ClientRegistryService_ListClientKeys_FullMethodName           = "/hnsec.registry.v1.ClientRegistryService/ListClientKeys"
+	ClientRegistryService_RemoveClientKey_FullMethodName          = "/hnsec.registry.v1.ClientRegistryService/RemoveClientKey"
+	ClientRegistryService_ListAuditEvents_FullMethodName          = "/hnsec.registry.v1.ClientRegistryService/ListAuditEvents"
+	ClientRegistryService_ListClients_FullMethodName              = "/hnsec.registry.v1.ClientRegistryService/ListClients"
+	ClientRegistryService_UpdateClient_FullMethodName             = "/hnsec.registry.v1.ClientRegistryService/UpdateClient"
+	ClientRegistryService_UpdateClientOidcSettings_FullMethodName = "/hnsec.registry.v1.ClientRegistryService/UpdateClientOidcSettings"
+	ClientRegistryService_UpdateClientSystem_FullMethodName       = "/hnsec.registry.v1.ClientRegistryService/UpdateClientSystem"
+	ClientRegistryService_DeleteClient_FullMethodName             = "/hnsec.registry.v1.ClientRegistryService/DeleteClient"
+	ClientRegistryService_CreateClient_FullMethodName             = "/hnsec.registry.v1.ClientRegistryService/CreateClient"
+	ClientRegistryService_GetClient_FullMethodName                = "/hnsec.registry.v1.ClientRegistryService/GetClient"
+	ClientRegistryService_BlockClient_FullMethodName              = "/hnsec.registry.v1.ClientRegistryService/BlockClient"
+	ClientRegistryService_UnblockClient_FullMethodName            = "/hnsec.registry.v1.ClientRegistryService/UnblockClient"
+	ClientRegistryService_AuthenticateClient_FullMethodName       = "/hnsec.registry.v1.ClientRegistryService/AuthenticateClient"
+	ClientRegistryService_LookupClient_FullMethodName             = "/hnsec.registry.v1.ClientRegistryService/LookupClient"
+	ClientRegistryService_AuthorizeAdmin_FullMethodName           = "/hnsec.registry.v1.ClientRegistryService/AuthorizeAdmin"
 )
 
 // ClientRegistryServiceClient is the client API for ClientRegistryService service.
@@ -174,6 +175,15 @@ type ClientRegistryServiceClient interface {
 	// The client's organisation admins, and operators. Errors: InvalidArgument (a path that cannot be
 	// updated, or an invalid value), NotFound (operators), Unauthenticated, PermissionDenied.
 	UpdateClient(ctx context.Context, in *UpdateClientRequest, opts ...grpc.CallOption) (*UpdateClientResponse, error)
+	// UpdateClientOidcSettings sets the OpenID Connect settings of a client configuration (how it logs
+	// citizens in through Helsenorge's OP): the fields of oidc_settings named in update_mask, the others kept
+	// (a client without settings starts from the defaults: confidential web client, logout_mode independent,
+	// refresh_window 1800 s, refresh_cap 12 h). The result is checked as a whole; a public client always
+	// requires PAR and mTLS. The citizen scopes themselves (openid, oidcnavn, ...) are granted like other
+	// scopes (RequestGrant; platform scopes, so operators approve). The client's organisation admins, and
+	// operators. Errors: InvalidArgument (a path that cannot be updated, or invalid settings), NotFound
+	// (operators), Unauthenticated, PermissionDenied.
+	UpdateClientOidcSettings(ctx context.Context, in *UpdateClientOidcSettingsRequest, opts ...grpc.CallOption) (*UpdateClientOidcSettingsResponse, error)
 	// UpdateClientSystem changes the fields of a client system named in update_mask ("name",
 	// "description"). The owning vendor's admins, and operators. Errors: InvalidArgument, AlreadyExists
 	// (name), NotFound (operators), Unauthenticated, PermissionDenied.
@@ -187,8 +197,9 @@ type ClientRegistryServiceClient interface {
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
 	CreateClient(ctx context.Context, in *CreateClientRequest, opts ...grpc.CallOption) (*CreateClientResponse, error)
-	// GetClient returns one client configuration (never secret material). Operators only.
-	// Errors: InvalidArgument (client_id not a GUID), NotFound, Unauthenticated, PermissionDenied.
+	// GetClient returns one client configuration (never secret material), with its grants and OpenID Connect
+	// settings. The client's organisation admins, and operators. Errors: InvalidArgument (client_id not a
+	// GUID), NotFound (operators), Unauthenticated, PermissionDenied.
 	GetClient(ctx context.Context, in *GetClientRequest, opts ...grpc.CallOption) (*GetClientResponse, error)
 	// BlockClient sets a client configuration's status to BLOCKED: it gets no new tokens. Operators only.
 	// Errors: InvalidArgument, NotFound, Unauthenticated, PermissionDenied.
@@ -202,8 +213,9 @@ type ClientRegistryServiceClient interface {
 	// secret is right but the client is blocked).
 	AuthenticateClient(ctx context.Context, in *AuthenticateClientRequest, opts ...grpc.CallOption) (*AuthenticateClientResponse, error)
 	// LookupClient returns a client configuration (never secret material) to an internal caller (the
-	// introspection service checks that a token's client still exists and is not blocked); never exposed
-	// over REST. Errors: InvalidArgument (client_id not a GUID), NotFound.
+	// introspection service checks that a token's client still exists and is not blocked; the OP reads the
+	// client's oidc_settings and approved scopes); never exposed over REST. Errors: InvalidArgument
+	// (client_id not a GUID), NotFound.
 	LookupClient(ctx context.Context, in *LookupClientRequest, opts ...grpc.CallOption) (*LookupClientResponse, error)
 	// AuthorizeAdmin is the principal check of privileged RPCs in other services (the STS's RevokeAllTokens,
 	// PVK's definition management): it answers who the admin behind caller_client_id is (role and typed
@@ -513,6 +525,16 @@ func (c *clientRegistryServiceClient) UpdateClient(ctx context.Context, in *Upda
 	return out, nil
 }
 
+func (c *clientRegistryServiceClient) UpdateClientOidcSettings(ctx context.Context, in *UpdateClientOidcSettingsRequest, opts ...grpc.CallOption) (*UpdateClientOidcSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateClientOidcSettingsResponse)
+	err := c.cc.Invoke(ctx, ClientRegistryService_UpdateClientOidcSettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clientRegistryServiceClient) UpdateClientSystem(ctx context.Context, in *UpdateClientSystemRequest, opts ...grpc.CallOption) (*UpdateClientSystemResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(UpdateClientSystemResponse)
@@ -718,6 +740,15 @@ type ClientRegistryServiceServer interface {
 	// The client's organisation admins, and operators. Errors: InvalidArgument (a path that cannot be
 	// updated, or an invalid value), NotFound (operators), Unauthenticated, PermissionDenied.
 	UpdateClient(context.Context, *UpdateClientRequest) (*UpdateClientResponse, error)
+	// UpdateClientOidcSettings sets the OpenID Connect settings of a client configuration (how it logs
+	// citizens in through Helsenorge's OP): the fields of oidc_settings named in update_mask, the others kept
+	// (a client without settings starts from the defaults: confidential web client, logout_mode independent,
+	// refresh_window 1800 s, refresh_cap 12 h). The result is checked as a whole; a public client always
+	// requires PAR and mTLS. The citizen scopes themselves (openid, oidcnavn, ...) are granted like other
+	// scopes (RequestGrant; platform scopes, so operators approve). The client's organisation admins, and
+	// operators. Errors: InvalidArgument (a path that cannot be updated, or invalid settings), NotFound
+	// (operators), Unauthenticated, PermissionDenied.
+	UpdateClientOidcSettings(context.Context, *UpdateClientOidcSettingsRequest) (*UpdateClientOidcSettingsResponse, error)
 	// UpdateClientSystem changes the fields of a client system named in update_mask ("name",
 	// "description"). The owning vendor's admins, and operators. Errors: InvalidArgument, AlreadyExists
 	// (name), NotFound (operators), Unauthenticated, PermissionDenied.
@@ -731,8 +762,9 @@ type ClientRegistryServiceServer interface {
 	// again. Operators only. Errors: InvalidArgument (name, organisation_number or scopes invalid),
 	// Unauthenticated, PermissionDenied.
 	CreateClient(context.Context, *CreateClientRequest) (*CreateClientResponse, error)
-	// GetClient returns one client configuration (never secret material). Operators only.
-	// Errors: InvalidArgument (client_id not a GUID), NotFound, Unauthenticated, PermissionDenied.
+	// GetClient returns one client configuration (never secret material), with its grants and OpenID Connect
+	// settings. The client's organisation admins, and operators. Errors: InvalidArgument (client_id not a
+	// GUID), NotFound (operators), Unauthenticated, PermissionDenied.
 	GetClient(context.Context, *GetClientRequest) (*GetClientResponse, error)
 	// BlockClient sets a client configuration's status to BLOCKED: it gets no new tokens. Operators only.
 	// Errors: InvalidArgument, NotFound, Unauthenticated, PermissionDenied.
@@ -746,8 +778,9 @@ type ClientRegistryServiceServer interface {
 	// secret is right but the client is blocked).
 	AuthenticateClient(context.Context, *AuthenticateClientRequest) (*AuthenticateClientResponse, error)
 	// LookupClient returns a client configuration (never secret material) to an internal caller (the
-	// introspection service checks that a token's client still exists and is not blocked); never exposed
-	// over REST. Errors: InvalidArgument (client_id not a GUID), NotFound.
+	// introspection service checks that a token's client still exists and is not blocked; the OP reads the
+	// client's oidc_settings and approved scopes); never exposed over REST. Errors: InvalidArgument
+	// (client_id not a GUID), NotFound.
 	LookupClient(context.Context, *LookupClientRequest) (*LookupClientResponse, error)
 	// AuthorizeAdmin is the principal check of privileged RPCs in other services (the STS's RevokeAllTokens,
 	// PVK's definition management): it answers who the admin behind caller_client_id is (role and typed
@@ -853,6 +886,9 @@ func (UnimplementedClientRegistryServiceServer) ListClients(context.Context, *Li
 }
 func (UnimplementedClientRegistryServiceServer) UpdateClient(context.Context, *UpdateClientRequest) (*UpdateClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateClient not implemented")
+}
+func (UnimplementedClientRegistryServiceServer) UpdateClientOidcSettings(context.Context, *UpdateClientOidcSettingsRequest) (*UpdateClientOidcSettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateClientOidcSettings not implemented")
 }
 func (UnimplementedClientRegistryServiceServer) UpdateClientSystem(context.Context, *UpdateClientSystemRequest) (*UpdateClientSystemResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateClientSystem not implemented")
@@ -1424,6 +1460,24 @@ func _ClientRegistryService_UpdateClient_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClientRegistryService_UpdateClientOidcSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateClientOidcSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientRegistryServiceServer).UpdateClientOidcSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientRegistryService_UpdateClientOidcSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientRegistryServiceServer).UpdateClientOidcSettings(ctx, req.(*UpdateClientOidcSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClientRegistryService_UpdateClientSystem_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(UpdateClientSystemRequest)
 	if err := dec(in); err != nil {
@@ -1708,6 +1762,10 @@ var ClientRegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateClient",
 			Handler:    _ClientRegistryService_UpdateClient_Handler,
+		},
+		{
+			MethodName: "UpdateClientOidcSettings",
+			Handler:    _ClientRegistryService_UpdateClientOidcSettings_Handler,
 		},
 		{
 			MethodName: "UpdateClientSystem",

@@ -908,8 +908,14 @@ type GetServerMetadataResponse struct {
 	RevocationEndpointAuthMethodsSupported []string `protobuf:"bytes,10,rep,name=revocation_endpoint_auth_methods_supported,json=revocationEndpointAuthMethodsSupported,proto3" json:"revocation_endpoint_auth_methods_supported,omitempty"`
 	// scopes_supported lists the scopes hnsec itself defines.
 	ScopesSupported []string `protobuf:"bytes,11,rep,name=scopes_supported,json=scopesSupported,proto3" json:"scopes_supported,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// token_endpoint_auth_signing_alg_values_supported lists the algorithms of private_key_jwt assertions.
+	TokenEndpointAuthSigningAlgValuesSupported []string `protobuf:"bytes,12,rep,name=token_endpoint_auth_signing_alg_values_supported,json=tokenEndpointAuthSigningAlgValuesSupported,proto3" json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	// introspection_endpoint_auth_signing_alg_values_supported likewise at introspection.
+	IntrospectionEndpointAuthSigningAlgValuesSupported []string `protobuf:"bytes,13,rep,name=introspection_endpoint_auth_signing_alg_values_supported,json=introspectionEndpointAuthSigningAlgValuesSupported,proto3" json:"introspection_endpoint_auth_signing_alg_values_supported,omitempty"`
+	// revocation_endpoint_auth_signing_alg_values_supported likewise at revocation.
+	RevocationEndpointAuthSigningAlgValuesSupported []string `protobuf:"bytes,14,rep,name=revocation_endpoint_auth_signing_alg_values_supported,json=revocationEndpointAuthSigningAlgValuesSupported,proto3" json:"revocation_endpoint_auth_signing_alg_values_supported,omitempty"`
+	unknownFields                                   protoimpl.UnknownFields
+	sizeCache                                       protoimpl.SizeCache
 }
 
 func (x *GetServerMetadataResponse) Reset() {
@@ -1015,6 +1021,27 @@ func (x *GetServerMetadataResponse) GetRevocationEndpointAuthMethodsSupported() 
 func (x *GetServerMetadataResponse) GetScopesSupported() []string {
 	if x != nil {
 		return x.ScopesSupported
+	}
+	return nil
+}
+
+func (x *GetServerMetadataResponse) GetTokenEndpointAuthSigningAlgValuesSupported() []string {
+	if x != nil {
+		return x.TokenEndpointAuthSigningAlgValuesSupported
+	}
+	return nil
+}
+
+func (x *GetServerMetadataResponse) GetIntrospectionEndpointAuthSigningAlgValuesSupported() []string {
+	if x != nil {
+		return x.IntrospectionEndpointAuthSigningAlgValuesSupported
+	}
+	return nil
+}
+
+func (x *GetServerMetadataResponse) GetRevocationEndpointAuthSigningAlgValuesSupported() []string {
+	if x != nil {
+		return x.RevocationEndpointAuthSigningAlgValuesSupported
 	}
 	return nil
 }
@@ -1215,7 +1242,7 @@ const file_hnsec_sts_v1_sts_service_proto_rawDesc = "" +
 	"\x03crv\x18\a \x01(\tR\x03crv\x12\f\n" +
 	"\x01x\x18\b \x01(\tR\x01x\x12\f\n" +
 	"\x01y\x18\t \x01(\tR\x01y\"\x1a\n" +
-	"\x18GetServerMetadataRequest\"\x86\x05\n" +
+	"\x18GetServerMetadataRequest\"\xd2\a\n" +
 	"\x19GetServerMetadataResponse\x12\x16\n" +
 	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12%\n" +
 	"\x0etoken_endpoint\x18\x02 \x01(\tR\rtokenEndpoint\x12\x19\n" +
@@ -1228,7 +1255,10 @@ const file_hnsec_sts_v1_sts_service_proto_rawDesc = "" +
 	"-introspection_endpoint_auth_methods_supported\x18\t \x03(\tR)introspectionEndpointAuthMethodsSupported\x12Z\n" +
 	"*revocation_endpoint_auth_methods_supported\x18\n" +
 	" \x03(\tR&revocationEndpointAuthMethodsSupported\x12)\n" +
-	"\x10scopes_supported\x18\v \x03(\tR\x0fscopesSupported\"\x8b\x01\n" +
+	"\x10scopes_supported\x18\v \x03(\tR\x0fscopesSupported\x12d\n" +
+	"0token_endpoint_auth_signing_alg_values_supported\x18\f \x03(\tR*tokenEndpointAuthSigningAlgValuesSupported\x12t\n" +
+	"8introspection_endpoint_auth_signing_alg_values_supported\x18\r \x03(\tR2introspectionEndpointAuthSigningAlgValuesSupported\x12n\n" +
+	"5revocation_endpoint_auth_signing_alg_values_supported\x18\x0e \x03(\tR/revocationEndpointAuthSigningAlgValuesSupported\"\x8b\x01\n" +
 	"\x17IssueSystemTokenRequest\x12\x1a\n" +
 	"\baudience\x18\x01 \x01(\tR\baudience\x12\x16\n" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x12\x1b\n" +
