@@ -115,8 +115,8 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, gatherer prometheus
 		_, _ = w.Write(openapi.JSON)
 	})
 	var h http.Handler = root
-	if g.accessLog {
-		h = logRequests(log, root)
+	if g.accessLog != nil {
+		h = logRequests(g.accessLog, root)
 	}
 	return pvkPaths(withCorrelation(h)), nil
 }
@@ -144,8 +144,8 @@ type gateway struct {
 	marshalers map[string]runtime.Marshaler
 	// forwarder is the token the OAuth2 handlers present with the client's address (WithForwarder).
 	forwarder string
-	// accessLog logs every request (WithAccessLog).
-	accessLog bool
+	// accessLog logs every request (WithAccessLog); nil: no access log.
+	accessLog *slog.Logger
 }
 
 // withCorrelation gives each request a korrelasjonsId (the client's own X-Correlation-Id when it is a

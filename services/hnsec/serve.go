@@ -77,16 +77,18 @@ type serveConfig struct {
 	LogLevel                 string
 	LogFormat                string
 	AccessLog                bool
-	DebugAddr                string
-	OpsAddr                  string
-	IntrospectionCacheAge    time.Duration
-	KEKFile                  string
-	InternalCredentialFile   string
-	ClientAuth               clientauth.Config
-	Registry                 registry.Config
-	PVK                      pvk.Config
-	Dispatcher               dispatcher.Config
-	STS                      sts.Config
+	// accessLog is the access log's logger (buffered; see serveCommand); nil logs it with the process's.
+	accessLog              *slog.Logger
+	DebugAddr              string
+	OpsAddr                string
+	IntrospectionCacheAge  time.Duration
+	KEKFile                string
+	InternalCredentialFile string
+	ClientAuth             clientauth.Config
+	Registry               registry.Config
+	PVK                    pvk.Config
+	Dispatcher             dispatcher.Config
+	STS                    sts.Config
 	// Standin configures the dev-only stand-ins (--standin-idp; --dev turns them on too).
 	Standin standin.Config
 	// ShutdownTimeout bounds a shutdown's wait for in-flight REST requests and gRPC calls (see
@@ -152,6 +154,12 @@ func serveCommand(out io.Writer) *ffcli.Command {
 		Exec: func(ctx context.Context, _ []string) error {
 			log, err := obs.NewFormatLogger(os.Stderr, cfg.LogLevel, cfg.logFormat(isTerminal(os.Stderr)))
 			if err != nil {
+				return err
+			}
+			// The access log writes through a buffer, a write system call every 100ms rather than per request.
+			accessOut := obs.NewBufferedWriter(os.Stderr, 256<<10, 100*time.Millisecond)
+			defer accessOut.Close()
+			if cfg.accessLog, err = obs.NewFormatLogger(accessOut, cfg.LogLevel, cfg.logFormat(isTerminal(os.Stderr))); err != nil {
 				return err
 			}
 			setGCPercent()
@@ -623,7 +631,11 @@ func (a *app) initPVK(ctx context.Context) error {
 func (a *app) initGateway(ctx context.Context) error {
 	opts := []gateway.Option{gateway.WithForwarder(clientauth.ForwarderToken(a.internal.Credential))}
 	if a.cfg.AccessLog {
-		opts = append(opts, gateway.WithAccessLog())
+		access := a.cfg.accessLog
+		if access == nil {
+			access = a.log
+		}
+		opts = append(opts, gateway.WithAccessLog(access.With("service", "gateway")))
 	}
 	h, err := gateway.New(context.WithoutCancel(ctx), a.public, a.publicMetrics(), a.log.With("service", "gateway"), opts...)
 	if err != nil {
