@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hnsec/hnsec/pkg/guid"
+	"github.com/hnsec/hnsec/pkg/loop"
 	"github.com/hnsec/hnsec/pkg/store"
 )
 
@@ -37,19 +38,13 @@ func (s *Subscriptions) deleteConsumer(ctx context.Context, id string) error {
 
 // runConsumerSweep sweeps at once and then every consumerSweepEvery until ctx ends.
 func (s *Subscriptions) runConsumerSweep(ctx context.Context) {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			if _, err := s.sweepConsumers(ctx, now); err != nil && ctx.Err() == nil {
-				s.pvk.log.Warn("consumer sweep", "err", err)
-			}
-			t.Reset(consumerSweepEvery)
+	sweep := func(now time.Time) {
+		if _, err := s.sweepConsumers(ctx, now); err != nil && ctx.Err() == nil {
+			s.pvk.log.Warn("consumer sweep", "err", err)
 		}
 	}
+	sweep(time.Now())
+	loop.Every(ctx, consumerSweepEvery, sweep)
 }
 
 // sweepConsumers deletes the subscription consumers that are older than consumerGrace at now and whose

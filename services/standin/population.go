@@ -185,20 +185,19 @@ func (p *Population) Parents(pid string) ([]Citizen, error) {
 // FullmakterFrom returns the fullmakter in force at t where the citizen with pid is the fullmaktshaver:
 // the people they may act for (their fullmaktsgivere).
 func (p *Population) FullmakterFrom(pid string, t time.Time) []Fullmakt {
-	var out []Fullmakt
-	for _, f := range p.Fullmakter {
-		if f.Fullmaktshaver == pid && f.Valid(t) {
-			out = append(out, f)
-		}
-	}
-	return out
+	return p.fullmakter(t, func(f Fullmakt) bool { return f.Fullmaktshaver == pid })
 }
 
 // FullmakterTo returns the fullmakter in force at t where the citizen with pid is the fullmaktsgiver.
 func (p *Population) FullmakterTo(pid string, t time.Time) []Fullmakt {
+	return p.fullmakter(t, func(f Fullmakt) bool { return f.Fullmaktsgiver == pid })
+}
+
+// fullmakter returns the fullmakter in force at t that match.
+func (p *Population) fullmakter(t time.Time, match func(Fullmakt) bool) []Fullmakt {
 	var out []Fullmakt
 	for _, f := range p.Fullmakter {
-		if f.Fullmaktsgiver == pid && f.Valid(t) {
+		if match(f) && f.Valid(t) {
 			out = append(out, f)
 		}
 	}
