@@ -17,8 +17,11 @@
 // a receiver never gets an older change of a citizen after a newer one, across NATS failures, lease
 // handovers, restarts and crashes (see worker and citizen_marks.go). A change comes more than once only
 // after a failure (a call whose answer did not arrive in time, a crash of the dispatcher or of NATS, a
-// database that could not record the delivery), and then it is the citizen's latest change, with the same
-// webhook-id: receivers drop duplicates by webhook-id. Two exceptions are asked for by the subscriber: a
+// database that could not record the delivery), with the same webhook-id: receivers drop duplicates by
+// webhook-id. Within one process the repeat is the citizen's latest change; after a replica killed
+// mid-stream in a cluster, a change delivered shortly before the crash (above the last saved floor and
+// mark) can come again after a newer one, which a receiver dropping repeats by webhook-id never acts on
+// (the cluster test checks that). Two exceptions are asked for by the subscriber: a
 // replayed dead letter and a replay of the subscription from an endringsnummer or a time deliver older
 // changes again.
 //

@@ -130,7 +130,9 @@ func TestScaleOutCluster(t *testing.T) {
 		got := rcv.waitFor(int(committed), 60*time.Second)
 		requireCitizenOrder(t, got)
 		time.Sleep(500 * time.Millisecond) // what comes again has come
-		requireNeverBackwards(t, rcv.delivered())
+		// Across processes killed with SIGKILL, a change can come again after a newer one was delivered
+		// (seen: 91, 98, 91, 98); a receiver dropping repeats by webhook-id never goes backwards.
+		requireNeverBackwards(t, firstArrivals(rcv.delivered()))
 		rcv.mu.Lock()
 		require.Empty(t, rcv.rejected, "receiver %d", i)
 		rcv.mu.Unlock()

@@ -36,6 +36,19 @@ func requireNeverBackwards(t testing.TB, ds []delivery) {
 	}
 }
 
+// firstArrivals keeps each change's first arrival (by webhook-id), in arrival order: what a receiver that
+// drops duplicates by webhook-id, as the README asks, acts on.
+func firstArrivals(ds []delivery) []delivery {
+	ds = slices.Clone(ds)
+	slices.SortStableFunc(ds, func(a, b delivery) int { return a.At.Compare(b.At) })
+	seen := map[string]bool{}
+	return slices.DeleteFunc(ds, func(d delivery) bool {
+		dup := seen[d.ID]
+		seen[d.ID] = true
+		return dup
+	})
+}
+
 // slowNowAndThen answers 200, but every fiftieth call only after a pause: that citizen's lane waits while
 // the others go on, so the consumer's ack floor trails the changes delivered (as with any slow receiver).
 func slowNowAndThen(call int, _ delivery) (int, http.Header) {
