@@ -31,35 +31,33 @@ func readmeBlocks(t *testing.T, path string) []readmeBlock {
 	require.NoError(t, err)
 	defer f.Close()
 	var (
-		blocks       []readmeBlock
-		cur          *readmeBlock
-		prev         string
-		skip         bool
-		sc           = bufio.NewScanner(f)
-		n            int
-		body         strings.Builder
-		blockStarted int
+		blocks []readmeBlock
+		cur    *readmeBlock // the block being read, nil between blocks
+		skip   bool
+		prev   string
+		n      int
+		sc     = bufio.NewScanner(f)
 	)
 	for sc.Scan() {
 		n++
 		line := sc.Text()
 		switch {
 		case cur == nil && line == "```sh":
-			cur, skip, blockStarted = &readmeBlock{line: n}, strings.HasPrefix(prev, notRunMarker), n
-			body.Reset()
+			cur, skip = &readmeBlock{line: n}, strings.HasPrefix(prev, notRunMarker)
 		case cur != nil && line == "```":
 			if !skip {
-				cur.text = body.String()
 				blocks = append(blocks, *cur)
 			}
 			cur = nil
 		case cur != nil:
-			body.WriteString(line + "\n")
+			cur.text += line + "\n"
 		}
 		prev = line
 	}
 	require.NoError(t, sc.Err())
-	require.Nil(t, cur, "a block opened on line %d is not closed", blockStarted)
+	if cur != nil {
+		t.Fatalf("the block opened on line %d is not closed", cur.line)
+	}
 	return blocks
 }
 

@@ -152,15 +152,18 @@ func serveCommand(out io.Writer) *ffcli.Command {
 		FlagSet:    fs,
 		Options:    []ff.Option{ff.WithEnvVarPrefix("HNSEC")},
 		Exec: func(ctx context.Context, _ []string) error {
-			log, err := obs.NewFormatLogger(os.Stderr, cfg.LogLevel, cfg.logFormat(isTerminal(os.Stderr)))
+			format := cfg.logFormat(isTerminal(os.Stderr))
+			log, err := obs.NewFormatLogger(os.Stderr, cfg.LogLevel, format)
 			if err != nil {
 				return err
 			}
-			// The access log writes through a buffer, a write system call every 100ms rather than per request.
-			accessOut := obs.NewBufferedWriter(os.Stderr, 256<<10, 100*time.Millisecond)
-			defer accessOut.Close()
-			if cfg.accessLog, err = obs.NewFormatLogger(accessOut, cfg.LogLevel, cfg.logFormat(isTerminal(os.Stderr))); err != nil {
-				return err
+			if cfg.AccessLog {
+				// The access log writes through a buffer: a write system call every 100ms, not per request.
+				accessOut := obs.NewBufferedWriter(os.Stderr, 256<<10, 100*time.Millisecond)
+				defer accessOut.Close()
+				if cfg.accessLog, err = obs.NewFormatLogger(accessOut, cfg.LogLevel, format); err != nil {
+					return err
+				}
 			}
 			setGCPercent()
 			setProcs()
